@@ -1,0 +1,70 @@
+"""media-pipeline: the Chalice entry points. Each one hands over to chalicelib."""
+
+from __future__ import annotations
+
+import os
+
+from chalice.app import AuthRequest, AuthResponse, Chalice, Response, S3Event, SQSEvent
+
+from chalicelib import api, auth, dispatch, worker
+from chalicelib.config import (
+    DEFAULT_JOBS_DLQ,
+    DEFAULT_JOBS_QUEUE,
+    DEFAULT_UPLOADS_BUCKET,
+    UPLOADS_PREFIX,
+)
+from chalicelib.observability import APP_NAME, configure_logging
+
+app = Chalice(app_name=APP_NAME, configure_logs=False)
+configure_logging()
+
+
+@app.authorizer(ttl_seconds=int(os.environ.get("AUTHORIZER_TTL_SECONDS", "60")))
+def api_key(auth_request: AuthRequest) -> AuthResponse:
+    return AuthResponse(routes=["*"], **auth.authorizer_context(auth_request.token))
+
+
+@app.route("/health", methods=["GET"])
+def health() -> Response:
+    return api.health()
+
+
+@app.route("/uploads", methods=["POST"], authorizer=api_key)
+def create_upload() -> Response:
+    return api.create_upload(app.current_request)
+
+
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=api_key)
+def get_job(job_id: str) -> Response:
+    return api.get_job(app.current_request, job_id)
+
+
+@app.route("/jobs", methods=["GET"], authorizer=api_key)
+def list_jobs() -> Response:
+    return api.list_jobs(app.current_request)
+
+
+@app.on_s3_event(
+    bucket=os.environ.get("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
+    events=["s3:ObjectCreated:*"],
+    prefix=UPLOADS_PREFIX,
+)
+def dispatch_upload(event: S3Event) -> None:
+    dispatch.handle_s3_event(event.to_dict())
+
+
+dispatch.accept_test_events(dispatch_upload)
+
+
+@app.on_sqs_message(
+    queue=os.environ.get("JOBS_QUEUE", DEFAULT_JOBS_QUEUE),
+    batch_size=int(os.environ.get("WORKER_BATCH_SIZE", "5")),
+    maximum_batching_window_in_seconds=int(os.environ.get("WORKER_BATCHING_WINDOW", "0")),
+)
+def make_thumbnails(event: SQSEvent) -> None:
+    worker.handle_jobs_batch(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)
+def fail_dead_letters(event: SQSEvent) -> None:
+    worker.handle_dead_letters(event.to_dict()["Records"])

@@ -1,0 +1,77 @@
+"""Stage configuration, read lazily from the environment.
+
+`app.py` is imported before a stage's variables exist (tests, `chalice package`), so
+nothing here runs at import time: call `settings()` when a value is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+from chalicelib.errors import ConfigurationError
+
+MIB = 1024 * 1024
+
+# Resource names used by the event-source decorators when no stage variables are set.
+DEFAULT_UPLOADS_BUCKET = "media-pipeline-uploads"
+DEFAULT_JOBS_QUEUE = "media-pipeline-jobs"
+DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
+UPLOADS_PREFIX = "uploads/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    uploads_bucket: str
+    derived_bucket: str
+    jobs_table: str
+    api_keys_table: str
+    jobs_queue: str
+    max_upload_bytes: int
+    max_pixels: int
+    upload_url_ttl_seconds: int
+    download_url_ttl_seconds: int
+    job_ttl_days: int
+    presets_json: str | None
+    worker_batch_size: int
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@cache
+def settings() -> Settings:
+    return Settings(
+        uploads_bucket=_str("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
+        derived_bucket=_str("DERIVED_BUCKET", "media-pipeline-derived"),
+        jobs_table=_str("JOBS_TABLE", "media-pipeline-jobs"),
+        api_keys_table=_str("API_KEYS_TABLE", "media-pipeline-api-keys"),
+        jobs_queue=_str("JOBS_QUEUE", DEFAULT_JOBS_QUEUE),
+        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 25 * MIB),
+        max_pixels=_int("MAX_PIXELS", 50_000_000),
+        upload_url_ttl_seconds=_int("UPLOAD_URL_TTL_SECONDS", 900),
+        download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
+        job_ttl_days=_int("JOB_TTL_DAYS", 30),
+        presets_json=os.environ.get("PRESETS") or None,
+        worker_batch_size=_int("WORKER_BATCH_SIZE", 5),
+    )
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    settings.cache_clear()

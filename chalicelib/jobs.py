@@ -1,0 +1,317 @@
+"""The job store: one DynamoDB item per job, moved forward by conditional writes.
+
+Status only moves forward: PENDING -> QUEUED -> PROCESSING -> COMPLETED | FAILED.
+PROCESSING -> PROCESSING is a retry claiming the job again, never a step back. Every
+write names the states it may leave, so a duplicate or late message can never drag a
+finished job backwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib import clients
+from chalicelib.config import settings
+from chalicelib.errors import InvalidRequest, NotFound, StaleTransition
+
+PENDING = "PENDING"
+QUEUED = "QUEUED"
+PROCESSING = "PROCESSING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+STATUSES = (PENDING, QUEUED, PROCESSING, COMPLETED, FAILED)
+TERMINAL = frozenset({COMPLETED, FAILED})
+
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({PENDING}),
+    PROCESSING: frozenset({PENDING, QUEUED, PROCESSING}),
+    COMPLETED: frozenset({PROCESSING}),
+    FAILED: frozenset({PENDING, QUEUED, PROCESSING}),
+}
+
+TENANT_INDEX = "tenant-createdAt-index"
+MAX_LIST_QUERIES = 10
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    tenant: str
+    status: str
+    created_at: str
+    updated_at: str
+    source_key: str
+    content_type: str
+    filename: str | None
+    presets: list[str]
+    source: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    attempts: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def create_job(
+    *,
+    job_id: str,
+    tenant: str,
+    source_key: str,
+    content_type: str,
+    filename: str | None,
+    presets: list[str],
+) -> Job:
+    created = now_iso()
+    job = Job(
+        job_id=job_id,
+        tenant=tenant,
+        status=PENDING,
+        created_at=created,
+        updated_at=created,
+        source_key=source_key,
+        content_type=content_type,
+        filename=filename,
+        presets=presets,
+    )
+    item = _to_item(job)
+    item["expiresAt"] = int(time.time()) + settings().job_ttl_days * 86400
+    with clients.aws_errors("create job"):
+        clients.dynamodb().put_item(
+            TableName=settings().jobs_table,
+            Item=_serialize(item),
+            ConditionExpression="attribute_not_exists(jobId)",
+        )
+    return job
+
+
+def get_job(job_id: str) -> Job | None:
+    with clients.aws_errors("get job"):
+        response = clients.dynamodb().get_item(
+            TableName=settings().jobs_table, Key={"jobId": {"S": job_id}}, ConsistentRead=True
+        )
+    item = response.get("Item")
+    return _from_item(_deserialize(item)) if item else None
+
+
+def get_tenant_job(tenant: str, job_id: str) -> Job:
+    """The caller's job, or NotFound: another tenant's job is indistinguishable from none."""
+    job = get_job(job_id) if _is_uuid(job_id) else None
+    if job is None or job.tenant != tenant:
+        raise NotFound("No such job.")
+    return job
+
+
+def list_jobs(
+    tenant: str, *, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """The tenant's jobs, newest first, at most `limit`, and the cursor for the next page."""
+    start_key = _decode_cursor(cursor, tenant) if cursor else None
+    found: list[Job] = []
+    for _ in range(MAX_LIST_QUERIES):
+        page, start_key = _query_page(tenant, status, limit - len(found), start_key)
+        found.extend(page)
+        if len(found) >= limit or start_key is None:
+            break
+    return found, (_encode_cursor(start_key) if start_key else None)
+
+
+def _query_page(
+    tenant: str, status: str | None, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[Job], dict[str, Any] | None]:
+    query: dict[str, Any] = {
+        "TableName": settings().jobs_table,
+        "IndexName": TENANT_INDEX,
+        "KeyConditionExpression": "tenant = :tenant",
+        "ExpressionAttributeValues": {":tenant": {"S": tenant}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if status:
+        query["FilterExpression"] = "#status = :status"
+        query["ExpressionAttributeNames"] = {"#status": "status"}
+        query["ExpressionAttributeValues"][":status"] = {"S": status}
+    if start_key:
+        query["ExclusiveStartKey"] = _serialize(start_key)
+    with clients.aws_errors("list jobs"):
+        response = clients.dynamodb().query(**query)
+    jobs = [_from_item(_deserialize(item)) for item in response.get("Items", [])]
+    last = response.get("LastEvaluatedKey")
+    return jobs, (_deserialize(last) if last else None)
+
+
+# --- transitions -----------------------------------------------------------------------
+
+
+def mark_queued(job_id: str, *, source_bytes: int | None) -> Job:
+    fields: dict[str, Any] = {}
+    if source_bytes is not None:
+        fields["source"] = {"bytes": source_bytes}
+    return _transition(job_id, QUEUED, fields)
+
+
+def start_processing(job_id: str) -> Job:
+    return _transition(job_id, PROCESSING, {}, count_attempt=True)
+
+
+def complete(job_id: str, *, source: dict[str, Any], outputs: list[dict[str, Any]]) -> Job:
+    return _transition(job_id, COMPLETED, {"source": source, "outputs": outputs})
+
+
+def fail(job_id: str, *, code: str, message: str, source: dict[str, Any] | None = None) -> Job:
+    fields: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if source is not None:
+        fields["source"] = source
+    return _transition(job_id, FAILED, fields)
+
+
+def _transition(
+    job_id: str, to_status: str, fields: dict[str, Any], *, count_attempt: bool = False
+) -> Job:
+    """Move the job to `to_status` if it is in a state allowed to move there.
+
+    Raises StaleTransition when the job is missing or already elsewhere.
+    """
+    allowed = sorted(ALLOWED_FROM[to_status])
+    values: dict[str, Any] = {":to": to_status, ":now": now_iso()}
+    values.update({f":from{i}": state for i, state in enumerate(allowed)})
+    names = {"#status": "status"}
+    assignments = ["#status = :to", "updatedAt = :now"]
+    for i, (name, value) in enumerate(fields.items()):
+        names[f"#f{i}"] = name
+        values[f":f{i}"] = value
+        assignments.append(f"#f{i} = :f{i}")
+    expression = "SET " + ", ".join(assignments)
+    if count_attempt:
+        values[":one"] = 1
+        expression += " ADD attempts :one"
+    condition = "attribute_exists(jobId) AND #status IN ({})".format(
+        ", ".join(f":from{i}" for i in range(len(allowed)))
+    )
+    stale = {"ConditionalCheckFailedException": StaleTransition}
+    with clients.aws_errors(f"move job {job_id} to {to_status}", stale):
+        response = clients.dynamodb().update_item(
+            TableName=settings().jobs_table,
+            Key={"jobId": {"S": job_id}},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_serialize(values),
+            ReturnValues="ALL_NEW",
+        )
+    return _from_item(_deserialize(response["Attributes"]))
+
+
+# --- item mapping ----------------------------------------------------------------------
+
+
+def _to_item(job: Job) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "jobId": job.job_id,
+        "tenant": job.tenant,
+        "status": job.status,
+        "createdAt": job.created_at,
+        "updatedAt": job.updated_at,
+        "sourceKey": job.source_key,
+        "contentType": job.content_type,
+        "presets": job.presets,
+        "outputs": job.outputs,
+        "attempts": job.attempts,
+    }
+    if job.filename is not None:
+        item["filename"] = job.filename
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Job:
+    return Job(
+        job_id=item["jobId"],
+        tenant=item["tenant"],
+        status=item["status"],
+        created_at=item["createdAt"],
+        updated_at=item["updatedAt"],
+        source_key=item["sourceKey"],
+        content_type=item["contentType"],
+        filename=item.get("filename"),
+        presets=list(item.get("presets", [])),
+        source=item.get("source"),
+        outputs=list(item.get("outputs", [])),
+        error=item.get("error"),
+        attempts=int(item.get("attempts", 0)),
+    )
+
+
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(value) for key, value in values.items()}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {key: _plain(deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; every number this store keeps is an int."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    return value
+
+
+# --- cursors -----------------------------------------------------------------------------
+
+CURSOR_KEYS = frozenset({"jobId", "tenant", "createdAt"})
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest("cursor is not valid.") from exc
+    valid = (
+        isinstance(key, dict)
+        and set(key) == CURSOR_KEYS
+        and all(isinstance(value, str) for value in key.values())
+        and key["tenant"] == tenant
+    )
+    if not valid:
+        raise InvalidRequest("cursor is not valid.")
+    return dict(key)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -1,0 +1,125 @@
+"""Object keys, presigned URLs and S3 reads/writes for sources and outputs.
+
+Sources live in the uploads bucket under ``uploads/<tenant>/<jobId>/<safe name>``;
+outputs in the separate derived bucket under ``<tenant>/<jobId>/<preset>.<ext>``, so a
+thumbnail can never land under ``uploads/`` and re-trigger the dispatcher. Output keys
+are deterministic: a duplicate delivery overwrites the same objects, never adds a set.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib import clients
+from chalicelib.config import UPLOADS_PREFIX, settings
+from chalicelib.errors import NotFound
+
+OUTPUT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+DEFAULT_SOURCE_NAME = "source"
+MAX_SAFE_NAME = 100
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9 ._-]+")
+_SPACES = re.compile(r" {2,}")
+_KEY_PATTERN = re.compile(
+    r"^uploads/(?P<tenant>[a-z0-9][a-z0-9_-]{0,63})/"
+    r"(?P<job>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/[A-Za-z0-9 ._-]+$"
+)
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    tenant: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    bytes: int
+    content_type: str | None
+
+
+def safe_filename(filename: str | None) -> str:
+    """The user's file name reduced to a harmless last key segment: letters, digits,
+    single spaces, dots, dashes and underscores, never a path or a dot-name."""
+    if not filename:
+        return DEFAULT_SOURCE_NAME
+    base = re.split(r"[\\/]", filename)[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    cleaned = _SPACES.sub(" ", _UNSAFE_CHARS.sub("_", ascii_name)).strip(" ._-")
+    return cleaned[:MAX_SAFE_NAME] or DEFAULT_SOURCE_NAME
+
+
+def source_key(tenant: str, job_id: str, filename: str | None) -> str:
+    return f"{UPLOADS_PREFIX}{tenant}/{job_id}/{safe_filename(filename)}"
+
+
+def parse_source_key(key: str) -> SourceKey | None:
+    match = _KEY_PATTERN.match(key)
+    if match is None:
+        return None
+    return SourceKey(tenant=match["tenant"], job_id=match["job"])
+
+
+def output_key(tenant: str, job_id: str, preset: str, extension: str) -> str:
+    return f"{tenant}/{job_id}/{preset}.{extension}"
+
+
+def presign_upload(key: str, content_type: str) -> dict[str, Any]:
+    """A presigned POST pinned to one key, one content type and the size cap."""
+    config = settings()
+    ttl = config.upload_url_ttl_seconds
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    with clients.aws_errors("presign upload"):
+        post = clients.s3().generate_presigned_post(
+            Bucket=config.uploads_bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"Content-Type": content_type},
+                ["content-length-range", 1, config.max_upload_bytes],
+            ],
+            ExpiresIn=ttl,
+        )
+    return {
+        "url": post["url"],
+        "method": "POST",
+        "fields": post["fields"],
+        "maxBytes": config.max_upload_bytes,
+        "expiresAt": expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def presign_download(key: str) -> str:
+    with clients.aws_errors("presign download"):
+        url: str = clients.s3().generate_presigned_url(
+            "get_object",
+            Params={"Bucket": settings().derived_bucket, "Key": key},
+            ExpiresIn=settings().download_url_ttl_seconds,
+        )
+    return url
+
+
+def head_source(bucket: str, key: str) -> SourceObject:
+    with clients.aws_errors("head source", {"404": NotFound, "NoSuchKey": NotFound}):
+        head = clients.s3().head_object(Bucket=bucket, Key=key)
+    return SourceObject(bytes=head["ContentLength"], content_type=head.get("ContentType"))
+
+
+def read_source(bucket: str, key: str) -> bytes:
+    with clients.aws_errors("read source", {"NoSuchKey": NotFound}):
+        body = clients.s3().get_object(Bucket=bucket, Key=key)["Body"]
+        return body.read()
+
+
+def write_output(key: str, data: bytes, content_type: str) -> None:
+    with clients.aws_errors("write output"):
+        clients.s3().put_object(
+            Bucket=settings().derived_bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            CacheControl=OUTPUT_CACHE_CONTROL,
+        )

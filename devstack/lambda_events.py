@@ -1,0 +1,147 @@
+"""Lambda's event sources, reproduced against real (or emulated) S3 and SQS.
+
+`s3_object_created_event` builds the notification S3 sends for a new object (with the
+key URL-encoded, as S3 does). `SqsPoller` is Lambda's SQS poller: it receives a batch,
+hands it to the function as one event, deletes the whole batch when the function
+returns, and leaves it for redelivery (and the queue's redrive policy) when it raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+def s3_object_created_event(
+    bucket: str, key: str, size: int, *, region: str = "us-east-1", etag: str = ""
+) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": region,
+                "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "eventName": "ObjectCreated:Post",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag},
+                },
+            }
+        ]
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for message in messages
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    received: int
+    failed: bool
+
+
+class SqsPoller:
+    """One event source mapping: a queue, a function and a batch size."""
+
+    def __init__(
+        self,
+        sqs: SQSClient,
+        queue_url: str,
+        handler: Handler,
+        *,
+        batch_size: int = 1,
+        wait_seconds: int = 0,
+        release_failed: bool = False,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._handler = handler
+        self._batch_size = batch_size
+        self._wait_seconds = wait_seconds
+        # Tests do not wait out a visibility timeout: a failed batch can be made visible
+        # again at once, which is what the timeout expiring does.
+        self._release_failed = release_failed
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        self._queue_arn = attributes["Attributes"]["QueueArn"]
+        self._region = self._queue_arn.split(":")[3]
+
+    def poll_once(self) -> BatchResult:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=self._wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return BatchResult(received=0, failed=False)
+        event = sqs_event(list(messages), self._queue_arn, self._region)  # type: ignore[arg-type]
+        try:
+            self._handler(event)
+        # Lambda's contract: any exception fails the whole batch, which stays on the queue.
+        except Exception:  # noqa: BLE001
+            log.info("batch of %d failed; left for redelivery", len(messages))
+            if self._release_failed:
+                self._release(messages)  # type: ignore[arg-type]
+            return BatchResult(received=len(messages), failed=True)
+        self._delete(messages)  # type: ignore[arg-type]
+        return BatchResult(received=len(messages), failed=False)
+
+    def drain(self, max_batches: int = 100) -> int:
+        """Poll until the queue gives nothing back; returns the batches handled."""
+        for handled in range(max_batches):
+            if self.poll_once().received == 0:
+                return handled
+        raise RuntimeError(f"queue still not empty after {max_batches} batches")
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        self._sqs.delete_message_batch(
+            QueueUrl=self._queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+                for i, message in enumerate(messages)
+            ],
+        )
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        from botocore.exceptions import ClientError
+
+        for message in messages:
+            try:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            except ClientError:
+                # The function deleted this one itself before failing the batch.
+                log.debug("message %s already deleted", message["MessageId"])

@@ -1,0 +1,90 @@
+"""Drives the whole flow the way a client and AWS would: API, presigned POST, S3 event,
+SQS batches to the worker, dead letters to their handler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import requests
+from chalice.test import Client
+
+from chalicelib.config import settings
+from devstack.lambda_events import SqsPoller, s3_object_created_event
+from tests.resources import REGION, Queues
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
+class Pipeline:
+    def __init__(self, client: Client, queues: Queues, api_key: str) -> None:
+        self.client = client
+        self.queues = queues
+        self.api_key = api_key
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+
+    # --- the client's side ---------------------------------------------------------------
+
+    def request_upload(self, key: str | None = None, **body: Any) -> Any:
+        body.setdefault("contentType", "image/jpeg")
+        response = self.client.http.post(
+            "/uploads", headers=bearer(key or self.api_key), body=json.dumps(body).encode()
+        )
+        assert response.status_code == 201, response.body
+        return response.json_body
+
+    def post_file(self, upload: dict[str, Any], data: bytes) -> None:
+        form = upload["upload"]
+        response = requests.post(
+            form["url"], data=form["fields"], files={"file": ("upload", data)}, timeout=30
+        )
+        assert response.status_code in (200, 201, 204), response.text
+
+    def job(self, job_id: str, key: str | None = None) -> Any:
+        response = self.client.http.get(f"/jobs/{job_id}", headers=bearer(key or self.api_key))
+        assert response.status_code == 200, response.body
+        return response.json_body
+
+    # --- AWS's side ------------------------------------------------------------------------
+
+    def source_key(self, upload: dict[str, Any]) -> str:
+        return str(upload["upload"]["fields"]["key"])
+
+    def notify_upload(self, key: str) -> None:
+        """S3's notification for the object, delivered to the dispatcher."""
+        bucket = settings().uploads_bucket
+        size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        self.client.lambda_.invoke(
+            "dispatch_upload", s3_object_created_event(bucket, key, size, region=REGION)
+        )
+
+    def worker(self, batch_size: int = 5) -> SqsPoller:
+        return self._poller(self.queues.jobs_url, "make_thumbnails", batch_size)
+
+    def dead_letters(self) -> SqsPoller:
+        return self._poller(self.queues.dlq_url, "fail_dead_letters", 10)
+
+    def _poller(self, queue_url: str, function: str, batch_size: int) -> SqsPoller:
+        def invoke(event: dict[str, Any]) -> Any:
+            return self.client.lambda_.invoke(function, event).payload
+
+        return SqsPoller(self.sqs, queue_url, invoke, batch_size=batch_size, release_failed=True)
+
+    # --- the whole flow ----------------------------------------------------------------------
+
+    def process(self, data: bytes, **body: Any) -> Any:
+        upload = self.request_upload(**body)
+        self.post_file(upload, data)
+        self.notify_upload(self.source_key(upload))
+        self.worker().drain()
+        self.dead_letters().drain()
+        return self.job(upload["jobId"])
+
+    def download(self, url: str) -> requests.Response:
+        response = requests.get(url, timeout=30)
+        assert response.status_code == 200, response.text
+        return response

@@ -1,0 +1,268 @@
+"""The REST contract: shapes, validation codes, authentication and tenant isolation."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from chalicelib import auth
+from tests.pipeline import Pipeline, bearer
+from tests.resources import REGION, Names
+
+
+def post_upload(client: Client, key: str, body: Any) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.http.post("/uploads", headers=bearer(key), body=raw)
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.body
+    error = response.json_body["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str)
+    assert error["message"]
+
+
+def test_health_needs_no_key(client: Client) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200
+    assert response.json_body == {"status": "ok"}
+
+
+def test_create_upload_answers_a_pinned_presigned_post(client: Client, acme_key: str) -> None:
+    response = post_upload(
+        client,
+        acme_key,
+        {"filename": "beach.jpg", "contentType": "image/jpeg", "presets": ["thumb"]},
+    )
+    assert response.status_code == 201, response.body
+    body = response.json_body
+    assert uuid.UUID(body["jobId"])
+    assert body["status"] == "PENDING"
+    upload = body["upload"]
+    assert upload["method"] == "POST"
+    assert upload["maxBytes"] == 25 * 1024 * 1024
+    assert datetime.fromisoformat(upload["expiresAt"]) > datetime.now(UTC)
+    fields = upload["fields"]
+    assert fields["key"] == f"uploads/acme/{body['jobId']}/beach.jpg"
+    assert fields["Content-Type"] == "image/jpeg"
+    policy = json.loads(__import__("base64").b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    assert {"key": fields["key"]} in conditions
+    assert {"Content-Type": "image/jpeg"} in conditions
+    assert ["content-length-range", 1, 25 * 1024 * 1024] in conditions
+
+
+def test_presets_default_to_every_configured_preset(client: Client, acme_key: str) -> None:
+    job_id = post_upload(client, acme_key, {"contentType": "image/png"}).json_body["jobId"]
+    job = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).json_body
+    assert job["presets"] == ["thumb", "small", "large"]
+    assert job["status"] == "PENDING"
+    assert job["filename"] is None
+    assert job["outputs"] == []
+    assert job["error"] is None
+    assert job["source"]["contentType"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["../../etc/passwd", "a/b\\c.jpg", "ça va? *.jpg", "....", "x" * 250 + ".jpg", "%2e%2e/x.jpg"],
+)
+def test_filenames_never_reach_a_key_unsanitized(
+    client: Client, acme_key: str, filename: str
+) -> None:
+    body = post_upload(client, acme_key, {"filename": filename, "contentType": "image/jpeg"})
+    key = body.json_body["upload"]["fields"]["key"]
+    job_id = body.json_body["jobId"]
+    prefix = f"uploads/acme/{job_id}/"
+    assert key.startswith(prefix)
+    last = key[len(prefix) :]
+    assert re.fullmatch(r"[A-Za-z0-9 ._-]{1,100}", last)
+    assert ".." not in last.strip(".") or last == "source"
+    # The original name is kept for display only.
+    job = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).json_body
+    assert job["filename"] == filename
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"", 400, "invalid_request"),
+        (b"not json", 400, "invalid_request"),
+        (b"[1, 2]", 400, "invalid_request"),
+        ({"filename": "a.jpg"}, 400, "invalid_request"),
+        ({"contentType": 7}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "extra": 1}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "filename": ""}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "filename": "a\nb"}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "presets": []}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "presets": "thumb"}, 400, "invalid_request"),
+        ({"contentType": "image/jpeg", "presets": ["thumb", "thumb"]}, 400, "invalid_request"),
+        (b"{" + b" " * 20000 + b"}", 400, "invalid_request"),
+        ({"contentType": "application/pdf"}, 400, "unsupported_content_type"),
+        ({"contentType": "image/svg+xml"}, 400, "unsupported_content_type"),
+        ({"contentType": "image/jpeg", "presets": ["thumb", "huge"]}, 400, "unknown_preset"),
+    ],
+)
+def test_bad_upload_requests_get_clear_codes(
+    client: Client, acme_key: str, body: Any, status: int, code: str
+) -> None:
+    assert_error(post_upload(client, acme_key, body), status, code)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/tiff",
+        "image/bmp",
+        "image/avif",
+        "image/heic",
+        "image/heif",
+    ],
+)
+def test_every_accepted_content_type_is_accepted(
+    client: Client, acme_key: str, content_type: str
+) -> None:
+    assert post_upload(client, acme_key, {"contentType": content_type}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer mpk_not-a-real-key-at-all", "Basic dXNlcjpwYXNz", "Bearer", "mpk_x", "Bearer a b"],
+)
+def test_bad_keys_are_unauthorized(client: Client, header: str) -> None:
+    headers = {"Authorization": header}
+    assert_error(client.http.get("/jobs", headers=headers), 401, "unauthorized")
+    assert_error(
+        client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}'),
+        401,
+        "unauthorized",
+    )
+    assert_error(client.http.get(f"/jobs/{uuid.uuid4()}", headers=headers), 401, "unauthorized")
+
+
+def test_a_missing_key_is_refused_by_the_gateway(client: Client) -> None:
+    assert client.http.get("/jobs").status_code == 401
+
+
+def test_revoked_keys_stop_working(client: Client, acme_key: str) -> None:
+    assert client.http.get("/jobs", headers=bearer(acme_key)).status_code == 200
+    auth.revoke_api_key(acme_key)
+    assert_error(client.http.get("/jobs", headers=bearer(acme_key)), 401, "unauthorized")
+
+
+def test_keys_are_stored_only_as_hashes(
+    client: Client, acme_key: str, aws_environment: Names
+) -> None:
+    table = boto3.client("dynamodb", region_name=REGION)
+    items = table.scan(TableName=aws_environment.api_keys_table)["Items"]
+    assert len(items) == 1
+    stored = json.dumps(items)
+    assert acme_key not in stored
+    assert items[0]["keyHash"]["S"] == auth.hash_key(acme_key)
+    assert items[0]["tenant"]["S"] == "acme"
+
+
+def test_unknown_job_is_not_found(client: Client, acme_key: str) -> None:
+    for job_id in (str(uuid.uuid4()), "not-a-uuid", str(uuid.uuid4()).upper()):
+        assert_error(client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)), 404, "not_found")
+
+
+def test_another_tenants_job_is_not_found(client: Client, acme_key: str, globex_key: str) -> None:
+    job_id = post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body["jobId"]
+    assert client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).status_code == 200
+    assert_error(client.http.get(f"/jobs/{job_id}", headers=bearer(globex_key)), 404, "not_found")
+    listed = client.http.get("/jobs", headers=bearer(globex_key)).json_body
+    assert listed == {"jobs": [], "nextCursor": None}
+
+
+def test_listing_is_newest_first_and_pages_with_a_cursor(client: Client, acme_key: str) -> None:
+    created = [
+        post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body["jobId"]
+        for _ in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = "/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.http.get(query, headers=bearer(acme_key)).json_body
+        seen.extend(job["jobId"] for job in page["jobs"])
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))
+    assert pages == 3
+
+
+def test_listing_filters_by_status(pipeline: Pipeline) -> None:
+    from tests.samples import jpeg
+
+    done = pipeline.process(jpeg(), presets=["thumb"])
+    waiting = pipeline.request_upload()
+    headers = bearer(pipeline.api_key)
+    completed = pipeline.client.http.get("/jobs?status=COMPLETED", headers=headers).json_body
+    pending = pipeline.client.http.get("/jobs?status=PENDING", headers=headers).json_body
+    assert [job["jobId"] for job in completed["jobs"]] == [done["jobId"]]
+    assert [job["jobId"] for job in pending["jobs"]] == [waiting["jobId"]]
+    assert completed["jobs"][0]["outputs"][0]["url"].startswith("http")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=DONE", "limit=0", "limit=101", "limit=abc", "cursor=%%%", "cursor=e30", "colour=red"],
+)
+def test_bad_listing_queries_are_invalid(client: Client, acme_key: str, query: str) -> None:
+    assert_error(
+        client.http.get(f"/jobs?{query}", headers=bearer(acme_key)), 400, "invalid_request"
+    )
+
+
+def test_another_tenants_cursor_is_refused(client: Client, acme_key: str, globex_key: str) -> None:
+    for _ in range(3):
+        post_upload(client, acme_key, {"contentType": "image/jpeg"})
+    cursor = client.http.get("/jobs?limit=1", headers=bearer(acme_key)).json_body["nextCursor"]
+    assert cursor
+    response = client.http.get(f"/jobs?cursor={cursor}", headers=bearer(globex_key))
+    assert_error(response, 400, "invalid_request")
+
+
+def test_internal_failures_reveal_nothing(
+    client: Client, acme_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_TABLE", "no-such-table")
+    from chalicelib.config import reset_settings
+
+    reset_settings()
+    response = client.http.get(f"/jobs/{uuid.uuid4()}", headers=bearer(acme_key))
+    assert response.status_code >= 500
+    body = response.json_body
+    assert set(body) == {"error"}
+    text = json.dumps(body)
+    for leak in ("Traceback", "no-such-table", "botocore", "ResourceNotFound", ".py"):
+        assert leak not in text
+
+
+def test_broken_configuration_is_a_plain_500(
+    client: Client, acme_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRESETS", '[{"name": "oops"')
+    from chalicelib.config import reset_settings
+
+    reset_settings()
+    response = post_upload(client, acme_key, {"contentType": "image/jpeg"})
+    assert_error(response, 500, "internal_error")
+    assert "oops" not in response.body.decode()
+    assert "JSON" not in response.body.decode()

@@ -1,0 +1,389 @@
+"""The whole flow under moto: upload -> S3 event -> dispatcher -> SQS -> worker -> job."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from chalicelib import clients, jobs
+from chalicelib.config import reset_settings, settings
+from devstack.lambda_events import s3_object_created_event
+from tests.faults import aws_fault, url_contains
+from tests.pipeline import Pipeline
+from tests.samples import corpus_photo, jpeg, png
+
+
+def derived_keys(pipeline: Pipeline) -> list[str]:
+    listing = pipeline.s3.list_objects_v2(Bucket=settings().derived_bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def queue_depth(pipeline: Pipeline, url: str) -> int:
+    attributes = pipeline.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid PNG header claiming 900 megapixels, a few hundred bytes on disk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width * 3 + 1) * 4)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_phone_photo_comes_back_upright_and_clean(pipeline: Pipeline) -> None:
+    job = pipeline.process(
+        corpus_photo("phone-Path-o6-gps.jpg"), filename="IMG 0001.jpg", contentType="image/jpeg"
+    )
+    assert job["status"] == "COMPLETED", job["error"]
+    assert job["error"] is None
+    assert job["source"] == {
+        "contentType": "image/jpeg",
+        "bytes": len(corpus_photo("phone-Path-o6-gps.jpg")),
+        "width": 4032,
+        "height": 3024,
+        "format": "JPEG",
+    }
+    outputs = {output["preset"]: output for output in job["outputs"]}
+    assert set(outputs) == {"thumb", "small", "large"}
+    expected = {
+        "thumb": (256, 256, "JPEG", "image/jpeg"),
+        "small": (512, 384, "JPEG", "image/jpeg"),
+        "large": (1024, 768, "WEBP", "image/webp"),
+    }
+    for preset, (width, height, fmt, content_type) in expected.items():
+        output = outputs[preset]
+        assert (output["width"], output["height"]) == (width, height)
+        assert (output["format"], output["contentType"]) == (fmt, content_type)
+        downloaded = pipeline.download(output["url"])
+        assert downloaded.headers["Content-Type"] == content_type
+        assert len(downloaded.content) == output["bytes"]
+        image = Image.open(io.BytesIO(downloaded.content))
+        assert image.format == fmt
+        assert image.size == (width, height)
+        exif = image.getexif()
+        assert not exif, f"{preset} kept metadata: {dict(exif)}"
+        assert b"GPS" not in downloaded.content
+
+
+def test_outputs_go_to_the_derived_bucket_with_cache_headers(pipeline: Pipeline) -> None:
+    job = pipeline.process(jpeg(800, 600))
+    assert job["status"] == "COMPLETED"
+    keys = derived_keys(pipeline)
+    assert keys == sorted(
+        f"acme/{job['jobId']}/{name}" for name in ("thumb.jpg", "small.jpg", "large.webp")
+    )
+    for key in keys:
+        head = pipeline.s3.head_object(Bucket=settings().derived_bucket, Key=key)
+        assert head["CacheControl"] == "public, max-age=31536000, immutable"
+    uploads = pipeline.s3.list_objects_v2(Bucket=settings().uploads_bucket)["Contents"]
+    assert [item["Key"] for item in uploads] == [f"uploads/acme/{job['jobId']}/source"]
+
+
+def test_small_sources_are_never_upscaled(pipeline: Pipeline) -> None:
+    job = pipeline.process(png(300, 200), contentType="image/png", presets=["small", "large"])
+    sizes = {output["preset"]: (output["width"], output["height"]) for output in job["outputs"]}
+    assert sizes == {"small": (300, 200), "large": (300, 200)}
+
+
+def test_only_the_requested_presets_are_made(pipeline: Pipeline) -> None:
+    job = pipeline.process(jpeg(), presets=["thumb"])
+    assert [output["preset"] for output in job["outputs"]] == ["thumb"]
+    assert len(derived_keys(pipeline)) == 1
+
+
+def test_status_moves_through_every_state(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    job_id = upload["jobId"]
+    assert pipeline.job(job_id)["status"] == "PENDING"
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    queued = pipeline.job(job_id)
+    assert queued["status"] == "QUEUED"
+    assert queued["source"]["bytes"] == len(jpeg())
+    pipeline.worker().drain()
+    done = pipeline.job(job_id)
+    assert done["status"] == "COMPLETED"
+    assert done["createdAt"] <= queued["updatedAt"] <= done["updatedAt"]
+
+
+# --- bad sources end FAILED with their code, at once, without retries --------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "code"),
+    [
+        (b"this is a text file, not an image\n" * 10, "image/png", "unsupported_format"),
+        (
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+            "image/jpeg",
+            "unsupported_format",
+        ),
+        (jpeg(1200, 900)[:3000], "image/jpeg", "corrupt_image"),
+        (bomb_png(), "image/png", "image_too_large"),
+    ],
+    ids=["text", "pdf", "truncated", "decompression-bomb"],
+)
+def test_bad_sources_fail_with_their_code(
+    pipeline: Pipeline, data: bytes, content_type: str, code: str
+) -> None:
+    job = pipeline.process(data, contentType=content_type)
+    assert job["status"] == "FAILED"
+    assert job["error"]["code"] == code
+    assert job["error"]["message"]
+    assert job["outputs"] == []
+    assert derived_keys(pipeline) == []
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+    assert queue_depth(pipeline, pipeline.queues.dlq_url) == 0
+    assert jobs.get_job(job["jobId"]).attempts <= 1  # type: ignore[union-attr]
+
+
+def test_pixel_cap_is_configurable(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_PIXELS", str(100 * 100))
+    reset_settings()
+    job = pipeline.process(jpeg(101, 100))
+    assert job["error"]["code"] == "image_too_large"
+    assert pipeline.process(jpeg(100, 100))["status"] == "COMPLETED"
+
+
+def test_oversized_files_fail_before_download(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = pipeline.request_upload()
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    reset_settings()
+    pipeline.post_file(upload, jpeg())
+    with aws_fault(clients.s3(), "GetObject", code="AccessDenied", status=403) as downloads:
+        pipeline.notify_upload(pipeline.source_key(upload))
+        pipeline.worker().drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"]["code"] == "file_too_large"
+    assert downloads == [0], "the worker downloaded an object over the byte cap"
+
+
+# --- delivery semantics --------------------------------------------------------------------
+
+
+def test_duplicate_deliveries_change_nothing(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    key = pipeline.source_key(upload)
+    pipeline.notify_upload(key)
+    pipeline.notify_upload(key)  # S3 delivers at least once too
+    message = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.jobs_url)["Messages"][0]
+    pipeline.sqs.change_message_visibility(
+        QueueUrl=pipeline.queues.jobs_url,
+        ReceiptHandle=message["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+    for _ in range(2):
+        pipeline.sqs.send_message(QueueUrl=pipeline.queues.jobs_url, MessageBody=message["Body"])
+    pipeline.worker(batch_size=1).drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "COMPLETED"
+    assert len(job["outputs"]) == 3
+    assert len(derived_keys(pipeline)) == 3
+    stored = jobs.get_job(upload["jobId"])
+    assert stored is not None
+    assert stored.attempts == 1, "a duplicate was processed again"
+    # A late event for the finished job sends nothing and moves nothing back.
+    pipeline.notify_upload(key)
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+    assert pipeline.job(upload["jobId"])["updatedAt"] == job["updatedAt"]
+
+
+def test_a_second_upload_after_processing_changes_nothing(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg(640, 480))
+    pipeline.notify_upload(pipeline.source_key(upload))
+    pipeline.worker().drain()
+    before = pipeline.job(upload["jobId"])
+    pipeline.post_file(upload, jpeg(1600, 1200))
+    pipeline.notify_upload(pipeline.source_key(upload))
+    pipeline.worker().drain()
+    after = pipeline.job(upload["jobId"])
+    assert after["status"] == "COMPLETED"
+    assert after["source"] == before["source"]
+    assert after["updatedAt"] == before["updatedAt"]
+
+
+def test_keys_are_url_decoded(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload(filename="my summer (1) photo.jpg")
+    key = pipeline.source_key(upload)
+    assert " " in key
+    pipeline.post_file(upload, jpeg())
+    event = s3_object_created_event(settings().uploads_bucket, key, len(jpeg()))
+    assert "+" in event["Records"][0]["s3"]["object"]["key"]
+    pipeline.client.lambda_.invoke("dispatch_upload", event)
+    pipeline.worker().drain()
+    assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
+
+
+def test_every_record_of_an_s3_event_is_dispatched(pipeline: Pipeline) -> None:
+    uploads = [pipeline.request_upload() for _ in range(3)]
+    records = []
+    for upload in uploads:
+        pipeline.post_file(upload, jpeg())
+        key = pipeline.source_key(upload)
+        records += s3_object_created_event(settings().uploads_bucket, key, len(jpeg()))["Records"]
+    pipeline.client.lambda_.invoke("dispatch_upload", {"Records": records})
+    assert {pipeline.job(u["jobId"])["status"] for u in uploads} == {"QUEUED"}
+
+
+def test_test_events_and_unknown_keys_are_skipped(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = settings().uploads_bucket
+    pipeline.client.lambda_.invoke(
+        "dispatch_upload",
+        {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket, "RequestId": "r"},
+    )
+    upload = pipeline.request_upload()
+    real_key = pipeline.source_key(upload)
+    other_tenant = real_key.replace("uploads/acme/", "uploads/globex/")
+    unknown = [
+        "uploads/acme/not-a-job/source",
+        "uploads/acme/00000000-0000-4000-8000-000000000000/source",
+        other_tenant,
+        real_key + "-sibling",
+        "elsewhere/file.jpg",
+    ]
+    for key in unknown:
+        pipeline.client.lambda_.invoke("dispatch_upload", s3_object_created_event(bucket, key, 10))
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+    assert pipeline.job(upload["jobId"])["status"] == "PENDING"
+
+
+def test_a_failing_message_does_not_replay_its_batch(pipeline: Pipeline) -> None:
+    uploads = [pipeline.request_upload() for _ in range(4)]
+    for upload in uploads:
+        pipeline.post_file(upload, jpeg())
+        pipeline.notify_upload(pipeline.source_key(upload))
+    unlucky = uploads[2]["jobId"]
+    worker = pipeline.worker(batch_size=4)
+    with aws_fault(clients.s3(), "GetObject", times=1, when=url_contains(unlucky)) as faults:
+        first = worker.poll_once()
+    assert (first.received, first.failed) == (4, True)
+    assert faults == [1]
+    statuses = {u["jobId"]: pipeline.job(u["jobId"])["status"] for u in uploads}
+    assert statuses[unlucky] == "PROCESSING"
+    assert [s for j, s in statuses.items() if j != unlucky] == ["COMPLETED"] * 3
+    # Only the failed message comes back; the three that finished were deleted.
+    second = worker.poll_once()
+    assert (second.received, second.failed) == (1, False)
+    assert pipeline.job(unlucky)["status"] == "COMPLETED"
+    for upload in uploads:
+        stored = jobs.get_job(upload["jobId"])
+        assert stored is not None
+        assert stored.attempts == (2 if upload["jobId"] == unlucky else 1)
+    assert len(derived_keys(pipeline)) == 12
+
+
+def test_transient_errors_retry_then_dead_letter_to_failed(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    worker = pipeline.worker()
+    with aws_fault(clients.s3(), "GetObject", code="InternalError", status=500) as faults:
+        attempts = worker.drain()
+    assert attempts == 3
+    assert faults == [3]
+    assert pipeline.job(upload["jobId"])["status"] == "PROCESSING"
+    assert queue_depth(pipeline, pipeline.queues.dlq_url) == 1
+    pipeline.dead_letters().drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"]["code"] == "processing_failed"
+    assert queue_depth(pipeline, pipeline.queues.dlq_url) == 0
+
+
+def test_a_transient_error_then_success_completes(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    with aws_fault(
+        clients.dynamodb(),
+        "UpdateItem",
+        code="ProvisionedThroughputExceededException",
+        status=400,
+        times=1,
+    ):
+        pipeline.worker().drain()
+    assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
+
+
+def test_dispatch_retries_when_the_queue_is_unavailable(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    key = pipeline.source_key(upload)
+    with (
+        aws_fault(clients.sqs(), "SendMessage", code="ServiceUnavailable", times=1),
+        pytest.raises(Exception, match="could not be dispatched"),
+    ):
+        pipeline.notify_upload(key)
+    assert pipeline.job(upload["jobId"])["status"] == "QUEUED"
+    pipeline.notify_upload(key)  # Lambda retries the failed async invocation
+    pipeline.worker().drain()
+    assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
+
+
+def test_dead_letters_never_reopen_a_finished_job(pipeline: Pipeline) -> None:
+    job = pipeline.process(jpeg())
+    body = json.dumps(
+        {"jobId": job["jobId"], "tenant": "acme", "bucket": "b", "key": "uploads/acme/x/source"}
+    )
+    pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody=body)
+    pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody="garbage")
+    pipeline.dead_letters().drain()
+    assert pipeline.job(job["jobId"])["status"] == "COMPLETED"
+
+
+def test_malformed_messages_are_dropped_not_retried(pipeline: Pipeline) -> None:
+    for body in ("not json", "[]", json.dumps({"jobId": "x"})):
+        pipeline.sqs.send_message(QueueUrl=pipeline.queues.jobs_url, MessageBody=body)
+    pipeline.worker().drain()
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+    assert queue_depth(pipeline, pipeline.queues.dlq_url) == 0
+
+
+# --- observability --------------------------------------------------------------------------
+
+
+def test_logs_are_json_with_the_job_id_and_metrics_are_embedded(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chalicelib.observability import logger
+
+    handler: Any = logger.handlers[0]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        job = pipeline.process(jpeg())
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    completed = [line for line in lines if line["message"] == "job completed"]
+    assert completed
+    assert completed[0]["jobId"] == job["jobId"]
+    assert completed[0]["level"] == "INFO"
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    names = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in metrics}
+    assert {"UploadsCreated", "JobsQueued", "JobsCompleted", "JobDuration"} <= names
