@@ -10,7 +10,7 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet 'pip>=24,<26.3'  # chalice packages with pip and requires <26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -27,6 +27,10 @@ types: install
 
 test: lint types
 	$(BIN)/pytest
+
+run:
+	@echo "make run (the local stack) is not built yet; see README.md, Status." >&2
+	@exit 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

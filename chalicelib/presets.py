@@ -1,0 +1,213 @@
+"""Thumbnail presets: what each rendition of an upload looks like.
+
+A stage can replace the defaults with a JSON list in an environment variable; that text
+goes through :func:`load_presets`, which rejects anything malformed with a ``ValueError``.
+Deliberately free of Pillow (imported on the API's request path).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, cast, get_args
+
+from chalicelib.formats import OUTPUT_FORMATS
+
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+Fit = Literal["cover", "contain"]
+
+CORNERS: tuple[Corner, ...] = get_args(Corner)
+FITS: tuple[Fit, ...] = get_args(Fit)
+MAX_DIMENSION = 4096
+MAX_WATERMARK_TEXT = 100
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+# Encoder quality when a preset does not give one. PNG is lossless and ignores it.
+DEFAULT_QUALITY: Mapping[str, int] = MappingProxyType(
+    {"JPEG": 82, "WEBP": 80, "AVIF": 60, "PNG": 100}
+)
+
+
+class PresetError(ValueError):
+    """A preset or a preset configuration is invalid; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    text: str
+    corner: Corner = "bottom-right"
+    opacity: float = 0.6
+    # Text height as a fraction of the output's shorter side (never below a legible minimum).
+    size: float = 0.04
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise PresetError("watermark text must not be empty")
+        if len(self.text) > MAX_WATERMARK_TEXT:
+            raise PresetError(f"watermark text must be at most {MAX_WATERMARK_TEXT} characters")
+        if not self.text.isprintable():
+            raise PresetError("watermark text must be a single line of printable characters")
+        if self.corner not in CORNERS:
+            raise PresetError(f"watermark corner must be one of {', '.join(CORNERS)}")
+        if not (math.isfinite(self.opacity) and 0 <= self.opacity <= 1):
+            raise PresetError("watermark opacity must be between 0 and 1")
+        if not (math.isfinite(self.size) and 0 < self.size <= 0.5):
+            raise PresetError("watermark size must be above 0 and at most 0.5")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    width: int
+    height: int
+    fit: Fit
+    format: str  # a key of OUTPUT_FORMATS
+    quality: int
+    watermark: Watermark | None = None
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise PresetError(
+                f"preset name {self.name!r} must be 1-32 characters of a-z, 0-9, '_' or '-',"
+                " starting with a letter or digit"
+            )
+        for dimension in ("width", "height"):
+            value = getattr(self, dimension)
+            if not 1 <= value <= MAX_DIMENSION:
+                raise PresetError(f"preset {self.name!r}: {dimension} must be 1..{MAX_DIMENSION}")
+        if self.fit not in FITS:
+            raise PresetError(f"preset {self.name!r}: fit must be one of {', '.join(FITS)}")
+        if self.format not in OUTPUT_FORMATS:
+            raise PresetError(
+                f"preset {self.name!r}: format must be one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        if not 1 <= self.quality <= 100:
+            raise PresetError(f"preset {self.name!r}: quality must be 1..100")
+
+
+DEFAULT_PRESETS: tuple[Preset, ...] = (
+    Preset("thumb", 256, 256, "cover", "JPEG", DEFAULT_QUALITY["JPEG"]),
+    Preset("small", 512, 512, "contain", "JPEG", DEFAULT_QUALITY["JPEG"]),
+    Preset("large", 1024, 1024, "contain", "WEBP", DEFAULT_QUALITY["WEBP"]),
+)
+
+_PRESET_KEYS = frozenset({"name", "width", "height", "fit", "format", "quality", "watermark"})
+_REQUIRED_PRESET_KEYS = ("name", "width", "height", "fit", "format")
+_WATERMARK_KEYS = frozenset({"text", "corner", "opacity", "size"})
+
+
+def load_presets(raw: str | None) -> dict[str, Preset]:
+    """Parse a stage's preset configuration; ``None`` or blank means the defaults.
+
+    The result is keyed by preset name, in the configured order.
+    """
+    if raw is None or not raw.strip():
+        return {preset.name: preset for preset in DEFAULT_PRESETS}
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PresetError(f"presets are not valid JSON: {exc}") from exc
+    if not isinstance(document, list) or not document:
+        raise PresetError("presets must be a non-empty JSON list of objects")
+    presets: dict[str, Preset] = {}
+    for index, item in enumerate(document):
+        preset = _parse_preset(item, f"presets[{index}]")
+        if preset.name in presets:
+            raise PresetError(f"presets[{index}]: duplicate preset name {preset.name!r}")
+        presets[preset.name] = preset
+    return presets
+
+
+def presets_to_json(presets: Iterable[Preset]) -> str:
+    """The JSON text that :func:`load_presets` turns back into ``presets``."""
+    return json.dumps([_preset_document(preset) for preset in presets])
+
+
+def _parse_preset(item: object, where: str) -> Preset:
+    fields = _object(item, where, allowed=_PRESET_KEYS, required=_REQUIRED_PRESET_KEYS)
+    output_format = _string(fields["format"], f"{where}.format")
+    if output_format not in OUTPUT_FORMATS:
+        raise PresetError(f"{where}.format must be one of {', '.join(OUTPUT_FORMATS)}")
+    name = _string(fields["name"], f"{where}.name")
+    width = _integer(fields["width"], f"{where}.width")
+    height = _integer(fields["height"], f"{where}.height")
+    fit = _string(fields["fit"], f"{where}.fit")
+    quality = _integer(fields.get("quality", DEFAULT_QUALITY[output_format]), f"{where}.quality")
+    raw_watermark = fields.get("watermark")
+    watermark = None if raw_watermark is None else _parse_watermark(raw_watermark, where)
+    try:
+        return Preset(name, width, height, cast(Fit, fit), output_format, quality, watermark)
+    except PresetError as exc:
+        raise PresetError(f"{where}: {exc}") from exc
+
+
+def _parse_watermark(item: object, where: str) -> Watermark:
+    where = f"{where}.watermark"
+    fields = _object(item, where, allowed=_WATERMARK_KEYS, required=("text",))
+    options: dict[str, Any] = {"text": _string(fields["text"], f"{where}.text")}
+    if "corner" in fields:
+        options["corner"] = _string(fields["corner"], f"{where}.corner")
+    for key in ("opacity", "size"):
+        if key in fields:
+            options[key] = _number(fields[key], f"{where}.{key}")
+    try:
+        return Watermark(**options)
+    except PresetError as exc:
+        raise PresetError(f"{where}: {exc}") from exc
+
+
+def _preset_document(preset: Preset) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": preset.name,
+        "width": preset.width,
+        "height": preset.height,
+        "fit": preset.fit,
+        "format": preset.format,
+        "quality": preset.quality,
+    }
+    if preset.watermark is not None:
+        watermark = preset.watermark
+        document["watermark"] = {
+            "text": watermark.text,
+            "corner": watermark.corner,
+            "opacity": watermark.opacity,
+            "size": watermark.size,
+        }
+    return document
+
+
+def _object(
+    item: object, where: str, *, allowed: frozenset[str], required: tuple[str, ...]
+) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise PresetError(f"{where} must be a JSON object")
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise PresetError(f"{where} has unknown field(s): {', '.join(unknown)}")
+    missing = [key for key in required if key not in item]
+    if missing:
+        raise PresetError(f"{where} is missing field(s): {', '.join(missing)}")
+    return cast(dict[str, Any], item)
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise PresetError(f"{where} must be a string")
+    return value
+
+
+def _integer(value: object, where: str) -> int:
+    # bool is an int subclass; `true` is never a size.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PresetError(f"{where} must be an integer")
+    return value
+
+
+def _number(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PresetError(f"{where} must be a number")
+    return float(value)
