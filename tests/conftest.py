@@ -12,6 +12,7 @@ from moto import mock_aws
 from chalicelib import auth
 from chalicelib.clients import reset_clients
 from chalicelib.config import reset_settings
+from infra import stack
 from tests.pipeline import Pipeline
 from tests.resources import REGION, Names, Queues, provision
 
@@ -28,8 +29,10 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Names]:
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
-    for variable, value in names.environment().items():
-        monkeypatch.setenv(variable, value)
+    # The resource names come from the stack the `aws` fixture deploys; until then (and in
+    # tests without AWS) nothing from the caller's shell may leak in.
+    for variable in stack.ENVIRONMENT_OUTPUTS:
+        monkeypatch.delenv(variable, raising=False)
     reset_settings()
     reset_clients()
     yield names
@@ -38,9 +41,15 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Names]:
 
 
 @pytest.fixture
-def aws(aws_environment: Names) -> Iterator[Queues]:
+def aws(aws_environment: Names, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queues]:
+    """moto, provisioned from infra/template.yaml, and the app configured from its outputs."""
     with mock_aws():
-        yield provision(aws_environment)
+        deployed = provision()
+        for variable, value in deployed.environment().items():
+            monkeypatch.setenv(variable, value)
+        reset_settings()
+        reset_clients()
+        yield deployed
 
 
 @pytest.fixture

@@ -1,34 +1,92 @@
-"""The AWS resources the app expects, created through the API for moto-backed tests."""
+"""The AWS resources the app expects, provisioned in moto from the data plane's template
+(infra/template.yaml), exactly as production is: local and cloud cannot drift."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from unittest.mock import patch
 
 import boto3
 
+from infra import stack
+
 REGION = "us-east-1"
-MAX_RECEIVE_COUNT = 3
+STAGE = "test"
+
+# Resources moto's CloudFormation skips (with a UserWarning each, on every deploy): nothing
+# in the app depends on them, and tests/test_infra.py checks them in the template instead.
+MOTO_SKIPPED_TYPES = ("AWS::CloudWatch::Alarm", "AWS::S3::BucketPolicy")
+_SKIPPED = "|".join(re.escape(resource_type) for resource_type in MOTO_SKIPPED_TYPES)
+MOTO_SKIPPED = rf"Tried to parse ({_SKIPPED}) but it's not supported"
 
 
-@dataclass(frozen=True)
+@contextmanager
+def moto_skips_quietly() -> Iterator[None]:
+    """Silence moto's warnings (and log lines) about MOTO_SKIPPED resources: it warns when
+    it creates the stack, and again whenever the stack's resources are listed."""
+    moto_logger = logging.getLogger("moto")
+    moto_logger.addFilter(_drop_skip_lines)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=MOTO_SKIPPED, category=UserWarning)
+            yield
+    finally:
+        moto_logger.removeFilter(_drop_skip_lines)
+
+
+def _drop_skip_lines(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (
+        message.startswith("No Moto CloudFormation support for")
+        and message.rsplit(" ", 1)[-1] in MOTO_SKIPPED_TYPES
+    )
+
+
 class Names:
-    uploads_bucket: str = "mp-test-uploads"
-    derived_bucket: str = "mp-test-derived"
-    jobs_table: str = "mp-test-jobs"
-    api_keys_table: str = "mp-test-api-keys"
-    jobs_queue: str = "mp-test-jobs"
-    jobs_dlq: str = "mp-test-jobs-dlq"
+    """The names of the app's resources: its environment variables, which the `aws`
+    fixture sets from the stack's outputs (read them inside a test that uses it)."""
+
+    @property
+    def uploads_bucket(self) -> str:
+        return _variable("UPLOADS_BUCKET")
+
+    @property
+    def derived_bucket(self) -> str:
+        return _variable("DERIVED_BUCKET")
+
+    @property
+    def jobs_table(self) -> str:
+        return _variable("JOBS_TABLE")
+
+    @property
+    def api_keys_table(self) -> str:
+        return _variable("API_KEYS_TABLE")
+
+    @property
+    def jobs_queue(self) -> str:
+        return _variable("JOBS_QUEUE")
+
+    @property
+    def jobs_dlq(self) -> str:
+        return _variable("JOBS_DLQ")
 
     def environment(self) -> dict[str, str]:
-        return {
-            "UPLOADS_BUCKET": self.uploads_bucket,
-            "DERIVED_BUCKET": self.derived_bucket,
-            "JOBS_TABLE": self.jobs_table,
-            "API_KEYS_TABLE": self.api_keys_table,
-            "JOBS_QUEUE": self.jobs_queue,
-            "JOBS_DLQ": self.jobs_dlq,
-        }
+        return {variable: _variable(variable) for variable in stack.ENVIRONMENT_OUTPUTS}
+
+
+def _variable(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise LookupError(f"{name} is not set: only tests using the `aws` fixture have a stack")
+    return value
 
 
 @dataclass(frozen=True)
@@ -37,45 +95,56 @@ class Queues:
     dlq_url: str
 
 
-def provision(names: Names) -> Queues:
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in (names.uploads_bucket, names.derived_bucket):
-        s3.create_bucket(Bucket=bucket)
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=names.jobs_table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "jobId", "AttributeType": "S"},
-            {"AttributeName": "tenant", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "tenant-createdAt-index",
-                "KeySchema": [
-                    {"AttributeName": "tenant", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+@dataclass(frozen=True)
+class Deployed(Queues):
+    """The stage's stack in moto: its queues' URLs, and all its outputs."""
+
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        return stack.environment(self.outputs)
+
+
+def provision() -> Deployed:
+    """Deploy the template (stage `test`) into the active moto mock, and fill in what
+    moto's CloudFormation ignores. Call inside `mock_aws()`."""
+    session = _session()
+    with moto_skips_quietly(), _reused_key_material():
+        outputs = stack.deploy(_cloudformation(), STAGE, poll_seconds=1)
+        stack.apply_emulator_gaps(session, STAGE)
+    return Deployed(
+        jobs_url=outputs["JobsQueueUrl"], dlq_url=outputs["JobsDlqUrl"], outputs=outputs
     )
-    dynamodb.create_table(
-        TableName=names.api_keys_table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "keyHash", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "keyHash", "KeyType": "HASH"}],
-    )
-    sqs = boto3.client("sqs", region_name=REGION)
-    dlq_url = sqs.create_queue(QueueName=names.jobs_dlq)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-    jobs_url = sqs.create_queue(
-        QueueName=names.jobs_queue,
-        Attributes={"VisibilityTimeout": "360", "RedrivePolicy": json.dumps(redrive)},
-    )["QueueUrl"]
-    return Queues(jobs_url=jobs_url, dlq_url=dlq_url)
+
+
+# --- speed: provisioning runs before every test that uses AWS -----------------------------
+
+
+@cache
+def _session() -> boto3.session.Session:
+    # A new boto3 session loads every service model again (~100 ms a client); moto mocks
+    # clients whatever session made them, so one session serves every test.
+    return boto3.session.Session(region_name=REGION)
+
+
+@cache
+def _cloudformation() -> Any:
+    return _session().client("cloudformation")
+
+
+@contextmanager
+def _reused_key_material() -> Iterator[None]:
+    """moto makes a 2048-bit RSA key pair for every KMS key, symmetric ones included
+    (~30 ms each); the stack makes two (the alarm topic's key, DynamoDB's aws/dynamodb).
+    Nothing signs with them, so while provisioning one pair per key spec is reused."""
+    import moto.kms.models
+
+    with patch.object(moto.kms.models, "generate_private_key", _generate_private_key):
+        yield
+
+
+@cache
+def _generate_private_key(key_spec: str) -> Any:
+    import moto.kms.utils
+
+    return moto.kms.utils.generate_private_key(key_spec)
