@@ -1,0 +1,671 @@
+"""`make package STAGE=...`: the Lambda deployment package, from target wheels only, offline.
+
+Chalice's packager resolves the requirements with pip *for the build host*, and when it
+finds no wheel for the Lambda runtime it silently builds the sdist here: a zip that crashes
+on Lambda. This module never lets it:
+
+1. `fill_wheelhouse` downloads binary wheels only, for CPython 3.11 on manylinux with glibc
+   <= 2.26 (the python3.11 runtime, Amazon Linux 2) for the target machine, with their
+   dependencies, into `.cache/wheelhouse/<arch>`. What is cached is reused without the
+   network; a requirement that has no such wheel fails here.
+2. `build_package` runs `chalice package` on a clean copy of the project with pip confined
+   to that wheelhouse (`offline_pip_environment`): no index, no user pip configuration,
+   binary wheels only, the target's platform tags. Chalice has nothing to compile and
+   nothing to download.
+3. `audit_package` proves the zip: every file comes from the app or from the RECORD of a
+   wheel in the wheelhouse (same path, same sha256), and every shared library from a
+   manylinux wheel for the target machine and is an ELF object for that machine.
+
+`chalice package` cannot write a CloudFormation/SAM template for this app (CloudFormation
+cannot attach a notification to an existing bucket, so Chalice refuses `on_s3_event`), so
+the template is Terraform's (`chalice.tf.json`); it is only checked here, never applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import chalice
+import chalice.app
+from chalice.config import Config
+
+PROJECT = Path(__file__).resolve().parents[1]
+WHEELHOUSE_ROOT = PROJECT / ".cache" / "wheelhouse"
+DEFAULT_STAGE = "dev"
+
+# The Lambda runtime: Chalice picks it from the interpreter it runs on.
+RUNTIME = "python3.11"
+PYTHON_VERSION = (3, 11)
+ABI = "cp311"
+RUNTIME_GLIBC = (2, 26)  # Amazon Linux 2, as in chalice.deploy.packager._RUNTIME_GLIBC
+OLDEST_PEP600_GLIBC_MINOR = 17  # manylinux2014 == manylinux_2_17
+
+# Lambda architecture -> the machine in wheel tags, and the ELF e_machine of its objects.
+MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
+ELF_MACHINES = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
+
+DEPLOYMENT_ZIP = "deployment.zip"
+TEMPLATE = "chalice.tf.json"
+MISSING_DEPENDENCIES = "Could not install dependencies"  # Chalice's warning, exit status 0
+
+PLACEHOLDER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Sid": "PackagingPlaceholder", "Effect": "Deny", "Action": "*", "Resource": "*"}
+    ],
+}
+
+# What the online download may keep from the caller's pip environment: how to reach the
+# index, never where else to look for packages nor what to select.
+PIP_TRANSPORT_VARIABLES = frozenset(
+    {
+        "PIP_CERT",
+        "PIP_CLIENT_CERT",
+        "PIP_INDEX_URL",
+        "PIP_TRUSTED_HOST",
+        "PIP_PROXY",
+        "PIP_DEFAULT_TIMEOUT",
+        "PIP_TIMEOUT",
+        "PIP_RETRIES",
+        "PIP_CACHE_DIR",
+        "PIP_NO_CACHE_DIR",
+        "PIP_DISABLE_PIP_VERSION_CHECK",
+    }
+)
+
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9A-Za-z]+)*$")
+_ELF_MAGIC = b"\x7fELF"
+_CHALICE_MAIN = (
+    "import sys; from chalice.cli import main; sys.argv[0] = 'chalice'; sys.exit(main())"
+)
+
+
+class PackagingError(Exception):
+    """The package cannot be built from target wheels only."""
+
+
+def say(message: str) -> None:
+    print(f"infra.package: {message}", file=sys.stderr, flush=True)
+
+
+# --- wheel tags -------------------------------------------------------------------------
+
+
+def machine(arch: str) -> str:
+    try:
+        return MACHINES[arch]
+    except KeyError:
+        raise PackagingError(f"unknown Lambda architecture {arch!r}") from None
+
+
+def platform_tags(arch: str) -> list[str]:
+    """Every manylinux tag the runtime accepts: pip takes --platform literally."""
+    target = machine(arch)
+    major, newest = RUNTIME_GLIBC
+    return [f"manylinux2014_{target}"] + [
+        f"manylinux_{major}_{minor}_{target}"
+        for minor in range(OLDEST_PEP600_GLIBC_MINOR, newest + 1)
+    ]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    filename: str
+    name: str  # normalised (PEP 503)
+    version: str
+    tags: frozenset[tuple[str, str, str]]  # (python, abi, platform)
+
+    @classmethod
+    def parse(cls, filename: str) -> Wheel:
+        parts = filename.removesuffix(".whl").split("-")
+        if not filename.endswith(".whl") or len(parts) not in (5, 6):
+            raise PackagingError(f"not a wheel file name: {filename}")
+        pythons, abis, platforms = (part.split(".") for part in parts[-3:])
+        tags = frozenset((p, a, pl) for p in pythons for a in abis for pl in platforms)
+        return cls(filename, normalise(parts[0]), parts[1], tags)
+
+    def compatible(self, arch: str) -> bool:
+        """Installable on the python3.11 runtime of `arch`."""
+        return any(_tag_compatible(tag, arch) for tag in self.tags)
+
+    def native(self, arch: str) -> bool:
+        """A manylinux wheel for the runtime's machine: the only source of shared libraries."""
+        return any(_tag_compatible(tag, arch) and tag[2] != "any" for tag in self.tags)
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _tag_compatible(tag: tuple[str, str, str], arch: str) -> bool:
+    python, abi, platform = tag
+    return _python_compatible(python, abi) and (
+        platform == "any" or _manylinux_compatible(platform, arch)
+    )
+
+
+def _python_compatible(python: str, abi: str) -> bool:
+    if abi == ABI:
+        return python == ABI
+    if abi == "abi3":  # the stable ABI of CPython 3.N and later
+        found = re.fullmatch(r"cp3(\d+)", python)
+        return found is not None and int(found[1]) <= PYTHON_VERSION[1]
+    if abi == "none":
+        found = re.fullmatch(r"(?:py|cp)3(\d*)", python)
+        return found is not None and (not found[1] or int(found[1]) <= PYTHON_VERSION[1])
+    return False
+
+
+def _manylinux_compatible(platform: str, arch: str) -> bool:
+    legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_(.+)", platform)
+    if legacy:
+        glibc, target = _LEGACY_MANYLINUX[legacy[1]], legacy[2]
+    else:
+        perennial = re.fullmatch(r"manylinux_(\d+)_(\d+)_(.+)", platform)
+        if perennial is None:
+            return False
+        glibc, target = (int(perennial[1]), int(perennial[2])), perennial[3]
+    return target == machine(arch) and glibc <= RUNTIME_GLIBC
+
+
+def wheels_in(wheelhouse: Path, arch: str) -> list[Path]:
+    """The wheelhouse's wheels; anything else in it, or a wheel for elsewhere, is an error."""
+    if not wheelhouse.is_dir():
+        raise PackagingError(f"no wheelhouse at {wheelhouse}")
+    wheels, strangers = [], []
+    for path in sorted(wheelhouse.iterdir()):
+        if path.suffix == ".whl" and Wheel.parse(path.name).compatible(arch):
+            wheels.append(path)
+        else:
+            strangers.append(path.name)
+    if strangers:
+        raise PackagingError(
+            f"{wheelhouse} holds files that are not {RUNTIME} {arch} wheels: "
+            + ", ".join(strangers)
+        )
+    return wheels
+
+
+# --- 1. the wheelhouse ------------------------------------------------------------------
+
+
+def default_wheelhouse(arch: str, project_dir: Path = PROJECT) -> Path:
+    return project_dir / ".cache" / "wheelhouse" / arch
+
+
+def _pip_selection(arch: str) -> list[str]:
+    platforms = [argument for tag in platform_tags(arch) for argument in ("--platform", tag)]
+    python = ".".join(map(str, PYTHON_VERSION))
+    return [
+        "--only-binary=:all:",
+        *platforms,
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        ABI,
+    ]
+
+
+def _environment_without_pip(keep: Iterable[str] = ()) -> dict[str, str]:
+    kept = set(keep)
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in kept}
+
+
+def chalice_command(*arguments: str) -> list[str]:
+    """The Chalice CLI on this interpreter (Chalice has no `python -m chalice`)."""
+    return [sys.executable, "-c", _CHALICE_MAIN, *arguments]
+
+
+def offline_build_environment(wheelhouse: Path, arch: str | None = None) -> dict[str, str]:
+    """This process's environment, with pip confined to the wheelhouse (see below) and no
+    bytecode written into the project, for `chalice package` and `chalice deploy`."""
+    return {
+        **_environment_without_pip(),
+        **offline_pip_environment(wheelhouse, arch),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def _run(command: list[str], env: Mapping[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    done = subprocess.run(  # noqa: S603 (our own interpreter, our own arguments)
+        command, cwd=cwd, env=dict(env), capture_output=True, text=True, check=False
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def fill_wheelhouse(
+    requirements: Path, wheelhouse: Path, arch: str, *, offline: bool = False
+) -> list[Path]:
+    """Make `wheelhouse` hold a runtime wheel for every requirement and dependency.
+
+    A cache: when it already satisfies `requirements`, no network is used. Otherwise
+    (unless `offline`) pip downloads what is missing from the package index, and fails,
+    naming the requirement, when one has no wheel for the runtime.
+    """
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    download = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        *_pip_selection(arch),
+        "--dest",
+        str(wheelhouse),
+        "--requirement",
+        str(requirements),
+    ]
+    no_user_config = {"PIP_CONFIG_FILE": os.devnull}
+    status, output = _run(
+        [*download, "--no-index", "--find-links", str(wheelhouse)],
+        {**_environment_without_pip(), **no_user_config},
+    )
+    if status == 0:
+        say(f"wheelhouse {wheelhouse} satisfies {requirements.name} (offline)")
+    elif offline:
+        raise PackagingError(
+            f"{wheelhouse} lacks a {RUNTIME} {arch} wheel for {requirements}:\n{output}"
+        )
+    else:
+        say(f"downloading {RUNTIME} {arch} wheels into {wheelhouse}")
+        status, output = _run(
+            download, {**_environment_without_pip(PIP_TRANSPORT_VARIABLES), **no_user_config}
+        )
+        if status != 0:
+            raise PackagingError(
+                f"a requirement of {requirements} has no wheel for {RUNTIME} on "
+                f"manylinux (glibc <= {RUNTIME_GLIBC[0]}.{RUNTIME_GLIBC[1]}) "
+                f"{machine(arch)}; pip said:\n{output}"
+            )
+    return wheels_in(wheelhouse, arch)
+
+
+def configured_architecture(project_dir: Path = PROJECT, stage: str = DEFAULT_STAGE) -> str:
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return Config(chalice_stage=stage, config_from_disk=config).lambda_architecture
+
+
+def fill_wheelhouse_for_project(
+    arch: str | None = None, *, project_dir: Path = PROJECT, offline: bool = False
+) -> Path:
+    """The project's wheelhouse for `arch` (default: the configured one), filled."""
+    arch = arch or configured_architecture(project_dir)
+    wheelhouse = default_wheelhouse(arch, project_dir)
+    fill_wheelhouse(project_dir / "requirements.txt", wheelhouse, arch, offline=offline)
+    return wheelhouse
+
+
+def offline_pip_environment(wheelhouse: Path, arch: str | None = None) -> dict[str, str]:
+    """Variables that confine every pip call Chalice makes to `wheelhouse`'s target wheels.
+
+    Overlay them on the environment of `chalice package` or `chalice deploy`. With them,
+    Chalice's first `pip download -r requirements.txt` already resolves binary wheels for
+    the runtime (not for this host), from the wheelhouse only, so it never falls back to
+    building an sdist.
+    """
+    arch = arch or configured_architecture()
+    return {
+        "PIP_CONFIG_FILE": os.devnull,  # no find-links / extra-index-url from pip.conf
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse.resolve()),
+        "PIP_ONLY_BINARY": ":all:",
+        "PIP_PLATFORM": " ".join(platform_tags(arch)),
+        "PIP_PYTHON_VERSION": ".".join(map(str, PYTHON_VERSION)),
+        "PIP_IMPLEMENTATION": "cp",
+        "PIP_ABI": ABI,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+
+
+# --- 2. the package ---------------------------------------------------------------------
+
+
+@dataclass
+class Package:
+    zip_path: Path
+    template_path: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_cache(name: str) -> bool:
+    return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+
+
+def _ignore_caches(directory: str, names: list[str]) -> set[str]:
+    return {name for name in names if _is_cache(name)}
+
+
+def prepare_project_copy(project_dir: Path, copy: Path, stage: str, arch: str) -> list[str]:
+    """Copy what Chalice packages into `copy`, adjusted for packaging only; say how."""
+    notes: list[str] = []
+    (copy / ".chalice").mkdir(parents=True)
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy2(project_dir / name, copy / name)
+    for name in ("chalicelib", "vendor"):
+        if (project_dir / name).is_dir():
+            shutil.copytree(project_dir / name, copy / name, ignore=_ignore_caches)
+    for path in (project_dir / ".chalice").glob("*.json"):  # config.json, policy files
+        shutil.copy2(path, copy / ".chalice" / path.name)
+
+    config_path = copy / ".chalice" / "config.json"
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    if _drop_everywhere(config, "log_retention_in_days"):
+        notes.append(
+            "log_retention_in_days left out of the template: Chalice's Terraform output "
+            "cannot express log groups (the zip does not depend on it)"
+        )
+    stage_config = config.setdefault("stages", {}).setdefault(stage, {})
+    configured = Config(chalice_stage=stage, config_from_disk=config).lambda_architecture
+    if configured != arch:
+        stage_config["lambda_architecture"] = arch
+        notes.append(f"architecture {arch} instead of the configured {configured}")
+    config_path.write_text(json.dumps(config, indent=2))
+
+    for name, functions in _missing_policy_files(config, stage, copy / ".chalice").items():
+        (copy / ".chalice" / name).write_text(json.dumps(PLACEHOLDER_POLICY, indent=2))
+        others = ["any function the config does not name"] if "" in functions else []
+        users = ", ".join(sorted(functions - {""}) + others)
+        notes.append(
+            f"stage {stage!r} has no .chalice/{name} (policy of {users}): packaged with a "
+            "placeholder deny-all policy (the zip does not depend on the policies)"
+        )
+    return notes
+
+
+def _drop_everywhere(config: dict[str, Any], key: str) -> bool:
+    scopes = [config, *config.get("lambda_functions", {}).values()]
+    for stage in config.get("stages", {}).values():
+        scopes += [stage, *stage.get("lambda_functions", {}).values()]
+    return bool([scope.pop(key) for scope in scopes if key in scope])
+
+
+def _missing_policy_files(
+    config: dict[str, Any], stage: str, chalice_dir: Path
+) -> dict[str, set[str]]:
+    """The IAM policy files Chalice will read for `stage` that do not exist, and whose.
+
+    With `autogen_policy` false, each managed role's policy is the function's
+    `iam_policy_file` (looked up in stage.lambda_functions.F, stage, lambda_functions.F,
+    top level), else `policy-<stage>.json`. "" stands for the functions the config does
+    not name.
+    """
+    functions = {""} | set(config.get("lambda_functions", {}))
+    functions |= set(config.get("stages", {}).get(stage, {}).get("lambda_functions", {}))
+    missing: dict[str, set[str]] = {}
+    for function in functions:
+        resolved = Config(
+            chalice_stage=stage,
+            function_name=function,
+            config_from_disk=config,
+            default_params={"autogen_policy": True},
+        )
+        if resolved.manage_iam_role and not resolved.autogen_policy:
+            name = resolved.iam_policy_file or f"policy-{stage}.json"
+            if not (chalice_dir / name).exists():
+                missing.setdefault(name, set()).add(function)
+    return dict(sorted(missing.items()))
+
+
+def build_package(
+    stage: str, out_dir: Path, wheelhouse: Path, arch: str, *, project_dir: Path = PROJECT
+) -> Package:
+    """`chalice package` of `stage` for `arch`, from `wheelhouse` alone, into `out_dir`."""
+    if sys.version_info[:2] != PYTHON_VERSION:
+        raise PackagingError(
+            f"Chalice targets the interpreter it runs on: run this with {RUNTIME}, "
+            f"not {sys.version_info[0]}.{sys.version_info[1]}"
+        )
+    wheels = wheels_in(wheelhouse, arch)
+    environment = {
+        **offline_build_environment(wheelhouse, arch),
+        "AWS_EC2_METADATA_DISABLED": "true",  # packaging needs no credentials
+    }
+    notes = [f"{len(wheels)} wheels in {wheelhouse}, pip offline"]
+    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        environment["AWS_DEFAULT_REGION"] = "us-east-1"  # only service principals use it
+        notes.append("no AWS region set: packaged for us-east-1's partition")
+
+    with tempfile.TemporaryDirectory(prefix="media-pipeline-package-") as scratch:
+        copy, chalice_out = Path(scratch) / "project", Path(scratch) / "out"
+        notes += prepare_project_copy(project_dir, copy, stage, arch)
+        for note in notes:
+            say(note)
+        command = chalice_command("package", "--pkg-format", "terraform")
+        status, output = _run([*command, "--stage", stage, str(chalice_out)], environment, copy)
+        made = all((chalice_out / name).is_file() for name in (DEPLOYMENT_ZIP, TEMPLATE))
+        if status != 0 or not made or MISSING_DEPENDENCIES in output:
+            raise PackagingError(f"chalice package failed (status {status}):\n{output}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (DEPLOYMENT_ZIP, TEMPLATE):
+            shutil.copyfile(chalice_out / name, out_dir / name)
+
+    built = Package(out_dir / DEPLOYMENT_ZIP, out_dir / TEMPLATE, notes)
+    problems = template_problems(built.template_path, arch)
+    if problems:
+        raise PackagingError("the template is not for the runtime:\n" + "\n".join(problems))
+    return built
+
+
+def lambda_functions(template_path: Path) -> dict[str, dict[str, Any]]:
+    """The template's functions by their Chalice name."""
+    template = json.loads(template_path.read_text())
+    functions: dict[str, dict[str, Any]] = template["resource"]["aws_lambda_function"]
+    return functions
+
+
+def template_problems(template_path: Path, arch: str) -> list[str]:
+    functions = lambda_functions(template_path)
+    problems = [] if functions else [f"{template_path} declares no function"]
+    for name, function in sorted(functions.items()):
+        if function.get("runtime") != RUNTIME:
+            problems.append(f"{name}: runtime {function.get('runtime')}, not {RUNTIME}")
+        if function.get("architectures") != [arch]:
+            problems.append(f"{name}: architectures {function.get('architectures')}, not {arch}")
+    return problems
+
+
+# --- 3. the audit -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    wheel: Wheel
+    sha256: str | None  # None: the RECORD's own line, which has no hash
+
+
+@dataclass
+class WheelIndex:
+    """Every file the wheels in a wheelhouse install, by path in the deployment zip."""
+
+    files: dict[str, list[WheelFile]] = field(default_factory=dict)
+    by_wheel: dict[Wheel, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, wheelhouse: Path) -> WheelIndex:
+        index = cls()
+        for path in sorted(wheelhouse.glob("*.whl")):
+            wheel = Wheel.parse(path.name)
+            installed = index.by_wheel.setdefault(wheel, set())
+            for name, digest in read_record(path).items():
+                index.files.setdefault(name, []).append(WheelFile(wheel, digest))
+                installed.add(name)
+        return index
+
+
+def read_record(wheel_path: Path) -> dict[str, str | None]:
+    """A wheel's RECORD: installed path -> hex sha256, as Chalice lays the wheel out."""
+    with zipfile.ZipFile(wheel_path) as wheel:
+        records = [n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/RECORD", n)]
+        if len(records) != 1:
+            raise PackagingError(f"{wheel_path.name} has {len(records)} RECORD files")
+        rows = csv.reader(io.StringIO(wheel.read(records[0]).decode()))
+        entries: dict[str, str | None] = {}
+        for row in rows:
+            if not row:
+                continue
+            # Chalice moves <name>.data/purelib and platlib to the top, as an installer does.
+            name = re.sub(r"^[^/]+\.data/(?:purelib|platlib)/", "", row[0])
+            entries[name] = _record_sha256(row[1] if len(row) > 1 else "")
+        return entries
+
+
+def _record_sha256(value: str) -> str | None:
+    if not value:
+        return None
+    algorithm, _, encoded = value.partition("=")
+    if algorithm != "sha256":
+        raise PackagingError(f"RECORD hash {algorithm} is not sha256")
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).hex()
+
+
+def app_files(project_dir: Path = PROJECT) -> dict[str, str]:
+    """What Chalice adds besides the wheels: zip path -> sha256."""
+    sources = {
+        "chalice/app.py": Path(chalice.app.__file__),
+        "chalice/__init__.py": Path(chalice.__file__),
+        "app.py": project_dir / "app.py",
+    }
+    for directory, prefix in (("chalicelib", "chalicelib/"), ("vendor", "")):
+        root = project_dir / directory
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            relative = path.relative_to(root)
+            if path.is_file() and not any(map(_is_cache, relative.parts)):
+                sources[prefix + relative.as_posix()] = path
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in sources.items()}
+
+
+def elf_machine(data: bytes) -> int | None:
+    """The e_machine of an ELF object, or None when `data` is not one."""
+    if len(data) < 20 or not data.startswith(_ELF_MAGIC) or data[5] not in (1, 2):
+        return None
+    return int.from_bytes(data[18:20], "little" if data[5] == 1 else "big")
+
+
+def is_shared_library(name: str, data: bytes) -> bool:
+    return bool(_SHARED_LIBRARY.search(PurePosixPath(name).name)) or data.startswith(_ELF_MAGIC)
+
+
+def _zip_entries(zip_path: Path) -> Iterable[tuple[str, bytes]]:
+    with zipfile.ZipFile(zip_path) as package:
+        for info in package.infolist():
+            if not info.is_dir():
+                yield info.filename, package.read(info)
+
+
+def shared_library_problems(zip_path: Path, wheelhouse: Path, arch: str) -> list[str]:
+    """Each shared library must be a manylinux wheel's file, unchanged, built for `arch`."""
+    index = WheelIndex.read(wheelhouse)
+    expected_machine = ELF_MACHINES[arch]
+    problems = []
+    for name, data in _zip_entries(zip_path):
+        if not is_shared_library(name, data):
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        listed = index.files.get(name, [])
+        same = [entry.wheel for entry in listed if entry.sha256 == digest]
+        if not listed:
+            problems.append(f"{name}: in no wheel's RECORD (built on this host?)")
+        elif not same:
+            wheels = ", ".join(sorted(entry.wheel.filename for entry in listed))
+            problems.append(f"{name}: sha256 {digest} differs from the RECORD of {wheels}")
+        elif not any(wheel.native(arch) for wheel in same):
+            wheels = ", ".join(sorted(wheel.filename for wheel in same))
+            problems.append(
+                f"{name}: from {wheels}, not a manylinux wheel for {RUNTIME} {machine(arch)}"
+            )
+        found = elf_machine(data)
+        if found is None:
+            problems.append(f"{name}: not an ELF object")
+        elif found != expected_machine:
+            problems.append(
+                f"{name}: ELF e_machine {found}, not {expected_machine} ({machine(arch)})"
+            )
+    return problems
+
+
+def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PROJECT) -> list[str]:
+    """Every file is the app's or a wheel's (same sha256), and every installed wheel whole."""
+    index = WheelIndex.read(wheelhouse)
+    expected = app_files(project_dir)
+    problems, seen = [], set()
+    for name, data in _zip_entries(zip_path):
+        seen.add(name)
+        digest = hashlib.sha256(data).hexdigest()
+        if name in expected:
+            if digest != expected[name]:
+                problems.append(f"{name}: differs from the project's")
+        elif name in index.files:
+            if not any(entry.sha256 in (None, digest) for entry in index.files[name]):
+                problems.append(f"{name}: differs from its wheel's RECORD")
+        else:
+            problems.append(f"{name}: comes from neither the app nor a wheel in {wheelhouse}")
+    problems += [f"{name}: missing" for name in sorted(set(expected) - seen)]
+    for wheel, installed in index.by_wheel.items():
+        if any(name in seen for name in installed if name.endswith(".dist-info/METADATA")):
+            missing = sorted(installed - seen)
+            problems += [f"{name}: missing from {wheel.filename}" for name in missing]
+    return problems
+
+
+def audit_package(
+    zip_path: Path, wheelhouse: Path, arch: str, project_dir: Path = PROJECT
+) -> list[str]:
+    return shared_library_problems(zip_path, wheelhouse, arch) + provenance_problems(
+        zip_path, wheelhouse, project_dir
+    )
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.package", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument("--stage", default=DEFAULT_STAGE)
+    parser.add_argument("--arch", choices=sorted(MACHINES), help="default: the stage's")
+    parser.add_argument("--out", type=Path, help="default: build/package/<stage>")
+    parser.add_argument("--wheelhouse", type=Path, help="default: .cache/wheelhouse/<arch>")
+    parser.add_argument("--offline", action="store_true", help="never download: cache only")
+    args = parser.parse_args(argv)
+    arch = args.arch or configured_architecture(PROJECT, args.stage)
+    wheelhouse = args.wheelhouse or default_wheelhouse(arch)
+    out_dir = args.out or PROJECT / "build" / "package" / args.stage
+    try:
+        fill_wheelhouse(PROJECT / "requirements.txt", wheelhouse, arch, offline=args.offline)
+        built = build_package(args.stage, out_dir, wheelhouse, arch)
+        problems = audit_package(built.zip_path, wheelhouse, arch)
+    except PackagingError as error:
+        say(f"FAILED: {error}")
+        return 1
+    if problems:
+        say("FAILED: the package is not made of target wheels only:\n" + "\n".join(problems))
+        return 1
+    size = built.zip_path.stat().st_size
+    say(f"{RUNTIME} {arch}: {built.zip_path} ({size / 2**20:.1f} MiB), {built.template_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,388 @@
+"""The Lambda deployment package: built offline from runtime wheels only, and nothing else.
+
+The package is built once for the module, as `make package` builds it: the wheelhouse in
+.cache/wheelhouse/<arch> is filled (online the first time, from the cache after that) and
+`chalice package` runs with pip confined to it. The zip must then hold the app, and the
+runtime requirements exactly as their manylinux wheels for the Lambda machine ship them:
+no host-built object, no test, cache, dev tool or AWS SDK. The checkers are themselves
+proven to fail on small synthetic packages.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import importlib.metadata
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import chalice
+import chalice.app
+import pytest
+from chalice.config import Config
+
+from infra import package
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = "dev"
+CONFIG: dict[str, Any] = json.loads((REPO / ".chalice" / "config.json").read_text())
+ARCH = package.configured_architecture(REPO, STAGE)
+MACHINE = package.MACHINES[ARCH]
+WORKER = "make_thumbnails"
+EXTENSION = rf"\.cpython-311-{MACHINE}-linux-gnu\.so"
+ALWAYS_FORBIDDEN = {"boto3", "botocore", "s3transfer"}  # the Lambda runtime provides them
+CHALICE_RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # what Chalice vendors itself
+
+
+@dataclass(frozen=True)
+class Built:
+    zip_path: Path
+    template_path: Path
+    wheelhouse: Path
+    names: list[str]
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    started = time.monotonic()
+    wheelhouse = package.default_wheelhouse(ARCH, REPO)
+    package.fill_wheelhouse(REPO / "requirements.txt", wheelhouse, ARCH)
+    result = package.build_package(STAGE, tmp_path_factory.mktemp("package"), wheelhouse, ARCH)
+    with zipfile.ZipFile(result.zip_path) as deployment:
+        names = [info.filename for info in deployment.infolist() if not info.is_dir()]
+    return Built(
+        result.zip_path, result.template_path, wheelhouse, names, time.monotonic() - started
+    )
+
+
+def requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if found and not line.startswith("-"):
+            names.add(package.normalise(found[0]))
+    return names
+
+
+def wheel_names(wheelhouse: Path) -> set[str]:
+    return {package.Wheel.parse(path.name).name for path in wheelhouse.glob("*.whl")}
+
+
+def dev_only_distributions(wheelhouse: Path) -> set[str]:
+    """What development installs and Lambda must not get (unless the app needs it too)."""
+    dev = requirement_names(REPO / "requirements-dev.txt") - wheel_names(wheelhouse)
+    return dev | ALWAYS_FORBIDDEN
+
+
+def top_level_names(distributions: Iterable[str]) -> set[str]:
+    """The top-level packages and modules the (installed) distributions provide."""
+    names = set()
+    for name in distributions:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for file in files:
+            top = file.parts[0]
+            if not top.startswith("..") and not top.endswith((".dist-info", ".data")):
+                names.add(top)
+    return names - {"__pycache__"}
+
+
+def forbidden_entries(names: Iterable[str], dev_dists: set[str]) -> list[str]:
+    """Entries Lambda must not get: project-only files, caches, dev tooling, the AWS SDK."""
+    project_only = {path.name for path in REPO.iterdir()} - {"app.py", "chalicelib", "vendor"}
+    project_only |= {"tests", "devstack", "infra", ".venv", ".cache", ".chalice"}
+    dev_top_levels = top_level_names(dev_dists) | dev_dists
+    found = []
+    for name in names:
+        parts = PurePosixPath(name).parts
+        top = parts[0]
+        distribution = package.normalise(top.split("-")[0])
+        if top in project_only:
+            found.append(f"{name}: project-only")
+        elif "__pycache__" in parts or name.endswith((".pyc", ".pyo")):
+            found.append(f"{name}: bytecode cache")
+        elif top.endswith(".dist-info") and distribution in dev_dists:
+            found.append(f"{name}: development distribution")
+        elif top == "chalice":
+            if name not in CHALICE_RUNTIME:
+                found.append(f"{name}: Chalice beyond its runtime")
+        elif top in dev_top_levels:
+            found.append(f"{name}: development package")
+    return found
+
+
+# --- the built package ------------------------------------------------------------------
+
+
+def test_wheelhouse_holds_only_runtime_wheels(built: Built) -> None:
+    wheels = [package.Wheel.parse(path.name) for path in built.wheelhouse.iterdir()]
+    assert {w.filename for w in wheels if not w.compatible(ARCH)} == set()
+    assert requirement_names(REPO / "requirements.txt") <= {w.name for w in wheels}
+    native = {w.name for w in wheels if w.native(ARCH)}
+    assert {"pillow", "pillow-heif"} <= native
+
+
+def test_template_targets_the_runtime_and_architecture(built: Built) -> None:
+    functions = package.lambda_functions(built.template_path)
+    assert set(functions) == set(CONFIG["lambda_functions"])
+    for name, function in functions.items():
+        assert function["runtime"] == "python3.11", name
+        assert function["architectures"] == [ARCH], name
+    assert package.template_problems(built.template_path, ARCH) == []
+
+
+def test_template_applies_each_functions_settings(built: Built) -> None:
+    functions = package.lambda_functions(built.template_path)
+    for name, function in functions.items():
+        settings = Config(chalice_stage=STAGE, function_name=name, config_from_disk=CONFIG)
+        assert function["memory_size"] == settings.lambda_memory_size, name
+        assert function["timeout"] == settings.lambda_timeout, name
+        assert function.get("reserved_concurrent_executions") == settings.reserved_concurrency
+        assert function["tracing_config"] == {"mode": "Active"}, name
+    assert functions[WORKER]["reserved_concurrent_executions"] == 20
+    assert functions[WORKER]["memory_size"] == 1769
+    assert functions[WORKER]["timeout"] == 60
+
+
+def test_shared_libraries_come_unchanged_from_runtime_wheels(built: Built) -> None:
+    shared = [name for name in built.names if re.search(r"\.so(\.|$)", name)]
+    assert len(shared) > 10
+    assert package.shared_library_problems(built.zip_path, built.wheelhouse, ARCH) == []
+
+
+def test_every_file_is_the_apps_or_a_wheels(built: Built) -> None:
+    assert package.provenance_problems(built.zip_path, built.wheelhouse, REPO) == []
+
+
+def test_no_tests_caches_dev_tooling_or_aws_sdk(built: Built) -> None:
+    assert forbidden_entries(built.names, dev_only_distributions(built.wheelhouse)) == []
+    assert {name for name in built.names if name.startswith("chalice/")} == CHALICE_RUNTIME
+
+
+def test_everything_the_app_needs_is_there(built: Built) -> None:
+    names = set(built.names)
+    app = {name for name in package.app_files(REPO) if not name.startswith("chalice/")}
+    assert {"app.py", "chalicelib/__init__.py", "chalicelib/imaging/__init__.py"} <= app
+    assert app - names == set()
+    for pattern in (
+        r"PIL/__init__\.py",
+        rf"PIL/_imaging{EXTENSION}",
+        rf"PIL/_webp{EXTENSION}",
+        rf"PIL/_avif{EXTENSION}",
+        r"pillow_heif/__init__\.py",
+        rf"(pillow_heif/)?_pillow_heif{EXTENSION}",
+        r"aws_lambda_powertools/__init__\.py",
+        r"aws_lambda_powertools/logging/__init__\.py",
+    ):
+        assert any(re.fullmatch(pattern, name) for name in names), pattern
+    installed = {
+        package.normalise(PurePosixPath(name).parts[0].split("-")[0])
+        for name in names
+        if name.endswith(".dist-info/METADATA")
+    }
+    assert requirement_names(REPO / "requirements.txt") <= installed
+
+
+def test_build_is_offline_and_refuses_a_missing_wheel(tmp_path: Path) -> None:
+    empty = tmp_path / "wheelhouse"
+    empty.mkdir()
+    with pytest.raises(package.PackagingError, match=r"(?i)pillow"):
+        package.build_package(STAGE, tmp_path / "out", empty, ARCH)
+    assert not (tmp_path / "out" / package.DEPLOYMENT_ZIP).exists()
+    with pytest.raises(package.PackagingError, match="lacks"):
+        package.fill_wheelhouse(REPO / "requirements.txt", empty, ARCH, offline=True)
+
+
+# --- the checkers, on synthetic packages ------------------------------------------------
+
+
+def elf(e_machine: int, payload: bytes = b"") -> bytes:
+    header = bytearray(64)
+    header[:7] = b"\x7fELF\x02\x01\x01"  # 64-bit, little-endian, version 1
+    header[16:18] = (3).to_bytes(2, "little")  # ET_DYN
+    header[18:20] = e_machine.to_bytes(2, "little")
+    return bytes(header) + payload
+
+
+AARCH64, X86_64 = 183, 62
+
+
+def make_wheel(wheelhouse: Path, filename: str, files: dict[str, bytes]) -> Path:
+    name, version = filename.split("-")[:2]
+    dist_info = f"{name}-{version}.dist-info"
+    files = {**files, f"{dist_info}/METADATA": f"Name: {name}\nVersion: {version}\n".encode()}
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        writer.writerow([path, f"sha256={digest}", len(data)])
+    writer.writerow([f"{dist_info}/RECORD", "", ""])
+    wheelhouse.mkdir(exist_ok=True)
+    contents = {**files, f"{dist_info}/RECORD": record.getvalue().encode()}
+    return write_zip(wheelhouse / filename, contents)
+
+
+def write_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+GOOD_TAGS = "cp311-cp311-manylinux_2_17_aarch64"
+
+
+@pytest.mark.parametrize(
+    ("tags", "in_wheel", "in_zip", "expected"),
+    [
+        pytest.param(GOOD_TAGS, elf(AARCH64), elf(AARCH64), [], id="aarch64-wheel"),
+        pytest.param("cp38-abi3-manylinux2014_aarch64", elf(AARCH64), elf(AARCH64), [], id="abi3"),
+        pytest.param(
+            GOOD_TAGS,
+            elf(AARCH64),
+            elf(X86_64),
+            ["differs from the RECORD", "e_machine 62"],
+            id="rebuilt-on-the-host",
+        ),
+        pytest.param(
+            "cp311-cp311-manylinux_2_17_x86_64",
+            elf(X86_64),
+            elf(X86_64),
+            ["not a manylinux wheel", "e_machine 62"],
+            id="x86_64-wheel",
+        ),
+        pytest.param(
+            "cp311-cp311-manylinux_2_28_aarch64",
+            elf(AARCH64),
+            elf(AARCH64),
+            ["not a manylinux wheel"],
+            id="glibc-newer-than-the-runtime",
+        ),
+        pytest.param(
+            "py3-none-any", elf(AARCH64), elf(AARCH64), ["not a manylinux wheel"], id="pure-wheel"
+        ),
+        pytest.param(
+            "cp312-cp312-manylinux_2_17_aarch64",
+            elf(AARCH64),
+            elf(AARCH64),
+            ["not a manylinux wheel"],
+            id="other-python",
+        ),
+        pytest.param(GOOD_TAGS, elf(X86_64), elf(X86_64), ["e_machine 62"], id="mislabelled"),
+        pytest.param(GOOD_TAGS, b"not elf", b"not elf", ["not an ELF object"], id="not-elf"),
+    ],
+)
+def test_shared_library_checker(
+    tmp_path: Path, tags: str, in_wheel: bytes, in_zip: bytes, expected: list[str]
+) -> None:
+    make_wheel(tmp_path / "wheels", f"fake-1.0-{tags}.whl", {"fake/_ext.so": in_wheel})
+    deployment = write_zip(tmp_path / "deployment.zip", {"fake/_ext.so": in_zip})
+    problems = package.shared_library_problems(deployment, tmp_path / "wheels", "arm64")
+    assert all(any(e in p for p in problems) for e in expected), problems
+    assert bool(problems) == bool(expected), problems
+
+
+def test_shared_library_checker_finds_a_library_no_wheel_ships(tmp_path: Path) -> None:
+    make_wheel(tmp_path / "wheels", f"fake-1.0-{GOOD_TAGS}.whl", {"fake/_ext.so": elf(AARCH64)})
+    deployment = write_zip(
+        tmp_path / "deployment.zip",
+        {"fake/_ext.so": elf(AARCH64), "fake.libs/libextra.so.1.2": elf(AARCH64, b"x")},
+    )
+    problems = package.shared_library_problems(deployment, tmp_path / "wheels", "arm64")
+    assert problems == ["fake.libs/libextra.so.1.2: in no wheel's RECORD (built on this host?)"]
+
+
+def synthetic_project(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """A tiny project and the files of its correct package (app, Chalice runtime, a wheel)."""
+    project = tmp_path / "project"
+    (project / "chalicelib" / "__pycache__").mkdir(parents=True)
+    (project / "app.py").write_text("from chalice import Chalice\n")
+    (project / "chalicelib" / "__init__.py").write_text('"""lib"""\n')
+    (project / "chalicelib" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"pyc")
+    wheel = make_wheel(
+        tmp_path / "wheels", "fake-1.0-py3-none-any.whl", {"fake/__init__.py": b"x = 1\n"}
+    )
+    files = {}
+    with zipfile.ZipFile(wheel) as archive:
+        files.update({name: archive.read(name) for name in archive.namelist()})
+    files["app.py"] = (project / "app.py").read_bytes()
+    files["chalicelib/__init__.py"] = (project / "chalicelib" / "__init__.py").read_bytes()
+    files["chalice/app.py"] = Path(chalice.app.__file__).read_bytes()
+    files["chalice/__init__.py"] = Path(chalice.__file__).read_bytes()
+    return project, files
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param({}, None, id="correct"),
+        pytest.param({"tests/test_app.py": b"def test(): ..."}, "neither the app", id="tests"),
+        pytest.param(
+            {"chalicelib/__pycache__/__init__.cpython-311.pyc": b"pyc"},
+            "neither the app",
+            id="bytecode",
+        ),
+        pytest.param({"fake/__init__.py": b"x = 2\n"}, "differs from its wheel", id="patched"),
+        pytest.param({"fake/__init__.py": None}, "missing from fake-1.0", id="partial-wheel"),
+        pytest.param({"app.py": b"# other\n"}, "differs from the project's", id="stale-app"),
+        pytest.param({"chalicelib/__init__.py": None}, "chalicelib/__init__.py: missing", id="lib"),
+    ],
+)
+def test_provenance_checker(
+    tmp_path: Path, change: dict[str, bytes | None], expected: str | None
+) -> None:
+    project, files = synthetic_project(tmp_path)
+    for name, data in change.items():
+        if data is None:
+            del files[name]
+        else:
+            files[name] = data
+    deployment = write_zip(tmp_path / "deployment.zip", files)
+    problems = package.provenance_problems(deployment, tmp_path / "wheels", project)
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(expected in problem for problem in problems), problems
+
+
+def test_forbidden_entries_checker() -> None:
+    dev = {"pytest", "moto", "boto3", "botocore"}
+    clean = ["app.py", "chalicelib/api.py", "chalice/app.py", "PIL/Image.py", "jmespath/api.py"]
+    assert forbidden_entries(clean, dev) == []
+    bad = [
+        "tests/test_api.py",
+        "devstack/lambda_events.py",
+        "infra/package.py",
+        ".venv/bin/python",
+        "requirements-dev.txt",
+        "chalicelib/__pycache__/api.cpython-311.pyc",
+        "PIL/Image.pyc",
+        "pytest-9.2.0.dist-info/METADATA",
+        "boto3/__init__.py",
+        "botocore-1.44.5.dist-info/RECORD",
+        "chalice/cli/__init__.py",
+    ]
+    assert [entry.split(":")[0] for entry in forbidden_entries(bad, dev)] == bad
+
+
+def test_wheelhouse_refuses_anything_but_runtime_wheels(tmp_path: Path) -> None:
+    make_wheel(tmp_path, f"fake-1.0-{GOOD_TAGS}.whl", {"fake/_ext.so": elf(AARCH64)})
+    assert [path.name for path in package.wheels_in(tmp_path, "arm64")] == [
+        f"fake-1.0-{GOOD_TAGS}.whl"
+    ]
+    (tmp_path / "fake-1.0.tar.gz").write_bytes(b"sdist")
+    make_wheel(tmp_path, "other-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", {})
+    with pytest.raises(package.PackagingError, match=r"fake-1\.0\.tar\.gz, other-1\.0"):
+        package.wheels_in(tmp_path, "arm64")
