@@ -1,10 +1,13 @@
-# media-pipeline: `make test` (lint, types, tests) and, soon, `make run` (the local stack).
+# media-pipeline: `make test` (lint, types, tests), `make deploy STAGE=...` (AWS) and,
+# soon, `make run` (the local stack).
 PYTHON ?= python3
+STAGE  ?= dev
+TENANT ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format types test run clean
+.PHONY: install lint format types test run deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
@@ -17,6 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint infra/template.yaml
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -31,6 +35,22 @@ test: lint types
 run:
 	@echo "make run (the local stack) is not built yet; see README.md, Status." >&2
 	@exit 1
+
+deploy: install
+	$(BIN)/python -m infra.deploy deploy --stage $(STAGE)
+
+destroy: install
+	$(BIN)/python -m infra.deploy destroy --stage $(STAGE)
+
+package: install
+	$(BIN)/python -m infra.package --stage $(STAGE)
+
+api-key: install
+	@test -n "$(TENANT)" || { echo "usage: make api-key STAGE=dev TENANT=acme" >&2; exit 2; }
+	$(BIN)/python -m infra.keys create --stage $(STAGE) --tenant $(TENANT)
+
+cost: install
+	$(BIN)/python -m infra.cost
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -60,6 +60,9 @@ dispatch.accept_test_events(dispatch_upload)
     queue=os.environ.get("JOBS_QUEUE", DEFAULT_JOBS_QUEUE),
     batch_size=int(os.environ.get("WORKER_BATCH_SIZE", "5")),
     maximum_batching_window_in_seconds=int(os.environ.get("WORKER_BATCHING_WINDOW", "0")),
+    # At most the worker's reserved concurrency: a throttled delivery would still count
+    # towards the queue's maxReceiveCount and dead-letter a job that never ran.
+    maximum_concurrency=int(os.environ.get("WORKER_MAX_CONCURRENCY", "20")),
 )
 def make_thumbnails(event: SQSEvent) -> None:
     worker.handle_jobs_batch(event.to_dict()["Records"])

@@ -80,16 +80,17 @@ class SqsPoller:
         *,
         batch_size: int = 1,
         wait_seconds: int = 0,
-        release_failed: bool = False,
+        expire_with: SQSClient | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
         self._batch_size = batch_size
         self._wait_seconds = wait_seconds
-        # Tests do not wait out a visibility timeout: a failed batch can be made visible
-        # again at once, which is what the timeout expiring does.
-        self._release_failed = release_failed
+        # Tests do not wait out a visibility timeout: with `expire_with` (a client of the
+        # queue's owner, not the function's role), a failed batch is made visible again at
+        # once, which is what the timeout expiring does.
+        self._expire_with = expire_with
         attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         self._queue_arn = attributes["Attributes"]["QueueArn"]
         self._region = self._queue_arn.split(":")[3]
@@ -110,8 +111,8 @@ class SqsPoller:
         # Lambda's contract: any exception fails the whole batch, which stays on the queue.
         except Exception:  # noqa: BLE001
             log.info("batch of %d failed; left for redelivery", len(messages))
-            if self._release_failed:
-                self._release(messages)  # type: ignore[arg-type]
+            if self._expire_with is not None:
+                self._expire(self._expire_with, messages)  # type: ignore[arg-type]
             return BatchResult(received=len(messages), failed=True)
         self._delete(messages)  # type: ignore[arg-type]
         return BatchResult(received=len(messages), failed=False)
@@ -132,12 +133,12 @@ class SqsPoller:
             ],
         )
 
-    def _release(self, messages: list[dict[str, Any]]) -> None:
+    def _expire(self, sqs: SQSClient, messages: list[dict[str, Any]]) -> None:
         from botocore.exceptions import ClientError
 
         for message in messages:
             try:
-                self._sqs.change_message_visibility(
+                sqs.change_message_visibility(
                     QueueUrl=self._queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=0,

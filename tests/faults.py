@@ -12,6 +12,51 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 Predicate = Callable[[dict[str, Any]], bool]
 
 
+class Fault:
+    """Fail `operation` with `code`, at most `times` times (None: always), on every client
+    it is attached to; the count is shared."""
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        code: str = "SlowDown",
+        status: int = 503,
+        times: int | None = None,
+        when: Predicate | None = None,
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.status = status
+        self.times = times
+        self.when = when
+        self.failed = 0
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register(self._event(client), self._answer)
+
+    def detach(self, client: Any) -> None:
+        client.meta.events.unregister(self._event(client), self._answer)
+
+    def _event(self, client: Any) -> str:
+        return f"before-call.{client.meta.service_model.service_id.hyphenize()}.{self.operation}"
+
+    def _answer(
+        self, params: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if self.times is not None and self.failed >= self.times:
+            return None
+        if self.when is not None and not self.when(params):
+            return None
+        self.failed += 1
+        response = AWSResponse(params.get("url", ""), self.status, HTTPHeaders(), None)
+        parsed = {
+            "Error": {"Code": self.code, "Message": "injected fault"},
+            "ResponseMetadata": {"HTTPStatusCode": self.status},
+        }
+        return response, parsed
+
+
 @contextmanager
 def aws_fault(
     client: Any,
@@ -21,32 +66,14 @@ def aws_fault(
     status: int = 503,
     times: int | None = None,
     when: Predicate | None = None,
-) -> Iterator[list[int]]:
-    """Fail `operation` on `client` with `code`, at most `times` times (None: always).
-
-    Yields a one-item list holding how many calls were failed so far.
-    """
-    failed = [0]
-    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-
-    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if times is not None and failed[0] >= times:
-            return None
-        if when is not None and not when(params):
-            return None
-        failed[0] += 1
-        response = AWSResponse(params.get("url", ""), status, HTTPHeaders(), None)
-        parsed = {
-            "Error": {"Code": code, "Message": "injected fault"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        }
-        return response, parsed
-
-    client.meta.events.register(event, answer)
+) -> Iterator[Fault]:
+    """Fail `operation` on `client` while the block runs; yields the fault, which counts."""
+    fault = Fault(operation, code=code, status=status, times=times, when=when)
+    fault.attach(client)
     try:
-        yield failed
+        yield fault
     finally:
-        client.meta.events.unregister(event, answer)
+        fault.detach(client)
 
 
 def url_contains(fragment: str) -> Predicate:

@@ -72,7 +72,7 @@ class Pipeline:
         def invoke(event: dict[str, Any]) -> Any:
             return self.client.lambda_.invoke(function, event).payload
 
-        return SqsPoller(self.sqs, queue_url, invoke, batch_size=batch_size, release_failed=True)
+        return SqsPoller(self.sqs, queue_url, invoke, batch_size=batch_size, expire_with=self.sqs)
 
     # --- the whole flow ----------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""What a million images cost on AWS at the configured worker memory.
+
+    python -m infra.cost [PHOTO_DIR] [--overhead-ms 60]
+
+Measures the engine on the photos (median per image, this machine, one process), adds a
+per-image allowance for the S3 and DynamoDB round trips the worker makes around it, and
+prices the Lambda compute at the worker's configured memory and architecture together
+with every other per-image request (API Gateway, S3, SQS, DynamoDB). Prices are AWS list
+prices for us-east-1 (on-demand, no free tier); edit PRICES for another region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
+
+PRICES = {
+    "lambda_gb_second_arm64": 0.0000133334,
+    "lambda_gb_second_x86_64": 0.0000166667,
+    "lambda_request": 0.20 / 1e6,
+    "api_gateway_rest_request": 3.50 / 1e6,
+    "s3_put": 0.005 / 1000,
+    "s3_get": 0.0004 / 1000,
+    "sqs_request": 0.40 / 1e6,
+    "dynamodb_write_unit": 0.625 / 1e6,
+    "dynamodb_read_unit": 0.125 / 1e6,
+}
+
+# Requests per image, from the code: POST /uploads and (say) three polls of GET /jobs/{id};
+# the client's POST to S3 and three outputs written; HEAD and GET of the source and three
+# presigned GETs of outputs by the client; one send, and a receive and delete shared by a
+# batch; writes: create, QUEUED, PROCESSING, COMPLETED (two units: the outputs list makes
+# the item over 1 KB); strongly consistent reads: dispatcher, worker, four API reads.
+API_REQUESTS = 4
+S3_PUTS = 4
+S3_GETS = 5
+SQS_REQUESTS_PER_BATCH = 2
+DYNAMODB_WRITE_UNITS = 5
+DYNAMODB_READ_UNITS = 6
+
+
+@dataclass(frozen=True)
+class Estimate:
+    engine_ms: float
+    worker_ms: float
+    memory_mb: int
+    architecture: str
+    batch_size: int
+    lines: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.lines.values())
+
+
+def measure_engine_ms(photos: list[Path], repeats: int = 3) -> float:
+    from chalicelib.imaging import render
+    from chalicelib.presets import DEFAULT_PRESETS
+
+    per_image = []
+    for photo in photos:
+        data = photo.read_bytes()
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            render(data, DEFAULT_PRESETS)
+            runs.append((time.perf_counter() - started) * 1000)
+        per_image.append(min(runs))
+    return statistics.median(per_image)
+
+
+def worker_settings() -> tuple[int, str, int]:
+    config = json.loads((PROJECT / ".chalice" / "config.json").read_text())
+    worker = config["lambda_functions"]["make_thumbnails"]
+    batch = int(config.get("environment_variables", {}).get("WORKER_BATCH_SIZE", 5))
+    return int(worker["lambda_memory_size"]), str(config["lambda_architecture"]), batch
+
+
+def estimate(engine_ms: float, overhead_ms: float) -> Estimate:
+    memory_mb, architecture, batch_size = worker_settings()
+    worker_ms = engine_ms + overhead_ms
+    gb_seconds = worker_ms / 1000 * memory_mb / 1024
+    million = 1e6
+    lines = {
+        "Lambda worker compute": million * gb_seconds * PRICES[f"lambda_gb_second_{architecture}"],
+        "Lambda requests (worker per batch, dispatcher, API)": million
+        * (1 / batch_size + 1 + API_REQUESTS)
+        * PRICES["lambda_request"],
+        "API Gateway REST requests": million * API_REQUESTS * PRICES["api_gateway_rest_request"],
+        "S3 PUT (upload + 3 outputs)": million * S3_PUTS * PRICES["s3_put"],
+        "S3 GET/HEAD": million * S3_GETS * PRICES["s3_get"],
+        "SQS": million * (1 + SQS_REQUESTS_PER_BATCH / batch_size) * PRICES["sqs_request"],
+        "DynamoDB writes": million * DYNAMODB_WRITE_UNITS * PRICES["dynamodb_write_unit"],
+        "DynamoDB reads": million * DYNAMODB_READ_UNITS * PRICES["dynamodb_read_unit"],
+    }
+    return Estimate(engine_ms, worker_ms, memory_mb, architecture, batch_size, lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.cost", description=__doc__)
+    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser.add_argument(
+        "--overhead-ms",
+        type=float,
+        default=60.0,
+        help="worker time per image beyond the engine: S3 and DynamoDB round trips",
+    )
+    args = parser.parse_args(argv)
+    photos = sorted(args.photos.glob("*.jpg"))
+    if not photos:
+        parser.error(f"no .jpg photos in {args.photos}")
+    result = estimate(measure_engine_ms(photos), args.overhead_ms)
+    print(
+        f"engine {result.engine_ms:.0f} ms/image (median of {len(photos)} photos, this machine)"
+        f" + {args.overhead_ms:.0f} ms I/O = {result.worker_ms:.0f} ms at"
+        f" {result.memory_mb} MB {result.architecture}, batches of {result.batch_size}"
+    )
+    for name, dollars in result.lines.items():
+        print(f"  {name:<52} ${dollars:8.2f}")
+    print(f"  {'total per million images':<52} ${result.total:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

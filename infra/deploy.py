@@ -1,0 +1,141 @@
+"""`make deploy STAGE=...` and `make destroy STAGE=...`.
+
+deploy: the data-plane stack (CloudFormation) -> its outputs into the stage's Chalice
+config (environment variables and one IAM policy file per function) -> `chalice deploy`
+building from the offline wheelhouse -> API Gateway responses in the API's error shape.
+
+destroy: `chalice delete`, then the buckets are emptied (CloudFormation cannot delete a
+bucket with objects in it) and the stack is deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from infra import policies, stack
+
+PROJECT = Path(__file__).resolve().parents[1]
+CONFIG = Path(".chalice") / "config.json"
+
+# API Gateway answers these itself, before any function runs; give them the API's shape.
+GATEWAY_RESPONSES = {
+    "UNAUTHORIZED": ("unauthorized", "A valid API key is required: Authorization: Bearer <key>."),
+    "ACCESS_DENIED": ("unauthorized", "A valid API key is required: Authorization: Bearer <key>."),
+    "MISSING_AUTHENTICATION_TOKEN": ("not_found", "No such route."),
+    "THROTTLED": ("throttled", "Too many requests; slow down and retry."),
+    "DEFAULT_5XX": ("internal_error", "Something went wrong on our side."),
+}
+
+
+def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]) -> None:
+    """Point `stage` at the stack's resources: environment variables and IAM policies."""
+    chalice_dir = project_dir / ".chalice"
+    for function in policies.FUNCTIONS:
+        document = policies.policy_document(function, stage, outputs)
+        path = chalice_dir / policies.policy_file_name(stage, function)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    config_path = project_dir / CONFIG
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    stage_config = config.setdefault("stages", {}).setdefault(stage, {})
+    stage_config.setdefault("api_gateway_stage", "api")
+    stage_config["autogen_policy"] = False
+    stage_config.setdefault("environment_variables", {}).update(stack.environment(outputs))
+    functions = stage_config.setdefault("lambda_functions", {})
+    for function in policies.FUNCTIONS:
+        functions.setdefault(function, {})["iam_policy_file"] = policies.policy_file_name(
+            stage, function
+        )
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def gateway_response_templates(code: str, message: str) -> dict[str, str]:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return {"application/json": body}
+
+
+def apply_gateway_responses(apigateway: Any, rest_api_id: str) -> None:
+    for response_type, (code, message) in GATEWAY_RESPONSES.items():
+        apigateway.put_gateway_response(
+            restApiId=rest_api_id,
+            responseType=response_type,
+            responseTemplates=gateway_response_templates(code, message),
+        )
+
+
+def _rest_api_id(project_dir: Path, stage: str) -> str:
+    deployed = json.loads((project_dir / ".chalice" / "deployed" / f"{stage}.json").read_text())
+    for resource in deployed["resources"]:
+        if resource.get("resource_type") == "rest_api":
+            return str(resource["rest_api_id"])
+    raise RuntimeError(f"no REST API recorded for stage {stage}")
+
+
+def _chalice(*arguments: str, env: Mapping[str, str] | None = None) -> None:
+    from infra import package
+
+    command = package.chalice_command(*arguments)
+    print("+ chalice", " ".join(arguments), flush=True)
+    subprocess.run(command, cwd=PROJECT, check=True, env=dict(env) if env else None)  # noqa: S603
+
+
+def _forget_local_builds() -> None:
+    """Chalice reuses a zip it built before and packs any bytecode it finds: neither may
+    reach Lambda, so both go before a deploy."""
+    shutil.rmtree(PROJECT / ".chalice" / "deployments", ignore_errors=True)
+    for cache in (PROJECT / "chalicelib").rglob("__pycache__"):
+        shutil.rmtree(cache)
+
+
+def deploy(stage: str) -> None:
+    import boto3
+
+    from infra import package
+
+    outputs = stack.deploy(boto3.client("cloudformation"), stage)
+    write_stage_config(PROJECT, stage, outputs)
+    # First the build `make package` audits (target wheels only, nothing compiled here):
+    # chalice deploy below makes the same zip from the same wheelhouse.
+    if package.main(["--stage", stage]) != 0:
+        raise SystemExit("the deployment package failed its audit; nothing was deployed")
+    wheelhouse = package.fill_wheelhouse_for_project(offline=True)
+    _forget_local_builds()
+    _chalice("deploy", "--stage", stage, env=package.offline_build_environment(wheelhouse))
+    apigateway = boto3.client("apigateway")
+    rest_api_id = _rest_api_id(PROJECT, stage)
+    apply_gateway_responses(apigateway, rest_api_id)
+    apigateway.create_deployment(restApiId=rest_api_id, stageName="api")
+    print(json.dumps({"stage": stage, **outputs}, indent=2))
+
+
+def destroy(stage: str) -> None:
+    import boto3
+
+    _chalice("delete", "--stage", stage)
+    cloudformation = boto3.client("cloudformation")
+    outputs = stack.outputs(cloudformation, stage)
+    s3 = boto3.resource("s3")
+    for name in (outputs["UploadsBucket"], outputs["DerivedBucket"]):
+        s3.Bucket(name).object_versions.delete()
+    stack.delete(cloudformation, stage)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__)
+    parser.add_argument("action", choices=("deploy", "destroy"))
+    parser.add_argument("--stage", required=True)
+    args = parser.parse_args(argv)
+    if args.action == "deploy":
+        deploy(args.stage)
+    else:
+        destroy(args.stage)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

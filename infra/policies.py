@@ -1,0 +1,174 @@
+"""Least-privilege IAM policies, one per Lambda function, scoped to a stage's resources.
+
+Chalice's automatic policy reads only app.py, so it misses everything chalicelib calls
+(and presigning, which needs the signer to hold the permission it delegates). These are
+written by hand instead: each statement lists its actions one by one, on the ARNs the
+stage's stack created. The only wildcard resources are the ones AWS requires (X-Ray).
+
+Each action is there for one of two reasons, kept apart so tests can prove the policies
+are least: a call the function's code makes (`code`), or a call AWS makes with the
+function's role on its behalf (`aws`): the SQS event source polling the queue, the
+Lambda runtime writing logs, the X-Ray daemon sending traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+APP_NAME = "media-pipeline"
+JOBS_INDEX = "tenant-createdAt-index"
+
+# The Chalice names of the Lambda functions app.py declares ("api_handler" is the REST API).
+API = "api_handler"
+AUTHORIZER = "api_key"
+DISPATCHER = "dispatch_upload"
+WORKER = "make_thumbnails"
+DEAD_LETTERS = "fail_dead_letters"
+FUNCTIONS = (API, AUTHORIZER, DISPATCHER, WORKER, DEAD_LETTERS)
+
+# What Lambda's SQS event source calls with the function's role.
+SQS_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+@dataclass(frozen=True)
+class Statement:
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    reason: Literal["code", "aws"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Sid": self.sid,
+            "Effect": "Allow",
+            "Action": list(self.actions),
+            "Resource": list(self.resources),
+        }
+
+
+@dataclass(frozen=True)
+class StageArns:
+    region: str
+    account: str
+    uploads_bucket: str
+    derived_bucket: str
+    jobs_table: str
+    api_keys_table: str
+    jobs_queue: str
+    jobs_dlq: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, str]) -> StageArns:
+        queue_arn = outputs["JobsQueueArn"]
+        _, _, _, region, account, _ = queue_arn.split(":")
+        return cls(
+            region=region,
+            account=account,
+            uploads_bucket=outputs["UploadsBucketArn"],
+            derived_bucket=outputs["DerivedBucketArn"],
+            jobs_table=outputs["JobsTableArn"],
+            api_keys_table=outputs["ApiKeysTableArn"],
+            jobs_queue=queue_arn,
+            jobs_dlq=outputs["JobsDlqArn"],
+        )
+
+
+def function_name(stage: str, function: str) -> str:
+    """The deployed Lambda's name, as Chalice makes it."""
+    if function == API:
+        return f"{APP_NAME}-{stage}"
+    return f"{APP_NAME}-{stage}-{function}"
+
+
+def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, ...]:
+    sources = f"{arns.uploads_bucket}/uploads/*"
+    outputs = f"{arns.derived_bucket}/*"
+    by_function: dict[str, tuple[Statement, ...]] = {
+        API: (
+            Statement(
+                "JobRecords", ("dynamodb:GetItem", "dynamodb:PutItem"), (arns.jobs_table,), "code"
+            ),
+            Statement(
+                "JobListing",
+                ("dynamodb:Query",),
+                (f"{arns.jobs_table}/index/{JOBS_INDEX}",),
+                "code",
+            ),
+            # Presigned URLs carry the signer's authority: the POST needs PutObject on
+            # sources, the output links GetObject on outputs.
+            Statement("PresignSourceUploads", ("s3:PutObject",), (sources,), "code"),
+            Statement("PresignOutputDownloads", ("s3:GetObject",), (outputs,), "code"),
+        ),
+        AUTHORIZER: (
+            Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
+        ),
+        DISPATCHER: (
+            Statement(
+                "JobRecords",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (arns.jobs_table,),
+                "code",
+            ),
+            Statement(
+                "SendJobs", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
+            ),
+        ),
+        WORKER: (
+            Statement(
+                "JobRecords",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (arns.jobs_table,),
+                "code",
+            ),
+            Statement("ReadSources", ("s3:GetObject",), (sources,), "code"),
+            Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
+            Statement(
+                "DeleteFinishedJobs",
+                ("sqs:GetQueueUrl", "sqs:DeleteMessage"),
+                (arns.jobs_queue,),
+                "code",
+            ),
+            Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
+        ),
+        DEAD_LETTERS: (
+            Statement("FailJobs", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            Statement(
+                "DeleteHandledLetters",
+                ("sqs:GetQueueUrl", "sqs:DeleteMessage"),
+                (arns.jobs_dlq,),
+                "code",
+            ),
+            Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.jobs_dlq,), "aws"),
+        ),
+    }
+    return by_function[function] + _runtime_statements(function, stage, arns)
+
+
+def _runtime_statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, ...]:
+    # Chalice creates each function's log group (with its retention) at deploy time, so the
+    # function only writes streams into its own group.
+    log_group = (
+        f"arn:aws:logs:{arns.region}:{arns.account}:log-group:"
+        f"/aws/lambda/{function_name(stage, function)}"
+    )
+    return (
+        Statement(
+            "Logs", ("logs:CreateLogStream", "logs:PutLogEvents"), (f"{log_group}:*",), "aws"
+        ),
+        # X-Ray's trace APIs take no resource: AWS requires "*" here.
+        Statement("Traces", ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), ("*",), "aws"),
+    )
+
+
+def policy_document(function: str, stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
+    arns = StageArns.from_outputs(outputs)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [statement.to_json() for statement in statements(function, stage, arns)],
+    }
+
+
+def policy_file_name(stage: str, function: str) -> str:
+    return f"policy-{stage}-{function}.json"

@@ -1,0 +1,134 @@
+"""What `make deploy` writes and runs besides CloudFormation, checked without AWS."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+from chalice.config import Config
+
+from chalicelib import auth
+from infra import cost, deploy, keys, policies, stack
+from tests.resources import REGION, Queues
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = "test"
+
+
+@pytest.fixture
+def outputs(aws: Queues) -> dict[str, str]:
+    return stack.outputs(boto3.client("cloudformation", region_name=REGION), STAGE)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / ".chalice").mkdir()
+    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
+    return tmp_path
+
+
+def chalice_config(project: Path, function: str) -> Config:
+    on_disk = json.loads((project / ".chalice" / "config.json").read_text())
+    return Config(
+        chalice_stage=STAGE,
+        function_name=function,
+        user_provided_params={"project_dir": str(project)},
+        config_from_disk=on_disk,
+    )
+
+
+def test_the_stage_config_points_every_function_at_the_stack(
+    project: Path, outputs: dict[str, str]
+) -> None:
+    deploy.write_stage_config(project, STAGE, outputs)
+    for function in policies.FUNCTIONS:
+        config = chalice_config(project, function)
+        assert config.autogen_policy is False
+        assert config.iam_policy_file == policies.policy_file_name(STAGE, function)
+        written = json.loads((project / ".chalice" / config.iam_policy_file).read_text())
+        assert written == policies.policy_document(function, STAGE, outputs)
+        environment = config.environment_variables
+        assert environment["UPLOADS_BUCKET"] == outputs["UploadsBucket"]
+        assert environment["DERIVED_BUCKET"] == outputs["DerivedBucket"]
+        assert environment["JOBS_TABLE"] == outputs["JobsTable"]
+        assert environment["API_KEYS_TABLE"] == outputs["ApiKeysTable"]
+        assert environment["JOBS_QUEUE"] == outputs["JobsQueue"]
+        assert environment["JOBS_DLQ"] == outputs["JobsDlq"]
+        assert config.lambda_architecture == "arm64"
+        assert config.xray_enabled is True
+        assert config.log_retention_in_days == 30
+
+
+def test_functions_get_their_own_lambda_settings(project: Path, outputs: dict[str, str]) -> None:
+    deploy.write_stage_config(project, STAGE, outputs)
+    worker = chalice_config(project, policies.WORKER)
+    assert (worker.lambda_memory_size, worker.lambda_timeout) == (1769, 60)
+    assert worker.reserved_concurrency == 20
+    api = chalice_config(project, policies.API)
+    assert (api.lambda_memory_size, api.lambda_timeout) == (512, 10)
+    assert api.reserved_concurrency is None
+
+
+def test_the_worker_trigger_never_outruns_its_reserved_concurrency(
+    project: Path, outputs: dict[str, str]
+) -> None:
+    from app import app
+
+    deploy.write_stage_config(project, STAGE, outputs)
+    reserved = chalice_config(project, policies.WORKER).reserved_concurrency
+    triggers = {source.name: source for source in app.event_sources}
+    assert 2 <= triggers[policies.WORKER].maximum_concurrency <= reserved
+
+
+def test_rewriting_a_stage_keeps_what_else_it_says(project: Path, outputs: dict[str, str]) -> None:
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"][STAGE] = {"environment_variables": {"PRESETS": "[]", "LOG_LEVEL": "DEBUG"}}
+    config_path.write_text(json.dumps(config))
+    deploy.write_stage_config(project, STAGE, outputs)
+    deploy.write_stage_config(project, STAGE, outputs)
+    environment = chalice_config(project, policies.WORKER).environment_variables
+    assert environment["PRESETS"] == "[]"
+    assert environment["LOG_LEVEL"] == "DEBUG"
+    assert environment["JOBS_TABLE"] == outputs["JobsTable"]
+
+
+def test_gateway_errors_answer_in_the_api_error_shape(aws: Queues) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    api_id = apigateway.create_rest_api(name="media-pipeline")["id"]
+    deploy.apply_gateway_responses(apigateway, api_id)
+    responses = apigateway.get_gateway_responses(restApiId=api_id)["items"]
+    by_type = {item["responseType"]: item for item in responses}
+    unauthorized = json.loads(by_type["UNAUTHORIZED"]["responseTemplates"]["application/json"])
+    assert unauthorized["error"]["code"] == "unauthorized"
+    assert set(unauthorized["error"]) == {"code", "message"}
+    for response_type in deploy.GATEWAY_RESPONSES:
+        body = json.loads(by_type[response_type]["responseTemplates"]["application/json"])
+        assert set(body) == {"error"}
+
+
+def test_the_key_command_prints_a_key_once_and_stores_its_hash(
+    aws: Queues, outputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert keys.main(["create", "--stage", STAGE, "--tenant", "acme"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("mpk_")
+    stored = boto3.client("dynamodb", region_name=REGION).scan(TableName=outputs["ApiKeysTable"])
+    assert key not in json.dumps(stored["Items"])
+    assert auth.tenant_for_authorization(f"Bearer {key}") == "acme"
+    assert keys.main(["revoke", "--stage", STAGE, "--key", key]) == 0
+    assert auth.tenant_for_authorization(f"Bearer {key}") == auth.ANONYMOUS
+
+
+def test_the_cost_estimate_prices_compute_at_the_configured_memory() -> None:
+    memory_mb, architecture, _ = cost.worker_settings()
+    assert (memory_mb, architecture) == (1769, "arm64")
+    estimate = cost.estimate(engine_ms=100, overhead_ms=0)
+    compute = 1e6 * 0.1 * memory_mb / 1024 * cost.PRICES["lambda_gb_second_arm64"]
+    assert estimate.lines["Lambda worker compute"] == pytest.approx(compute)
+    slower = cost.estimate(engine_ms=200, overhead_ms=0)
+    assert slower.lines["Lambda worker compute"] == pytest.approx(2 * compute)
+    assert estimate.total > estimate.lines["Lambda worker compute"]

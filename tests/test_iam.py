@@ -1,0 +1,401 @@
+"""The hand-written IAM policies are enough and least.
+
+Enough: the pipeline runs end to end under moto with IAM enforced, each function acting
+with credentials limited to its own policy, and the SQS event source polling with the
+function's role. Least: what each function's policy grants for its code is exactly what
+the function was seen to call in that run, and every action granted anywhere is one the
+code makes (a static scan of chalicelib).
+
+moto cannot check four things, so those are checked statically instead:
+- DynamoDB requests are authorized against resource "*" (moto does not resolve table
+  ARNs), and so is sqs:GetQueueUrl (it has no queue URL to resolve). For the enforced run
+  these actions are granted on "*"; the real policies are checked for their ARNs below.
+- moto authorizes sqs:DeleteMessageBatch by that name; AWS authorizes it as
+  sqs:DeleteMessage, so the enforced copy grants both.
+- moto cannot authorize a presigned POST upload, so the upload is made as a PutObject
+  with the API function's credentials, which is the authority a presigned POST delegates.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from chalice.local import LambdaContext
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+
+from chalicelib import auth, clients
+from chalicelib.config import settings
+from devstack.lambda_events import SqsPoller, s3_object_created_event
+from infra import policies, stack
+from tests.faults import Fault, url_contains
+from tests.resources import REGION, Queues
+from tests.samples import jpeg
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = "test"
+UNSCOPED_IN_MOTO = ("dynamodb:", "sqs:GetQueueUrl")
+# Presigning makes no API call: the URL carries the signer's own authority.
+PRESIGNED = {policies.API: {"s3:PutObject", "s3:GetObject"}}
+# API names that AWS authorizes as another action.
+ACTION_OF_OPERATION = {
+    "s3:HeadObject": "s3:GetObject",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+}
+# moto authorizes batch calls by their own name; AWS by the single action's.
+MOTO_BATCH_NAMES = {"sqs:DeleteMessage": "sqs:DeleteMessageBatch"}
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def enforceable(document: dict[str, Any]) -> dict[str, Any]:
+    """The policy as moto can enforce it (see the module docstring)."""
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"] + [
+            MOTO_BATCH_NAMES[a] for a in statement["Action"] if a in MOTO_BATCH_NAMES
+        ]
+        scoped = [a for a in actions if not a.startswith(UNSCOPED_IN_MOTO)]
+        unscoped = [a for a in actions if a.startswith(UNSCOPED_IN_MOTO)]
+        if scoped:
+            statements.append({**statement, "Action": scoped})
+        if unscoped:
+            statements.append(
+                {**statement, "Sid": f"{statement['Sid']}Moto", "Action": unscoped, "Resource": "*"}
+            )
+    return {**document, "Statement": statements}
+
+
+def code_actions(function: str, outputs: dict[str, str]) -> set[str]:
+    arns = policies.StageArns.from_outputs(outputs)
+    return {
+        action
+        for statement in policies.statements(function, STAGE, arns)
+        if statement.reason == "code"
+        for action in statement.actions
+    }
+
+
+class Harness:
+    """Runs each function's code with that function's credentials, as its Lambda would,
+    recording the AWS actions it calls and carrying any injected faults onto its clients."""
+
+    def __init__(self, identities: dict[str, dict[str, str]]) -> None:
+        self.identities = identities
+        self.calls: dict[str, set[str]] = defaultdict(set)
+        self.faults: list[Fault] = []
+
+    def watch(self, client: Any, name: str) -> Any:
+        def record(model: Any, **_: Any) -> None:
+            operation = f"{model.service_model.signing_name}:{model.name}"
+            self.calls[name].add(ACTION_OF_OPERATION.get(operation, operation))
+
+        client.meta.events.register("before-call", record)
+        for fault in self.faults:
+            fault.attach(client)
+        return client
+
+    @contextmanager
+    def acting_as(self, function: str) -> Iterator[None]:
+        saved = {name: os.environ.get(name) for name in CREDENTIAL_VARIABLES}
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(self.identities[function])
+        clients.reset_clients()
+        for client in (clients.s3(), clients.sqs(), clients.dynamodb()):
+            self.watch(client, function)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            clients.reset_clients()
+
+    @contextmanager
+    def faulty(self, *faults: Fault) -> Iterator[None]:
+        self.faults.extend(faults)
+        try:
+            yield
+        finally:
+            for fault in faults:
+                self.faults.remove(fault)
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        from app import app
+
+        handler: Any = app if function == policies.API else app.handler_map[function]
+        with self.acting_as(function):
+            return handler(event, LambdaContext(function, memory_size=256))
+
+    def poller(self, function: str, queue_url: str) -> SqsPoller:
+        """Lambda's SQS event source, which polls with the function's own role."""
+        sqs = self.watch(self._sqs(function), f"{function} (event source)")
+        return SqsPoller(
+            sqs,
+            queue_url,
+            lambda event: self.invoke(function, event),
+            batch_size=10,
+            expire_with=self._sqs("queue-owner"),
+        )
+
+    def _sqs(self, identity: str) -> Any:
+        credentials = self.identities[identity]
+        return boto3.client(
+            "sqs",
+            region_name=REGION,
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+def rest_event(
+    method: str, path: str, resource: str, body: Any = None, **params: str
+) -> dict[str, Any]:
+    """What API Gateway hands the API function once the authorizer has named the tenant."""
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"content-type": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "stage": "api",
+            "requestId": "request",
+            "authorizer": {"tenant": "acme", "principalId": "acme"},
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def outputs(aws: Queues) -> dict[str, str]:
+    return stack.outputs(boto3.client("cloudformation", region_name=REGION), STAGE)
+
+
+@pytest.fixture
+def harness(outputs: dict[str, str]) -> Harness:
+    iam = boto3.client("iam", region_name=REGION)
+    documents = {
+        function: enforceable(policies.policy_document(function, STAGE, outputs))
+        for function in policies.FUNCTIONS
+    }
+    # The operator who creates API keys (python -m infra.keys) is not a Lambda function.
+    documents["operator"] = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}],
+    }
+    # The test stands in for SQS itself when it lets a visibility timeout expire early.
+    documents["queue-owner"] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sqs:ChangeMessageVisibility", "Resource": "*"}
+        ],
+    }
+    identities = {}
+    for name, document in documents.items():
+        user = name.replace("_", "-")
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="only", PolicyDocument=json.dumps(document))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        identities[name] = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+    return Harness(identities)
+
+
+@contextmanager
+def iam_enforced() -> Iterator[None]:
+    previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    ActionAuthenticatorMixin.request_count = 0
+    try:
+        yield
+    finally:
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
+
+
+def upload_and_dispatch(harness: Harness) -> str:
+    created = harness.invoke(
+        policies.API, rest_event("POST", "/uploads", "/uploads", {"contentType": "image/jpeg"})
+    )
+    assert created["statusCode"] == 201, created["body"]
+    body = json.loads(created["body"])
+    key = body["upload"]["fields"]["key"]
+    with harness.acting_as(policies.API):
+        clients.s3().put_object(
+            Bucket=settings().uploads_bucket, Key=key, Body=jpeg(), ContentType="image/jpeg"
+        )
+    harness.calls[policies.API].discard("s3:PutObject")  # the client's upload, not the function
+    event = s3_object_created_event(settings().uploads_bucket, key, len(jpeg()))
+    harness.invoke(policies.DISPATCHER, event)
+    return str(body["jobId"])
+
+
+def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
+    """Success, a batch with a retried record, jobs that die into the DLQ, and a DLQ batch
+    with a retried record: every call each function can make."""
+    with harness.acting_as("operator"):
+        api_key = auth.create_api_key("acme")
+    method_arn = "arn:aws:execute-api:us-east-1:123456789012:abc/api/GET/jobs"
+    verdict = harness.invoke(
+        policies.AUTHORIZER,
+        {"type": "TOKEN", "authorizationToken": f"Bearer {api_key}", "methodArn": method_arn},
+    )
+    assert verdict["context"]["tenant"] == "acme"
+
+    job_ids = [upload_and_dispatch(harness) for _ in range(5)]
+    flaky, doomed = job_ids[1], job_ids[3:]
+    with harness.faulty(
+        Fault("GetObject", times=1, when=url_contains(flaky)),
+        *(Fault("GetObject", when=url_contains(job)) for job in doomed),
+    ):
+        harness.poller(policies.WORKER, aws.jobs_url).drain()
+    with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.DEAD_LETTERS, aws.dlq_url).drain()
+
+    statuses = {}
+    for job_id in job_ids:
+        job = harness.invoke(
+            policies.API, rest_event("GET", f"/jobs/{job_id}", "/jobs/{job_id}", job_id=job_id)
+        )
+        statuses[job_id] = json.loads(job["body"])["status"]
+    listing = harness.invoke(policies.API, rest_event("GET", "/jobs", "/jobs"))
+    assert len(json.loads(listing["body"])["jobs"]) == len(job_ids)
+    return statuses
+
+
+def test_each_function_runs_with_only_its_own_policy(aws: Queues, harness: Harness) -> None:
+    with iam_enforced():
+        statuses = run_every_path(harness, aws)
+    assert list(statuses.values()) == ["COMPLETED"] * 3 + ["FAILED"] * 2
+
+
+def test_each_policy_grants_only_what_its_function_calls(
+    aws: Queues, harness: Harness, outputs: dict[str, str]
+) -> None:
+    with iam_enforced():
+        run_every_path(harness, aws)
+    for function in policies.FUNCTIONS:
+        seen = harness.calls[function] | PRESIGNED.get(function, set())
+        assert code_actions(function, outputs) == seen, function
+    for function in (policies.WORKER, policies.DEAD_LETTERS):
+        assert harness.calls[f"{function} (event source)"] <= set(policies.SQS_POLLER_ACTIONS)
+
+
+def test_a_missing_grant_is_refused(aws: Queues, harness: Harness) -> None:
+    """The enforcement is real: the dispatcher may not read sources."""
+    with (
+        iam_enforced(),
+        harness.acting_as(policies.DISPATCHER),
+        pytest.raises(Exception, match="AccessDenied"),
+    ):
+        clients.s3().get_object(Bucket=settings().uploads_bucket, Key="uploads/acme/x/source")
+
+
+# --- static checks -----------------------------------------------------------------------------
+
+
+def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> None:
+    jobs_table = outputs["JobsTableArn"]
+    expected_resources = {
+        "dynamodb:PutItem": {jobs_table},
+        "dynamodb:GetItem": {jobs_table, outputs["ApiKeysTableArn"]},
+        "dynamodb:UpdateItem": {jobs_table},
+        "dynamodb:Query": {f"{jobs_table}/index/{policies.JOBS_INDEX}"},
+        "sqs:GetQueueUrl": {outputs["JobsQueueArn"], outputs["JobsDlqArn"]},
+        "s3:GetObject": {
+            f"{outputs['UploadsBucketArn']}/uploads/*",
+            f"{outputs['DerivedBucketArn']}/*",
+        },
+        "s3:PutObject": {
+            f"{outputs['UploadsBucketArn']}/uploads/*",
+            f"{outputs['DerivedBucketArn']}/*",
+        },
+    }
+    granted: dict[str, set[str]] = defaultdict(set)
+    for function in policies.FUNCTIONS:
+        document = policies.policy_document(function, STAGE, outputs)
+        for statement in document["Statement"]:
+            assert statement["Effect"] == "Allow"
+            assert all("*" not in action for action in statement["Action"]), statement
+            for action in statement["Action"]:
+                granted[action].update(statement["Resource"])
+            if statement["Resource"] == ["*"]:
+                assert all(a.startswith("xray:") for a in statement["Action"]), statement
+    for action, resources in expected_resources.items():
+        assert granted[action] == resources, action
+
+
+def test_every_granted_action_is_called_by_the_code(outputs: dict[str, str]) -> None:
+    called = actions_called_in(REPO / "chalicelib")
+    for function in policies.FUNCTIONS:
+        assert code_actions(function, outputs) <= called, function
+
+
+SDK_METHOD_ACTIONS = {
+    ("dynamodb", "put_item"): "dynamodb:PutItem",
+    ("dynamodb", "get_item"): "dynamodb:GetItem",
+    ("dynamodb", "update_item"): "dynamodb:UpdateItem",
+    ("dynamodb", "query"): "dynamodb:Query",
+    ("s3", "generate_presigned_post"): "s3:PutObject",
+    ("s3", "head_object"): "s3:GetObject",
+    ("s3", "get_object"): "s3:GetObject",
+    ("s3", "put_object"): "s3:PutObject",
+    ("sqs", "get_queue_url"): "sqs:GetQueueUrl",
+    ("sqs", "send_message"): "sqs:SendMessage",
+    ("sqs", "delete_message"): "sqs:DeleteMessage",
+}
+
+
+def actions_called_in(package: Path) -> set[str]:
+    """IAM actions of every `clients.<service>().<method>(...)` (or, inside clients.py,
+    `<service>().<method>(...)`) call in the package."""
+    actions = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            service_method = _client_call(node)
+            if service_method is None:
+                continue
+            known = set(SDK_METHOD_ACTIONS) | {("s3", "generate_presigned_url")}
+            assert service_method in known, f"{path.name}: unmapped call {service_method}"
+            actions.add(_action(*service_method, node))  # type: ignore[arg-type]
+    return actions
+
+
+def _client_call(node: ast.AST) -> tuple[str, str] | None:
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    receiver = node.func.value
+    if not isinstance(receiver, ast.Call):
+        return None
+    factory = receiver.func
+    name = factory.attr if isinstance(factory, ast.Attribute) else getattr(factory, "id", None)
+    if name not in ("s3", "sqs", "dynamodb"):
+        return None
+    return str(name), node.func.attr
+
+
+def _action(service: str, method: str, call: ast.Call) -> str:
+    if (service, method) == ("s3", "generate_presigned_url"):
+        operation = call.args[0]
+        assert isinstance(operation, ast.Constant), "presigned operation must be a literal"
+        return {"get_object": "s3:GetObject"}[str(operation.value)]
+    return SDK_METHOD_ACTIONS[(service, method)]
