@@ -3,6 +3,7 @@
 PYTHON ?= python3
 STAGE  ?= dev
 TENANT ?=
+PARAMS ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -37,7 +38,7 @@ run:
 	@exit 1
 
 deploy: install
-	$(BIN)/python -m infra.deploy deploy --stage $(STAGE)
+	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))
 
 destroy: install
 	$(BIN)/python -m infra.deploy destroy --stage $(STAGE)

@@ -84,6 +84,28 @@ def _chalice(*arguments: str, env: Mapping[str, str] | None = None) -> None:
     subprocess.run(command, cwd=PROJECT, check=True, env=dict(env) if env else None)  # noqa: S603
 
 
+def stage_environment(project_dir: Path, stage: str) -> dict[str, str]:
+    """The environment variables the stage's functions get (top level, then the stage)."""
+    config = json.loads((project_dir / CONFIG).read_text())
+    stage_config = config.get("stages", {}).get(stage, {})
+    return {
+        **config.get("environment_variables", {}),
+        **stage_config.get("environment_variables", {}),
+    }
+
+
+def chalice_environment(wheelhouse: Path, stage_variables: Mapping[str, str]) -> dict[str, str]:
+    """The environment `chalice deploy` runs in.
+
+    Besides pip confined to the wheelhouse, the stage's own variables: the decorators in
+    app.py read the bucket and queue names (and batch settings) when Chalice imports the
+    app to wire its event sources, and Chalice does not apply environment_variables there.
+    """
+    from infra import package
+
+    return {**package.offline_build_environment(wheelhouse), **stage_variables}
+
+
 def _forget_local_builds() -> None:
     """Chalice reuses a zip it built before and packs any bytecode it finds: neither may
     reach Lambda, so both go before a deploy."""
@@ -92,12 +114,12 @@ def _forget_local_builds() -> None:
         shutil.rmtree(cache)
 
 
-def deploy(stage: str) -> None:
+def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     import boto3
 
     from infra import package
 
-    outputs = stack.deploy(boto3.client("cloudformation"), stage)
+    outputs = stack.deploy(boto3.client("cloudformation"), stage, parameters)
     write_stage_config(PROJECT, stage, outputs)
     # First the build `make package` audits (target wheels only, nothing compiled here):
     # chalice deploy below makes the same zip from the same wheelhouse.
@@ -105,7 +127,8 @@ def deploy(stage: str) -> None:
         raise SystemExit("the deployment package failed its audit; nothing was deployed")
     wheelhouse = package.fill_wheelhouse_for_project(offline=True)
     _forget_local_builds()
-    _chalice("deploy", "--stage", stage, env=package.offline_build_environment(wheelhouse))
+    variables = stage_environment(PROJECT, stage)
+    _chalice("deploy", "--stage", stage, env=chalice_environment(wheelhouse, variables))
     apigateway = boto3.client("apigateway")
     rest_api_id = _rest_api_id(PROJECT, stage)
     apply_gateway_responses(apigateway, rest_api_id)
@@ -125,13 +148,30 @@ def destroy(stage: str) -> None:
     stack.delete(cloudformation, stage)
 
 
+def parse_parameters(pairs: list[str]) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"--parameter takes KEY=VALUE, got {pair!r}")
+        parameters[key] = value
+    return parameters
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__)
     parser.add_argument("action", choices=("deploy", "destroy"))
     parser.add_argument("--stage", required=True)
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter, e.g. AlarmEmail=ops@example.com (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.action == "deploy":
-        deploy(args.stage)
+        deploy(args.stage, parse_parameters(args.parameter))
     else:
         destroy(args.stage)
     return 0

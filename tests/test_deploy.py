@@ -79,8 +79,15 @@ def test_the_worker_trigger_never_outruns_its_reserved_concurrency(
 
     deploy.write_stage_config(project, STAGE, outputs)
     reserved = chalice_config(project, policies.WORKER).reserved_concurrency
-    triggers = {source.name: source for source in app.event_sources}
-    assert 2 <= triggers[policies.WORKER].maximum_concurrency <= reserved
+    from chalice.app import SQSEventConfig
+
+    (trigger,) = [
+        source
+        for source in app.event_sources
+        if isinstance(source, SQSEventConfig) and source.name == policies.WORKER
+    ]
+    assert trigger.maximum_concurrency is not None
+    assert 2 <= trigger.maximum_concurrency <= reserved
 
 
 def test_rewriting_a_stage_keeps_what_else_it_says(project: Path, outputs: dict[str, str]) -> None:
@@ -132,3 +139,45 @@ def test_the_cost_estimate_prices_compute_at_the_configured_memory() -> None:
     slower = cost.estimate(engine_ms=200, overhead_ms=0)
     assert slower.lines["Lambda worker compute"] == pytest.approx(2 * compute)
     assert estimate.total > estimate.lines["Lambda worker compute"]
+
+
+def test_template_parameters_come_from_key_value_pairs() -> None:
+    assert deploy.parse_parameters(["AlarmEmail=ops@example.com", "UploadOrigins=a,b"]) == {
+        "AlarmEmail": "ops@example.com",
+        "UploadOrigins": "a,b",
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        deploy.parse_parameters(["AlarmEmail"])
+
+
+def test_chalice_deploy_wires_the_event_sources_to_the_stack(
+    project: Path, outputs: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """app.py's decorators are evaluated in the deploying process: what Chalice sees there
+    must be the stack's bucket and queues, not the defaults."""
+    import subprocess
+    import sys
+
+    for variable in stack.ENVIRONMENT_OUTPUTS:  # a deploying shell has none of them
+        monkeypatch.delenv(variable, raising=False)
+    deploy.write_stage_config(project, STAGE, outputs)
+    variables = deploy.stage_environment(project, STAGE)
+    environment = deploy.chalice_environment(project / "wheelhouse", variables)
+    script = (
+        "import json, app; print(json.dumps({s.name: getattr(s, 'bucket', None) "
+        "or getattr(s, 'queue', None) for s in app.app.event_sources}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wired = json.loads(done.stdout)
+    assert wired == {
+        policies.DISPATCHER: outputs["UploadsBucket"],
+        policies.WORKER: outputs["JobsQueue"],
+        policies.DEAD_LETTERS: outputs["JobsDlq"],
+    }
