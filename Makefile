@@ -1,5 +1,5 @@
-# media-pipeline: `make test` (lint, types, tests), `make deploy STAGE=...` (AWS) and,
-# soon, `make run` (the local stack).
+# media-pipeline: `make run` (the whole pipeline on this machine), `make test` (lint, types,
+# tests) and `make deploy STAGE=...` (AWS).
 PYTHON ?= python3
 STAGE  ?= dev
 TENANT ?=
@@ -33,9 +33,8 @@ types: install
 test: lint types
 	$(BIN)/pytest
 
-run:
-	@echo "make run (the local stack) is not built yet; see README.md, Status." >&2
-	@exit 1
+run: install
+	$(BIN)/python -m devstack.run
 
 deploy: install
 	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))

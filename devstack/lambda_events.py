@@ -9,6 +9,7 @@ returns, and leaves it for redelivery (and the queue's redrive policy) when it r
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any]
+WINDOW_POLL_SECONDS = 0.02
 
 
 def s3_object_created_event(
@@ -80,6 +82,7 @@ class SqsPoller:
         *,
         batch_size: int = 1,
         wait_seconds: int = 0,
+        batching_window: float = 0.0,
         expire_with: SQSClient | None = None,
     ) -> None:
         self._sqs = sqs
@@ -87,6 +90,7 @@ class SqsPoller:
         self._handler = handler
         self._batch_size = batch_size
         self._wait_seconds = wait_seconds
+        self._batching_window = batching_window
         # Tests do not wait out a visibility timeout: with `expire_with` (a client of the
         # queue's owner, not the function's role), a failed batch is made visible again at
         # once, which is what the timeout expiring does.
@@ -96,26 +100,43 @@ class SqsPoller:
         self._region = self._queue_arn.split(":")[3]
 
     def poll_once(self) -> BatchResult:
-        messages = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=self._batch_size,
-            WaitTimeSeconds=self._wait_seconds,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self._receive_batch()
         if not messages:
             return BatchResult(received=0, failed=False)
-        event = sqs_event(list(messages), self._queue_arn, self._region)  # type: ignore[arg-type]
+        event = sqs_event(list(messages), self._queue_arn, self._region)
         try:
             self._handler(event)
         # Lambda's contract: any exception fails the whole batch, which stays on the queue.
         except Exception:  # noqa: BLE001
             log.info("batch of %d failed; left for redelivery", len(messages))
             if self._expire_with is not None:
-                self._expire(self._expire_with, messages)  # type: ignore[arg-type]
+                self._expire(self._expire_with, messages)
             return BatchResult(received=len(messages), failed=True)
-        self._delete(messages)  # type: ignore[arg-type]
+        self._delete(messages)
         return BatchResult(received=len(messages), failed=False)
+
+    def _receive_batch(self) -> list[Any]:
+        """Up to a batch of messages; with a batching window, keep gathering until the batch
+        is full or the window has passed since the first message, as Lambda does."""
+        messages = self._receive(self._batch_size, self._wait_seconds)
+        deadline = time.monotonic() + self._batching_window
+        while messages and len(messages) < self._batch_size and time.monotonic() < deadline:
+            more = self._receive(self._batch_size - len(messages), 0)
+            if not more:
+                time.sleep(WINDOW_POLL_SECONDS)
+            messages += more
+        return messages
+
+    def _receive(self, count: int, wait_seconds: int) -> list[Any]:
+        return list(
+            self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=min(count, 10),
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        )
 
     def drain(self, max_batches: int = 100) -> int:
         """Poll until the queue gives nothing back; returns the batches handled."""

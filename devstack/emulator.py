@@ -1,0 +1,134 @@
+"""The embedded AWS emulator: moto in server mode, in a process of its own, provisioned
+from infra/template.yaml like any stage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from infra import stack
+
+STAGE = "local"
+REGION = "us-east-1"
+# Where Chalice would point the uploads bucket's notification on AWS, the local stack
+# sends S3's own notification: a queue the event runner reads (see runner.S3EventSource).
+S3_EVENTS_QUEUE = f"media-pipeline-{STAGE}-s3-events"
+
+
+@dataclass
+class Emulator:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What every AWS client of the local stack needs: the endpoint, any credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "S3_ADDRESSING_STYLE": "path",
+        }
+
+    def start(self, timeout: float = 30.0) -> None:
+        if _answers(self.endpoint):
+            raise SystemExit(f"something already listens on {self.endpoint}: set EMULATOR_PORT")
+        self.process = subprocess.Popen(  # noqa: S603 - our interpreter, our arguments
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Its own process group: Ctrl-C (sent to the terminal's group) must not stop
+            # the emulator before the handlers that still talk to it; the stack stops it last.
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while not _answers(self.endpoint):
+            if self.process.poll() is not None:
+                raise SystemExit(f"the emulator exited with status {self.process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"the emulator did not answer on {self.endpoint}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the emulator's process: be sent SIGTERM if the stack that started it dies."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        requests.get(f"{endpoint}/moto-api/", timeout=1)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def provision(session: Any) -> dict[str, str]:
+    """Deploy the production template into the emulator and fill in what its
+    CloudFormation ignores. Returns the stack's outputs."""
+    outputs = stack.deploy(session.client("cloudformation"), STAGE, poll_seconds=1)
+    stack.apply_emulator_gaps(session, STAGE)
+    return outputs
+
+
+def route_s3_notifications(session: Any, bucket: str, notification: dict[str, Any]) -> str:
+    """Send the uploads bucket's notifications (`notification`: events and key filter, as
+    chalice deploy would configure them for the dispatcher) to a queue the runner reads.
+    Returns the queue's URL."""
+    sqs = session.client("sqs")
+    queue_url = sqs.create_queue(QueueName=S3_EVENTS_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    session.client("s3").put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, **notification}]
+        },
+    )
+    return str(queue_url)
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def apply_environment(variables: dict[str, str]) -> None:
+    os.environ.update(variables)

@@ -1,0 +1,172 @@
+"""`make run`: the whole pipeline on this machine, no AWS account, no Docker.
+
+    EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 python -m devstack.run
+
+Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
+the REST API with Chalice's local server and runs the event runner (devstack.runner) with
+the app's own handlers. Stops everything on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from devstack import emulator, runner
+
+HOST = "127.0.0.1"
+PROJECT = Path(__file__).resolve().parents[1]
+DEFAULT_TENANT = "dev"
+
+
+def seed_api_keys(spec: str | None) -> dict[str, str]:
+    """`tenant:key,...` from DEV_API_KEYS, or one new key for tenant `dev`."""
+    from chalicelib import auth
+
+    if not spec:
+        return {DEFAULT_TENANT: auth.create_api_key(DEFAULT_TENANT)}
+    keys = {}
+    for pair in spec.split(","):
+        tenant, separator, key = pair.strip().partition(":")
+        if not separator:
+            raise SystemExit(f"DEV_API_KEYS takes tenant:key pairs, got {pair!r}")
+        keys[tenant] = auth.create_api_key(tenant, key=key)
+    return keys
+
+
+def banner(
+    api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
+) -> str:
+    tenant, key = next(iter(keys.items()))
+    photo = PROJECT.parent / "shared" / "corpus" / "photos" / "Kite.jpg"
+    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
+    return f"""
+media-pipeline local stack
+  API        {api}
+  Emulator   {endpoint}   (AWS_ENDPOINT_URL; any credentials)
+  Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
+  Workers    {workers} processes
+{key_lines}
+
+Try it (tenant {tenant}), from the repository root:
+  KEY={key}
+  curl -s -X POST {api}/uploads -H "Authorization: Bearer $KEY" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"filename": "kite.jpg", "contentType": "image/jpeg"}}' > upload.json
+  curl -s $(.venv/bin/python -m devstack.form upload.json) -F file=@{photo}
+  curl -s {api}/jobs/$(.venv/bin/python -m devstack.form --job-id upload.json) \\
+       -H "Authorization: Bearer $KEY"
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 \\
+    .venv/bin/aws --endpoint-url {endpoint} s3 ls --recursive s3://{outputs["DerivedBucket"]}/
+
+Ctrl-C stops everything.
+Ready."""
+
+
+class LocalStack:
+    def __init__(self, emulator_port: int, api_port: int, workers: int) -> None:
+        self.emulator = emulator.Emulator(HOST, emulator_port)
+        self.api_port = api_port
+        self.workers = workers
+        self.stop_requested = threading.Event()
+        self._threads_stop = threading.Event()
+        self._server: object | None = None
+        self._pools: list[runner.WorkerPool] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def api(self) -> str:
+        return f"http://{HOST}:{self.api_port}"
+
+    def run(self) -> None:
+        try:
+            self._start()
+            self.stop_requested.wait()
+        finally:
+            self._stop()
+
+    def _start(self) -> None:
+        self.emulator.start()
+        emulator.apply_environment(self.emulator.environment())
+        import boto3
+
+        from infra import stack
+
+        session = boto3.session.Session()
+        outputs = emulator.provision(session)
+        # Only now may the app be imported: its decorators read these names.
+        emulator.apply_environment(stack.environment(outputs))
+        s3_events_url = emulator.route_s3_notifications(
+            session, outputs["UploadsBucket"], runner.s3_notification()
+        )
+        keys = seed_api_keys(os.environ.get("DEV_API_KEYS"))
+        triggers = runner.sqs_triggers()
+        self._pools = [runner.WorkerPool(triggers[runner.WORKER], self.workers)]
+        for pool in self._pools:
+            pool.start()
+        self._threads = [
+            threading.Thread(
+                target=runner.consume,
+                args=(triggers[runner.DEAD_LETTERS], self._threads_stop),
+                name="dead-letters",
+                daemon=True,
+            ),
+            runner.S3EventSource(session.client("sqs"), s3_events_url, self._threads_stop),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._serve_api()
+        emulator.wait_for_http(f"{self.api}/health")
+        print(banner(self.api, self.emulator.endpoint, outputs, keys, self.workers), flush=True)
+
+    def _serve_api(self) -> None:
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        from app import app
+
+        config = Config(chalice_stage=emulator.STAGE, config_from_disk={})
+        server = create_local_server(app, config, HOST, self.api_port)
+        self._server = server
+        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
+
+    def _stop(self) -> None:
+        """Stop in the reverse order of start: nothing may poll an emulator that is gone."""
+        self._threads_stop.set()
+        server = self._server
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+        for pool in self._pools:
+            pool.stop()
+        for thread in self._threads:
+            thread.join(runner.LONG_POLL_SECONDS + 5)
+        self.emulator.stop()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("devstack").setLevel(logging.INFO)
+    stack = LocalStack(
+        emulator_port=int(os.environ.get("EMULATOR_PORT", "4566")),
+        api_port=int(os.environ.get("PORT", "8000")),
+        workers=int(os.environ.get("WORKERS") or os.cpu_count() or 1),
+    )
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        print(f"\nstopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
+        stack.stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack.run()
+    print("stopped.", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""The event runner: the app's S3 and SQS handlers, invoked as Lambda would invoke them.
+
+- S3 notifications reach the dispatcher as an asynchronous invocation: one event per
+  notification, retried twice on error, then dropped with a log line (as Lambda's async
+  retry policy does).
+- The jobs queue feeds the worker through Lambda's SQS event source (devstack.lambda_events):
+  batch size and batching window from the decorator, the whole batch deleted when the
+  handler returns, left to the queue's visibility timeout and redrive policy when it raises.
+  As many worker processes as cores poll it, like concurrent Lambda instances.
+- The dead-letter queue feeds its handler the same way.
+
+The handlers are the app's own (app.handler_map), unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as ProcessEvent
+from typing import Any
+
+log = logging.getLogger("devstack")
+
+DISPATCHER = "dispatch_upload"
+WORKER = "make_thumbnails"
+DEAD_LETTERS = "fail_dead_letters"
+ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
+LONG_POLL_SECONDS = 1
+RETRY_BACKOFF_SECONDS = (1, 2)
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    function: str
+    queue: str
+    batch_size: int
+    batching_window: int
+
+
+def sqs_triggers() -> dict[str, SqsTrigger]:
+    """The SQS event sources app.py declares, as its decorators configured them."""
+    from chalice.app import SQSEventConfig
+
+    from app import app
+
+    return {
+        source.name: SqsTrigger(
+            function=source.name,
+            queue=str(source.queue),
+            batch_size=source.batch_size,
+            batching_window=source.maximum_batching_window_in_seconds,
+        )
+        for source in app.event_sources
+        if isinstance(source, SQSEventConfig)
+    }
+
+
+def s3_notification() -> dict[str, Any]:
+    """The dispatcher's S3 trigger as an S3 notification filter (what chalice deploy writes)."""
+    from chalice.app import S3EventConfig
+
+    from app import app
+
+    (source,) = [s for s in app.event_sources if isinstance(s, S3EventConfig)]
+    rules = []
+    if source.prefix:
+        rules.append({"Name": "prefix", "Value": source.prefix})
+    if source.suffix:
+        rules.append({"Name": "suffix", "Value": source.suffix})
+    notification: dict[str, Any] = {"Events": list(source.events)}
+    if rules:
+        notification["Filter"] = {"Key": {"FilterRules": rules}}
+    return notification
+
+
+def invoke(function: str, event: dict[str, Any]) -> Any:
+    from chalice.local import LambdaContext
+
+    from app import app
+
+    return app.handler_map[function](event, LambdaContext(function, memory_size=1769))
+
+
+# --- S3 notifications -> the dispatcher ----------------------------------------------------
+
+
+class S3EventSource(threading.Thread):
+    def __init__(self, sqs: Any, queue_url: str, stop: threading.Event) -> None:
+        super().__init__(name="s3-events", daemon=True)
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._halt = stop
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=LONG_POLL_SECONDS,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            for message in response.get("Messages", []):
+                self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            invoke(DISPATCHER, json.loads(message["Body"]))
+        # An asynchronous invocation's error goes to Lambda's retry policy, not the caller.
+        except Exception:
+            if attempt < ASYNC_ATTEMPTS:
+                log.warning("dispatcher failed (attempt %d); retrying", attempt, exc_info=True)
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=RETRY_BACKOFF_SECONDS[attempt - 1],
+                )
+                return
+            log.error("dispatcher failed %d times; event dropped", attempt, exc_info=True)
+        self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+# --- SQS -> the worker and the dead-letter handler ------------------------------------------
+
+
+def consume(
+    trigger: SqsTrigger,
+    stop: threading.Event | ProcessEvent,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Lambda's SQS event source for one function instance, until `stop` is set."""
+    import boto3
+
+    from devstack.lambda_events import SqsPoller
+
+    sqs = boto3.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=trigger.queue)["QueueUrl"]
+    poller = SqsPoller(
+        sqs,
+        queue_url,
+        lambda event: invoke(trigger.function, event),
+        batch_size=trigger.batch_size,
+        wait_seconds=LONG_POLL_SECONDS,
+        batching_window=trigger.batching_window,
+    )
+    parent = multiprocessing.parent_process()
+    if ready is not None:
+        ready()
+    while not stop.is_set() and (parent is None or parent.is_alive()):
+        poller.poll_once()
+
+
+def worker_process(trigger: SqsTrigger, stop: ProcessEvent, ready: Any) -> None:
+    # Ctrl-C reaches the whole process group; the parent stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import app  # noqa: F401 - import (and configure logging) before the first message
+
+    consume(trigger, stop, ready=ready.release)
+
+
+class WorkerPool:
+    """`count` worker processes, each a concurrent instance of the function."""
+
+    def __init__(self, trigger: SqsTrigger, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._ready = context.Semaphore(0)
+        self._processes = [
+            context.Process(
+                target=worker_process,
+                args=(trigger, self._stop, self._ready),
+                name=f"worker-{i}",
+            )
+            for i in range(count)
+        ]
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the workers and return once every one of them is polling."""
+        for process in self._processes:
+            process.start()
+        for process in self._processes:
+            if not self._ready.acquire(timeout=timeout):
+                raise SystemExit(f"{process.name} did not start within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        for process in self._processes:
+            process.join(timeout)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
