@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,19 +25,34 @@ PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_TENANT = "dev"
 
 
-def seed_api_keys(spec: str | None) -> dict[str, str]:
-    """`tenant:key,...` from DEV_API_KEYS, or one new key for tenant `dev`."""
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def parse_api_keys(spec: str | None) -> dict[str, str]:
+    """`tenant:key,...` (DEV_API_KEYS), checked before anything starts."""
+    from chalicelib.auth import TENANT_PATTERN
+
+    keys = {}
+    for pair in (spec or "").split(","):
+        if not pair.strip():
+            continue
+        tenant, separator, key = pair.strip().partition(":")
+        if not separator or not TENANT_PATTERN.match(tenant) or not KEY_PATTERN.match(key):
+            raise SystemExit(
+                f"DEV_API_KEYS: {pair!r} is not tenant:key (tenant {TENANT_PATTERN.pattern}, "
+                f"key 16 to 128 of A-Z a-z 0-9 _ -)"
+            )
+        keys[tenant] = key
+    return keys
+
+
+def seed_api_keys(keys: dict[str, str]) -> dict[str, str]:
+    """Store the given keys, or one new key for tenant `dev`; returns tenant -> key."""
     from chalicelib import auth
 
-    if not spec:
+    if not keys:
         return {DEFAULT_TENANT: auth.create_api_key(DEFAULT_TENANT)}
-    keys = {}
-    for pair in spec.split(","):
-        tenant, separator, key = pair.strip().partition(":")
-        if not separator:
-            raise SystemExit(f"DEV_API_KEYS takes tenant:key pairs, got {pair!r}")
-        keys[tenant] = auth.create_api_key(tenant, key=key)
-    return keys
+    return {tenant: auth.create_api_key(tenant, key=key) for tenant, key in keys.items()}
 
 
 def banner(
@@ -69,8 +85,11 @@ Ready."""
 
 
 class LocalStack:
-    def __init__(self, emulator_port: int, api_port: int, workers: int) -> None:
+    def __init__(
+        self, emulator_port: int, api_port: int, workers: int, api_keys: dict[str, str]
+    ) -> None:
         self.emulator = emulator.Emulator(HOST, emulator_port)
+        self.api_keys = api_keys
         self.api_port = api_port
         self.workers = workers
         self.stop_requested = threading.Event()
@@ -104,7 +123,7 @@ class LocalStack:
         s3_events_url = emulator.route_s3_notifications(
             session, outputs["UploadsBucket"], runner.s3_notification()
         )
-        keys = seed_api_keys(os.environ.get("DEV_API_KEYS"))
+        keys = seed_api_keys(self.api_keys)
         triggers = runner.sqs_triggers()
         self._pools = [runner.WorkerPool(triggers[runner.WORKER], self.workers)]
         for pool in self._pools:
@@ -155,10 +174,12 @@ def main() -> int:
         emulator_port=int(os.environ.get("EMULATOR_PORT", "4566")),
         api_port=int(os.environ.get("PORT", "8000")),
         workers=int(os.environ.get("WORKERS") or os.cpu_count() or 1),
+        api_keys=parse_api_keys(os.environ.get("DEV_API_KEYS")),
     )
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        print(f"\nstopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
+        if not stack.stop_requested.is_set():  # make passes the group's signal on again
+            print(f"\nstopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
         stack.stop_requested.set()
 
     signal.signal(signal.SIGINT, request_stop)
