@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format types test run deploy destroy package api-key cost clean
+.PHONY: install lint format types test run bench deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test: lint types
 
 run: install
 	$(BIN)/python -m devstack.run
+
+bench: install
+	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.pipeline
 
 deploy: install
 	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))

@@ -1,0 +1,287 @@
+"""The pipeline on the local stack: job latency and throughput against the engine's own.
+
+    python -m bench.pipeline [--burst 200] [--sequential 20] [--workers N] [--quick]
+
+Starts `python -m devstack.run` on free ports, then:
+- low load: uploads photos one at a time and measures, per job, the time from "the
+  presigned POST returned" to the job's COMPLETED write (`updatedAt`, written by the worker
+  on this same machine's clock, so no polling delay is counted), against the engine's own
+  render time for the same photo measured in this process;
+- burst: uploads `--burst` photos as fast as 4 client threads can, then waits for all of
+  them; throughput (jobs/s) and latency percentiles, against the engine's throughput on
+  the same photos times the number of worker processes.
+
+Writes bench/results/pipeline.json and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+PROJECT = Path(__file__).resolve().parents[1]
+CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
+RESULTS = PROJECT / "bench" / "results" / "pipeline.json"
+API_KEY = "bench-key-0123456789abcdefghijklmnop"
+CLIENT_THREADS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """`python -m devstack.run` in its own session, stopped by SIGTERM to that session."""
+
+    workers: int
+    api_port: int = field(default_factory=free_port)
+    emulator_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def __enter__(self) -> LocalStack:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "PORT": str(self.api_port),
+            "EMULATOR_PORT": str(self.emulator_port),
+            "WORKERS": str(self.workers),
+            "DEV_API_KEYS": f"bench:{API_KEY}",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.run"],
+            cwd=PROJECT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the local stack exited with {self.process.returncode}")
+            try:
+                if requests.get(f"{self.api}/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.__exit__()
+        raise SystemExit("the local stack did not become ready")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(60)
+
+
+class Client:
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        )
+
+    def upload(self, data: bytes) -> tuple[str, float]:
+        """Create an upload and post the file; the job id and when the upload was done."""
+        created = self.session.post(
+            f"{self.api}/uploads", data=json.dumps({"contentType": "image/jpeg"}), timeout=30
+        )
+        created.raise_for_status()
+        body = created.json()
+        form = body["upload"]
+        posted = requests.post(
+            form["url"], data=form["fields"], files={"file": ("photo.jpg", data)}, timeout=60
+        )
+        posted.raise_for_status()
+        return str(body["jobId"]), time.time()
+
+    def wait_all(self, job_ids: set[str], timeout: float) -> dict[str, dict[str, Any]]:
+        """Every job, once all of them are terminal."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            finished = {
+                job["jobId"]: job
+                for job in self._all_jobs()
+                if job["status"] in ("COMPLETED", "FAILED")
+            }
+            if job_ids <= finished.keys():
+                return {job_id: finished[job_id] for job_id in job_ids}
+            time.sleep(0.2)
+        raise SystemExit(f"jobs still unfinished after {timeout:.0f} s")
+
+    def _all_jobs(self) -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = "limit=100" + (f"&cursor={cursor}" if cursor else "")
+            page = self.session.get(f"{self.api}/jobs?{query}", timeout=30).json()
+            jobs += page["jobs"]
+            cursor = page["nextCursor"]
+            if not cursor:
+                return jobs
+
+
+def completed_at(job: dict[str, Any]) -> float:
+    return datetime.fromisoformat(job["updatedAt"].replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def engine_ms(photos: list[bytes]) -> list[float]:
+    """The engine's render time per photo, best of 3, in this process."""
+    from chalicelib.imaging import render
+    from chalicelib.presets import DEFAULT_PRESETS
+
+    times = []
+    for data in photos:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            render(data, DEFAULT_PRESETS)
+            runs.append((time.perf_counter() - started) * 1000)
+        times.append(min(runs))
+    return times
+
+
+def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int, float]]:
+    """(photo index, latency ms) for `count` jobs, one at a time."""
+    results = []
+    for i in range(count):
+        index = i % len(photos)
+        job_id, uploaded = client.upload(photos[index])
+        job = client.wait_all({job_id}, timeout=120)[job_id]
+        if job["status"] != "COMPLETED":
+            raise SystemExit(f"job {job_id} failed: {job['error']}")
+        results.append((index, (completed_at(job) - uploaded) * 1000))
+    return results
+
+
+def burst(client: Client, photos: list[bytes], count: int) -> dict[str, Any]:
+    uploaded: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        job_id, done = client.upload(photos[i % len(photos)])
+        with lock:
+            uploaded[job_id] = done
+
+    started = time.time()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(one, range(count)))
+    jobs = client.wait_all(set(uploaded), timeout=60 + count * 5)
+    failed = [job_id for job_id, job in jobs.items() if job["status"] != "COMPLETED"]
+    if failed:
+        raise SystemExit(f"{len(failed)} burst jobs failed, e.g. {jobs[failed[0]]['error']}")
+    finished = max(completed_at(job) for job in jobs.values())
+    latencies = [(completed_at(jobs[j]) - uploaded[j]) * 1000 for j in jobs]
+    return {
+        "jobs": count,
+        "seconds": round(finished - started, 3),
+        "jobs_per_second": round(count / (finished - started), 2),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.50), 1),
+            "p95": round(percentile(latencies, 0.95), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+        },
+    }
+
+
+def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict[str, Any]:
+    paths = sorted(photo_dir.glob("*.jpg"))
+    if not paths:
+        raise SystemExit(f"no photos in {photo_dir}")
+    photos = [path.read_bytes() for path in paths]
+    engine = engine_ms(photos)
+    engine_images_per_second = len(photos) / (sum(engine) / 1000)
+    with LocalStack(workers) as stack:
+        client = Client(stack.api)
+        client.upload(photos[0])  # warm every path once before measuring
+        sequential_results = low_load(client, photos, sequential)
+        burst_results = burst(client, photos, burst_size)
+    overheads = [latency - engine[index] for index, latency in sequential_results]
+    latencies = [latency for _, latency in sequential_results]
+    expected_throughput = engine_images_per_second * workers
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "photos": [path.name for path in paths],
+        "workers": workers,
+        "engine": {
+            "ms_per_photo": [round(ms, 1) for ms in engine],
+            "images_per_second": round(engine_images_per_second, 2),
+        },
+        "low_load": {
+            "jobs": sequential,
+            "latency_ms_p50": round(statistics.median(latencies), 1),
+            "overhead_ms_p50": round(statistics.median(overheads), 1),
+            "overhead_ms_p95": round(percentile(overheads, 0.95), 1),
+        },
+        "burst": {
+            **burst_results,
+            "engine_throughput_times_workers": round(expected_throughput, 2),
+            "ratio_to_engine_times_workers": round(
+                burst_results["jobs_per_second"] / expected_throughput, 3
+            ),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
+    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--sequential", type=int, default=22)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--quick", action="store_true", help="5 + 5 jobs: a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
+    result = run(burst_size, sequential, args.workers, args.photos)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    low, hit = result["low_load"], result["burst"]
+    print(
+        f"low load ({low['jobs']} jobs, one at a time): upload->COMPLETED p50 "
+        f"{low['latency_ms_p50']} ms; above the engine's own time: p50 "
+        f"{low['overhead_ms_p50']} ms, p95 {low['overhead_ms_p95']} ms"
+    )
+    print(
+        f"burst ({hit['jobs']} jobs, {result['workers']} workers): {hit['jobs_per_second']} jobs/s"
+        f" = {hit['ratio_to_engine_times_workers']:.0%} of engine x workers"
+        f" ({hit['engine_throughput_times_workers']} images/s); latency p50"
+        f" {hit['latency_ms']['p50']} ms, p95 {hit['latency_ms']['p95']} ms,"
+        f" p99 {hit['latency_ms']['p99']} ms"
+    )
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
