@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets
+from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets, presets_to_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -742,7 +742,9 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     pinning = pin(arguments.core, required=not arguments.quick)
     machine_info = machine()
     presets = _presets(arguments.presets_json)
-    presets_json = json.dumps([_preset_document(preset) for preset in presets])
+    if any(preset.watermark is not None for preset in presets):
+        raise SystemExit("the benchmark's other engines draw no watermarks: use presets without")
+    presets_json = presets_to_json(presets)
     photos = find_photos(arguments.directory)
     if arguments.quick:
         photos = quick_selection(photos)
@@ -1031,19 +1033,6 @@ def _presets(path: Path | None) -> list[Preset]:
     if path is None:
         return list(DEFAULT_PRESETS)
     return list(load_presets(path.read_text(encoding="utf-8")).values())
-
-
-def _preset_document(preset: Preset) -> dict[str, Any]:
-    if preset.watermark is not None:
-        raise SystemExit("the benchmark's other engines draw no watermarks: use presets without")
-    return {
-        "name": preset.name,
-        "width": preset.width,
-        "height": preset.height,
-        "fit": preset.fit,
-        "format": preset.format,
-        "quality": preset.quality,
-    }
 
 
 # --- reporting ----------------------------------------------------------------------------------
