@@ -39,6 +39,8 @@ run: install
 bench: install
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.coldstart
+	$(BIN)/python -m bench.memory
 
 deploy: install
 	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))

@@ -1,0 +1,116 @@
+"""bench.coldstart and bench.memory in their quick modes: they run and their results are whole.
+
+No timing or memory figure is asserted: these check that the benchmarks work, not how
+fast or how small anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import coldstart, memory
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_quick(module: str, out: Path) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
+    statistic = summary[measure]
+    assert set(statistic) == {"median", "p90", "min", "max"}, measure
+    assert 0 < statistic["min"] <= statistic["median"] <= statistic["p90"] <= statistic["max"]
+
+
+@pytest.fixture(scope="module")
+def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")
+
+
+@pytest.fixture(scope="module")
+def memory_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_quick("bench.memory", tmp_path_factory.mktemp("memory") / "result.json")
+
+
+def test_coldstart_quick_run_measures_every_variant(coldstart_result: dict[str, Any]) -> None:
+    result = coldstart_result
+    assert result["schema"] == coldstart.SCHEMA
+    assert result["settings"]["quick"] is True
+    assert result["settings"]["repeats"] == 1
+    assert set(result["variants"]) == set(coldstart.VARIANTS)
+    for name, summary in result["variants"].items():
+        assert summary["samples"] == 1, name
+        assert summary["modules_loaded"] > 0, name
+        for measure in ("import_ms", "process_ms", "cpu_ms"):
+            _positive_statistic(summary, measure)
+    for name in (coldstart.HEALTH, coldstart.JOB, coldstart.SQS):
+        summary = result["variants"][name]
+        _positive_statistic(summary, "first_ms")
+        _positive_statistic(summary, "second_ms")
+        assert isinstance(summary["imported_by_first_call"], list)
+    assert result["variants"][coldstart.HEALTH]["status"] == [200, 200]
+    assert result["variants"][coldstart.JOB]["status"] == [200, 200]
+
+
+def test_coldstart_quick_run_reports_imports_and_the_ratio(
+    coldstart_result: dict[str, Any],
+) -> None:
+    for mode in ("normal", "lambda_package"):
+        imports = coldstart_result["importtime"][mode]
+        assert imports["total_ms"] > 0
+        assert len(imports["top_cumulative"]) == coldstart.TOP_MODULES
+        assert all(entry["cumulative_ms"] > 0 for entry in imports["top_cumulative"])
+        assert "app" not in {entry["module"] for entry in imports["top_cumulative"]}
+        assert set(imports["watched_modules_loaded"]) == set(coldstart.WATCHED_MODULES)
+    comparison = coldstart_result["comparison"]
+    for key in ("import_app_over_bare", "lambda_package_import_app_over_bare"):
+        assert comparison[key]["measured"] > 0
+        assert isinstance(comparison[key]["met"], bool)
+    assert coldstart_result["settings"]["lambda_package"]["files"] > 0
+
+
+def test_memory_quick_run_measures_every_case(memory_result: dict[str, Any]) -> None:
+    result = memory_result
+    assert result["schema"] == memory.SCHEMA
+    assert result["settings"]["quick"] is True
+    assert result["settings"]["size"] == list(memory.QUICK_SIZE)
+    assert set(result["cases"]) == {case.name for case in memory.CASES}
+    for case in memory.CASES:
+        summary = result["cases"][case.name]
+        for key in (
+            "file_bytes",
+            "decoded_bytes",
+            "baseline_rss_mib",
+            "peak_rss_mib",
+            "peak_over_decoded",
+            "render_ms",
+            "second_render_ms",
+        ):
+            assert summary[key] > 0, (case.name, key)
+        assert summary["decoded_bytes"] == summary["pixels"] * len(case.mode)
+        assert summary["source"][0] == case.format
+        assert [output[0] for output in summary["outputs"]] == ["thumb", "small", "large"]
+        assert summary["stages"], case.name
+        assert all(stage["peak_mib"] > 0 for stage in summary["stages"])
+        assert "load" in {stage["call"] for stage in summary["stages"]}
+        if case.goal is None:
+            assert summary["goal"] is None
+        else:
+            assert isinstance(summary["goal"]["met"], bool)
