@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -1009,3 +1010,20 @@ def test_an_icc_profiled_photo_renders(corpus: Path) -> None:
     assert result.source == SourceInfo("JPEG", "image/jpeg", 2560, 1600)
     assert [(o.width, o.height) for o in result.outputs] == [(256, 256), (512, 320), (1024, 640)]
     assert all("icc_profile" not in decode(o.data).info for o in result.outputs)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+@pytest.mark.parametrize("factor", [2, 3, 5])
+def test_reducing_in_strips_gives_the_same_pixels(
+    mode: str, factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.imaging import pipeline
+
+    monkeypatch.setattr(pipeline, "STRIP_ROWS", 7)  # many strips, and a ragged last one
+    bands = len(mode)
+    image = Image.frombytes(mode, (101, 67), os.urandom(101 * 67 * bands))
+
+    reduced = pipeline.reduce_in_strips(image, factor)
+
+    assert reduced.size == image.reduce(factor).size
+    assert reduced.tobytes() == image.reduce(factor).tobytes()
