@@ -1,5 +1,5 @@
-"""The embedded AWS emulator: moto in server mode, in a process of its own, provisioned
-from infra/template.yaml like any stage."""
+"""The embedded AWS emulator: moto in server mode (as devstack.emulator_server patches it),
+in a process of its own, provisioned from infra/template.yaml like any stage."""
 
 from __future__ import annotations
 
@@ -46,7 +46,15 @@ class Emulator:
         if _answers(self.endpoint):
             raise SystemExit(f"something already listens on {self.endpoint}: set EMULATOR_PORT")
         self.process = subprocess.Popen(  # noqa: S603 - our interpreter, our arguments
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "devstack.emulator_server",
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Its own process group: Ctrl-C (sent to the terminal's group) must not stop

@@ -95,7 +95,7 @@ class LocalStack:
         self.stop_requested = threading.Event()
         self._threads_stop = threading.Event()
         self._server: object | None = None
-        self._pools: list[runner.WorkerPool] = []
+        self._processes: runner.ProcessPool | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -125,9 +125,10 @@ class LocalStack:
         )
         keys = seed_api_keys(self.api_keys)
         triggers = runner.sqs_triggers()
-        self._pools = [runner.WorkerPool(triggers[runner.WORKER], self.workers)]
-        for pool in self._pools:
-            pool.start()
+        self._processes = runner.function_processes(
+            triggers[runner.WORKER], self.workers, s3_events_url
+        )
+        self._processes.start()
         self._threads = [
             threading.Thread(
                 target=runner.consume,
@@ -135,7 +136,6 @@ class LocalStack:
                 name="dead-letters",
                 daemon=True,
             ),
-            runner.S3EventSource(session.client("sqs"), s3_events_url, self._threads_stop),
         ]
         for thread in self._threads:
             thread.start()
@@ -160,11 +160,13 @@ class LocalStack:
         server = self._server
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
-        for pool in self._pools:
-            pool.stop()
+        if self._processes is not None:
+            self._processes.stop()
         for thread in self._threads:
             thread.join(runner.LONG_POLL_SECONDS + 5)
         self.emulator.stop()
+        self._processes = None  # its semaphores go with it, before the tracker stops
+        runner.stop_resource_tracker()
 
 
 def main() -> int:

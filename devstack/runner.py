@@ -2,7 +2,7 @@
 
 - S3 notifications reach the dispatcher as an asynchronous invocation: one event per
   notification, retried twice on error, then dropped with a log line (as Lambda's async
-  retry policy does).
+  retry policy does). This runs in a process of its own, beside the API server's.
 - The jobs queue feeds the worker through Lambda's SQS event source (devstack.lambda_events):
   batch size and batching window from the decorator, the whole batch deleted when the
   handler returns, left to the queue's visibility timeout and redrive policy when it raises.
@@ -18,10 +18,12 @@ import json
 import logging
 import multiprocessing
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
+from multiprocessing.synchronize import Semaphore
 from typing import Any
 
 log = logging.getLogger("devstack")
@@ -89,15 +91,17 @@ def invoke(function: str, event: dict[str, Any]) -> Any:
 # --- S3 notifications -> the dispatcher ----------------------------------------------------
 
 
-class S3EventSource(threading.Thread):
-    def __init__(self, sqs: Any, queue_url: str, stop: threading.Event) -> None:
-        super().__init__(name="s3-events", daemon=True)
+class S3EventSource:
+    """Invokes the dispatcher once per notification on the S3 events queue."""
+
+    def __init__(self, sqs: Any, queue_url: str, stop: threading.Event | ProcessEvent) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._halt = stop
 
     def run(self) -> None:
-        while not self._halt.is_set():
+        parent = multiprocessing.parent_process()
+        while not self._halt.is_set() and (parent is None or parent.is_alive()):
             response = self._sqs.receive_message(
                 QueueUrl=self._queue_url,
                 MaxNumberOfMessages=10,
@@ -123,6 +127,19 @@ class S3EventSource(threading.Thread):
                 return
             log.error("dispatcher failed %d times; event dropped", attempt, exc_info=True)
         self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def s3_events_process(queue_url: str, stop: ProcessEvent, ready: Semaphore) -> None:
+    """The S3 event source in a process of its own: the dispatcher's AWS calls do not
+    wait for the GIL behind the API server (a page of GET /jobs holds it for tens of ms)."""
+    _child_process()
+    import boto3
+
+    import app  # noqa: F401 - import (and configure logging) before the first event
+
+    source = S3EventSource(boto3.client("sqs"), queue_url, stop)
+    ready.release()
+    source.run()
 
 
 # --- SQS -> the worker and the dead-letter handler ------------------------------------------
@@ -155,33 +172,43 @@ def consume(
         poller.poll_once()
 
 
-def worker_process(trigger: SqsTrigger, stop: ProcessEvent, ready: Any) -> None:
-    # Ctrl-C reaches the whole process group; the parent stops its workers itself.
+def _child_process() -> None:
+    # Ctrl-C reaches the whole process group; the parent stops its children itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Name the process for ps and top (worker-0, s3-events): they all run `python -c`.
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_name = 15
+        name = multiprocessing.current_process().name.encode()[:15]
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_name, ctypes.c_char_p(name))
+
+
+def worker_process(trigger: SqsTrigger, stop: ProcessEvent, ready: Semaphore) -> None:
+    _child_process()
     import app  # noqa: F401 - import (and configure logging) before the first message
 
     consume(trigger, stop, ready=ready.release)
 
 
-class WorkerPool:
-    """`count` worker processes, each a concurrent instance of the function."""
+class ProcessPool:
+    """Processes that each run `target(*args, stop, ready)` until `stop` is set: the
+    worker's concurrent instances and the S3 event source."""
 
-    def __init__(self, trigger: SqsTrigger, count: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._ready = context.Semaphore(0)
-        self._processes = [
-            context.Process(
-                target=worker_process,
-                args=(trigger, self._stop, self._ready),
-                name=f"worker-{i}",
-            )
-            for i in range(count)
-        ]
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._ready = self._context.Semaphore(0)
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+
+    def add(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        self._processes.append(
+            self._context.Process(target=target, args=(*args, self._stop, self._ready), name=name)
+        )
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the workers and return once every one of them is polling."""
+        """Start the processes and return once every one of them is polling."""
         for process in self._processes:
             process.start()
         for process in self._processes:
@@ -198,3 +225,24 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def stop_resource_tracker() -> None:
+    """End multiprocessing's resource tracker now, not just after this process exits: the
+    stack must have stopped everything it started by the time it says so (the tracker
+    otherwise lingers for a moment after the stack's own exit). Call it once every
+    process and every semaphore is gone, or it warns about "leaked" semaphores."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def function_processes(worker: SqsTrigger, workers: int, s3_events_url: str) -> ProcessPool:
+    """`workers` concurrent instances of the worker, and the S3 event source."""
+    pool = ProcessPool()
+    for i in range(workers):
+        pool.add(f"worker-{i}", worker_process, worker)
+    pool.add("s3-events", s3_events_process, s3_events_url)
+    return pool

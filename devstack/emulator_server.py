@@ -1,0 +1,352 @@
+"""The emulator's process: moto's server, patched before it starts.
+
+    python -m devstack.emulator_server -H 127.0.0.1 -p 4566     (moto.server's arguments)
+
+One patch makes moto more like AWS: DynamoDB calls run one at a time, so that a read never
+sees half of an UpdateItem (`one_at_a_time`).
+
+The others make it cheaper. On one machine the emulator shares the cores with the workers
+it serves, so whatever CPU it spends on a request is taken from rendering. Profiled during
+a burst of uploads, it spent most of it in a few places that this module makes cheaper,
+without changing what a client sees (the same answers, byte for byte;
+tests/test_devstack.py checks them):
+
+- DynamoDB attribute values are written directly. moto's generic response serializer
+  walks the botocore shape of every `AttributeValue` and tries a dozen attribute aliases
+  for each of its ten members: about 2 ms of CPU per item, so a GetItem cost 3.4 ms and a
+  100-item Query page (one page of `GET /jobs`) 227 ms. Now 1.0 ms and 37 ms.
+- Connections are kept open. Werkzeug's development server closes every connection after
+  one response (and could not do otherwise: after each response it discards whatever the
+  client sends within 10 ms), so every AWS call paid for a TCP connection and a server
+  thread. `keep_alive_handler` frames each response and keeps the connection.
+- SQS reads the clock through `datetime` arithmetic for every message of a queue on every
+  send and receive (visibility, delay, the approximate counts), and rebuilds all of a
+  queue's attributes to look up its retention period once per received message: with a
+  backlog of 400 messages a SendMessage cost 4.3 ms. Now the same clock comes from
+  `time.time()` and the retention period from the queue: 1.4 ms.
+- What moto computes on every request but never changes is computed once: a response
+  class's action names (`inspect.getmembers`) and the list of moto's modules (a directory
+  listing and a stat per entry).
+- The per-request access log is off (the stack sends it to /dev/null).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("devstack.emulator")
+
+# --- DynamoDB: AttributeValue written directly ------------------------------------------
+
+ATTRIBUTE_VALUE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
+class NotPlain(Exception):
+    """A value the fast path does not write: moto's own serializer takes it."""
+
+
+def attribute_value_json(value: Any) -> dict[str, Any]:
+    """An AttributeValue as moto holds it (`{"S": "x"}`, `{"M": {...}}`, `{"B": b"..."}`)
+    written as DynamoDB's JSON protocol writes it, as moto's serializer would."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise NotPlain
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return {kind: _string(inner)}
+    if kind == "M":
+        if not isinstance(inner, dict):
+            raise NotPlain
+        return {"M": {str(key): attribute_value_json(item) for key, item in inner.items()}}
+    if kind == "L":
+        return {"L": [attribute_value_json(item) for item in _list(inner)]}
+    if kind in ("NULL", "BOOL"):
+        if not isinstance(inner, bool):
+            raise NotPlain
+        return {kind: inner}
+    if kind in ("SS", "NS"):
+        return {kind: [_string(item) for item in _list(inner)]}
+    if kind == "B":
+        return {"B": _base64(inner)}
+    if kind == "BS":
+        return {"BS": [_base64(item) for item in _list(inner)]}
+    raise NotPlain
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise NotPlain
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise NotPlain
+    return value
+
+
+def _base64(value: Any) -> str:
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes):
+        raise NotPlain
+    return base64.b64encode(value).strip().decode("utf-8")
+
+
+def fast_dynamodb_serializer() -> type[Any]:
+    """moto's JSON response serializer, with DynamoDB's AttributeValue written directly."""
+    from moto.core.serialize import JSONSerializer
+
+    class DynamoDBJSONSerializer(JSONSerializer):
+        def _serialize_type_structure(
+            self, serialized: Any, value: Any, shape: Any, key: str
+        ) -> None:
+            if key and value is not None and shape.name == "AttributeValue":
+                try:
+                    plain = attribute_value_json(value)
+                except NotPlain:
+                    pass
+                else:
+                    self._default_serialize(serialized, plain, shape, key)
+                    return
+            super()._serialize_type_structure(serialized, value, shape, key)
+
+    return DynamoDBJSONSerializer
+
+
+def one_at_a_time(call_action: Any) -> Any:
+    """`call_action` of moto's DynamoDB, one request at a time.
+
+    DynamoDB applies each write atomically and every read sees whole writes; moto's
+    threaded server does not: UpdateItem changes the stored item attribute by attribute,
+    in place and unlocked, so a Query running meanwhile in another thread could list a job
+    already COMPLETED whose outputs were still empty (seen once in tests/test_local_stack.py
+    under load). No DynamoDB action waits on anything, so one lock costs no concurrency
+    the GIL did not already take."""
+    lock = threading.Lock()
+
+    @functools.wraps(call_action)
+    def locked(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    return locked
+
+
+# --- HTTP: keep-alive connections -------------------------------------------------------
+
+BODY_SKIP_LIMIT = 64 << 20  # an unread request body larger than this closes the connection
+
+
+class RequestBody(io.RawIOBase):
+    """A request body as the app reads it: never past its Content-Length, and counting,
+    so that what the app leaves unread can be skipped before the next request."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self.left = length
+        self.ended_early = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), self.left)
+        if wanted <= 0:
+            return 0
+        count = int(self._stream.readinto(view[:wanted]) or 0)
+        if count == 0:  # the client went away mid-body: the app sees the end of its input
+            self.ended_early = True
+        self.left -= count
+        return count
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = self.left if size is None or size < 0 else min(size, self.left)
+        line = bytes(self._stream.readline(limit)) if limit > 0 else b""
+        self.left -= len(line)
+        return line
+
+
+def skip_rest(body: Any, limit: int = BODY_SKIP_LIMIT) -> bool:
+    """Read and drop what the app left of a request body. False if that cannot be done
+    (too much, or a broken stream): then the connection must close."""
+    try:
+        if isinstance(body, RequestBody):
+            if body.left > limit:
+                return False
+            while body.left and not body.ended_early:
+                body.read(min(body.left, 1 << 20))
+            return not body.ended_early
+        skipped = 0  # a chunked body: up to its last chunk
+        while chunk := body.read(1 << 20):
+            skipped += len(chunk)
+            if skipped > limit:
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def keep_alive_handler(base: type[Any]) -> type[Any]:
+    """`base` (werkzeug's WSGIRequestHandler, or moto's subclass of it) serving any number
+    of requests per connection, as HTTP/1.1 allows.
+
+    Every response is framed with Content-Length (never `Connection: close`); whatever the
+    app did not read of a request body is skipped before the next request is read; the
+    connection closes when the client asks for it (`Connection: close`, HTTP/1.0), when a
+    request body cannot be skipped, or after an unhandled error. Responses to HEAD, 1xx,
+    204 and 304 have no body, as before."""
+
+    class KeepAliveRequestHandler(base):  # type: ignore[misc]
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
+
+        def run_wsgi(self) -> None:
+            # `Expect: 100-continue` was answered by http.server (werkzeug answers it twice)
+            environ = self.environ = self.make_environ()
+            body = environ["wsgi.input"]
+            if not environ.get("wsgi.input_terminated"):  # not chunked: Content-Length
+                try:
+                    length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+                except ValueError:
+                    length, self.close_connection = 0, True
+                body = environ["wsgi.input"] = RequestBody(self.rfile, length)
+            status, headers, content = self._call_app(environ)
+            code, _, reason = status.partition(" ")
+            self.send_response(int(code), reason)
+            for name, value in headers:
+                lower = name.lower()
+                if lower in ("connection", "transfer-encoding"):
+                    continue
+                if lower == "content-length" and self.command != "HEAD":
+                    continue  # written below, from the body itself
+                self.send_header(name, value)
+            has_body = self.command != "HEAD" and int(code) >= 200 and int(code) not in (204, 304)
+            if has_body:
+                self.send_header("Content-Length", str(len(content)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if has_body:
+                self.wfile.write(content)
+            self.wfile.flush()
+            if not self.close_connection and not skip_rest(body):
+                self.close_connection = True
+
+        def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+            started: list[Any] = []
+
+            def start_response(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Any:
+                started[:] = [status, list(headers)]
+                return lambda _data: None  # the legacy write(): moto never calls it
+
+            try:
+                result = self.server.app(environ, start_response)
+                try:
+                    content = b"".join(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
+            except Exception:
+                log.exception("error on request %s %s", self.command, self.path)
+                started.clear()
+            if not started:
+                self.close_connection = True
+                return "500 Internal Server Error", [("Content-Type", "text/plain")], b"error"
+            return started[0], started[1], content
+
+    return KeepAliveRequestHandler
+
+
+# --- SQS: the clock and the retention period --------------------------------------------
+
+
+def unix_time(dt: Any = None) -> float:
+    """moto's `unix_time()`: now, in seconds since the epoch (time.time()); with a
+    datetime, moto's own conversion."""
+    if dt is None:
+        return time.time()
+    from moto.core import utils
+
+    return float(utils.unix_time(dt))
+
+
+def unix_time_millis(dt: Any = None) -> float:
+    return unix_time(dt) * 1000.0
+
+
+def is_message_retained(backend: Any, queue_name: str, message: Any) -> bool:
+    """moto's `SQSBackend.is_message_valid_based_on_retention_period`, reading the
+    queue's retention period instead of building all of the queue's attributes."""
+    retention = int(backend.get_queue(queue_name).message_retention_period)
+    return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+
+# --- putting it together ----------------------------------------------------------------
+
+
+def apply_speedups() -> list[str]:
+    """Patch moto, in this process only (the emulator's); call it before moto serves
+    anything. Returns what was patched; a patch whose target a moto upgrade removed is
+    left out (and logged), leaving that part as moto has it."""
+    from moto import backends, server
+    from moto.core import responses, serialize
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto.sqs import models as sqs
+    from werkzeug.serving import WSGIRequestHandler
+
+    applied: list[str] = []
+
+    def replace(owner: Any, name: str, value: Any) -> None:
+        if not hasattr(owner, name):
+            log.warning("moto has no %s.%s any more: not patched", owner.__name__, name)
+            return
+        setattr(owner, name, value)
+        applied.append(f"{owner.__name__}.{name}")
+
+    # Only while botocore's model is what the fast path writes: should AttributeValue gain
+    # a member, moto's own serializer keeps the job.
+    shape: Any = get_service_model("dynamodb").shape_for("AttributeValue")
+    if set(shape.members) == ATTRIBUTE_VALUE_MEMBERS:
+        serializers = serialize.SERVICE_SPECIFIC_SERIALIZERS.setdefault("dynamodb", {})
+        serializers["json"] = fast_dynamodb_serializer()
+        applied.append("dynamodb AttributeValue serializer")
+
+    replace(DynamoHandler, "call_action", one_at_a_time(DynamoHandler.call_action))
+    replace(server, "MotoRequestHandler", keep_alive_handler(MotoRequestHandler))
+    replace(WSGIRequestHandler, "log_request", lambda *_args, **_kwargs: None)
+
+    replace(sqs, "unix_time", unix_time)
+    replace(sqs, "unix_time_millis", unix_time_millis)
+    replace(sqs.SQSBackend, "is_message_valid_based_on_retention_period", is_message_retained)
+
+    names_of = getattr(responses, "method_names_from_class", None)
+    if names_of is not None:
+        action_names = functools.cache(lambda cls: tuple(names_of(cls)))
+        replace(responses, "method_names_from_class", lambda cls: list(action_names(cls)))
+    modules = tuple(backends.list_of_moto_modules())
+    replace(backends, "list_of_moto_modules", lambda: modules)
+    return applied
+
+
+def main(argv: list[str] | None = None) -> None:
+    apply_speedups()
+    from moto import server
+
+    server.main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
