@@ -59,6 +59,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.output import write_result
+
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
 PHOTO = CORPUS / "Kite.jpg"
@@ -394,27 +396,9 @@ def completed_job(photo: bytes) -> str:
 
 
 def rest_event(method: str, path: str, resource: str, **params: str) -> dict[str, Any]:
-    """What API Gateway hands the API function (the authorizer named the tenant)."""
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"accept": "application/json"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": params or None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "stage": "api",
-            "requestId": "bench",
-            "authorizer": {"tenant": TENANT, "principalId": TENANT},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
+    from devstack.lambda_events import api_gateway_event
+
+    return api_gateway_event(method, path, resource, tenant=TENANT, path_parameters=params or None)
 
 
 # --- the Lambda package, without bytecode -------------------------------------------------------
@@ -824,10 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_goal(result))
     for warning in result["warnings"]:
         print(f"WARNING: {warning}")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {out}")
+    write_result(result, out)
     return 0
 
 

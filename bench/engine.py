@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.output import write_result
 from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets, presets_to_json
 
 if TYPE_CHECKING:
@@ -1204,10 +1205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_goal(result))
     for warning in result["warnings"]:
         print(f"WARNING: {warning}")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {out}")
+    write_result(result, out)
     return 0
 
 

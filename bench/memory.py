@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.output import write_result
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -478,10 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(result))
     print()
     print(format_stages(result))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {out}")
+    write_result(result, out)
     return 0
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import requests
 
+from bench.output import write_result
+
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
 RESULTS = PROJECT / "bench" / "results" / "pipeline.json"
@@ -264,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
     result = run(burst_size, sequential, args.workers, args.photos)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     low, hit = result["low_load"], result["burst"]
     print(
         f"low load ({low['jobs']} jobs, one at a time): upload->COMPLETED p50 "
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {hit['latency_ms']['p50']} ms, p95 {hit['latency_ms']['p95']} ms,"
         f" p99 {hit['latency_ms']['p99']} ms"
     )
-    print(f"written to {args.out}")
+    write_result(result, args.out)
     return 0
 
 

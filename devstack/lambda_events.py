@@ -8,6 +8,7 @@ returns, and leaves it for redelivery (and the queue's redrive policy) when it r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +44,39 @@ def s3_object_created_event(
                 },
             }
         ]
+    }
+
+
+def api_gateway_event(
+    method: str,
+    path: str,
+    resource: str,
+    *,
+    tenant: str,
+    body: Any = None,
+    path_parameters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The proxy event API Gateway hands the API function once the authorizer has named
+    the caller's tenant (what chalicelib.auth reads from the request context)."""
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"content-type": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "stage": "api",
+            "requestId": "request",
+            "authorizer": {"tenant": tenant, "principalId": tenant},
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
     }
 
 

@@ -35,7 +35,7 @@ from moto.core.authorization import ActionAuthenticatorMixin
 
 from chalicelib import auth, clients
 from chalicelib.config import settings
-from devstack.lambda_events import SqsPoller, s3_object_created_event
+from devstack.lambda_events import SqsPoller, api_gateway_event, s3_object_created_event
 from infra import policies, stack
 from tests.faults import Fault, url_contains
 from tests.resources import REGION, Queues
@@ -161,27 +161,9 @@ class Harness:
 def rest_event(
     method: str, path: str, resource: str, body: Any = None, **params: str
 ) -> dict[str, Any]:
-    """What API Gateway hands the API function once the authorizer has named the tenant."""
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"content-type": "application/json"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": params or None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "stage": "api",
-            "requestId": "request",
-            "authorizer": {"tenant": "acme", "principalId": "acme"},
-        },
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+    return api_gateway_event(
+        method, path, resource, tenant="acme", body=body, path_parameters=params or None
+    )
 
 
 @pytest.fixture
