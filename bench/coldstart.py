@@ -59,7 +59,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.output import write_result
+from bench.output import child_report, write_result
+from devstack.emulator import die_with_parent
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
@@ -231,7 +232,7 @@ def moto_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C of the benchmark reaches it only through `finally`
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + 30
@@ -247,16 +248,6 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _die_with_parent() -> None:
-    """In the server's process: be sent SIGTERM if the benchmark dies without stopping it."""
-    if sys.platform == "linux":
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _answers(endpoint: str) -> bool:
@@ -501,21 +492,12 @@ class Sampler:
             timeout=300,
         )
         process_ms = (time.perf_counter() - started) * 1000
-        report = parse_report(variant, completed)
+        report = child_report(variant, completed, MARKER)
         report["process_ms"] = process_ms
         if variant in (HEALTH, JOB) and report["status"] != [200, 200]:
             raise RuntimeError(f"{variant}: the API answered {report['status']}")
         finish_jobs(queued)
         return report
-
-
-def parse_report(variant: str, completed: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(MARKER)]
-    if completed.returncode != 0 or not lines:
-        detail = (completed.stderr or completed.stdout).strip()[-3000:]
-        raise RuntimeError(f"{variant}: the child failed ({completed.returncode}):\n{detail}")
-    report: dict[str, Any] = json.loads(lines[-1].removeprefix(MARKER))
-    return report
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -47,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import write_result
+from bench.output import child_report, write_result
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -272,12 +271,7 @@ def run_child(code: str, path: Path) -> dict[str, Any]:
         check=False,
         timeout=600,
     )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(MARKER)]
-    if completed.returncode != 0 or not lines:
-        detail = (completed.stderr or completed.stdout).strip()[-3000:]
-        raise RuntimeError(f"{path.name}: the child failed ({completed.returncode}):\n{detail}")
-    report: dict[str, Any] = json.loads(lines[-1].removeprefix(MARKER))
-    return report
+    return child_report(path.name, completed, MARKER)
 
 
 def mib(kib: float) -> float:

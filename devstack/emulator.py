@@ -60,7 +60,7 @@ class Emulator:
             # Its own process group: Ctrl-C (sent to the terminal's group) must not stop
             # the emulator before the handlers that still talk to it; the stack stops it last.
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not _answers(self.endpoint):
@@ -82,8 +82,9 @@ class Emulator:
             self.process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the emulator's process: be sent SIGTERM if the stack that started it dies."""
+def die_with_parent() -> None:
+    """In a child server's process (as `preexec_fn`): be sent SIGTERM when the process
+    that started it dies, so a crash can never leave it running."""
     if sys.platform == "linux":
         import ctypes
         import signal
