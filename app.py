@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from chalice.app import AuthRequest, AuthResponse, Chalice, Response, S3Event, SQSEvent
+from chalice.app import (
+    AuthRequest,
+    AuthResponse,
+    Chalice,
+    Request,
+    Response,
+    S3Event,
+    SQSEvent,
+)
 
-from chalicelib import api, auth, dispatch, worker
+from chalicelib import api, auth, dispatch, http, worker
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
@@ -24,9 +33,19 @@ def api_key(auth_request: AuthRequest) -> AuthResponse:
     return AuthResponse(routes=["*"], **auth.authorizer_context(auth_request.token))
 
 
+@app.middleware("http")
+def api_error_shape(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    return http.in_api_error_shape(request, get_response)
+
+
 @app.route("/health", methods=["GET"])
 def health() -> Response:
     return api.health()
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document() -> Response:
+    return api.openapi_document()
 
 
 @app.route("/uploads", methods=["POST"], authorizer=api_key)

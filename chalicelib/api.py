@@ -1,26 +1,23 @@
-"""The REST API: request validation, job views and presigned URLs."""
+"""The REST API: request validation, job views and presigned URLs.
+
+Requests are checked against the models in `chalicelib.models`, the same definitions the
+OpenAPI document (`GET /openapi.json`) publishes.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from chalice.app import Request, Response
 
-from chalicelib import auth, jobs, storage
+from chalicelib import auth, jobs, models, openapi, storage
 from chalicelib.config import settings
-from chalicelib.errors import InvalidRequest, UnknownPreset, UnsupportedContentType
-from chalicelib.formats import ACCEPTED_CONTENT_TYPES
+from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.http import json_api, json_response
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
-
-MAX_BODY_BYTES = 16 * 1024
-MAX_FILENAME_CHARS = 255
-UPLOAD_FIELDS = frozenset({"filename", "contentType", "presets"})
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 
 @json_api
@@ -29,14 +26,20 @@ def health() -> Response:
 
 
 @json_api
+def openapi_document() -> Response:
+    return json_response(openapi.document(_configured_presets()))
+
+
+@json_api
 def create_upload(current: Request | None) -> Response:
     request = _present(current)
     tenant = auth.require_tenant(request.context)
-    raw = request.raw_body
-    body = _json_object(raw.encode() if isinstance(raw, str) else raw)
-    content_type = _content_type(body.get("contentType"))
-    filename = _filename(body.get("filename"))
-    presets = _preset_names(body.get("presets"))
+    body = _json_body(request)
+    configured = _configured_presets()
+    models.validate(models.upload_request(configured), body, "The request body")
+    content_type: str = body["contentType"]
+    filename: str | None = body.get("filename")
+    presets: list[str] = body.get("presets") or configured
     job_id = jobs.new_job_id()
     key = storage.source_key(tenant, job_id, filename)
     upload = storage.presign_upload(key, content_type)
@@ -56,6 +59,9 @@ def create_upload(current: Request | None) -> Response:
 @json_api
 def get_job(current: Request | None, job_id: str) -> Response:
     tenant = auth.require_tenant(_present(current).context)
+    # A malformed id names no job; DynamoDB never sees it.
+    if not models.conforms(models.JOB_ID, job_id):
+        raise NotFound("No such job.")
     return json_response(job_view(jobs.get_tenant_job(tenant, job_id)))
 
 
@@ -63,15 +69,11 @@ def get_job(current: Request | None, job_id: str) -> Response:
 def list_jobs(current: Request | None) -> Response:
     request = _present(current)
     tenant = auth.require_tenant(request.context)
-    params: Mapping[str, str] = request.query_params or {}
-    unknown = set(params) - {"status", "limit", "cursor"}
-    if unknown:
-        raise InvalidRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}.")
-    status = params.get("status") or None
-    if status is not None and status not in jobs.STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(jobs.STATUSES)}.")
+    query = request.query_params
+    given = {name: query.getlist(name) for name in query} if query else {}
+    params = models.parse_query(models.LIST_JOBS_QUERY, given)
     found, cursor = jobs.list_jobs(
-        tenant, status=status, limit=_page_size(params.get("limit")), cursor=params.get("cursor")
+        tenant, status=params["status"], limit=params["limit"], cursor=params["cursor"]
     )
     return json_response({"jobs": [job_view(job) for job in found], "nextCursor": cursor})
 
@@ -118,67 +120,51 @@ def _present(request: Request | None) -> Request:
     return request
 
 
-# --- validation -------------------------------------------------------------------------
+def _configured_presets() -> list[str]:
+    return list(load_presets(settings().presets_json))
 
 
-def _json_object(raw: bytes | None) -> dict[str, Any]:
-    if not raw:
-        raise InvalidRequest("The request body must be a JSON object.")
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+# --- the JSON body -----------------------------------------------------------------------
+
+
+def _json_body(request: Request) -> Any:
+    """The body parsed as strict JSON (I-JSON, RFC 7493: UTF-8, no NaN, no repeated names,
+    no unpaired surrogates)."""
     try:
-        body = json.loads(raw)
+        raw = request.raw_body
+    except UnicodeEncodeError as exc:  # a text body API Gateway could not pass on as UTF-8
+        raise InvalidRequest("The request body is not UTF-8.") from exc
+    data = raw.encode() if isinstance(raw, str) else (raw or b"")
+    if len(data) > models.MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body is larger than {models.MAX_BODY_BYTES} bytes.")
+    if not data:
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("The request body is not UTF-8.") from exc
+    try:
+        body = json.loads(text, parse_constant=_not_json, object_pairs_hook=_unique_names)
+    except RecursionError as exc:
+        raise InvalidRequest("The request body is nested too deeply.") from exc
     except ValueError as exc:
         raise InvalidRequest("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    unknown = set(body) - UPLOAD_FIELDS
-    if unknown:
-        raise InvalidRequest(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    try:
+        # A \ud800 escape alone decodes to a str that no UTF-8 store, log or response can
+        # hold (RFC 8259 leaves such strings unpredictable; I-JSON forbids them).
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest("The request body has an unpaired UTF-16 surrogate.") from exc
     return body
 
 
-def _content_type(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest("contentType is required and must be a string.")
-    normalized = value.strip().lower()
-    if normalized not in ACCEPTED_CONTENT_TYPES:
-        accepted = ", ".join(sorted(ACCEPTED_CONTENT_TYPES))
-        raise UnsupportedContentType(
-            f"contentType {value!r} is not accepted; use one of {accepted}."
-        )
-    return normalized
+def _not_json(constant: str) -> NoReturn:
+    raise InvalidRequest(f"The request body is not valid JSON: {constant} is not a JSON value.")
 
 
-def _filename(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest("filename must be a non-empty string.")
-    if len(value) > MAX_FILENAME_CHARS or any(ord(char) < 32 for char in value):
-        raise InvalidRequest(f"filename must be at most {MAX_FILENAME_CHARS} printable characters.")
-    return value
-
-
-def _preset_names(value: Any) -> list[str]:
-    configured = load_presets(settings().presets_json)
-    if value is None:
-        return list(configured)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise InvalidRequest("presets must be a non-empty list of preset names.")
-    if len(set(value)) != len(value):
-        raise InvalidRequest("presets must not repeat a name.")
-    unknown = [name for name in value if name not in configured]
-    if unknown:
-        raise UnknownPreset(
-            f"Unknown preset(s): {', '.join(unknown)}; available: {', '.join(configured)}."
-        )
-    return list(value)
-
-
-def _page_size(value: str | None) -> int:
-    if value is None or value == "":
-        return DEFAULT_PAGE_SIZE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}.")
-    return int(value)
+def _unique_names(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidRequest(f"Field(s) given more than once: {', '.join(repeated)}.")
+    return dict(pairs)

@@ -50,6 +50,45 @@ class NotFound(ApiError):
     status = 404
 
 
+class Forbidden(ApiError):
+    """Answered by API Gateway (ACCESS_DENIED), never by the app."""
+
+    code = "forbidden"
+    status = 403
+
+
+class MethodNotAllowed(ApiError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class PayloadTooLarge(ApiError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class Throttled(ApiError):
+    """Answered by API Gateway when a stage's rate or burst limit is exceeded."""
+
+    code = "throttled"
+    status = 429
+
+
+class InternalError(ApiError):
+    code = "internal_error"
+    status = 500
+
+
+class ServiceUnavailable(ApiError):
+    code = "service_unavailable"
+    status = 503
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 
@@ -73,6 +112,17 @@ class FileTooLarge(SourceError):
     code = "file_too_large"
 
 
+class TooManyFrames(ImageTooLarge):
+    """More frames or pages than the frame cap, or frames x pixels over the total cap."""
+
+
+class ProcessingTimeout(SourceError):
+    """Rendering outlasted its time budget. Rendering is deterministic and the budget is
+    many times the slowest legitimate image, so a retry would only spend it again."""
+
+    code = "processing_timeout"
+
+
 # --- Infrastructure errors ------------------------------------------------------------
 
 
@@ -93,3 +143,12 @@ class StaleTransition(MediaPipelineError):
 
 
 PROCESSING_FAILED = "processing_failed"
+
+
+# --- Source errors the worker finds before decoding --------------------------------------
+
+
+class ContentMismatch(SourceError):
+    """The file's signature names another accepted format than the content type declared."""
+
+    code = "content_mismatch"

@@ -2,7 +2,8 @@
 
 deploy: the data-plane stack (CloudFormation) -> its outputs into the stage's Chalice
 config (environment variables and one IAM policy file per function) -> `chalice deploy`
-building from the offline wheelhouse -> API Gateway responses in the API's error shape.
+building from the offline wheelhouse -> API Gateway responses in the API's error shape
+-> the stage's throttling limits.
 
 destroy: `chalice delete`, then the buckets are emptied (CloudFormation cannot delete a
 bucket with objects in it) and the stack is deleted.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +26,34 @@ from infra import policies, stack
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIG = Path(".chalice") / "config.json"
 
-# API Gateway answers these itself, before any function runs; give them the API's shape.
+DEFAULT_API_STAGE = "api"
+
+# API Gateway answers these itself, before any function runs; give them the API's shape
+# (each code is one of chalicelib.errors' API errors, with that error's status).
 GATEWAY_RESPONSES = {
     "UNAUTHORIZED": ("unauthorized", "A valid API key is required: Authorization: Bearer <key>."),
-    "ACCESS_DENIED": ("unauthorized", "A valid API key is required: Authorization: Bearer <key>."),
+    "ACCESS_DENIED": ("forbidden", "Access denied."),
     "MISSING_AUTHENTICATION_TOKEN": ("not_found", "No such route."),
+    "REQUEST_TOO_LARGE": ("payload_too_large", "The request is too large."),
     "THROTTLED": ("throttled", "Too many requests; slow down and retry."),
+    "QUOTA_EXCEEDED": ("throttled", "Too many requests; slow down and retry."),
     "DEFAULT_5XX": ("internal_error", "Something went wrong on our side."),
 }
+# API Gateway answers an unknown route (or method) with 403; it is a 404 to a client.
+GATEWAY_STATUS_CODES = {"MISSING_AUTHENTICATION_TOKEN": "404"}
+
+
+@dataclass(frozen=True)
+class Throttling:
+    """A stage's API Gateway limits for every method: steady requests per second, burst."""
+
+    rate_limit: float
+    burst_limit: int
+
+
+# For every stage without its own `api_throttling` in .chalice/config.json. Well under the
+# account's default (10,000 rps, 5,000 burst), which every API of the account shares.
+DEFAULT_THROTTLING = Throttling(rate_limit=50.0, burst_limit=100)
 
 
 def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]) -> None:
@@ -43,7 +66,7 @@ def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]
     config_path = project_dir / CONFIG
     config: dict[str, Any] = json.loads(config_path.read_text())
     stage_config = config.setdefault("stages", {}).setdefault(stage, {})
-    stage_config.setdefault("api_gateway_stage", "api")
+    stage_config.setdefault("api_gateway_stage", DEFAULT_API_STAGE)
     stage_config["autogen_policy"] = False
     stage_config.setdefault("environment_variables", {}).update(stack.environment(outputs))
     functions = stage_config.setdefault("lambda_functions", {})
@@ -61,11 +84,68 @@ def gateway_response_templates(code: str, message: str) -> dict[str, str]:
 
 def apply_gateway_responses(apigateway: Any, rest_api_id: str) -> None:
     for response_type, (code, message) in GATEWAY_RESPONSES.items():
+        status = GATEWAY_STATUS_CODES.get(response_type)
         apigateway.put_gateway_response(
             restApiId=rest_api_id,
             responseType=response_type,
             responseTemplates=gateway_response_templates(code, message),
+            **({"statusCode": status} if status else {}),
         )
+
+
+def stage_throttling(project_dir: Path, stage: str) -> Throttling:
+    """The stage's limits: its `api_throttling` in .chalice/config.json (a top-level one
+    applies to every stage), each key falling back to DEFAULT_THROTTLING.
+
+        "stages": {"prod": {"api_throttling": {"rate_limit": 200, "burst_limit": 400}}}
+    """
+    config = json.loads((project_dir / CONFIG).read_text())
+    stage_config = config.get("stages", {}).get(stage, {})
+    given = {**config.get("api_throttling", {}), **stage_config.get("api_throttling", {})}
+    unknown = set(given) - {"rate_limit", "burst_limit"}
+    if unknown:
+        raise SystemExit(f"api_throttling of stage {stage}: unknown key(s) {sorted(unknown)}")
+    rate = given.get("rate_limit", DEFAULT_THROTTLING.rate_limit)
+    burst = given.get("burst_limit", DEFAULT_THROTTLING.burst_limit)
+    rate_ok = isinstance(rate, int | float) and not isinstance(rate, bool) and math.isfinite(rate)
+    if not (rate_ok and rate > 0):
+        raise SystemExit(f"api_throttling of stage {stage}: rate_limit must be > 0, got {rate!r}")
+    if not (isinstance(burst, int) and not isinstance(burst, bool) and burst >= 1):
+        raise SystemExit(
+            f"api_throttling of stage {stage}: burst_limit must be an integer >= 1, got {burst!r}"
+        )
+    return Throttling(rate_limit=float(rate), burst_limit=burst)
+
+
+def throttling_patch_operations(throttling: Throttling) -> list[dict[str, str]]:
+    """update_stage operations setting the limits of every resource and method (`/*/*`)."""
+    return [
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(throttling.rate_limit)},
+        {
+            "op": "replace",
+            "path": "/*/*/throttling/burstLimit",
+            "value": str(throttling.burst_limit),
+        },
+    ]
+
+
+def apply_throttling(
+    apigateway: Any, rest_api_id: str, api_stage: str, throttling: Throttling
+) -> None:
+    apigateway.update_stage(
+        restApiId=rest_api_id,
+        stageName=api_stage,
+        patchOperations=throttling_patch_operations(throttling),
+    )
+
+
+def api_gateway_stage(project_dir: Path, stage: str) -> str:
+    """The API Gateway stage Chalice deploys the stage's REST API to."""
+    config = json.loads((project_dir / CONFIG).read_text())
+    stage_config = config.get("stages", {}).get(stage, {})
+    return str(
+        stage_config.get("api_gateway_stage", config.get("api_gateway_stage", DEFAULT_API_STAGE))
+    )
 
 
 def _rest_api_id(project_dir: Path, stage: str) -> str:
@@ -119,6 +199,7 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
 
     from infra import package
 
+    throttling = stage_throttling(PROJECT, stage)  # a bad setting stops the deploy up front
     outputs = stack.deploy(boto3.client("cloudformation"), stage, parameters)
     write_stage_config(PROJECT, stage, outputs)
     # First the build `make package` audits (target wheels only, nothing compiled here):
@@ -131,8 +212,10 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     _chalice("deploy", "--stage", stage, env=chalice_environment(wheelhouse, variables))
     apigateway = boto3.client("apigateway")
     rest_api_id = _rest_api_id(PROJECT, stage)
+    api_stage = api_gateway_stage(PROJECT, stage)
     apply_gateway_responses(apigateway, rest_api_id)
-    apigateway.create_deployment(restApiId=rest_api_id, stageName="api")
+    apigateway.create_deployment(restApiId=rest_api_id, stageName=api_stage)
+    apply_throttling(apigateway, rest_api_id, api_stage, throttling)
     print(json.dumps({"stage": stage, **outputs}, indent=2))
 
 

@@ -12,7 +12,8 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib import auth
+from chalicelib import auth, clients
+from tests.faults import aws_fault, body_contains
 from tests.pipeline import Pipeline, bearer
 from tests.resources import REGION, Names
 
@@ -105,7 +106,7 @@ def test_filenames_never_reach_a_key_unsanitized(
         ({"contentType": "image/jpeg", "presets": []}, 400, "invalid_request"),
         ({"contentType": "image/jpeg", "presets": "thumb"}, 400, "invalid_request"),
         ({"contentType": "image/jpeg", "presets": ["thumb", "thumb"]}, 400, "invalid_request"),
-        (b"{" + b" " * 20000 + b"}", 400, "invalid_request"),
+        (b"{" + b" " * 20000 + b"}", 413, "payload_too_large"),
         ({"contentType": "application/pdf"}, 400, "unsupported_content_type"),
         ({"contentType": "image/svg+xml"}, 400, "unsupported_content_type"),
         ({"contentType": "image/jpeg", "presets": ["thumb", "huge"]}, 400, "unknown_preset"),
@@ -115,6 +116,102 @@ def test_bad_upload_requests_get_clear_codes(
     client: Client, acme_key: str, body: Any, status: int, code: str
 ) -> None:
     assert_error(post_upload(client, acme_key, body), status, code)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Each of these answered 500 before: recursion, an unpaired surrogate reaching
+        # DynamoDB and the logs.
+        b"[" * 5000 + b"]" * 5000,
+        b'{"contentType": "image/jpeg", "filename": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"contentType": "image/jpeg", "filename": "\\ud800.jpg"}',
+        b'{"contentType": "image/jpeg", "filename": "a\\udfff"}',
+        b'{"contentType": "image/jpeg", "presets": ["\\ud83d"]}',
+        b'{"contentType": "image/jpeg", "\\udc00": 1}',
+        # Not UTF-8, or not JSON as RFC 8259 has it.
+        b'{"contentType": "image/jpeg", "filename": "\xff\xfe.jpg"}',
+        '{"contentType": "image/jpeg"}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"contentType": "image/jpeg"}',
+        b'{"contentType": NaN}',
+        b'{"contentType": "image/jpeg", "filename": Infinity}',
+        b'{"contentType": "image/jpeg", "contentType": "image/png"}',
+        b'{"contentType": ' + b"9" * 5000 + b"}",
+        b'{"contentType": 1e999}',
+        b"null",
+        b"true",
+        b"17",
+        b'"image/jpeg"',
+        b'{"contentType": "image/jpeg"} trailing',
+        # Wrong types and values, field by field.
+        b'{"contentType": null}',
+        b'{"contentType": ["image/jpeg"]}',
+        b'{"contentType": "image/jpeg", "filename": 7}',
+        b'{"contentType": "image/jpeg", "filename": null}',
+        b'{"contentType": "image/jpeg", "filename": "a\\u007fb"}',
+        b'{"contentType": "image/jpeg", "filename": "a\\u0085b"}',
+        b'{"contentType": "image/jpeg", "filename": "' + b"x" * 256 + b'"}',
+        b'{"contentType": "image/jpeg", "presets": [1]}',
+        b'{"contentType": "image/jpeg", "presets": [null]}',
+        b'{"contentType": "image/jpeg", "presets": {"thumb": true}}',
+        b'{"contentType": "image/jpeg", "presets": null}',
+    ],
+)
+def test_hostile_bodies_are_invalid_requests(client: Client, acme_key: str, body: bytes) -> None:
+    assert_error(post_upload(client, acme_key, body), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"contentType": 7}, "contentType"),
+        ({"filename": "a.jpg"}, "contentType"),
+        ({"contentType": "image/jpeg", "filename": 5}, "filename"),
+        ({"contentType": "image/jpeg", "filename": "x" * 300}, "filename"),
+        ({"contentType": "image/jpeg", "presets": ["thumb", 3]}, "presets[1]"),
+        ({"contentType": "image/jpeg", "presets": []}, "presets"),
+        ({"contentType": "image/jpeg", "colour": "red"}, "colour"),
+        ({"contentType": "IMAGE/JPEG"}, "contentType"),
+        ({"contentType": "image/jpeg", "presets": ["thumb", "huge"]}, "huge"),
+    ],
+)
+def test_messages_name_the_field(client: Client, acme_key: str, body: Any, named: str) -> None:
+    response = post_upload(client, acme_key, body)
+    assert response.status_code == 400, response.body
+    assert named in response.json_body["error"]["message"]
+
+
+def test_content_types_are_matched_exactly(client: Client, acme_key: str) -> None:
+    for spelled in ("IMAGE/JPEG", " image/jpeg", "image/jpeg; q=1"):
+        response = post_upload(client, acme_key, {"contentType": spelled})
+        assert_error(response, 400, "unsupported_content_type")
+
+
+def test_filenames_may_be_any_printable_text(client: Client, acme_key: str) -> None:
+    for filename in ("   ", "famille 👨\u200d👩\u200d👧.jpg", "x" * 255, "\u00a0nbsp.jpg"):
+        response = post_upload(
+            client, acme_key, {"contentType": "image/jpeg", "filename": filename}
+        )
+        assert response.status_code == 201, (filename, response.body)
+        job_id = response.json_body["jobId"]
+        job = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).json_body
+        assert job["filename"] == filename
+
+
+def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: str) -> None:
+    headers = {**bearer(acme_key), "Content-Type": "text/plain"}
+    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
+    assert_error(response, 415, "unsupported_media_type")
+    assert "text/plain" not in response.body.decode()
+    with_charset = {**bearer(acme_key), "Content-Type": "application/json; charset=utf-8"}
+    body = b'{"contentType": "image/jpeg"}'
+    assert client.http.post("/uploads", headers=with_charset, body=body).status_code == 201
+
+
+def test_an_unserved_method_answers_405_in_the_error_shape(client: Client, acme_key: str) -> None:
+    response = client.http.delete("/jobs", headers=bearer(acme_key))
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "GET"
 
 
 @pytest.mark.parametrize(
@@ -179,6 +276,40 @@ def test_unknown_job_is_not_found(client: Client, acme_key: str) -> None:
         assert_error(client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)), 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "not-a-uuid",
+        str(uuid.uuid4()).upper(),
+        "{" + str(uuid.uuid4()) + "}",
+        "urn:uuid:" + str(uuid.uuid4()),
+        str(uuid.uuid4()).replace("-", ""),
+        str(uuid.uuid4()) + "%0A",
+        "%00",
+        "%F0%9F%98%80",
+        "%ED%A0%80",
+        "a" * 2000,
+    ],
+)
+def test_malformed_job_ids_are_not_found_without_a_lookup(
+    client: Client, acme_key: str, job_id: str
+) -> None:
+    lookups: list[dict[str, Any]] = []
+
+    def job_lookup(params: dict[str, Any]) -> bool:
+        if body_contains('"jobId"')(params):
+            lookups.append(params)
+        return False  # watch, never fail
+
+    with aws_fault(clients.dynamodb(), "GetItem", when=job_lookup):
+        response = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key))
+        assert_error(response, 404, "not_found")
+        assert lookups == []
+        wellformed = client.http.get(f"/jobs/{uuid.uuid4()}", headers=bearer(acme_key))
+        assert_error(wellformed, 404, "not_found")
+        assert len(lookups) == 1
+
+
 def test_another_tenants_job_is_not_found(client: Client, acme_key: str, globex_key: str) -> None:
     job_id = post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body["jobId"]
     assert client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).status_code == 200
@@ -222,7 +353,28 @@ def test_listing_filters_by_status(pipeline: Pipeline) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["status=DONE", "limit=0", "limit=101", "limit=abc", "cursor=%%%", "cursor=e30", "colour=red"],
+    [
+        "status=DONE",
+        "status=pending",
+        "status=",
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=",
+        "limit=+5",
+        "limit=1e1",
+        "limit=%205",
+        "limit=99999999999999999999999",
+        "limit=%C2%B2",  # a superscript two: str.isdigit() is true, int() refuses (was a 500)
+        "limit=%D9%A1",  # an Arabic-Indic one, which int() reads as 1
+        "limit=1&limit=2",
+        "cursor=%%%",
+        "cursor=e30",
+        "cursor=",
+        "cursor=a.b",
+        "cursor=" + "A" * 513,
+        "colour=red",
+    ],
 )
 def test_bad_listing_queries_are_invalid(client: Client, acme_key: str, query: str) -> None:
     assert_error(

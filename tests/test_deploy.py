@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -181,3 +182,107 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.WORKER: outputs["JobsQueue"],
         policies.DEAD_LETTERS: outputs["JobsDlq"],
     }
+
+
+# API Gateway's own status for each response type (DEFAULT_5XX: any 5xx it makes).
+GATEWAY_DEFAULT_STATUS = {
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "REQUEST_TOO_LARGE": 413,
+    "THROTTLED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "DEFAULT_5XX": 500,
+}
+
+
+def test_gateway_answers_use_api_codes_with_their_statuses(aws: Queues) -> None:
+    from chalicelib.models import api_error_types
+
+    statuses = {error.code: error.status for error in api_error_types()}
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    api_id = apigateway.create_rest_api(name="media-pipeline")["id"]
+    deploy.apply_gateway_responses(apigateway, api_id)
+    by_type = {
+        item["responseType"]: item
+        for item in apigateway.get_gateway_responses(restApiId=api_id)["items"]
+    }
+    assert set(by_type) == set(deploy.GATEWAY_RESPONSES)
+    for response_type, (code, _) in deploy.GATEWAY_RESPONSES.items():
+        answered = int(
+            by_type[response_type].get("statusCode") or GATEWAY_DEFAULT_STATUS[response_type]
+        )
+        assert statuses[code] == answered, response_type
+    assert by_type["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    throttled = json.loads(by_type["THROTTLED"]["responseTemplates"]["application/json"])
+    assert throttled["error"]["code"] == "throttled"
+
+
+def write_throttling(project: Path, top: Any = None, stage: Any = None) -> None:
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    if top is not None:
+        config["api_throttling"] = top
+    if stage is not None:
+        config.setdefault("stages", {}).setdefault(STAGE, {})["api_throttling"] = stage
+    config_path.write_text(json.dumps(config))
+
+
+def test_a_stage_without_settings_gets_the_default_throttling(project: Path) -> None:
+    assert deploy.stage_throttling(project, STAGE) == deploy.DEFAULT_THROTTLING
+    assert deploy.Throttling(rate_limit=50.0, burst_limit=100) == deploy.DEFAULT_THROTTLING
+
+
+def test_throttling_is_overridden_per_stage_then_per_key(
+    project: Path, outputs: dict[str, str]
+) -> None:
+    write_throttling(project, top={"rate_limit": 20}, stage={"burst_limit": 400})
+    assert deploy.stage_throttling(project, STAGE) == deploy.Throttling(20.0, 400)
+    assert deploy.stage_throttling(project, "other") == deploy.Throttling(20.0, 100)
+    write_throttling(project, stage={"rate_limit": 7.5, "burst_limit": 15})
+    assert deploy.stage_throttling(project, STAGE) == deploy.Throttling(7.5, 15)
+    # Chalice itself still reads a config that carries the setting.
+    deploy.write_stage_config(project, STAGE, outputs)
+    assert chalice_config(project, policies.API).lambda_memory_size == 512
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"rate_limit": 0},
+        {"rate_limit": -1},
+        {"rate_limit": "100"},
+        {"rate_limit": True},
+        {"burst_limit": 0},
+        {"burst_limit": 2.5},
+        {"burst": 10},
+    ],
+)
+def test_bad_throttling_stops_the_deploy(project: Path, setting: dict[str, Any]) -> None:
+    write_throttling(project, stage=setting)
+    with pytest.raises(SystemExit, match="api_throttling"):
+        deploy.stage_throttling(project, STAGE)
+
+
+def test_throttling_lands_on_every_method_of_the_api_stage(aws: Queues, project: Path) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    api_id = apigateway.create_rest_api(name="media-pipeline")["id"]
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(
+        restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE"
+    )
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    api_stage = deploy.api_gateway_stage(project, "dev")
+    assert api_stage == "api"
+    apigateway.create_deployment(restApiId=api_id, stageName=api_stage)
+
+    write_throttling(project, stage={"rate_limit": 25, "burst_limit": 60})
+    throttling = deploy.stage_throttling(project, STAGE)
+    deploy.apply_throttling(apigateway, api_id, api_stage, throttling)
+    settings = apigateway.get_stage(restApiId=api_id, stageName=api_stage)["methodSettings"]
+    assert settings["*/*"]["throttlingRateLimit"] == 25.0
+    assert settings["*/*"]["throttlingBurstLimit"] == 60
+    assert deploy.throttling_patch_operations(throttling) == [
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "25.0"},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "60"},
+    ]

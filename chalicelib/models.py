@@ -1,0 +1,424 @@
+"""The API's request and response models, each defined once as a JSON Schema.
+
+`chalicelib.api` validates requests by interpreting these schemas (`validate`,
+`parse_query`) and `chalicelib.openapi` publishes the very same dictionaries, so what is
+checked and what is documented cannot drift apart. The interpreter knows only the
+keywords listed in `_ASSERTIONS` and refuses a schema with any other, so a schema can
+never promise a rule that no code enforces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from chalicelib import jobs
+from chalicelib.errors import (
+    PROCESSING_FAILED,
+    ApiError,
+    InvalidRequest,
+    MediaPipelineError,
+    SourceError,
+    UnknownPreset,
+    UnsupportedContentType,
+)
+from chalicelib.formats import ACCEPTED_CONTENT_TYPES
+
+Schema = dict[str, Any]
+
+# --- limits ------------------------------------------------------------------------------
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_FILENAME_CHARS = 255
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_CURSOR_CHARS = 512
+
+# --- formats -------------------------------------------------------------------------------
+# JSON Schema patterns are ECMA-262 regular expressions, searched for: anchored here, and
+# read by `_search` as ECMA reads them.
+
+JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Display names: anything printable, so no control characters (C0, DEL, C1). (Unpaired
+# surrogates are refused with the JSON itself, for every string: see chalicelib.api.)
+FILENAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+_ASCII_INTEGER = re.compile(r"[0-9]{1,9}")
+
+CONTENT_TYPES = sorted(ACCEPTED_CONTENT_TYPES)
+
+
+def _subclasses(base: type[MediaPipelineError]) -> list[type[MediaPipelineError]]:
+    found: list[type[MediaPipelineError]] = []
+    pending = list(base.__subclasses__())
+    while pending:
+        error = pending.pop(0)
+        found.append(error)
+        pending.extend(error.__subclasses__())
+    return found
+
+
+def api_error_types() -> list[type[ApiError]]:
+    """Every ApiError subclass: the complete list of codes the API (and its gateway) answers."""
+    found = [error for error in _subclasses(ApiError) if issubclass(error, ApiError)]
+    return sorted(found, key=lambda error: (error.status, error.code))
+
+
+# The codes a FAILED job carries.
+JOB_FAILURE_CODES = sorted({error.code for error in _subclasses(SourceError)} | {PROCESSING_FAILED})
+
+
+# --- request models ----------------------------------------------------------------------
+
+
+def upload_request(preset_names: Sequence[str]) -> Schema:
+    """POST /uploads. `preset_names` are the stage's configured presets."""
+    example: dict[str, Any] = {"contentType": "image/jpeg", "filename": "beach.jpg"}
+    if preset_names:
+        example["presets"] = list(preset_names[:1])
+    return {
+        "type": "object",
+        "examples": [example],
+        "additionalProperties": False,
+        "required": ["contentType"],
+        "properties": {
+            "contentType": {
+                "type": "string",
+                "enum": CONTENT_TYPES,
+                "description": "The image's media type, exactly as listed (lower case).",
+            },
+            "filename": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_FILENAME_CHARS,
+                "pattern": FILENAME_PATTERN,
+                "description": (
+                    f"Display name, 1 to {MAX_FILENAME_CHARS} characters without control "
+                    "characters; sanitized before it becomes part of a storage key."
+                ),
+            },
+            "presets": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": list(preset_names)},
+                "description": "Presets to render, each at most once; default: all of them.",
+            },
+        },
+    }
+
+
+# Which error a value outside a field's enum raises (any other violation: InvalidRequest).
+ENUM_ERRORS: Mapping[str, type[ApiError]] = {
+    "contentType": UnsupportedContentType,
+    "presets": UnknownPreset,
+}
+
+JOB_ID: Schema = {
+    "type": "string",
+    "pattern": JOB_ID_PATTERN,
+    "description": "A job id as POST /uploads returned it (a lower-case UUID).",
+}
+
+LIST_JOBS_QUERY: dict[str, Schema] = {
+    "status": {
+        "type": "string",
+        "enum": list(jobs.STATUSES),
+        "description": "Only jobs in this status.",
+    },
+    "limit": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PAGE_SIZE,
+        "default": DEFAULT_PAGE_SIZE,
+        "description": "Page size.",
+    },
+    "cursor": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_CURSOR_CHARS,
+        "pattern": CURSOR_PATTERN,
+        "description": "The previous page's nextCursor; valid only for the tenant it was given to.",
+    },
+}
+
+# --- response models ---------------------------------------------------------------------
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _object(properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties),
+        "properties": properties,
+        **extra,
+    }
+
+
+STRING: Schema = {"type": "string"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+TIMESTAMP: Schema = {"type": "string", "format": "date-time"}
+
+
+def error_body(codes: Sequence[str]) -> Schema:
+    """Every error the API answers: {"error": {"code", "message"}}, `code` one of `codes`."""
+    return _object(
+        {"error": _object({"code": {"type": "string", "enum": list(codes)}, "message": STRING})}
+    )
+
+
+def error_codes(status: int | None = None) -> list[str]:
+    """The codes answered with `status` (every code when None)."""
+    return [e.code for e in api_error_types() if status is None or e.status == status]
+
+
+ERROR = error_body(error_codes())
+
+# Chalice's local server answers a request without an Authorization header itself, as API
+# Gateway does by default; `make deploy` replaces that answer with ERROR's shape on AWS.
+LOCAL_GATEWAY_MESSAGE = _object({"message": {"type": ["string", "null"]}})
+
+HEALTH = _object({"status": {"type": "string", "enum": ["ok"]}})
+
+UPLOAD_CREATED = _object(
+    {
+        "jobId": JOB_ID,
+        "status": {"type": "string", "enum": [jobs.PENDING]},
+        "upload": _object(
+            {
+                "url": STRING,
+                "method": {"type": "string", "enum": ["POST"]},
+                "fields": {"type": "object", "additionalProperties": STRING},
+                "maxBytes": COUNT,
+                "expiresAt": TIMESTAMP,
+            },
+            description=(
+                "A presigned multipart/form-data POST: every field, then the file as `file`."
+            ),
+        ),
+    }
+)
+
+JOB = _object(
+    {
+        "jobId": JOB_ID,
+        "status": {"type": "string", "enum": list(jobs.STATUSES)},
+        "createdAt": TIMESTAMP,
+        "updatedAt": TIMESTAMP,
+        "filename": _nullable(STRING),
+        "presets": {"type": "array", "items": STRING},
+        "source": _object(
+            {
+                "contentType": STRING,
+                "bytes": _nullable(COUNT),
+                "width": _nullable(COUNT),
+                "height": _nullable(COUNT),
+                "format": _nullable(STRING),
+            },
+            description="What is known of the upload; null until the worker has read it.",
+        ),
+        "outputs": {
+            "type": "array",
+            "description": "One per preset once COMPLETED, each with a presigned GET URL.",
+            "items": _object(
+                {
+                    "preset": STRING,
+                    "width": COUNT,
+                    "height": COUNT,
+                    "format": STRING,
+                    "contentType": STRING,
+                    "bytes": COUNT,
+                    "url": STRING,
+                }
+            ),
+        },
+        "error": {
+            "oneOf": [
+                {"type": "null"},
+                _object({"code": {"type": "string", "enum": JOB_FAILURE_CODES}, "message": STRING}),
+            ],
+            "description": "Why the job FAILED; null otherwise.",
+        },
+    }
+)
+
+JOB_LIST = _object(
+    {
+        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+        "nextCursor": _nullable(STRING),
+    }
+)
+
+# What `#/components/schemas` publishes; $refs above point into it.
+COMPONENTS: Mapping[str, Schema] = {
+    "Error": ERROR,
+    "LocalGatewayMessage": LOCAL_GATEWAY_MESSAGE,
+    "Health": HEALTH,
+    "UploadCreated": UPLOAD_CREATED,
+    "Job": JOB,
+    "JobList": JOB_LIST,
+}
+
+
+# --- the interpreter ---------------------------------------------------------------------
+
+_ANNOTATIONS = frozenset({"description", "default", "format", "examples"})
+
+
+def validate(schema: Schema, value: Any, name: str) -> None:
+    """Raise an ApiError naming `name` (the field) if `value` breaks `schema`."""
+    unknown = set(schema) - _ANNOTATIONS - set(_ASSERTIONS)
+    if unknown:
+        raise TypeError(f"schema of {name} uses keywords no validator enforces: {unknown}")
+    for keyword, check in _ASSERTIONS.items():
+        if keyword in schema:
+            check(schema, value, name)
+
+
+def conforms(schema: Schema, value: Any) -> bool:
+    try:
+        validate(schema, value, "value")
+    except ApiError:
+        return False
+    return True
+
+
+def parse_query(
+    schemas: Mapping[str, Schema], params: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """Query parameters (every value given for each name) checked and converted."""
+    unknown = set(params) - set(schemas)
+    if unknown:
+        raise InvalidRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))}.")
+    parsed: dict[str, Any] = {}
+    for name, schema in schemas.items():
+        values = params.get(name)
+        if not values:
+            parsed[name] = schema.get("default")
+            continue
+        if len(values) > 1:
+            raise InvalidRequest(f"{name} must be given at most once.")
+        value: Any = values[0]
+        if schema["type"] == "integer":
+            if not _ASCII_INTEGER.fullmatch(value):
+                raise InvalidRequest(f"{name} must be an integer.")
+            value = int(value)
+        validate(schema, value, name)
+        parsed[name] = value
+    return parsed
+
+
+_JSON_TYPES: Mapping[str, Callable[[Any], bool]] = {
+    "object": lambda value: isinstance(value, dict),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "null": lambda value: value is None,
+}
+_ARTICLES = {"object": "an object", "array": "a list", "integer": "an integer"}
+
+
+def _type(schema: Schema, value: Any, name: str) -> None:
+    expected = schema["type"]  # request models give one type; nullable ones are responses
+    if not _JSON_TYPES[expected](value):
+        raise InvalidRequest(f"{name} must be {_ARTICLES.get(expected, 'a ' + expected)}.")
+
+
+def _enum(schema: Schema, value: Any, name: str) -> None:
+    allowed = schema["enum"]
+    if value not in allowed:
+        error = ENUM_ERRORS.get(name.split("[", 1)[0], InvalidRequest)
+        choices = ", ".join(map(str, allowed)) or "(none configured)"
+        raise error(f"{name} {value!r} is not accepted; use one of {choices}.")
+
+
+def _search(pattern: str, value: str) -> bool:
+    """ECMA-262's reading: a closing `$` is the end of the string (in Python it also
+    matches before a final newline)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.search(pattern, value) is not None
+
+
+def _pattern(schema: Schema, value: Any, name: str) -> None:
+    if not _search(schema["pattern"], value):
+        raise InvalidRequest(f"{name} is not valid: {schema.get('description', 'wrong format')}")
+
+
+def _min_length(schema: Schema, value: Any, name: str) -> None:
+    if len(value) < schema["minLength"]:
+        raise InvalidRequest(f"{name} must not be empty.")
+
+
+def _max_length(schema: Schema, value: Any, name: str) -> None:
+    if len(value) > schema["maxLength"]:
+        raise InvalidRequest(f"{name} must be at most {schema['maxLength']} characters.")
+
+
+def _minimum(schema: Schema, value: Any, name: str) -> None:
+    if value < schema["minimum"]:
+        raise InvalidRequest(f"{name} must be at least {schema['minimum']}.")
+
+
+def _maximum(schema: Schema, value: Any, name: str) -> None:
+    if value > schema["maximum"]:
+        raise InvalidRequest(f"{name} must be at most {schema['maximum']}.")
+
+
+def _min_items(schema: Schema, value: Any, name: str) -> None:
+    if len(value) < schema["minItems"]:
+        raise InvalidRequest(f"{name} must list at least {schema['minItems']} item(s).")
+
+
+def _unique_items(schema: Schema, value: Any, name: str) -> None:
+    if schema["uniqueItems"] and len(set(map(repr, value))) != len(value):
+        raise InvalidRequest(f"{name} must not repeat an item.")
+
+
+def _items(schema: Schema, value: Any, name: str) -> None:
+    for index, item in enumerate(value):
+        validate(schema["items"], item, f"{name}[{index}]")
+
+
+def _required(schema: Schema, value: Any, name: str) -> None:
+    missing = [field for field in schema["required"] if field not in value]
+    if missing:
+        raise InvalidRequest(f"Missing required field(s): {', '.join(missing)}.")
+
+
+def _additional_properties(schema: Schema, value: Any, name: str) -> None:
+    if schema["additionalProperties"] is not False:
+        raise TypeError(f"schema of {name}: only additionalProperties: false is enforced")
+    unknown = sorted(set(value) - set(schema.get("properties", {})))
+    if unknown:
+        raise InvalidRequest(f"Unknown field(s): {', '.join(unknown)}.")
+
+
+def _properties(schema: Schema, value: Any, name: str) -> None:
+    for field, field_schema in schema["properties"].items():
+        if field in value:
+            validate(field_schema, value[field], field)
+
+
+# Checked in this order: the type first (the others assume it), then unknown and missing
+# fields before the values of the fields.
+_ASSERTIONS: Mapping[str, Callable[[Schema, Any, str], None]] = {
+    "type": _type,
+    "additionalProperties": _additional_properties,
+    "required": _required,
+    "properties": _properties,
+    "enum": _enum,
+    "pattern": _pattern,
+    "minLength": _min_length,
+    "maxLength": _max_length,
+    "minimum": _minimum,
+    "maximum": _maximum,
+    "minItems": _min_items,
+    "uniqueItems": _unique_items,
+    "items": _items,
+}

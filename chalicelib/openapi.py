@@ -1,0 +1,234 @@
+"""The OpenAPI 3.1 document of the REST API (`GET /openapi.json`), built from `models`.
+
+Every schema in it is one `chalicelib.api` validates with or answers in; `OPERATIONS` is
+the route table (tests check it against the Chalice app's routes, both ways).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib import models
+from chalicelib.errors import (
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Throttled,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from chalicelib.http import RETRY_AFTER_SECONDS
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1"
+SECURITY_SCHEME = "apiKey"
+
+Document = dict[str, Any]
+
+# Every answer an error status can carry, and when.
+ERROR_RESPONSES: Mapping[int, str] = {
+    InvalidRequest.status: "The request is invalid; the message names the field.",
+    Unauthorized.status: (
+        "The API key is missing, malformed, unknown or revoked. A request without an "
+        "Authorization header is refused before any function runs: on AWS in the error "
+        "shape (`make deploy` sets it), on Chalice's local server as LocalGatewayMessage."
+    ),
+    Forbidden.status: "API Gateway denied access (AWS only).",
+    NotFound.status: "No such job, or another tenant's (indistinguishable).",
+    PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
+    UnsupportedMediaType.status: "The Content-Type header names something other than JSON.",
+    Throttled.status: "Over the stage's rate or burst limit (API Gateway only); retry later.",
+    InternalError.status: "A bug. The body never carries internals; the log has the detail.",
+    ServiceUnavailable.status: "An AWS dependency failed transiently; retry after Retry-After.",
+}
+# Any request can meet these: the media-type check, the gateway's throttling, a bug.
+ALWAYS = (UnsupportedMediaType.status, Throttled.status, InternalError.status)
+# Routes behind the authorizer, and those that call AWS.
+AUTHENTICATED = (Unauthorized.status, Forbidden.status)
+AWS_BACKED = (ServiceUnavailable.status,)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    success: int
+    success_schema: str
+    errors: tuple[int, ...]
+    secured: bool = True
+    request_body: bool = False
+    query: Mapping[str, models.Schema] = field(default_factory=dict)
+    path_parameters: Mapping[str, models.Schema] = field(default_factory=dict)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/health",
+        "health",
+        "Liveness; needs no key.",
+        200,
+        "Health",
+        ALWAYS,
+        secured=False,
+    ),
+    Operation(
+        "GET",
+        "/openapi.json",
+        "openapi",
+        "This document; needs no key.",
+        200,
+        "OpenApiDocument",
+        ALWAYS,
+        secured=False,
+    ),
+    Operation(
+        "POST",
+        "/uploads",
+        "createUpload",
+        "Create a job and a presigned POST to upload its image with.",
+        201,
+        "UploadCreated",
+        (InvalidRequest.status, PayloadTooLarge.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        request_body=True,
+    ),
+    Operation(
+        "GET",
+        "/jobs",
+        "listJobs",
+        "The caller's jobs, newest first, a page at a time.",
+        200,
+        "JobList",
+        (InvalidRequest.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        query=models.LIST_JOBS_QUERY,
+    ),
+    Operation(
+        "GET",
+        "/jobs/{job_id}",
+        "getJob",
+        "One of the caller's jobs, with a download URL per output once COMPLETED.",
+        200,
+        "Job",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"job_id": models.JOB_ID},
+    ),
+)
+
+
+def document(preset_names: Sequence[str]) -> Document:
+    """The whole document for a stage whose configured presets are `preset_names`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(
+            operation, preset_names
+        )
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "media-pipeline",
+            "version": API_VERSION,
+            "description": (
+                "Image thumbnails: ask for an upload, send the image to S3 with the presigned "
+                'POST, poll the job. Every error is {"error": {"code", "message"}}.'
+            ),
+        },
+        # Relative to this document, so it holds under any stage or base path.
+        "servers": [{"url": "."}],
+        "security": [{SECURITY_SCHEME: []}],
+        "paths": paths,
+        "components": {
+            "schemas": {
+                **models.COMPONENTS,
+                "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+            },
+            "responses": {_response_name(status): _error(status) for status in ERROR_RESPONSES},
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "API key",
+                    "description": (
+                        "Authorization: Bearer <key>, a key from `make api-key` "
+                        "(16 to 128 characters of A-Z, a-z, 0-9, _ and -)."
+                    ),
+                }
+            },
+        },
+    }
+
+
+def _operation(operation: Operation, preset_names: Sequence[str]) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "responses": {
+            str(operation.success): {
+                "description": operation.summary,
+                "content": _json(_ref(operation.success_schema)),
+            },
+            **{
+                str(status): {"$ref": f"#/components/responses/{_response_name(status)}"}
+                for status in sorted(operation.errors)
+            },
+        },
+    }
+    if not operation.secured:
+        described["security"] = []
+    parameters = [
+        _parameter(name, "path", schema, required=True)
+        for name, schema in operation.path_parameters.items()
+    ] + [_parameter(name, "query", schema) for name, schema in operation.query.items()]
+    if parameters:
+        described["parameters"] = parameters
+    if operation.request_body:
+        described["requestBody"] = {
+            "required": True,
+            "content": _json(models.upload_request(preset_names)),
+        }
+    return described
+
+
+def _parameter(
+    name: str, location: str, schema: models.Schema, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": location,
+        "required": required,
+        "description": schema.get("description", ""),
+        "schema": schema,
+    }
+
+
+def _error(status: int) -> dict[str, Any]:
+    body = models.error_body(models.error_codes(status))
+    if status == Unauthorized.status:
+        body = {"anyOf": [body, _ref("LocalGatewayMessage")]}
+    response: dict[str, Any] = {"description": ERROR_RESPONSES[status], "content": _json(body)}
+    if status == ServiceUnavailable.status:
+        response["headers"] = {
+            "Retry-After": {
+                "description": f"Seconds to wait ({RETRY_AFTER_SECONDS} from the app).",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
+    return response
+
+
+def _response_name(status: int) -> str:
+    return f"Error{status}"
+
+
+def _json(schema: models.Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> models.Schema:
+    return {"$ref": f"#/components/schemas/{name}"}

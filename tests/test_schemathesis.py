@@ -1,0 +1,188 @@
+"""The local stack answers as its own /openapi.json says, whatever a client sends.
+
+Schemathesis reads the document the running API serves, generates valid and invalid
+requests for every operation (bodies, query strings, path parameters, headers) and checks
+every answer: never a 5xx, only documented statuses and content types, bodies matching
+the documented schemas, invalid data refused, valid data accepted, the key enforced.
+
+Two checks are configured rather than run as they come:
+- `positive_data_acceptance` on GET /jobs also accepts 400: a cursor is opaque and valid
+  only for the tenant it was given to, which no schema can say, so a drawn one is refused.
+- `unsupported_method` tries every method but TRACE and QUERY: Chalice's local server is
+  Python's http.server, which answers those itself with a 501 page before the app sees
+  them (on AWS, API Gateway answers them). `test_undeclared_methods_answer_405` checks
+  the body of the 405s too, which no document describes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.test_local_stack import descendants, free_ports, kill, survivors, user_environment
+
+REPO = Path(__file__).resolve().parents[1]
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+RUN_TIMEOUT = 240.0
+HTTP_TIMEOUT = 10.0
+TENANT = "schemathesis"
+MAX_EXAMPLES = 25
+SEED = 20261122  # fixed, so a CI failure reproduces; change it to explore elsewhere
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+CONFIG = """
+[generation]
+database = "none"
+
+[phases.coverage]
+# Not TRACE or QUERY: see the module's docstring.
+unexpected-methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
+
+[[operations]]
+include-path = "/jobs"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "429"]
+"""
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    key: str
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the stack's log, without the server's access lines."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        kept = [line for line in text.splitlines() if not line.startswith("127.0.0.1 - - ")]
+        return "\n".join(kept[-lines:])
+
+
+def wait_for_health(process: subprocess.Popen[bytes], api: Api) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the local stack exited {process.returncode}\n{api.log_tail()}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{api.url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"/health did not answer within {READY_TIMEOUT:.0f} s\n{api.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """`python -m devstack.run` on free ports with one key; stopped by process id."""
+    emulator_port, api_port = free_ports(2)
+    key = secrets.token_urlsafe(30)
+    log = tmp_path_factory.mktemp("schemathesis-stack") / "stack.log"
+    env = user_environment()
+    env.update(
+        EMULATOR_PORT=str(emulator_port),
+        PORT=str(api_port),
+        DEV_API_KEYS=f"{TENANT}:{key}",
+        WORKERS="1",
+    )
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.run"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    local = Api(url=f"http://127.0.0.1:{api_port}", key=key, log=log)
+    tree = []
+    try:
+        wait_for_health(process, local)
+        yield local
+    finally:
+        tree = descendants(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        kill(survivors(process.pid, tree))
+
+
+def test_the_api_conforms_to_its_openapi_document(
+    api: Api, tmp_path: Path, record_property: Any
+) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        f"{api.url}/openapi.json",
+        "--url",
+        api.url,
+        "--header",
+        f"Authorization: Bearer {api.key}",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--request-timeout",
+        str(HTTP_TIMEOUT),
+    ]
+    started = time.monotonic()
+    done = subprocess.run(  # in tmp_path: nothing it writes lands in the repository
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+    )
+    elapsed = time.monotonic() - started
+    output = done.stdout + done.stderr
+    generated = re.search(r"(\d+) generated", output)
+    print(f"\nschemathesis: {generated[0] if generated else '?'} in {elapsed:.0f} s")
+    record_property("schemathesis_cases", int(generated[1]) if generated else 0)
+    assert done.returncode == 0, f"{output[-12000:]}\n--- stack log ---\n{api.log_tail()}"
+    # It really ran every operation and every phase (an empty run also exits 0).
+    assert re.search(r"Tested: 5\b", output), output[-3000:]
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert re.search(rf"✅ {phase}", output), f"{phase} did not pass:\n{output[-3000:]}"
+    assert generated is not None
+    assert int(generated[1]) >= 100, output[-3000:]
+
+
+def test_undeclared_methods_answer_405(api: Api) -> None:
+    document = requests.get(f"{api.url}/openapi.json", timeout=HTTP_TIMEOUT).json()
+    headers = {"Authorization": f"Bearer {api.key}"}
+    checked = 0
+    for template, operations in document["paths"].items():
+        path = template.replace("{job_id}", "00000000-0000-4000-8000-000000000000")
+        declared = {method.upper() for method in operations}
+        for method in sorted(set(METHODS) - declared):
+            response = requests.request(
+                method, api.url + path, headers=headers, timeout=HTTP_TIMEOUT
+            )
+            assert response.status_code == 405, (method, path, response.text)
+            assert set(response.headers["Allow"].split(", ")) == declared
+            assert response.headers["Content-Type"] == "application/json"
+            assert response.json()["error"]["code"] == "method_not_allowed"
+            checked += 1
+    assert checked == 5 * 4  # five paths, each with one of the five methods
