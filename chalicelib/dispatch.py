@@ -1,10 +1,18 @@
 """The S3 dispatcher: an upload under ``uploads/`` becomes a job message on SQS.
 
 Each record is handled on its own (S3 may batch several), keys are URL-decoded, and the
-object must belong to a known job of the tenant its key names. The job moves
-PENDING -> QUEUED before the message is sent; if the send fails the event is retried, and
-a job found already QUEUED is sent again (the worker treats duplicates as no-ops). A job
-already past QUEUED is left alone: a late or second upload changes nothing.
+object must belong to a known job of the tenant its key names. The uploads bucket is
+versioned, so every upload is a version of its own: the first one to arrive pins its
+version (with its size and ETag) on the job as it moves PENDING -> QUEUED, in one
+conditional write that also proves the job exists and owns the key, and the message
+names that version, the only one the worker reads.
+
+When the write is refused, it returns the job as it stood:
+- the same version, still QUEUED: the send had failed and the event is a retry, so the
+  message is sent again (the worker treats duplicates as no-ops);
+- the same version, further on: a duplicate event, ignored;
+- another version (a second POST while the presigned form lived): ignored whatever the
+  job's state, and that version is deleted, so rejected bytes are not kept.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from chalice.app import S3Event
 
 from chalicelib import clients, jobs, storage
 from chalicelib.config import settings
-from chalicelib.errors import StaleTransition, TransientError
+from chalicelib.errors import TransientError
 from chalicelib.observability import job_fields, logger, metric
 
 TEST_EVENT = "s3:TestEvent"
@@ -61,45 +69,62 @@ def _dispatch_record(record: dict[str, Any]) -> None:
         logger.info("skipping S3 event", extra={"eventName": event_name})
         return
     s3 = record.get("s3", {})
-    bucket = s3.get("bucket", {}).get("name", "")
-    key = unquote_plus(s3.get("object", {}).get("key", ""))
-    size = s3.get("object", {}).get("size")
-    job = _job_for_key(key)
-    if job is None:
-        logger.warning("skipping object that belongs to no job", extra={"key": key})
-        return
-    try:
-        jobs.mark_queued(job.job_id, source_bytes=size if isinstance(size, int) else None)
-    except StaleTransition:
-        current = jobs.get_job(job.job_id)
-        if current is None or current.status != jobs.QUEUED:
-            logger.info(
-                "job already left QUEUED; upload event ignored",
-                extra=job_fields(job.job_id, status=current.status if current else None),
-            )
-            return
-    _send_job_message(job.job_id, job.tenant, bucket, key)
-    logger.info("job queued", extra=job_fields(job.job_id, key=key, bytes=size))
-    metric("JobsQueued", 1)
-
-
-def _job_for_key(key: str) -> jobs.Job | None:
+    bucket = str(s3.get("bucket", {}).get("name", ""))
+    created = s3.get("object", {})
+    key = unquote_plus(str(created.get("key", "")))
     parsed = storage.parse_source_key(key)
     if parsed is None:
-        return None
-    job = jobs.get_job(parsed.job_id)
-    if job is None or job.tenant != parsed.tenant or job.source_key != key:
-        return None
-    return job
+        logger.warning("skipping object that belongs to no job", extra={"key": key})
+        return
+    upload = jobs.Upload(parsed.job_id, parsed.tenant, key, _optional_str(created, "versionId"))
+    size = created.get("size")
+    outcome = jobs.queue_upload(
+        upload,
+        size=size if isinstance(size, int) else None,
+        etag=_optional_str(created, "eTag"),
+    )
+    if outcome.moved:
+        _send_job_message(upload, bucket)
+        logger.info("job queued", extra=job_fields(upload.job_id, key=key, bytes=size))
+        metric("JobsQueued", 1)
+        return
+    _handle_refused(upload, bucket, outcome.job)
 
 
-def job_message(job_id: str, tenant: str, bucket: str, key: str) -> str:
-    return json.dumps({"jobId": job_id, "tenant": tenant, "bucket": bucket, "key": key})
+def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> None:
+    if current is None or current.tenant != upload.tenant or current.source_key != upload.key:
+        logger.warning("skipping object that belongs to no job", extra={"key": upload.key})
+        return
+    fields = job_fields(upload.job_id, status=current.status, versionId=upload.version_id)
+    if current.source_version == upload.version_id:
+        if current.status == jobs.QUEUED:
+            _send_job_message(upload, bucket)
+            logger.info("job message sent again for a retried event", extra=fields)
+        else:
+            logger.info("job already left QUEUED; upload event ignored", extra=fields)
+        return
+    if upload.version_id is None:
+        logger.warning("another upload of a dispatched job ignored", extra=fields)
+        return
+    storage.delete_source(bucket, upload.key, upload.version_id)
+    logger.warning("another upload of a dispatched job rejected and deleted", extra=fields)
 
 
-def _send_job_message(job_id: str, tenant: str, bucket: str, key: str) -> None:
+def _optional_str(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def job_message(
+    job_id: str, tenant: str, bucket: str, key: str, version_id: str | None = None
+) -> str:
+    return json.dumps(
+        {"jobId": job_id, "tenant": tenant, "bucket": bucket, "key": key, "versionId": version_id}
+    )
+
+
+def _send_job_message(upload: jobs.Upload, bucket: str) -> None:
+    body = job_message(upload.job_id, upload.tenant, bucket, upload.key, upload.version_id)
     queue_url = clients.queue_url(settings().jobs_queue)
     with clients.aws_errors("send job message"):
-        clients.sqs().send_message(
-            QueueUrl=queue_url, MessageBody=job_message(job_id, tenant, bucket, key)
-        )
+        clients.sqs().send_message(QueueUrl=queue_url, MessageBody=body)

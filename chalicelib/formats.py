@@ -39,6 +39,25 @@ SOURCE_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
 )
 
 
+# A declared content type -> the formats a source's signature may show to honour it
+# (chalicelib.imaging.decode.sniff_format's names). HEIC is one of HEIF's brands, so
+# image/heic and image/heif both accept a HEIF file; AVIF, though also an ISO-BMFF
+# image, is declared as image/avif.
+DECLARED_FORMATS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "image/jpeg": frozenset({"JPEG"}),
+        "image/png": frozenset({"PNG"}),
+        "image/webp": frozenset({"WEBP"}),
+        "image/gif": frozenset({"GIF"}),
+        "image/tiff": frozenset({"TIFF"}),
+        "image/bmp": frozenset({"BMP"}),
+        "image/avif": frozenset({"AVIF"}),
+        "image/heic": frozenset({"HEIF"}),
+        "image/heif": frozenset({"HEIF"}),
+    }
+)
+
+
 class OutputFormat(NamedTuple):
     content_type: str
     extension: str

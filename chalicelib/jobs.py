@@ -4,6 +4,12 @@ Status only moves forward: PENDING -> QUEUED -> PROCESSING -> COMPLETED | FAILED
 PROCESSING -> PROCESSING is a retry claiming the job again, never a step back. Every
 write names the states it may leave, so a duplicate or late message can never drag a
 finished job backwards.
+
+The two moves driven by events (`queue_upload`, `claim`) also name the upload: the write
+succeeds only for the job that owns the object's key (tenant and source key) and, to
+claim it, only for the object version pinned when it was queued. Each is one
+conditional UpdateItem; a refused one returns the job as it stood (ALL_OLD), so the
+caller learns why without reading the job again.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +63,9 @@ class Job:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, str] | None = None
     attempts: int = 0
+    # The upload the job pinned when it was queued: the object's version and ETag.
+    source_version: str | None = None
+    source_etag: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -160,6 +170,49 @@ def _query_page(
 # --- transitions -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded object as its S3 event names it. `version_id` is None only for a bucket
+    without versioning (or an emulator's event that leaves it out)."""
+
+    job_id: str
+    tenant: str
+    key: str
+    version_id: str | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a conditional move did. `job` is the job after the move; when the move was
+    refused, the job as it stood then (None: there is no such job)."""
+
+    moved: bool
+    job: Job | None
+
+
+def queue_upload(upload: Upload, *, size: int | None, etag: str | None) -> Transition:
+    """PENDING -> QUEUED, pinning `upload`'s version (with its size and ETag) on the job.
+
+    One conditional write, which also proves the job exists and owns the object (its
+    tenant and source key). When refused, the job as it stood comes back instead, so the
+    caller learns its state and pinned version without a read of its own.
+    """
+    fields: dict[str, Any] = {}
+    if size is not None:
+        fields["source"] = {"bytes": size}
+    if upload.version_id is not None:
+        fields["sourceVersion"] = upload.version_id
+    if etag:
+        fields["sourceETag"] = etag
+    return _owned_transition(upload, QUEUED, fields, pinned=False)
+
+
+def claim(upload: Upload) -> Transition:
+    """-> PROCESSING (counting an attempt) if the job owns `upload` and pinned this very
+    version. One conditional write; the job comes back either way, as for queue_upload."""
+    return _owned_transition(upload, PROCESSING, {}, pinned=True, count_attempt=True)
+
+
 def mark_queued(job_id: str, *, source_bytes: int | None) -> Job:
     fields: dict[str, Any] = {}
     if source_bytes is not None:
@@ -189,6 +242,56 @@ def _transition(
 
     Raises StaleTransition when the job is missing or already elsewhere.
     """
+    request = _transition_request(job_id, to_status, fields, count_attempt=count_attempt)
+    stale = {"ConditionalCheckFailedException": StaleTransition}
+    with clients.aws_errors(f"move job {job_id} to {to_status}", stale):
+        response = clients.dynamodb().update_item(**request)
+    return _from_item(_deserialize(response["Attributes"]))
+
+
+def _owned_transition(
+    upload: Upload,
+    to_status: str,
+    fields: dict[str, Any],
+    *,
+    pinned: bool,
+    count_attempt: bool = False,
+) -> Transition:
+    """`_transition`, also requiring the job to own `upload` (and, if `pinned`, to have
+    pinned its version); a refusal returns the job as it stood instead of raising."""
+    from botocore.exceptions import ClientError
+
+    owner: dict[str, Any] = {"tenant": upload.tenant, "sourceKey": upload.key}
+    if pinned:
+        owner["sourceVersion"] = upload.version_id
+    request = _transition_request(
+        upload.job_id, to_status, fields, count_attempt=count_attempt, owner=owner
+    )
+    with clients.aws_errors(f"move job {upload.job_id} to {to_status}"):
+        try:
+            response = clients.dynamodb().update_item(
+                **request, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            current = exc.response.get("Item")
+            job = _from_item(_deserialize(current)) if isinstance(current, dict) else None
+            return Transition(moved=False, job=job)
+    return Transition(moved=True, job=_from_item(_deserialize(response["Attributes"])))
+
+
+def _transition_request(
+    job_id: str,
+    to_status: str,
+    fields: dict[str, Any],
+    *,
+    count_attempt: bool,
+    owner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The UpdateItem of a forward move: the new status and `fields`, on condition that the
+    job exists in a state ALLOWED_FROM, and has every `owner` attribute equal to its value
+    (absent, for a None value)."""
     allowed = sorted(ALLOWED_FROM[to_status])
     values: dict[str, Any] = {":to": to_status, ":now": now_iso()}
     values.update({f":from{i}": state for i, state in enumerate(allowed)})
@@ -202,21 +305,26 @@ def _transition(
     if count_attempt:
         values[":one"] = 1
         expression += " ADD attempts :one"
-    condition = "attribute_exists(jobId) AND #status IN ({})".format(
-        ", ".join(f":from{i}" for i in range(len(allowed)))
-    )
-    stale = {"ConditionalCheckFailedException": StaleTransition}
-    with clients.aws_errors(f"move job {job_id} to {to_status}", stale):
-        response = clients.dynamodb().update_item(
-            TableName=settings().jobs_table,
-            Key={"jobId": {"S": job_id}},
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_serialize(values),
-            ReturnValues="ALL_NEW",
-        )
-    return _from_item(_deserialize(response["Attributes"]))
+    conditions = [
+        "attribute_exists(jobId)",
+        "#status IN ({})".format(", ".join(f":from{i}" for i in range(len(allowed)))),
+    ]
+    for i, (name, value) in enumerate((owner or {}).items()):
+        names[f"#o{i}"] = name
+        if value is None:
+            conditions.append(f"attribute_not_exists(#o{i})")
+        else:
+            values[f":o{i}"] = value
+            conditions.append(f"#o{i} = :o{i}")
+    return {
+        "TableName": settings().jobs_table,
+        "Key": {"jobId": {"S": job_id}},
+        "UpdateExpression": expression,
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_NEW",
+    }
 
 
 # --- item mapping ----------------------------------------------------------------------
@@ -237,6 +345,10 @@ def _to_item(job: Job) -> dict[str, Any]:
     }
     if job.filename is not None:
         item["filename"] = job.filename
+    if job.source_version is not None:
+        item["sourceVersion"] = job.source_version
+    if job.source_etag is not None:
+        item["sourceETag"] = job.source_etag
     return item
 
 
@@ -255,6 +367,8 @@ def _from_item(item: dict[str, Any]) -> Job:
         outputs=list(item.get("outputs", [])),
         error=item.get("error"),
         attempts=int(item.get("attempts", 0)),
+        source_version=item.get("sourceVersion"),
+        source_etag=item.get("sourceETag"),
     )
 
 
@@ -286,6 +400,8 @@ def _plain(value: Any) -> Any:
 # --- cursors -----------------------------------------------------------------------------
 
 CURSOR_KEYS = frozenset({"jobId", "tenant", "createdAt"})
+# What _now() writes: a cursor's key must be one DynamoDB could have handed out.
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
@@ -304,6 +420,8 @@ def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
         and set(key) == CURSOR_KEYS
         and all(isinstance(value, str) for value in key.values())
         and key["tenant"] == tenant
+        and _is_uuid(key["jobId"])
+        and _TIMESTAMP.fullmatch(key["createdAt"]) is not None
     )
     if not valid:
         raise InvalidRequest("cursor is not valid.")

@@ -4,6 +4,9 @@ Sources live in the uploads bucket under ``uploads/<tenant>/<jobId>/<safe name>`
 outputs in the separate derived bucket under ``<tenant>/<jobId>/<preset>.<ext>``, so a
 thumbnail can never land under ``uploads/`` and re-trigger the dispatcher. Output keys
 are deterministic: a duplicate delivery overwrites the same objects, never adds a set.
+
+The uploads bucket is versioned: a source is read, and deleted, by the version its job
+pinned, so another upload to the same key can neither replace it nor survive it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from chalicelib import clients
 from chalicelib.config import UPLOADS_PREFIX, settings
-from chalicelib.errors import NotFound
+from chalicelib.errors import FileTooLarge, NotFound
 
 OUTPUT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 DEFAULT_SOURCE_NAME = "source"
@@ -33,12 +36,6 @@ _KEY_PATTERN = re.compile(
 class SourceKey:
     tenant: str
     job_id: str
-
-
-@dataclass(frozen=True)
-class SourceObject:
-    bytes: int
-    content_type: str | None
 
 
 def safe_filename(filename: str | None) -> str:
@@ -102,16 +99,29 @@ def presign_download(key: str) -> str:
     return url
 
 
-def head_source(bucket: str, key: str) -> SourceObject:
-    with clients.aws_errors("head source", {"404": NotFound, "NoSuchKey": NotFound}):
-        head = clients.s3().head_object(Bucket=bucket, Key=key)
-    return SourceObject(bytes=head["ContentLength"], content_type=head.get("ContentType"))
-
-
-def read_source(bucket: str, key: str) -> bytes:
-    with clients.aws_errors("read source", {"NoSuchKey": NotFound}):
-        body = clients.s3().get_object(Bucket=bucket, Key=key)["Body"]
+def read_source(bucket: str, key: str, version_id: str | None, *, max_bytes: int) -> bytes:
+    """The source's bytes: exactly `version_id` (the current object when None, which only an
+    unversioned bucket's events leave). Over `max_bytes` by GetObject's own length, the
+    body is closed unread and FileTooLarge raised: no separate HeadObject."""
+    translate = {"NoSuchKey": NotFound, "NoSuchVersion": NotFound}
+    with clients.aws_errors("read source", translate):
+        if version_id is None:
+            response = clients.s3().get_object(Bucket=bucket, Key=key)
+        else:
+            response = clients.s3().get_object(Bucket=bucket, Key=key, VersionId=version_id)
+    body = response["Body"]
+    size = response["ContentLength"]
+    if size > max_bytes:
+        body.close()
+        raise FileTooLarge(f"The upload is {size} bytes; the limit is {max_bytes}.")
+    with clients.aws_errors("read source body"):
         return body.read()
+
+
+def delete_source(bucket: str, key: str, version_id: str) -> None:
+    """Delete one version of a source for good (no delete marker is left behind)."""
+    with clients.aws_errors("delete source"):
+        clients.s3().delete_object(Bucket=bucket, Key=key, VersionId=version_id)
 
 
 def write_output(key: str, data: bytes, content_type: str) -> None:

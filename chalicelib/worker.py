@@ -7,9 +7,18 @@ transiently, the ones that finished are deleted from the queue explicitly before
 handler raises. Only the failed ones return, and after the queue's maxReceiveCount they
 go to the dead-letter queue, whose handler ends the job FAILED (never stuck).
 
+A job is claimed (-> PROCESSING) by one conditional write that also proves the message
+names the job's tenant, key and the source version the dispatcher pinned, and returns
+the job record. The worker then reads exactly that version: GetObject's length is
+checked against the byte cap before the body is read, and the file's signature against
+the content type the job declared, before anything is decoded.
+
 Bad sources are permanent failures: the job ends FAILED with the error's code at once
 and the message is consumed, not retried. Duplicates are harmless: a terminal job is
-skipped, and output keys are deterministic.
+skipped, and output keys are deterministic. Once the worker has ended a job COMPLETED or
+FAILED, the source version is deleted: the outputs are what the service keeps. (A job the
+dead-letter handler fails keeps its source until the uploads lifecycle rule expires it,
+for whoever investigates why it failed on every retry.)
 """
 
 from __future__ import annotations
@@ -24,12 +33,13 @@ from chalicelib import clients, jobs, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
     PROCESSING_FAILED,
-    FileTooLarge,
+    ContentMismatch,
     NotFound,
     SourceError,
     StaleTransition,
     TransientError,
 )
+from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import Preset, load_presets
 
@@ -40,6 +50,11 @@ class JobMessage:
     tenant: str
     bucket: str
     key: str
+    version_id: str | None = None
+
+    @property
+    def upload(self) -> jobs.Upload:
+        return jobs.Upload(self.job_id, self.tenant, self.key, self.version_id)
 
 
 class BatchIncomplete(TransientError):
@@ -98,7 +113,12 @@ def parse_message(body: str) -> JobMessage | None:
     fields = ("jobId", "tenant", "bucket", "key")
     if not all(isinstance(payload.get(name), str) and payload[name] for name in fields):
         return None
-    return JobMessage(payload["jobId"], payload["tenant"], payload["bucket"], payload["key"])
+    version_id = payload.get("versionId")
+    if version_id is not None and not (isinstance(version_id, str) and version_id):
+        return None
+    return JobMessage(
+        payload["jobId"], payload["tenant"], payload["bucket"], payload["key"], version_id
+    )
 
 
 # --- the worker ---------------------------------------------------------------------------
@@ -109,21 +129,17 @@ def _process_record(record: dict[str, Any]) -> None:
     if message is None:
         logger.error("dropping malformed job message", extra={"messageId": record.get("messageId")})
         return
-    job = jobs.get_job(message.job_id)
-    if job is None or job.tenant != message.tenant or job.source_key != message.key:
-        logger.error("dropping message for an unknown job", extra=job_fields(message.job_id))
+    claimed = jobs.claim(message.upload)
+    if not claimed.moved or claimed.job is None:
+        _log_unclaimed(message, claimed.job)
         return
-    if job.is_terminal:
-        logger.info(
-            "duplicate delivery of a finished job", extra=job_fields(job.job_id, status=job.status)
-        )
-        metric("DuplicateDeliveries", 1)
-        return
+    job = claimed.job
     started = time.perf_counter()
     try:
         _make_thumbnails(job, message)
     except SourceError as exc:
-        _end_failed(job.job_id, exc.code, exc.message)
+        if _end_failed(job.job_id, exc.code, exc.message):
+            _discard_source(message)
     except StaleTransition:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job.job_id))
     else:
@@ -131,6 +147,23 @@ def _process_record(record: dict[str, Any]) -> None:
         logger.info("job completed", extra=job_fields(job.job_id, durationMs=round(elapsed_ms, 1)))
         metric("JobsCompleted", 1)
         metric("JobDuration", elapsed_ms, "Milliseconds")
+        _discard_source(message)
+
+
+def _log_unclaimed(message: JobMessage, current: jobs.Job | None) -> None:
+    if current is None or current.tenant != message.tenant or current.source_key != message.key:
+        logger.error("dropping message for an unknown job", extra=job_fields(message.job_id))
+    elif current.is_terminal:
+        logger.info(
+            "duplicate delivery of a finished job",
+            extra=job_fields(current.job_id, status=current.status),
+        )
+        metric("DuplicateDeliveries", 1)
+    else:
+        logger.error(
+            "dropping message for a source version the job did not pin",
+            extra=job_fields(current.job_id, versionId=message.version_id),
+        )
 
 
 def _make_thumbnails(job: jobs.Job, message: JobMessage) -> None:
@@ -139,18 +172,12 @@ def _make_thumbnails(job: jobs.Job, message: JobMessage) -> None:
     config = settings()
     presets = _job_presets(job)
     try:
-        head = storage.head_source(message.bucket, message.key)
-    except NotFound as exc:
-        raise SourceGone("The uploaded object no longer exists.") from exc
-    if head.bytes > config.max_upload_bytes:
-        raise FileTooLarge(
-            f"The upload is {head.bytes} bytes; the limit is {config.max_upload_bytes}."
+        data = storage.read_source(
+            message.bucket, message.key, message.version_id, max_bytes=config.max_upload_bytes
         )
-    jobs.start_processing(job.job_id)
-    try:
-        data = storage.read_source(message.bucket, message.key)
     except NotFound as exc:
         raise SourceGone("The uploaded object no longer exists.") from exc
+    _check_declared_format(job.content_type, data)
     result = imaging.render(data, presets, max_pixels=config.max_pixels)
     outputs = []
     for rendition in result.outputs:
@@ -177,6 +204,31 @@ def _make_thumbnails(job: jobs.Job, message: JobMessage) -> None:
     jobs.complete(job.job_id, source=source, outputs=outputs)
 
 
+def _check_declared_format(content_type: str, data: bytes) -> None:
+    """The file's signature must be a format its declared content type allows. A signature
+    of no accepted format is left to the engine, which fails it unsupported_format."""
+    from chalicelib.imaging.decode import sniff_format
+
+    found = sniff_format(data)
+    if found is not None and found not in DECLARED_FORMATS.get(content_type, frozenset()):
+        raise ContentMismatch(f"The upload was declared {content_type}, but it is a {found} file.")
+
+
+def _discard_source(message: JobMessage) -> None:
+    """Delete the source version of a job the worker has ended. A failure only leaves it to
+    the uploads lifecycle rule: the job is final, and a retry would not come back here."""
+    if message.version_id is None:
+        return
+    try:
+        storage.delete_source(message.bucket, message.key, message.version_id)
+    except TransientError:
+        logger.warning(
+            "source not deleted; the lifecycle rule will expire it",
+            extra=job_fields(message.job_id),
+            exc_info=True,
+        )
+
+
 class SourceGone(SourceError):
     code = PROCESSING_FAILED
 
@@ -193,14 +245,16 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
     return [configured[name] for name in job.presets]
 
 
-def _end_failed(job_id: str, code: str, message: str) -> None:
+def _end_failed(job_id: str, code: str, message: str) -> bool:
+    """End the job FAILED; False if it had already ended elsewhere."""
     try:
         jobs.fail(job_id, code=code, message=message)
     except StaleTransition:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
-        return
+        return False
     logger.warning("job failed", extra=job_fields(job_id, code=code, reason=message))
     metric("JobsFailed", 1, code=code)
+    return True
 
 
 # --- the dead-letter handler --------------------------------------------------------------

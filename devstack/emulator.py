@@ -3,10 +3,12 @@ in a process of its own, provisioned from infra/template.yaml like any stage."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,30 @@ def die_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's S3 notifications (moto.s3.notifications._get_s3_event) leave out the
+    object's `versionId`, which S3 sends for every object of a versioned bucket and the
+    dispatcher pins on the job: this wraps moto's event builder to add it."""
+
+    @functools.wraps(get_s3_event)
+    def with_version_id(event_name: str, bucket: Any, key: Any, *args: Any) -> Any:
+        event = get_s3_event(event_name, bucket, key, *args)
+        if bucket.is_versioned:
+            for record in event["Records"]:
+                record["s3"]["object"]["versionId"] = key.version_id
+        return event
+
+    return with_version_id
+
+
+def add_version_ids_to_s3_events() -> None:
+    """Patch moto (in the emulator's own process, before it serves) with
+    `s3_events_with_version_ids`."""
+    from moto.s3 import notifications
+
+    notifications._get_s3_event = s3_events_with_version_ids(notifications._get_s3_event)
 
 
 def _answers(endpoint: str) -> bool:

@@ -343,6 +343,10 @@ def apply_speedups() -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     apply_speedups()
+    # S3 events from a versioned bucket name the version; moto's leave it out.
+    from devstack.emulator import add_version_ids_to_s3_events
+
+    add_version_ids_to_s3_events()
     from moto import server
 
     server.main(argv)

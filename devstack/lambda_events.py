@@ -1,9 +1,10 @@
 """Lambda's event sources, reproduced against real (or emulated) S3 and SQS.
 
 `s3_object_created_event` builds the notification S3 sends for a new object (with the
-key URL-encoded, as S3 does). `SqsPoller` is Lambda's SQS poller: it receives a batch,
-hands it to the function as one event, deletes the whole batch when the function
-returns, and leaves it for redelivery (and the queue's redrive policy) when it raises.
+key URL-encoded and, in a versioned bucket, the object's version, as S3 does).
+`SqsPoller` is Lambda's SQS poller: it receives a batch, hands it to the function as one
+event, deletes the whole batch when the function returns, and leaves it for redelivery
+(and the queue's redrive policy) when it raises.
 """
 
 from __future__ import annotations
@@ -27,8 +28,19 @@ WINDOW_POLL_SECONDS = 0.02
 
 
 def s3_object_created_event(
-    bucket: str, key: str, size: int, *, region: str = "us-east-1", etag: str = ""
+    bucket: str,
+    key: str,
+    size: int,
+    *,
+    region: str = "us-east-1",
+    etag: str = "",
+    version_id: str | None = None,
 ) -> dict[str, Any]:
+    """S3's notification for a new object; `version_id` is the object's version in a
+    versioned bucket (S3 leaves the field out for a bucket without versioning)."""
+    created: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag}
+    if version_id is not None:
+        created["versionId"] = version_id
     return {
         "Records": [
             {
@@ -40,7 +52,7 @@ def s3_object_created_event(
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag},
+                    "object": created,
                 },
             }
         ]

@@ -34,16 +34,17 @@ PRICES = {
 }
 
 # Requests per image, from the code: POST /uploads and (say) three polls of GET /jobs/{id};
-# the client's POST to S3 and three outputs written; HEAD and GET of the source and three
-# presigned GETs of outputs by the client; one send, and a receive and delete shared by a
-# batch; writes: create, QUEUED, PROCESSING, COMPLETED (two units: the outputs list makes
-# the item over 1 KB); strongly consistent reads: dispatcher, worker, four API reads.
+# the client's POST to S3 and three outputs written; GET of the source and three presigned
+# GETs of outputs by the client (the source's DELETE is free); one send, and a receive and
+# delete shared by a batch; writes: create, QUEUED, PROCESSING, COMPLETED (two units: the
+# outputs list makes the item over 1 KB); strongly consistent reads: the four API reads
+# (the dispatcher and the worker read nothing: their conditional writes return the job).
 API_REQUESTS = 4
 S3_PUTS = 4
-S3_GETS = 5
+S3_GETS = 4
 SQS_REQUESTS_PER_BATCH = 2
 DYNAMODB_WRITE_UNITS = 5
-DYNAMODB_READ_UNITS = 6
+DYNAMODB_READ_UNITS = 4
 
 
 @dataclass(frozen=True)

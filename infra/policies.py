@@ -105,24 +105,21 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
         ),
         DISPATCHER: (
-            Statement(
-                "JobRecords",
-                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-                (arns.jobs_table,),
-                "code",
-            ),
+            # One conditional UpdateItem both queues a job and reports its state when refused.
+            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            # A second upload to a job already dispatched is deleted, by its version.
+            Statement("RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement(
                 "SendJobs", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
             ),
         ),
         WORKER: (
-            Statement(
-                "JobRecords",
-                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-                (arns.jobs_table,),
-                "code",
-            ),
-            Statement("ReadSources", ("s3:GetObject",), (sources,), "code"),
+            # Claiming a job is one conditional UpdateItem that returns the job.
+            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            # The pinned version (GetObjectVersion), or the current object for an event from
+            # a bucket without versioning (GetObject); a finished job's version is deleted.
+            Statement("ReadSources", ("s3:GetObject", "s3:GetObjectVersion"), (sources,), "code"),
+            Statement("DeleteFinishedSources", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
             Statement(
                 "DeleteFinishedJobs",

@@ -251,6 +251,7 @@ EMULATOR_GAPS: dict[str, tuple[str, ...]] = {
         "CorsConfiguration",
         "LifecycleConfiguration",
         "OwnershipControls",
+        "VersioningConfiguration",
     ),
     "AWS::DynamoDB::Table": ("TimeToLiveSpecification", "PointInTimeRecoverySpecification"),
 }
@@ -286,6 +287,9 @@ def apply_emulator_gaps(
         ),
         "OwnershipControls": lambda bucket, value: s3.put_bucket_ownership_controls(
             Bucket=bucket, OwnershipControls=_ownership_controls(value)
+        ),
+        "VersioningConfiguration": lambda bucket, value: s3.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration=_versioning(value)
         ),
         "TimeToLiveSpecification": lambda table, value: _time_to_live(dynamodb, table, value),
         "PointInTimeRecoverySpecification": lambda table, value: dynamodb.update_continuous_backups(
@@ -354,13 +358,29 @@ def _lifecycle(value: Mapping[str, Any]) -> Any:
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> Any:
-    allowed = {"Id", "Status", "Prefix", "ExpirationInDays", "AbortIncompleteMultipartUpload"}
+    allowed = {
+        "Id",
+        "Status",
+        "Prefix",
+        "ExpirationInDays",
+        "ExpiredObjectDeleteMarker",
+        "NoncurrentVersionExpiration",
+        "AbortIncompleteMultipartUpload",
+    }
     _keys(rule, allowed, "LifecycleConfiguration rule")
     api: dict[str, Any] = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
     if "Id" in rule:
         api["ID"] = rule["Id"]
     if "ExpirationInDays" in rule:
         api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "ExpiredObjectDeleteMarker" in rule:
+        if "ExpirationInDays" in rule:
+            raise ValueError("a lifecycle rule cannot expire both objects and delete markers")
+        api["Expiration"] = {"ExpiredObjectDeleteMarker": _bool(rule["ExpiredObjectDeleteMarker"])}
+    if "NoncurrentVersionExpiration" in rule:
+        noncurrent = rule["NoncurrentVersionExpiration"]
+        _keys(noncurrent, {"NoncurrentDays"}, "NoncurrentVersionExpiration")
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent["NoncurrentDays"])}
     if "AbortIncompleteMultipartUpload" in rule:
         days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
         api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
@@ -372,6 +392,11 @@ def _ownership_controls(value: Mapping[str, Any]) -> Any:
     for rule in value["Rules"]:
         _keys(rule, {"ObjectOwnership"}, "OwnershipControls rule")
     return {"Rules": [{"ObjectOwnership": rule["ObjectOwnership"]} for rule in value["Rules"]]}
+
+
+def _versioning(value: Mapping[str, Any]) -> Any:
+    _keys(value, {"Status"}, "VersioningConfiguration")
+    return {"Status": value["Status"]}
 
 
 def _point_in_time_recovery(value: Mapping[str, Any]) -> Any:

@@ -37,12 +37,16 @@ class Pipeline:
         assert response.status_code == 201, response.body
         return response.json_body
 
-    def post_file(self, upload: dict[str, Any], data: bytes) -> None:
+    def post_file(self, upload: dict[str, Any], data: bytes) -> str:
+        """POST the file with the presigned form; returns the version S3 stored."""
         form = upload["upload"]
         response = requests.post(
             form["url"], data=form["fields"], files={"file": ("upload", data)}, timeout=30
         )
         assert response.status_code in (200, 201, 204), response.text
+        # (moto's answer to a POST, unlike S3's, has no x-amz-version-id header.)
+        head = self.s3.head_object(Bucket=settings().uploads_bucket, Key=form["fields"]["key"])
+        return head["VersionId"]
 
     def job(self, job_id: str, key: str | None = None) -> Any:
         response = self.client.http.get(f"/jobs/{job_id}", headers=bearer(key or self.api_key))
@@ -54,13 +58,30 @@ class Pipeline:
     def source_key(self, upload: dict[str, Any]) -> str:
         return str(upload["upload"]["fields"]["key"])
 
-    def notify_upload(self, key: str) -> None:
-        """S3's notification for the object, delivered to the dispatcher."""
+    def notify_upload(self, key: str, version_id: str | None = None) -> None:
+        """S3's notification for the object (its current version unless `version_id` names
+        another), delivered to the dispatcher."""
+        self.client.lambda_.invoke("dispatch_upload", self.upload_event(key, version_id))
+
+    def upload_event(self, key: str, version_id: str | None = None) -> dict[str, Any]:
         bucket = settings().uploads_bucket
-        size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-        self.client.lambda_.invoke(
-            "dispatch_upload", s3_object_created_event(bucket, key, size, region=REGION)
+        if version_id is None:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        else:
+            head = self.s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+        return s3_object_created_event(
+            bucket,
+            key,
+            head["ContentLength"],
+            region=REGION,
+            etag=head["ETag"].strip('"'),
+            version_id=head["VersionId"],
         )
+
+    def versions(self, key: str) -> list[str]:
+        """The versions of an upload still stored, newest first."""
+        listing = self.s3.list_object_versions(Bucket=settings().uploads_bucket, Prefix=key)
+        return [v["VersionId"] for v in listing.get("Versions", []) if v["Key"] == key]
 
     def worker(self, batch_size: int = 5) -> SqsPoller:
         return self._poller(self.queues.jobs_url, "make_thumbnails", batch_size)

@@ -51,6 +51,11 @@ ACTION_OF_OPERATION = {
     "s3:HeadObject": "s3:GetObject",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
 }
+# ... and the ones it authorizes as another action when they name an object's version.
+ACTION_OF_VERSIONED_OPERATION = {
+    "s3:GetObject": "s3:GetObjectVersion",
+    "s3:DeleteObject": "s3:DeleteObjectVersion",
+}
 # moto authorizes batch calls by their own name; AWS by the single action's.
 MOTO_BATCH_NAMES = {"sqs:DeleteMessage": "sqs:DeleteMessageBatch"}
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -94,8 +99,10 @@ class Harness:
         self.faults: list[Fault] = []
 
     def watch(self, client: Any, name: str) -> Any:
-        def record(model: Any, **_: Any) -> None:
+        def record(model: Any, params: dict[str, Any], **_: Any) -> None:
             operation = f"{model.service_model.signing_name}:{model.name}"
+            if "versionId" in params.get("query_string", {}):
+                operation = ACTION_OF_VERSIONED_OPERATION.get(operation, operation)
             self.calls[name].add(ACTION_OF_OPERATION.get(operation, operation))
 
         client.meta.events.register("before-call", record)
@@ -214,21 +221,40 @@ def iam_enforced() -> Iterator[None]:
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
 
 
-def upload_and_dispatch(harness: Harness) -> str:
+def upload_and_dispatch(harness: Harness, *, versioned: bool = True) -> str:
+    """A job, its upload and the upload's S3 event; `versioned=False` sends the event a
+    bucket without versioning would (no versionId)."""
     created = harness.invoke(
         policies.API, rest_event("POST", "/uploads", "/uploads", {"contentType": "image/jpeg"})
     )
     assert created["statusCode"] == 201, created["body"]
     body = json.loads(created["body"])
     key = body["upload"]["fields"]["key"]
-    with harness.acting_as(policies.API):
-        clients.s3().put_object(
-            Bucket=settings().uploads_bucket, Key=key, Body=jpeg(), ContentType="image/jpeg"
-        )
-    harness.calls[policies.API].discard("s3:PutObject")  # the client's upload, not the function
-    event = s3_object_created_event(settings().uploads_bucket, key, len(jpeg()))
+    version_id = upload(harness, key)
+    event = s3_object_created_event(
+        settings().uploads_bucket, key, len(jpeg()), version_id=version_id if versioned else None
+    )
     harness.invoke(policies.DISPATCHER, event)
     return str(body["jobId"])
+
+
+def upload(harness: Harness, key: str) -> str:
+    """The client's upload (not the function's call): the version S3 stored."""
+    with harness.acting_as(policies.API):
+        stored = clients.s3().put_object(
+            Bucket=settings().uploads_bucket, Key=key, Body=jpeg(), ContentType="image/jpeg"
+        )
+    harness.calls[policies.API].discard("s3:PutObject")
+    return stored["VersionId"]
+
+
+def upload_again(harness: Harness, job_id: str) -> None:
+    """A second upload to a job already dispatched, which the dispatcher deletes."""
+    key = f"uploads/acme/{job_id}/source"
+    event = s3_object_created_event(
+        settings().uploads_bucket, key, len(jpeg()), version_id=upload(harness, key)
+    )
+    harness.invoke(policies.DISPATCHER, event)
 
 
 def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
@@ -243,7 +269,8 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
     )
     assert verdict["context"]["tenant"] == "acme"
 
-    job_ids = [upload_and_dispatch(harness) for _ in range(5)]
+    job_ids = [upload_and_dispatch(harness, versioned=i > 0) for i in range(5)]
+    upload_again(harness, job_ids[2])
     flaky, doomed = job_ids[1], job_ids[3:]
     with harness.faulty(
         Fault("GetObject", times=1, when=url_contains(flaky)),
@@ -311,6 +338,8 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
             f"{outputs['UploadsBucketArn']}/uploads/*",
             f"{outputs['DerivedBucketArn']}/*",
         },
+        "s3:GetObjectVersion": {f"{outputs['UploadsBucketArn']}/uploads/*"},
+        "s3:DeleteObjectVersion": {f"{outputs['UploadsBucketArn']}/uploads/*"},
     }
     granted: dict[str, set[str]] = defaultdict(set)
     for function in policies.FUNCTIONS:
@@ -341,6 +370,7 @@ SDK_METHOD_ACTIONS = {
     ("s3", "head_object"): "s3:GetObject",
     ("s3", "get_object"): "s3:GetObject",
     ("s3", "put_object"): "s3:PutObject",
+    ("s3", "delete_object"): "s3:DeleteObject",
     ("sqs", "get_queue_url"): "sqs:GetQueueUrl",
     ("sqs", "send_message"): "sqs:SendMessage",
     ("sqs", "delete_message"): "sqs:DeleteMessage",
@@ -380,4 +410,9 @@ def _action(service: str, method: str, call: ast.Call) -> str:
         operation = call.args[0]
         assert isinstance(operation, ast.Constant), "presigned operation must be a literal"
         return {"get_object": "s3:GetObject"}[str(operation.value)]
-    return SDK_METHOD_ACTIONS[(service, method)]
+    action = SDK_METHOD_ACTIONS[(service, method)]
+    if action not in ACTION_OF_VERSIONED_OPERATION:
+        return action
+    keywords = {keyword.arg for keyword in call.keywords}
+    assert None not in keywords, f"{method}: **kwargs hide whether a version is named"
+    return ACTION_OF_VERSIONED_OPERATION[action] if "VersionId" in keywords else action

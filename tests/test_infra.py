@@ -267,6 +267,14 @@ def test_the_template_lets_browsers_post_uploads_and_expires_them() -> None:
     assert expire["Prefix"] == "uploads/"
     assert expire["ExpirationInDays"] == {"Ref": "StaleUploadDays"}
     assert expire["Status"] == "Enabled"
+    # Versioned: an expired upload leaves a noncurrent version and a delete marker behind,
+    # and both must go too.
+    assert properties("UploadsBucket")["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert expire["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    markers = rules["remove-expired-delete-markers"]
+    assert (markers["Prefix"], markers["Status"]) == ("uploads/", "Enabled")
+    assert markers["ExpiredObjectDeleteMarker"] is True
+    assert "VersioningConfiguration" not in properties("DerivedBucket")
     abort = rules["abort-incomplete-multipart-uploads"]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
     assert "CorsConfiguration" not in properties("DerivedBucket")
@@ -478,6 +486,9 @@ def test_moto_still_ignores_every_property_apply_emulator_gaps_fills(cloudformat
             else:
                 answer = "the property"
             assert answer == absent, still_ignored
+        elif gap == "VersioningConfiguration":
+            # A bucket that was never versioned answers without a Status.
+            assert "Status" not in s3().get_bucket_versioning(Bucket=name), still_ignored
         elif gap == "TimeToLiveSpecification":
             ttl = dynamodb().describe_time_to_live(TableName=name)["TimeToLiveDescription"]
             assert ttl["TimeToLiveStatus"] == "DISABLED", still_ignored
@@ -509,11 +520,17 @@ def test_apply_emulator_gaps_gives_the_emulator_what_aws_creates(cloudformation:
     assert cors["AllowedOrigins"] == ["*"]  # the UploadOrigins default
     assert "Content-Type" in cors["AllowedHeaders"]
     rules = s3().get_bucket_lifecycle_configuration(Bucket=uploads)["Rules"]
-    expire = next(rule for rule in rules if rule.get("Expiration"))
+    expire = next(rule for rule in rules if rule.get("Expiration", {}).get("Days"))
     assert expire["Filter"] == {"Prefix": "uploads/"}
     assert expire["Expiration"] == {"Days": 1}  # the StaleUploadDays default
     assert expire["Status"] == "Enabled"
+    assert expire["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    markers = next(rule for rule in rules if rule["ID"] == "remove-expired-delete-markers")
+    assert markers["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+    assert markers["Filter"] == {"Prefix": "uploads/"}
     assert any(rule.get("AbortIncompleteMultipartUpload") for rule in rules)
+    assert s3().get_bucket_versioning(Bucket=uploads)["Status"] == "Enabled"
+    assert "Status" not in s3().get_bucket_versioning(Bucket=derived)
     with pytest.raises(ClientError) as no_cors:
         s3().get_bucket_cors(Bucket=derived)
     assert error_code(no_cors.value) == "NoSuchCORSConfiguration"
@@ -542,7 +559,8 @@ def test_apply_emulator_gaps_takes_the_values_from_the_stacks_parameters(
     (cors,) = s3().get_bucket_cors(Bucket=outputs["UploadsBucket"])["CORSRules"]
     assert cors["AllowedOrigins"] == ["https://app.example.com", "https://admin.example.com"]
     rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
-    assert next(rule for rule in rules if rule.get("Expiration"))["Expiration"] == {"Days": 3}
+    expire = next(rule for rule in rules if rule["ID"] == "expire-stale-uploads")
+    assert expire["Expiration"] == {"Days": 3}
 
 
 def test_the_app_fixture_provisions_from_the_template(aws: Any) -> None:

@@ -34,6 +34,24 @@ def queue_depth(pipeline: Pipeline, url: str) -> int:
     )
 
 
+class WatchedBody:
+    """A GetObject body that counts what is read from it."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self.bytes_read = 0
+        self.closed = False
+
+    def read(self, amount: int | None = None) -> bytes:
+        data: bytes = self._body.read(amount)
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self._body.close()
+
+
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A valid PNG header claiming 900 megapixels, a few hundred bytes on disk."""
 
@@ -93,8 +111,10 @@ def test_outputs_go_to_the_derived_bucket_with_cache_headers(pipeline: Pipeline)
     for key in keys:
         head = pipeline.s3.head_object(Bucket=settings().derived_bucket, Key=key)
         assert head["CacheControl"] == "public, max-age=31536000, immutable"
-    uploads = pipeline.s3.list_objects_v2(Bucket=settings().uploads_bucket)["Contents"]
-    assert [item["Key"] for item in uploads] == [f"uploads/acme/{job['jobId']}/source"]
+    # The source is deleted once the job is done: no version of it, and no delete marker.
+    uploads = pipeline.s3.list_object_versions(Bucket=settings().uploads_bucket)
+    assert uploads.get("Versions", []) == []
+    assert uploads.get("DeleteMarkers", []) == []
 
 
 def test_small_sources_are_never_upscaled(pipeline: Pipeline) -> None:
@@ -153,6 +173,7 @@ def test_bad_sources_fail_with_their_code(
     assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
     assert queue_depth(pipeline, pipeline.queues.dlq_url) == 0
     assert jobs.get_job(job["jobId"]).attempts <= 1  # type: ignore[union-attr]
+    assert pipeline.versions(f"uploads/acme/{job['jobId']}/source") == [], "source kept"
 
 
 def test_pixel_cap_is_configurable(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,20 +184,28 @@ def test_pixel_cap_is_configurable(pipeline: Pipeline, monkeypatch: pytest.Monke
     assert pipeline.process(jpeg(100, 100))["status"] == "COMPLETED"
 
 
-def test_oversized_files_fail_before_download(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_oversized_files_fail_unread(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     upload = pipeline.request_upload()
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
     reset_settings()
-    pipeline.post_file(upload, jpeg())
-    with aws_fault(clients.s3(), "GetObject", code="AccessDenied", status=403) as downloads:
-        pipeline.notify_upload(pipeline.source_key(upload))
-        pipeline.worker().drain()
+    version = pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    bodies: list[WatchedBody] = []
+
+    def watch_body(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["Body"] = WatchedBody(parsed["Body"])
+        bodies.append(parsed["Body"])
+
+    clients.s3().meta.events.register("after-call.s3.GetObject", watch_body)
+    pipeline.worker().drain()
     job = pipeline.job(upload["jobId"])
     assert job["status"] == "FAILED"
     assert job["error"]["code"] == "file_too_large"
-    assert downloads.failed == 0, "the worker downloaded an object over the byte cap"
+    assert str(len(jpeg())) in job["error"]["message"]
+    # Sized from GetObject's own answer, and its body closed without a byte read.
+    (body,) = bodies
+    assert (body.bytes_read, body.closed) == (0, True), "read an object over the byte cap"
+    assert version not in pipeline.versions(pipeline.source_key(upload))
 
 
 # --- delivery semantics --------------------------------------------------------------------
@@ -185,9 +214,9 @@ def test_oversized_files_fail_before_download(
 def test_duplicate_deliveries_change_nothing(pipeline: Pipeline) -> None:
     upload = pipeline.request_upload()
     pipeline.post_file(upload, jpeg())
-    key = pipeline.source_key(upload)
-    pipeline.notify_upload(key)
-    pipeline.notify_upload(key)  # S3 delivers at least once too
+    event = pipeline.upload_event(pipeline.source_key(upload))
+    pipeline.client.lambda_.invoke("dispatch_upload", event)
+    pipeline.client.lambda_.invoke("dispatch_upload", event)  # S3 delivers at least once too
     message = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.jobs_url)["Messages"][0]
     pipeline.sqs.change_message_visibility(
         QueueUrl=pipeline.queues.jobs_url,
@@ -205,7 +234,7 @@ def test_duplicate_deliveries_change_nothing(pipeline: Pipeline) -> None:
     assert stored is not None
     assert stored.attempts == 1, "a duplicate was processed again"
     # A late event for the finished job sends nothing and moves nothing back.
-    pipeline.notify_upload(key)
+    pipeline.client.lambda_.invoke("dispatch_upload", event)
     assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
     assert pipeline.job(upload["jobId"])["updatedAt"] == job["updatedAt"]
 
