@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format types test run bench deploy destroy package api-key cost clean
+.PHONY: install lint format types test run bench soak fuzz deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ bench: install
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.memory
+
+fuzz: install
+	mkdir -p out/fuzz-corpus
+	$(BIN)/python -m fuzz.engine -max_total_time=$(or $(FUZZ_SECONDS),600) -artifact_prefix=out/ out/fuzz-corpus
+	FUZZ_EXAMPLES=5000 $(BIN)/pytest tests/test_fuzz.py -q -p no:cacheprovider
 
 deploy: install
 	$(BIN)/python -m infra.deploy deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))

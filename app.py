@@ -84,7 +84,7 @@ dispatch.accept_test_events(dispatch_upload)
     maximum_concurrency=int(os.environ.get("WORKER_MAX_CONCURRENCY", "20")),
 )
 def make_thumbnails(event: SQSEvent) -> None:
-    worker.handle_jobs_batch(event.to_dict()["Records"])
+    worker.handle_jobs_batch(event.to_dict()["Records"], worker.remaining_time(event.context))
 
 
 @app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)

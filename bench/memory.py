@@ -15,6 +15,12 @@ Pillow's image methods (load, convert, reduce, resize, getchannel, transpose, cr
 paste, save) and, around each outermost call the engine makes, resets the high-water mark
 (writing 5 to /proc/self/clear_refs) and reads it back: the peak RSS during that call.
 
+For the PNGs, which the engine decodes band by band (chalicelib/imaging/png_bands.py),
+two more kinds of process compare that with the plain full decode it replaced: the same
+render with ``png_bands.open_bands`` answering None (``plain_path``), and the decode and
+reduce alone, each way, ``DECODE_REPEATS`` times with wall and CPU time (``decode_reduce``;
+CPU time is the steadier figure on a shared machine).
+
 Images (generated once into a temporary directory, deleted afterwards; 8660x5773 =
 49,994,180 pixels, or 2449x1633, ~4 MP, with ``--quick``):
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import subprocess
@@ -65,6 +72,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 25 * MIB  # MAX_UPLOAD_BYTES's default (chalicelib/co
 JPEG_QUALITY = 90
 PNG_TEXTURE_BAND = 0.2  # the share of rows with texture and noise in the PNG pictures
 SEED = 5
+DECODE_REPEATS = 3
 
 # Issue 5.
 GOAL_JPEG_PEAK_BYTES = 150 * MB
@@ -116,6 +124,7 @@ def status():
 CHILD_CODE = (
     _STATUS
     + """\
+import hashlib
 from chalicelib.imaging import render
 from chalicelib.presets import DEFAULT_PRESETS
 
@@ -123,21 +132,71 @@ report = {"after_import_kib": status()}
 with open(sys.argv[1], "rb") as file:
     data = file.read()
 report["after_read_kib"] = status()
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 result = render(data, DEFAULT_PRESETS, max_pixels=int(sys.argv[2]))
 report["render_ms"] = (time.perf_counter() - started) * 1000
+report["render_cpu_ms"] = (time.process_time() - cpu) * 1000
 report["after_render_kib"] = status()
 report["source"] = [result.source.format, result.source.width, result.source.height]
 report["outputs"] = [
-    [output.preset, output.format, output.width, output.height, len(output.data)]
+    [output.preset, output.format, output.width, output.height, len(output.data),
+     hashlib.sha256(output.data).hexdigest()[:16]]
     for output in result.outputs
 ]
 del result
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 render(data, DEFAULT_PRESETS, max_pixels=int(sys.argv[2]))
 report["second_render_ms"] = (time.perf_counter() - started) * 1000
+report["second_render_cpu_ms"] = (time.process_time() - cpu) * 1000
 report["after_second_render_kib"] = status()
 import json
+print("__MARKER__" + json.dumps(report), flush=True)
+"""
+).replace('"__MARKER__"', repr(MARKER))
+
+# The render with the full decode every PNG had before the band path (and still has when
+# it is interlaced, 16-bit or not reduced): the band path's entry point answers "no".
+PLAIN_PATH_CODE = CHILD_CODE.replace(
+    "from chalicelib.imaging import render\n",
+    "from chalicelib.imaging import png_bands, render\npng_bands.open_bands = lambda data: None\n",
+)
+assert PLAIN_PATH_CODE != CHILD_CODE
+
+# The decode and reduce alone: argv[3] is "bands" or "plain", argv[4] the reduce factor,
+# argv[5] the number of runs.
+DECODE_CODE = (
+    _STATUS
+    + """\
+import io, json
+from PIL import Image
+from chalicelib.imaging import colour, pipeline, png_bands
+
+way, factor = sys.argv[3], int(sys.argv[4])
+with open(sys.argv[1], "rb") as file:
+    data = file.read()
+
+
+def plain():
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    image = colour.to_8bit(image)
+    if "A" in image.getbands():
+        return pipeline.reduce_in_strips(image, factor)
+    return image.reduce(factor)
+
+
+def bands():
+    return pipeline.reduce_bands(png_bands.open_bands(data), factor)
+
+
+decode = bands if way == "bands" else plain
+runs = []
+for _ in range(int(sys.argv[5])):
+    started, cpu = time.perf_counter(), time.process_time()
+    reduced = decode()
+    runs.append([(time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000])
+    del reduced
+report = {"runs_ms": runs, "peak_kib": status()["VmHWM"]}
 print("__MARKER__" + json.dumps(report), flush=True)
 """
 ).replace('"__MARKER__"', repr(MARKER))
@@ -262,9 +321,9 @@ def generate(case: Case, size: tuple[int, int], directory: Path) -> Path:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def run_child(code: str, path: Path) -> dict[str, Any]:
+def run_child(code: str, path: Path, *arguments: str) -> dict[str, Any]:
     completed = subprocess.run(  # noqa: S603 - our interpreter, our code
-        [sys.executable, "-c", code, str(path), str(MAX_PIXELS)],
+        [sys.executable, "-c", code, str(path), str(MAX_PIXELS), *arguments],
         cwd=PROJECT,
         capture_output=True,
         text=True,
@@ -308,12 +367,67 @@ def measure(case: Case, path: Path, size: tuple[int, int]) -> dict[str, Any]:
         "peak_rss_after_second_render_mib": mib(report["after_second_render_kib"]["VmHWM"]),
         "render_ms": round(report["render_ms"], 1),
         "second_render_ms": round(report["second_render_ms"], 1),
+        "render_cpu_ms": round(report["render_cpu_ms"], 1),
+        "second_render_cpu_ms": round(report["second_render_cpu_ms"], 1),
         "source": report["source"],
         "outputs": report["outputs"],
-        "stages": [_stage(event) for event in trace],
+        "stages": _merge_repeats([_stage(event) for event in trace]),
     }
     result["goal"] = _goal(case, result)
+    if case.format == "PNG":
+        result["plain_path"] = _plain_path(path, decoded)
+        result["plain_path"]["same_outputs"] = result["plain_path"]["outputs"] == report["outputs"]
+        result["decode_reduce"] = _decode_reduce(path, size)
     return result
+
+
+def _plain_path(path: Path, decoded: int) -> dict[str, Any]:
+    """The render with the full decode the engine made before decoding PNGs in bands."""
+    report = run_child(PLAIN_PATH_CODE, path)
+    peak_kib = report["after_render_kib"]["VmHWM"]
+    return {
+        "peak_rss_mib": mib(peak_kib),
+        "peak_over_decoded": round(peak_kib * 1024 / decoded, 3),
+        "render_ms": round(report["render_ms"], 1),
+        "second_render_ms": round(report["second_render_ms"], 1),
+        "render_cpu_ms": round(report["render_cpu_ms"], 1),
+        "second_render_cpu_ms": round(report["second_render_cpu_ms"], 1),
+        "outputs": report["outputs"],
+    }
+
+
+def _decode_reduce(path: Path, size: tuple[int, int]) -> dict[str, Any]:
+    """Decode and reduce alone, band by band and whole: time and peak of each."""
+    factor = reduce_factor(size)
+    ways: dict[str, Any] = {}
+    for way in ("plain", "bands"):
+        report = run_child(DECODE_CODE, path, way, str(factor), str(DECODE_REPEATS))
+        wall = [run[0] for run in report["runs_ms"]]
+        cpu = [run[1] for run in report["runs_ms"]]
+        ways[way] = {
+            "wall_ms": [round(value, 1) for value in wall],
+            "cpu_ms": [round(value, 1) for value in cpu],
+            "best_wall_ms": round(min(wall), 1),
+            "best_cpu_ms": round(min(cpu), 1),
+            "peak_rss_mib": mib(report["peak_kib"]),
+        }
+    plain, bands = ways["plain"], ways["bands"]
+    return {
+        "factor": factor,
+        **ways,
+        "bands_over_plain_wall": round(bands["best_wall_ms"] / plain["best_wall_ms"], 3),
+        "bands_over_plain_cpu": round(bands["best_cpu_ms"] / plain["best_cpu_ms"], 3),
+    }
+
+
+def reduce_factor(size: tuple[int, int]) -> int:
+    """The engine's reduce factor for DEFAULT_PRESETS on a 3:2 picture of ``size`` (its
+    largest output, 1024 wide, sets it), and at least 2: the band path's minimum."""
+    from chalicelib.imaging.pipeline import REDUCING_GAP
+    from chalicelib.presets import DEFAULT_PRESETS
+
+    largest = max(preset.width for preset in DEFAULT_PRESETS)
+    return max(2, math.floor(max(size) / (largest * REDUCING_GAP)))
 
 
 def _stage(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -326,6 +440,22 @@ def _stage(event: Mapping[str, Any]) -> dict[str, Any]:
         "peak_above_before_mib": mib(event["peak_kib"] - event["rss_before_kib"]),
         "rss_after_mib": mib(event["rss_after_kib"]),
     }
+
+
+def _merge_repeats(stages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per kind of call (call, input and output shapes), in first-seen order, with
+    how often it ran and its highest figures: a band-by-band decode makes hundreds."""
+    merged: dict[str, dict[str, Any]] = {}
+    for stage in stages:
+        key = repr((stage["call"], stage["input"], stage["output"]))
+        if key not in merged:
+            merged[key] = {**stage, "calls": 1}
+            continue
+        entry = merged[key]
+        entry["calls"] += 1
+        for figure in ("peak_mib", "peak_above_before_mib", "rss_before_mib", "rss_after_mib"):
+            entry[figure] = max(entry[figure], stage[figure])
+    return list(merged.values())
 
 
 def _goal(case: Case, result: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -373,9 +503,11 @@ def run_benchmark(quick: bool) -> dict[str, Any]:
             "peak_rss": "VmHWM of a fresh process after one render (baseline: VmRSS after"
             " importing the engine, before reading the file)",
             "render_ms": "time.perf_counter around the first render in that process;"
-            " second_render_ms: a second render of the same bytes, warm",
+            " second_render_ms: a second render of the same bytes, warm; *_cpu_ms: the"
+            " same with time.process_time (user + system CPU: steadier on a shared machine)",
             "stages": "a second process per case: peak RSS during each outermost Pillow call"
-            " of the render (VmHWM reset through /proc/self/clear_refs before each)",
+            " of the render (VmHWM reset through /proc/self/clear_refs before each); calls"
+            " with the same shapes merged (`calls`: how many, figures: the highest)",
             "jpeg_quality": JPEG_QUALITY,
             "png_texture_band": PNG_TEXTURE_BAND,
             "child_code": CHILD_CODE,
@@ -450,6 +582,26 @@ def format_stages(result: Mapping[str, Any], top: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_paths(result: Mapping[str, Any]) -> str:
+    """The band path against the plain full decode, for the PNGs."""
+    lines = []
+    for name, case in result["cases"].items():
+        if "plain_path" not in case:
+            continue
+        plain, decode = case["plain_path"], case["decode_reduce"]
+        lines.append(
+            f"- {name}: peak {case['peak_rss_mib']} MiB as is, {plain['peak_rss_mib']} MiB"
+            f" plain; render ms (first / warm) {case['render_ms']:.0f} /"
+            f" {case['second_render_ms']:.0f} as is, {plain['render_ms']:.0f} /"
+            f" {plain['second_render_ms']:.0f} plain; CPU ms {case['render_cpu_ms']:.0f} /"
+            f" {case['second_render_cpu_ms']:.0f} as is, {plain['render_cpu_ms']:.0f} /"
+            f" {plain['second_render_cpu_ms']:.0f} plain; decode+reduce({decode['factor']}) best"
+            f" CPU {decode['bands']['best_cpu_ms']:.0f} ms in bands,"
+            f" {decode['plain']['best_cpu_ms']:.0f} ms whole (x{decode['bands_over_plain_cpu']})"
+        )
+    return "\n".join(lines)
+
+
 def _shape(described: Sequence[Any] | None) -> str:
     return "?" if not described else f"{described[0]} {described[1]}x{described[2]}"
 
@@ -474,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(result))
     print()
     print(format_stages(result))
+    print()
+    print(format_paths(result))
     write_result(result, out)
     return 0
 

@@ -30,11 +30,18 @@ class Settings:
     jobs_queue: str
     max_upload_bytes: int
     max_pixels: int
+    max_frames: int
+    render_time_budget_seconds: int
     upload_url_ttl_seconds: int
     download_url_ttl_seconds: int
     job_ttl_days: int
     presets_json: str | None
     worker_batch_size: int
+    jobs_queue_retention_seconds: int
+    jobs_queue_visibility_timeout_seconds: int
+    sweep_pending_grace_seconds: int
+    sweep_stuck_margin_seconds: int
+    sweep_max_jobs: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -64,11 +71,22 @@ def settings() -> Settings:
         jobs_queue=_str("JOBS_QUEUE", DEFAULT_JOBS_QUEUE),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 25 * MIB),
         max_pixels=_int("MAX_PIXELS", 50_000_000),
+        max_frames=_int("MAX_FRAMES", 1000),
+        # Below the worker's 60 s Lambda timeout, with room for the download and uploads.
+        render_time_budget_seconds=_int("RENDER_TIME_BUDGET_SECONDS", 25),
         upload_url_ttl_seconds=_int("UPLOAD_URL_TTL_SECONDS", 900),
         download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
         job_ttl_days=_int("JOB_TTL_DAYS", 30),
         presets_json=os.environ.get("PRESETS") or None,
         worker_batch_size=_int("WORKER_BATCH_SIZE", 5),
+        # The jobs queue's MessageRetentionPeriod and VisibilityTimeout: the stack's outputs
+        # (make deploy writes them); these defaults are the template's.
+        jobs_queue_retention_seconds=_int("JOBS_QUEUE_RETENTION_SECONDS", 4 * 86400),
+        jobs_queue_visibility_timeout_seconds=_int("JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS", 360),
+        # The sweeper's thresholds (chalicelib/sweeper.py explains the defaults).
+        sweep_pending_grace_seconds=_int("SWEEP_PENDING_GRACE_SECONDS", 900, minimum=0),
+        sweep_stuck_margin_seconds=_int("SWEEP_STUCK_MARGIN_SECONDS", 6 * 3600, minimum=0),
+        sweep_max_jobs=_int("SWEEP_MAX_JOBS", 200),
     )
 
 

@@ -35,6 +35,7 @@ from chalicelib.errors import (
     PROCESSING_FAILED,
     ContentMismatch,
     NotFound,
+    ProcessingTimeout,
     SourceError,
     StaleTransition,
     TransientError,
@@ -61,8 +62,27 @@ class BatchIncomplete(TransientError):
     """Some records of a batch failed; they return to the queue for another try."""
 
 
-def handle_jobs_batch(records: Iterable[dict[str, Any]]) -> None:
-    _run_batch(records, _process_record)
+class InvocationEnding(TransientError):
+    """The render ran out of what was left of the invocation, not of its own budget: the
+    image may be fine, so the record goes back to the queue for a fresh invocation."""
+
+
+RemainingMillis = Callable[[], int]
+
+# Kept back from the invocation's remaining time for writing outputs and the final status.
+FINISHING_SECONDS = 5.0
+# Below this much time left, the invocation's clock is not worth honouring: the render gets
+# its whole budget, and if Lambda's timeout ends the invocation first, the batch returns.
+MIN_RENDER_SECONDS = 1.0
+
+
+def handle_jobs_batch(
+    records: Iterable[dict[str, Any]], remaining_millis: RemainingMillis | None = None
+) -> None:
+    """``remaining_millis``: the Lambda context's ``get_remaining_time_in_millis``. A batch
+    of several slow images must not run into the function's timeout, which would return
+    every record of the batch; each render's budget is cut to what the invocation has left."""
+    _run_batch(records, lambda record: _process_record(record, remaining_millis))
 
 
 def handle_dead_letters(records: Iterable[dict[str, Any]]) -> None:
@@ -124,7 +144,7 @@ def parse_message(body: str) -> JobMessage | None:
 # --- the worker ---------------------------------------------------------------------------
 
 
-def _process_record(record: dict[str, Any]) -> None:
+def _process_record(record: dict[str, Any], remaining_millis: RemainingMillis | None) -> None:
     message = parse_message(record.get("body", ""))
     if message is None:
         logger.error("dropping malformed job message", extra={"messageId": record.get("messageId")})
@@ -136,7 +156,7 @@ def _process_record(record: dict[str, Any]) -> None:
     job = claimed.job
     started = time.perf_counter()
     try:
-        _make_thumbnails(job, message)
+        _make_thumbnails(job, message, remaining_millis)
     except SourceError as exc:
         if _end_failed(job.job_id, exc.code, exc.message):
             _discard_source(message)
@@ -166,7 +186,9 @@ def _log_unclaimed(message: JobMessage, current: jobs.Job | None) -> None:
         )
 
 
-def _make_thumbnails(job: jobs.Job, message: JobMessage) -> None:
+def _make_thumbnails(
+    job: jobs.Job, message: JobMessage, remaining_millis: RemainingMillis | None
+) -> None:
     from chalicelib import imaging
 
     config = settings()
@@ -178,7 +200,19 @@ def _make_thumbnails(job: jobs.Job, message: JobMessage) -> None:
     except NotFound as exc:
         raise SourceGone("The uploaded object no longer exists.") from exc
     _check_declared_format(job.content_type, data)
-    result = imaging.render(data, presets, max_pixels=config.max_pixels)
+    budget, cut_short = render_budget(config.render_time_budget_seconds, remaining_millis)
+    try:
+        result = imaging.render(
+            data,
+            presets,
+            max_pixels=config.max_pixels,
+            max_frames=config.max_frames,
+            time_budget=budget,
+        )
+    except ProcessingTimeout as exc:
+        if cut_short:
+            raise InvocationEnding(f"The invocation ended within {budget:.1f} s") from exc
+        raise
     outputs = []
     for rendition in result.outputs:
         key = storage.output_key(job.tenant, job.job_id, rendition.preset, rendition.extension)
@@ -227,6 +261,24 @@ def _discard_source(message: JobMessage) -> None:
             extra=job_fields(message.job_id),
             exc_info=True,
         )
+
+
+def remaining_time(lambda_context: object) -> RemainingMillis | None:
+    """The Lambda context's clock, if the context has one."""
+    clock = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    return clock if callable(clock) else None
+
+
+def render_budget(
+    configured: float, remaining_millis: RemainingMillis | None
+) -> tuple[float, bool]:
+    """Seconds the next render may take, and whether that is less than its own budget."""
+    if remaining_millis is None:
+        return configured, False
+    left = remaining_millis() / 1000 - FINISHING_SECONDS
+    if left >= configured or left < MIN_RENDER_SECONDS:
+        return configured, False
+    return left, True
 
 
 class SourceGone(SourceError):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
-from functools import cache, lru_cache
+from collections import OrderedDict
+from functools import cache
 
 from PIL import Image, ImageChops, ImageCms
 
 from chalicelib.errors import UnsupportedFormat
+from chalicelib.observability import logger
 
 WHITE = (255, 255, 255)
+
+# Display profiles are a few KiB; the largest print (CMYK) profiles in use are 1-3 MiB. A
+# JPEG can carry 16 MiB, and lcms parses whatever it is given: beyond this, the profile is
+# ignored (with a log line) and the pixels are converted as if untagged.
+MAX_ICC_PROFILE_BYTES = 4 * 1024 * 1024
+# Transforms kept, keyed by the profile's digest: uploads from one camera share a profile.
+TRANSFORM_CACHE_SIZE = 16
 
 # Modes `to_8bit` leaves for `to_srgb`; every other mode is converted into one of them.
 _EIGHT_BIT_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "LAB"})
@@ -90,7 +100,12 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
 
     A profile that cannot be read or does not fit the image is ignored, as browsers do.
     """
-    if icc_profile:
+    if icc_profile and len(icc_profile) > MAX_ICC_PROFILE_BYTES:
+        logger.warning(
+            "embedded colour profile ignored: too large",
+            extra={"profileBytes": len(icc_profile), "limit": MAX_ICC_PROFILE_BYTES},
+        )
+    elif icc_profile:
         converted = _apply_profile(image, icc_profile)
         if converted is not None:
             return converted
@@ -104,23 +119,43 @@ def _apply_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | None
         return None  # lcms has no grey+alpha type; grey profiles differ only in their curve
     output_mode = "RGBA" if image.mode == "RGBA" else "RGB"
     try:
-        transform = _transform_to_srgb(icc_profile, image.mode, output_mode)
+        transform = _cached_transform(icc_profile, image.mode, output_mode)
         if transform is None:
             return None
         return ImageCms.applyTransform(image, transform)
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        logger.info(
+            "embedded colour profile ignored: unusable",
+            extra={"profileBytes": len(icc_profile), "reason": str(exc), "mode": image.mode},
+        )
         return None
 
 
-@lru_cache(maxsize=16)
+_TransformKey = tuple[bytes, str, str]
+_transforms: OrderedDict[_TransformKey, ImageCms.ImageCmsTransform | None] = OrderedDict()
+
+
+def _cached_transform(
+    icc_profile: bytes, input_mode: str, output_mode: str
+) -> ImageCms.ImageCmsTransform | None:
+    """``_transform_to_srgb``, remembered by the profile's digest (building a transform costs
+    more than applying it to a thumbnail). Keyed by digest, not by the profile itself, so
+    the cache never holds profiles' bytes; failures are not remembered."""
+    key = (hashlib.sha256(icc_profile).digest(), input_mode, output_mode)
+    if key in _transforms:
+        _transforms.move_to_end(key)
+        return _transforms[key]
+    transform = _transform_to_srgb(icc_profile, input_mode, output_mode)
+    _transforms[key] = transform
+    if len(_transforms) > TRANSFORM_CACHE_SIZE:
+        _transforms.popitem(last=False)
+    return transform
+
+
 def _transform_to_srgb(
     icc_profile: bytes, input_mode: str, output_mode: str
 ) -> ImageCms.ImageCmsTransform | None:
-    """A transform from the embedded profile to sRGB; None when the profile is sRGB already.
-
-    Cached: building a transform costs more than applying it to a thumbnail, and uploads
-    from one camera or phone share a profile.
-    """
+    """A transform from the embedded profile to sRGB; None when the profile is sRGB already."""
     profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
     if input_mode in ("RGB", "RGBA") and _is_srgb(profile):
         return None

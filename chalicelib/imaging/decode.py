@@ -30,7 +30,8 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from chalicelib.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from chalicelib.errors import CorruptImage, ImageTooLarge, TooManyFrames, UnsupportedFormat
+from chalicelib.imaging import frames
 
 # Importing a plugin registers it; Image.open would otherwise import every plugin Pillow has.
 _PLUGINS = (
@@ -42,6 +43,18 @@ _PLUGINS = (
     TiffImagePlugin,
     WebPImagePlugin,
 )
+
+# The longest side accepted (JPEG's own limit). Within the pixel cap, a 1 x 50,000,000
+# image would otherwise be resized along its long side at full length: Pillow's Lanczos
+# coefficients take ~48 bytes per source pixel of that side (2.4 GB) and seconds to compute.
+MAX_SIDE = 65535
+DEFAULT_MAX_FRAMES = 1000
+# The cap on frames x pixels of the first frame, as a multiple of the pixel cap: with the
+# defaults, 1000 frames of 1 megapixel, or 20 of 50.
+TOTAL_PIXELS_FACTOR = 20
+# libtiff refuses JPEG strips with more than 100 scans for the same reason (its
+# LIBTIFF_JPEG_MAX_ALLOWED_SCAN_NUMBER); libjpeg's own progressive script writes 10.
+MAX_JPEG_SCANS = 100
 
 # What Pillow's decoders raise on broken input (SyntaxError is its "not a valid file").
 DECODER_ERRORS = (
@@ -97,8 +110,13 @@ def _isobmff_format(data: bytes) -> str | None:
 
 
 @contextmanager
-def decoding(data: bytes, max_pixels: int) -> Iterator[ImageFile.ImageFile]:
+def decoding(
+    data: bytes, max_pixels: int, max_frames: int = DEFAULT_MAX_FRAMES
+) -> Iterator[ImageFile.ImageFile]:
     """Open ``data`` lazily; decoder failures in the ``with`` body become SourceErrors.
+
+    Before the body runs, the header's size, the number of frames or pages and, for JPEG,
+    the number of scans are checked against their caps (see ``_check_structure``).
 
     Keep the body to decoding work (header reads, ``draft``, ``load``): anything it raises
     that a decoder could raise is reported as a corrupt image.
@@ -112,6 +130,7 @@ def decoding(data: bytes, max_pixels: int) -> Iterator[ImageFile.ImageFile]:
         with _pixel_limit(max_pixels):
             image = Image.open(io.BytesIO(data), formats=[format_name])
             _check_pixels(image.size, max_pixels)
+            _check_structure(image, data, max_pixels, max_frames)
             yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"The image has more than {max_pixels} pixels.") from exc
@@ -147,6 +166,40 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         )
     if width < 1 or height < 1:
         raise CorruptImage(f"The image claims to be {width}x{height}.")
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(
+            f"The image is {width}x{height}; no side may be longer than {MAX_SIDE} pixels."
+        )
+
+
+def _check_structure(
+    image: ImageFile.ImageFile, data: bytes, max_pixels: int, max_frames: int
+) -> None:
+    """Refuse files whose structure alone would cost too much, before decoding.
+
+    Only the first frame of an animation or multi-page file is ever decoded, so frames
+    cost nothing but their counting; the caps keep even that bounded and refuse files
+    that are almost certainly abuse. A JPEG's scans are another matter: libjpeg decodes
+    every scan of a progressive JPEG over the whole image, and a few bytes can repeat a
+    scan thousands of times, each repeat costing ~20 ms at 50 megapixels inside one
+    uninterruptible C call.
+    """
+    if image.format in ("JPEG", "MPO"):
+        scans = frames.jpeg_scans(data, MAX_JPEG_SCANS)
+        if scans > MAX_JPEG_SCANS:
+            raise CorruptImage(
+                f"The JPEG has more than {MAX_JPEG_SCANS} scans; encoders write a few dozen."
+            )
+    count = frames.count_frames(image, data, max_frames)
+    if count > max_frames:
+        raise TooManyFrames(f"The image has more than {max_frames} frames or pages.")
+    width, height = image.size
+    total_limit = max_pixels * TOTAL_PIXELS_FACTOR
+    if count * width * height > total_limit:
+        raise TooManyFrames(
+            f"The image has {count} frames of {width}x{height}; "
+            f"frames x pixels may be at most {total_limit}."
+        )
 
 
 @cache
@@ -165,8 +218,13 @@ def exif_orientation(image: Image.Image, *, header_only: bool) -> int:
     """
     if image.format == "TIFF":
         return 1  # Pillow's TIFF decoder applies it and reports the displayed size
-    if header_only and image.format == "PNG" and "exif" not in image.info:
-        return 1
+    if image.format == "PNG" and "exif" not in image.info:
+        if header_only:
+            return 1
+        # Pillow decodes the pixels to look for an eXIf chunk after them; a failure there
+        # is the image's, not a broken EXIF block, and must not be swallowed below (the
+        # half-decoded pixels would then render as if nothing happened).
+        image.load()
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except DECODER_ERRORS:

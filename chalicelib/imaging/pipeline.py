@@ -22,8 +22,9 @@ from PIL import Image, ImageFile
 
 from chalicelib.errors import UnsupportedFormat
 from chalicelib.formats import OUTPUT_FORMATS, SOURCE_CONTENT_TYPES
-from chalicelib.imaging import colour
-from chalicelib.imaging.decode import decoding, draft, exif_orientation
+from chalicelib.imaging import colour, png_bands
+from chalicelib.imaging.budget import Budget, deadline
+from chalicelib.imaging.decode import DEFAULT_MAX_FRAMES, decoding, draft, exif_orientation
 from chalicelib.imaging.encode import encode
 from chalicelib.imaging.geometry import Placement, place, to_stored
 from chalicelib.imaging.results import RenderResult, Rendition, SourceInfo
@@ -67,6 +68,7 @@ class _Decoded:
     orientation: int
     icc_profile: bytes | None
     plain_cmyk: bool  # a CMYK JPEG without Adobe's marker, so not inverted
+    bands: png_bands.PngBands | None  # a PNG left undecoded: `_prepare` decodes it in bands
 
 
 @dataclass(frozen=True)
@@ -77,19 +79,41 @@ class _Intermediate:
     scale: tuple[float, float]  # pixels per stored source pixel (x, y)
 
 
-def probe(data: bytes, *, max_pixels: int) -> SourceInfo:
+def probe(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    time_budget: float | None = None,
+) -> SourceInfo:
     """Format and displayed size of an image from its header, without decoding pixels."""
-    with decoding(data, max_pixels) as image:
+    with deadline(time_budget), decoding(data, max_pixels, max_frames) as image:
         orientation = exif_orientation(image, header_only=True)
         return _source_info(image, orientation)
 
 
 def render(
-    data: bytes, presets: Sequence[Preset], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    presets: Sequence[Preset],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    time_budget: float | None = None,
 ) -> RenderResult:
-    """Decode ``data`` once and render every preset from it, in the presets' order."""
-    with decoding(data, max_pixels) as image:
-        orientation = exif_orientation(image, header_only=False)
+    """Decode ``data`` once and render every preset from it, in the presets' order.
+
+    Past ``time_budget`` seconds (None: no limit) it gives up with ``ProcessingTimeout``.
+    """
+    with deadline(time_budget) as budget:
+        return _render(data, presets, max_pixels, max_frames, budget)
+
+
+def _render(
+    data: bytes, presets: Sequence[Preset], max_pixels: int, max_frames: int, budget: Budget
+) -> RenderResult:
+    with decoding(data, max_pixels, max_frames) as image:
+        png = png_bands.open_bands(data) if image.format == "PNG" else None
+        orientation = _orientation(image, png)
         source = _source_info(image, orientation)
         displayed = (source.width, source.height)
         placements = [
@@ -97,14 +121,16 @@ def render(
             for p in presets
         ]
         needed = max((max(placement.scale) for placement in placements), default=0.0)
-        decoded = _load(image, orientation, needed)
+        decoded = _load(image, orientation, needed, png)
         pixels: Image.Image = image
     del image  # from here on, only `pixels` holds the full decode
+    budget.check()  # between stages, for when no alarm could be set (see budget.py)
     if not presets:
         return RenderResult(source, ())
     try:
         base = _prepare(pixels, decoded, needed)
         del pixels  # the largest thing in memory, no longer needed once reduced
+        budget.check()
         outputs = _render_all(base, decoded, presets, placements)
     except (OSError, ValueError) as exc:
         # Decoding succeeded, so these are pixels Pillow cannot convert or encode.
@@ -120,33 +146,81 @@ def _source_info(image: ImageFile.ImageFile, orientation: int) -> SourceInfo:
     return SourceInfo(format_name, SOURCE_CONTENT_TYPES[format_name], width, height)
 
 
-def _load(image: ImageFile.ImageFile, orientation: int, needed: float) -> _Decoded:
-    """Decode the pixels, at no less than ``needed`` times the source size."""
+def _orientation(image: ImageFile.ImageFile, png: png_bands.PngBands | None) -> int:
+    """The EXIF orientation. Pillow decodes a whole PNG to look for an eXIf chunk after the
+    pixels; for one that may be decoded in bands, the chunks are read without the pixels."""
+    return exif_orientation(image if png is None else png.metadata, header_only=False)
+
+
+def _load(
+    image: ImageFile.ImageFile,
+    orientation: int,
+    needed: float,
+    png: png_bands.PngBands | None = None,
+) -> _Decoded:
+    """Decode the pixels, at no less than ``needed`` times the source size.
+
+    A PNG that ``png_bands`` can decode (``png``) and that will be reduced is left
+    undecoded: `_prepare` decodes it band by band, never holding the full image.
+    """
     stored_size = image.size
     scale = draft(image, needed * DRAFT_GAP)
-    image.load()
+    bands = png if png is not None and _reduce_factor(scale, needed) >= 2 else None
+    loaded = image if bands is None else bands.metadata  # the PNG's chunks, no pixels
+    loaded.load()
     return _Decoded(
         stored_size=stored_size,
         scale=scale,
         orientation=orientation,
-        icc_profile=image.info.get("icc_profile") or None,
+        icc_profile=loaded.info.get("icc_profile") or None,
         plain_cmyk=image.format in ("JPEG", "MPO")
         and image.mode == "CMYK"
         and "adobe" not in image.info,
+        bands=bands,
     )
 
 
 def _prepare(pixels: Image.Image, decoded: _Decoded, needed: float) -> _Intermediate:
     """The decoded pixels in 8 bits, shrunk to what the largest output needs plus a margin."""
-    image = colour.to_8bit(pixels)
     scale_x, scale_y = decoded.scale
-    factor = math.floor(min(scale_x, scale_y) / (needed * REDUCING_GAP))
+    factor = _reduce_factor(decoded.scale, needed)
+    if decoded.bands is not None:  # left undecoded by `_load`, for a factor of 2 or more
+        image = reduce_bands(decoded.bands, factor)
+    else:
+        image = colour.to_8bit(pixels)
+        if factor >= 2 and "A" in image.getbands():
+            image = reduce_in_strips(image, factor)
+        elif factor >= 2:
+            image = image.reduce(factor)
     if factor >= 2:
-        image = reduce_in_strips(image, factor) if "A" in image.getbands() else image.reduce(factor)
         scale_x, scale_y = scale_x / factor, scale_y / factor
     image = colour.drop_opaque_alpha(image)
     image.info = {}  # outputs carry no metadata from the source
     return _Intermediate(image, (scale_x, scale_y))
+
+
+def _reduce_factor(scale: tuple[float, float], needed: float) -> int:
+    """The integer factor the decoded pixels are reduced by; below 2, they are not."""
+    if needed <= 0:
+        return 1  # no outputs
+    return math.floor(min(scale) / (needed * REDUCING_GAP))
+
+
+def reduce_bands(png: png_bands.PngBands, factor: int) -> Image.Image:
+    """``reduce_in_strips(colour.to_8bit(<the full decode>), factor)``, from a PNG decoded
+    band by band: its full image never exists, only one band of rows at a time.
+
+    Bands are a multiple of ``factor`` rows, so they reduce to exactly the same pixels.
+    """
+    width, height = png.size
+    bands = png.bands(png.band_rows(factor))
+    strips = ((top, colour.to_8bit(band).reduce(factor)) for top, band in bands)
+    _, first = next(strips)  # a PNG has at least one row
+    reduced = Image.new(first.mode, (-(-width // factor), -(-height // factor)))
+    reduced.paste(first, (0, 0))
+    for top, strip in strips:
+        reduced.paste(strip, (0, top // factor))
+    return reduced
 
 
 def reduce_in_strips(image: Image.Image, factor: int) -> Image.Image:

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the imaging engine with atheris (libFuzzer for Python)."""

@@ -1,0 +1,451 @@
+"""Hostile inputs, built in memory: lying headers, bombs, endless frames, loops, polyglots.
+
+Each builder returns the bytes of one file. Sizes are kept small so the tests stay fast;
+what makes them hostile is what their headers claim or how their structure repeats.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from collections.abc import Sequence
+
+from PIL import Image
+
+from tests.images import encode, noise, png_bytes, png_chunk, solid
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HUGE = 65535
+SHORT, LONG = 3, 4  # TIFF field types
+
+# --- truncation -----------------------------------------------------------------------
+
+
+def prefixes(data: bytes, count: int = 12) -> list[bytes]:
+    """``count`` proper prefixes of ``data``, spread from 0 bytes to all but the last byte."""
+    cuts = sorted({round(i * (len(data) - 1) / (count - 1)) for i in range(count)})
+    return [data[:cut] for cut in cuts]
+
+
+SIGNATURES_ONLY = {
+    "jpeg": b"\xff\xd8\xff",
+    "png": PNG_SIGNATURE,
+    "gif": b"GIF89a",
+    "webp": b"RIFF\x00\x00\x00\x00WEBP",
+    "tiff": b"II*\x00",
+    "bigtiff": b"II+\x00",
+    "bmp": b"BM",
+    "avif": b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00avifmif1",
+    "heif": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00heicmif1",
+}
+
+# --- huge declared dimensions -----------------------------------------------------------
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    return png_bytes(width, height, bit_depth, colour_type, b"")
+
+
+def gif_header(width: int, height: int) -> bytes:
+    """A GIF whose screen and one frame claim ``width`` x ``height``, with one byte of data."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + bytes(6)
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+    return screen + frame + b"\x02\x02\x44\x01\x00\x3b"
+
+
+def bmp_header(width: int, height: int, bits: int = 24) -> bytes:
+    """A BITMAPINFOHEADER BMP claiming ``width`` x ``height`` (negative: top-down)."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, 0, 0, 2835, 2835, 0, 0)
+    pixels = bytes(64)
+    header = b"BM" + struct.pack("<IHHI", 14 + len(info) + len(pixels), 0, 0, 14 + len(info))
+    return header + info + pixels
+
+
+def jpeg_with_size(width: int, height: int) -> bytes:
+    """A real JPEG whose SOF segment is patched to claim ``width`` x ``height``."""
+    data = bytearray(encode(solid((90, 90, 90), (16, 16)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def webp_canvas(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP whose canvas claims ``width`` x ``height`` (24-bit fields)."""
+    vp8x = b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little")
+    vp8x += (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+    inner = encode(solid((10, 20, 30), (4, 4)), "WEBP")[12:]  # a small frame's chunk
+    body += inner
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def tiff(
+    entries: Sequence[tuple[int, int, int, int | bytes]],
+    *,
+    next_ifd: int = 0,
+    pixels: bytes = b"",
+) -> bytes:
+    """A little-endian TIFF with one IFD of ``(tag, type, count, value)`` entries.
+
+    A value that fits in 4 bytes is stored inline; ``bytes`` go after the IFD. The pixel
+    data, if any, comes last; tag 273 (StripOffsets) with value -1 points at it.
+    """
+    ifd_offset = 8
+    extra_at = ifd_offset + 2 + 12 * len(entries) + 4
+    extra = b""
+    packed = b""
+    pixels_at = extra_at + sum(len(v) for *_, v in entries if isinstance(v, bytes))
+    for tag, kind, count, value in sorted(entries, key=lambda entry: entry[0]):
+        if isinstance(value, bytes):
+            packed += struct.pack("<HHII", tag, kind, count, extra_at + len(extra))
+            extra += value
+        else:
+            number = pixels_at if value == -1 else value
+            if kind == SHORT:
+                packed += struct.pack("<HHIHH", tag, kind, count, number, 0)
+            else:
+                packed += struct.pack("<HHII", tag, kind, count, number)
+    ifd = struct.pack("<H", len(entries)) + packed + struct.pack("<I", next_ifd)
+    return b"II*\x00" + struct.pack("<I", ifd_offset) + ifd + extra + pixels
+
+
+def tiff_grey(width: int, height: int, *, extra: Sequence[tuple[int, int, int, int]] = ()) -> bytes:
+    """An uncompressed 8-bit grey TIFF of ``width`` x ``height`` claimed, 16 bytes of data."""
+    entries: list[tuple[int, int, int, int | bytes]] = [
+        (256, LONG, 1, width),
+        (257, LONG, 1, height),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 1),
+        (273, LONG, 1, -1),
+        (277, SHORT, 1, 1),
+        (278, LONG, 1, height),
+        (279, LONG, 1, 16),
+        *extra,
+    ]
+    return tiff(entries, pixels=bytes(range(16)))
+
+
+def tiff_huge_tiles() -> bytes:
+    """A 4x4 TIFF claiming tiles of 65536 x 65536: a 4-gigapixel buffer for one tile."""
+    entries: list[tuple[int, int, int, int | bytes]] = [
+        (256, LONG, 1, 4),
+        (257, LONG, 1, 4),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 1),
+        (277, SHORT, 1, 1),
+        (322, LONG, 1, 65536),
+        (323, LONG, 1, 65536),
+        (324, LONG, 1, -1),
+        (325, LONG, 1, 16),
+    ]
+    return tiff(entries, pixels=bytes(16))
+
+
+# --- bombs ----------------------------------------------------------------------------------
+
+
+def png_idat_overflow(extra_bytes: int = 1 << 30) -> bytes:
+    """A 1x1 PNG whose IDAT inflates to ``extra_bytes`` more than the image needs (~1 MB)."""
+    stream = zlib.compressobj(9)
+    compressed = stream.compress(b"\x00\x10\x20\x30")
+    chunk = bytes(1 << 20)
+    for _ in range(extra_bytes // len(chunk)):
+        compressed += stream.compress(chunk)
+    compressed += stream.flush()
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", compressed)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_broken_stream() -> bytes:
+    """A 64x64 PNG whose zlib stream is damaged half-way through (found by fuzzing: the
+    half-decoded pixels used to render as if nothing had happened)."""
+    rows = b"".join(b"\x00" + noise((64, 1), row).tobytes() for row in range(64))
+    compressed = bytearray(zlib.compress(rows))
+    compressed[len(compressed) // 2] ^= 0xFF
+    return png_bytes_from_stream(64, 64, bytes(compressed))
+
+
+def png_bytes_from_stream(width: int, height: int, stream: bytes) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", stream)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_with_chunk(kind: bytes, payload: bytes, base: bytes | None = None) -> bytes:
+    """``base`` (a small PNG) with one more chunk right after IHDR."""
+    base = base if base is not None else encode(noise((8, 8)), "PNG")
+    after_ihdr = 8 + 25
+    return base[:after_ihdr] + png_chunk(kind, payload) + base[after_ihdr:]
+
+
+def png_text_bomb(inflated: int = 64 << 20) -> bytes:
+    """A zTXt chunk inflating to ``inflated`` bytes (Pillow stops at 1 MiB per chunk)."""
+    return png_with_chunk(b"zTXt", b"comment\x00\x00" + _zeros_compressed(inflated))
+
+
+def png_icc_bomb(inflated: int = 64 << 20) -> bytes:
+    return png_with_chunk(b"iCCP", b"icc\x00\x00" + _zeros_compressed(inflated))
+
+
+def _zeros_compressed(size: int) -> bytes:
+    stream = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    out = b"".join(stream.compress(chunk) for _ in range(size // len(chunk)))
+    return out + stream.flush()
+
+
+# --- frames -------------------------------------------------------------------------------
+
+
+def gif_frames(count: int, screen_size: tuple[int, int] = (1, 1)) -> bytes:
+    """A GIF of ``count`` one-pixel frames on a screen of ``screen_size``, written directly
+    (Pillow's encoder would merge identical frames)."""
+    width, height = screen_size
+    screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00" * 3
+    screen += b"\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame * count + b"\x3b"
+
+
+def gif_one_frame_in_tiny_sub_blocks(sub_blocks: int) -> bytes:
+    """A 1x1 GIF whose frame data is ``sub_blocks`` one-byte sub-blocks (the worst case
+    for anything that walks sub-blocks in Python)."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00" * 3 + b"\xff" * 3
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02"
+    data = b"\x01\x44" + b"\x01\x00" * (sub_blocks - 1) + b"\x00"
+    return screen + frame + data + b"\x3b"
+
+
+def tiff_pages(count: int) -> bytes:
+    """A TIFF of ``count`` 1x1 grey pages, all sharing one strip of pixel data."""
+    entry_count = 9
+    ifd_bytes = 2 + 12 * entry_count + 4
+    first = 8
+    pixel_at = first + ifd_bytes * count
+    out = b"II*\x00" + struct.pack("<I", first)
+    for page in range(count):
+        following = 0 if page == count - 1 else first + ifd_bytes * (page + 1)
+        out += _one_by_one_ifd(pixel_at, following)
+    return out + b"\x80"
+
+
+def tiff_ifd_loop() -> bytes:
+    """A 1x1 TIFF whose first IFD names itself as the next one."""
+    return b"II*\x00" + struct.pack("<I", 8) + _one_by_one_ifd(8 + 2 + 12 * 9 + 4, 8) + b"\x80"
+
+
+def _one_by_one_ifd(pixel_at: int, following: int) -> bytes:
+    entries = [
+        struct.pack("<HHII", 256, LONG, 1, 1),
+        struct.pack("<HHII", 257, LONG, 1, 1),
+        struct.pack("<HHIHH", 258, SHORT, 1, 8, 0),
+        struct.pack("<HHIHH", 259, SHORT, 1, 1, 0),
+        struct.pack("<HHIHH", 262, SHORT, 1, 1, 0),
+        struct.pack("<HHII", 273, LONG, 1, pixel_at),
+        struct.pack("<HHIHH", 277, SHORT, 1, 1, 0),
+        struct.pack("<HHII", 278, LONG, 1, 1),
+        struct.pack("<HHII", 279, LONG, 1, 1),
+    ]
+    return struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", following)
+
+
+def apng_claiming_frames(declared: int) -> bytes:
+    """A one-frame APNG whose acTL chunk declares ``declared`` frames."""
+    base = encode(solid((200, 10, 10), (4, 4)), "PNG", save_all=True, append_images=[solid(0)])
+    start = base.index(b"acTL") - 4
+    patched = png_chunk(b"acTL", struct.pack(">II", declared, 0))
+    return base[:start] + patched + base[start + 20 :]
+
+
+def animation(image_format: str, count: int, size: tuple[int, int] = (2, 2)) -> bytes:
+    frames = [solid((index % 256, 0, 0), size) for index in range(count)]
+    options = {} if image_format == "TIFF" else {"duration": 10, "loop": 0}
+    return encode(frames[0], image_format, save_all=True, append_images=frames[1:], **options)
+
+
+# --- JPEG scans ---------------------------------------------------------------------------
+
+
+def jpeg_repeated_scans(repeats: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A progressive JPEG whose last scan is repeated ``repeats`` more times.
+
+    libjpeg accepts the repeats (a warning), and decodes each over the whole image: the
+    cost grows with repeats x pixels while the file grows by ~70 bytes a repeat.
+    """
+    data = encode(solid((128, 60, 30), size), "JPEG", progressive=True, quality=90)
+    start = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[start:end] * repeats + data[end:]
+
+
+def jpeg_with_junk_before_scans(repeats: int) -> bytes:
+    """Like ``jpeg_repeated_scans``, with garbage bytes before the repeats (libjpeg skips
+    them with a warning, so a scan count that stopped at garbage would miss the repeats)."""
+    data = jpeg_repeated_scans(0)
+    start = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + b"junk" + data[start:end] * repeats + data[end:]
+
+
+# --- EXIF -----------------------------------------------------------------------------------
+
+
+def exif_block(ifd: bytes) -> bytes:
+    return b"Exif\x00\x00" + ifd
+
+
+def exif_ifd0_loop(orientation: int = 6) -> bytes:
+    """EXIF whose IFD0 holds an orientation, names itself as the next IFD and points its
+    EXIF and GPS sub-IFDs back at itself."""
+    entries = [
+        struct.pack("<HHIHH", 0x0112, SHORT, 1, orientation, 0),
+        struct.pack("<HHII", 0x8769, LONG, 1, 8),
+        struct.pack("<HHII", 0x8825, LONG, 1, 8),
+    ]
+    return _tiff_header_with_ifd(entries, next_ifd=8)
+
+
+def exif_giant_counts() -> bytes:
+    """EXIF entries claiming 2**32 - 1 values each, far beyond the block."""
+    entries = [
+        struct.pack("<HHII", 0x010E, 2, 0xFFFFFFFF, 8),  # ImageDescription, ASCII
+        struct.pack("<HHII", 0x0112, SHORT, 0xFFFFFFFF, 8),
+        struct.pack("<HHII", 0x8769, LONG, 0xFFFFFFFF, 8),
+    ]
+    return _tiff_header_with_ifd(entries, next_ifd=0xFFFFFFF0)
+
+
+def exif_entry_count_overflow() -> bytes:
+    """An IFD claiming 65535 entries in a block that holds two."""
+    return b"II*\x00" + struct.pack("<IH", 8, 0xFFFF) + bytes(24)
+
+
+def exif_deep_chain(depth: int = 2000) -> bytes:
+    """IFD0 whose EXIF sub-IFD pointer leads to another, ``depth`` deep."""
+    ifd_bytes = 2 + 12 + 4
+    out = b"II*\x00" + struct.pack("<I", 8)
+    for level in range(depth):
+        target = 8 + ifd_bytes * (level + 1)
+        out += struct.pack("<H", 1) + struct.pack("<HHII", 0x8769, LONG, 1, target)
+        out += struct.pack("<I", 0)
+    return out + struct.pack("<HI", 0, 0)
+
+
+def _tiff_header_with_ifd(entries: Sequence[bytes], *, next_ifd: int) -> bytes:
+    return (
+        b"II*\x00"
+        + struct.pack("<I", 8)
+        + struct.pack("<H", len(entries))
+        + b"".join(entries)
+        + struct.pack("<I", next_ifd)
+    )
+
+
+def jpeg_with_exif(exif: bytes, image: Image.Image | None = None) -> bytes:
+    picture = image if image is not None else noise((32, 16))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    segment = b"\xff\xe1" + struct.pack(">H", len(exif_block(exif)) + 2) + exif_block(exif)
+    return data[:2] + segment + data[2:]
+
+
+def png_with_exif(exif: bytes) -> bytes:
+    return png_with_chunk(b"eXIf", exif)
+
+
+# --- ICC profiles ---------------------------------------------------------------------------
+
+
+def jpeg_with_icc(profile: bytes, mode: str = "RGB") -> bytes:
+    colour = (200, 100, 50) if mode == "RGB" else (10, 80, 160, 20)
+    return encode(solid(colour, (16, 16), mode), "JPEG", icc_profile=profile, quality=95)
+
+
+# --- odd pixels -------------------------------------------------------------------------------
+
+
+def png_palette_bad_index() -> bytes:
+    """A 4x4 palette PNG with a 2-colour palette and pixels indexing entries 2..255."""
+    rows = b"".join(b"\x00" + bytes([0, 1, 2, 255]) for _ in range(4))
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"PLTE", b"\xff\x00\x00\x00\x00\xff")
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_palette_without_plte() -> bytes:
+    rows = b"".join(b"\x00" + bytes(4) for _ in range(4))
+    return png_bytes(4, 4, 8, 3, rows)
+
+
+def bmp_rle_overrun() -> bytes:
+    """An 8-bit RLE BMP whose runs write past the end of its 4x4 pixels."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    rle = b"\xff\x07" * 40 + b"\x00\x02\xff\xff" + b"\x00\x01"
+    info = struct.pack("<IiiHHIIiiII", 40, 4, 4, 1, 8, 1, len(rle), 2835, 2835, 256, 0)
+    offset = 14 + len(info) + len(palette)
+    header = b"BM" + struct.pack("<IHHI", offset + len(rle), 0, 0, offset)
+    return header + info + palette + rle
+
+
+# --- polyglots ------------------------------------------------------------------------------
+
+HTML_PAYLOAD = b"<html><script>alert(document.domain)</script></html>"
+PDF_PAYLOAD = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def zip_archive(name: str = "payload.class", content: bytes = b"\xca\xfe\xba\xbe") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def jpeg_with_comment(comment: bytes) -> bytes:
+    data = encode(noise((32, 32)), "JPEG", quality=90)
+    segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+    return data[:2] + segment + data[2:]
+
+
+def polyglots() -> dict[str, bytes]:
+    """Files that are a valid image and something else, keyed by what they pretend to be."""
+    jpeg = encode(noise((32, 32)), "JPEG", quality=90)
+    png = encode(noise((32, 32)), "PNG")
+    gif = encode(noise((32, 32)).convert("P"), "GIF")
+    return {
+        "jpeg+zip": jpeg + zip_archive(),
+        "jpeg+html-comment": jpeg_with_comment(HTML_PAYLOAD),
+        "jpeg+pdf": jpeg + PDF_PAYLOAD,
+        "png+script": png + HTML_PAYLOAD,
+        "png+script-chunk": png_with_chunk(b"tEXt", b"html\x00" + HTML_PAYLOAD),
+        "gifar": gif + zip_archive("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n"),
+    }
+
+
+def disguised() -> dict[str, bytes]:
+    """Other files that carry an image inside; none starts with an image signature."""
+    jpeg = encode(noise((16, 16)), "JPEG")
+    return {
+        "pdf-with-jpeg": PDF_PAYLOAD + jpeg,
+        "zip-with-jpeg": zip_archive("photo.jpg", jpeg),
+        "html-with-jpeg": HTML_PAYLOAD + jpeg,
+        "svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    }
