@@ -9,13 +9,15 @@ from chalice.app import (
     AuthRequest,
     AuthResponse,
     Chalice,
+    CloudWatchEvent,
+    Rate,
     Request,
     Response,
     S3Event,
     SQSEvent,
 )
 
-from chalicelib import api, auth, dispatch, http, worker
+from chalicelib import api, auth, dispatch, http, sweeper, worker
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
@@ -90,3 +92,8 @@ def make_thumbnails(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)
 def fail_dead_letters(event: SQSEvent) -> None:
     worker.handle_dead_letters(event.to_dict()["Records"])
+
+
+@app.schedule(Rate(int(os.environ.get("SWEEP_RATE_MINUTES", "5")), unit=Rate.MINUTES))
+def sweep_jobs(event: CloudWatchEvent) -> None:
+    sweeper.sweep()

@@ -7,6 +7,9 @@ version (with its size and ETag) on the job as it moves PENDING -> QUEUED, in on
 conditional write that also proves the job exists and owns the key, and the message
 names that version, the only one the worker reads.
 
+`dispatch` does this for one stored object, whoever found it: the S3 event handler here,
+or the sweeper (chalicelib/sweeper.py) for an upload whose event was lost.
+
 When the write is refused, it returns the job as it stood:
 - the same version, still QUEUED: the send had failed and the event is a retry, so the
   message is sent again (the worker treats duplicates as no-ops);
@@ -69,45 +72,64 @@ def _dispatch_record(record: dict[str, Any]) -> None:
         logger.info("skipping S3 event", extra={"eventName": event_name})
         return
     s3 = record.get("s3", {})
-    bucket = str(s3.get("bucket", {}).get("name", ""))
     created = s3.get("object", {})
-    key = unquote_plus(str(created.get("key", "")))
-    parsed = storage.parse_source_key(key)
-    if parsed is None:
-        logger.warning("skipping object that belongs to no job", extra={"key": key})
-        return
-    upload = jobs.Upload(parsed.job_id, parsed.tenant, key, _optional_str(created, "versionId"))
     size = created.get("size")
-    outcome = jobs.queue_upload(
-        upload,
-        size=size if isinstance(size, int) else None,
-        etag=_optional_str(created, "eTag"),
+    dispatch(
+        storage.StoredObject(
+            bucket=str(s3.get("bucket", {}).get("name", "")),
+            key=unquote_plus(str(created.get("key", ""))),
+            version_id=_optional_str(created, "versionId"),
+            size=size if isinstance(size, int) else None,
+            etag=_optional_str(created, "eTag"),
+        )
     )
+
+
+# What `dispatch` did with an object.
+QUEUED = "queued"  # the job pinned it and its message was sent
+SENT_AGAIN = "sent_again"  # the job had pinned it and was still QUEUED: message sent again
+ALREADY_DISPATCHED = "already_dispatched"  # the job pinned it and has moved on
+REJECTED = "rejected"  # another upload of a job that pinned a different one (deleted)
+NOT_A_JOB = "not_a_job"  # the key belongs to no job of the tenant it names
+
+
+def dispatch(stored: storage.StoredObject) -> str:
+    """Queue the job `stored` belongs to, pinning this version, as its upload event asks;
+    returns what was done (one of the outcomes above). Raises TransientError when AWS
+    fails: nothing is lost, since the same call later finds the job where it was left."""
+    parsed = storage.parse_source_key(stored.key)
+    if parsed is None:
+        logger.warning("skipping object that belongs to no job", extra={"key": stored.key})
+        return NOT_A_JOB
+    upload = jobs.Upload(parsed.job_id, parsed.tenant, stored.key, stored.version_id)
+    outcome = jobs.queue_upload(upload, size=stored.size, etag=stored.etag)
     if outcome.moved:
-        _send_job_message(upload, bucket)
-        logger.info("job queued", extra=job_fields(upload.job_id, key=key, bytes=size))
+        _send_job_message(upload, stored.bucket)
+        fields = job_fields(upload.job_id, key=stored.key, bytes=stored.size)
+        logger.info("job queued", extra=fields)
         metric("JobsQueued", 1)
-        return
-    _handle_refused(upload, bucket, outcome.job)
+        return QUEUED
+    return _handle_refused(upload, stored.bucket, outcome.job)
 
 
-def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> None:
+def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> str:
     if current is None or current.tenant != upload.tenant or current.source_key != upload.key:
         logger.warning("skipping object that belongs to no job", extra={"key": upload.key})
-        return
+        return NOT_A_JOB
     fields = job_fields(upload.job_id, status=current.status, versionId=upload.version_id)
     if current.source_version == upload.version_id:
         if current.status == jobs.QUEUED:
             _send_job_message(upload, bucket)
             logger.info("job message sent again for a retried event", extra=fields)
-        else:
-            logger.info("job already left QUEUED; upload event ignored", extra=fields)
-        return
+            return SENT_AGAIN
+        logger.info("job already left QUEUED; upload event ignored", extra=fields)
+        return ALREADY_DISPATCHED
     if upload.version_id is None:
         logger.warning("another upload of a dispatched job ignored", extra=fields)
-        return
+        return REJECTED
     storage.delete_source(bucket, upload.key, upload.version_id)
     logger.warning("another upload of a dispatched job rejected and deleted", extra=fields)
+    return REJECTED
 
 
 def _optional_str(fields: dict[str, Any], name: str) -> str | None:

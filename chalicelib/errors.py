@@ -152,3 +152,12 @@ class ContentMismatch(SourceError):
     """The file's signature names another accepted format than the content type declared."""
 
     code = "content_mismatch"
+
+
+# --- Jobs the sweeper ends --------------------------------------------------------------
+
+
+class UploadExpired(SourceError):
+    """No file arrived before the job's presigned upload form expired."""
+
+    code = "upload_expired"

@@ -10,6 +10,11 @@ succeeds only for the job that owns the object's key (tenant and source key) and
 claim it, only for the object version pinned when it was queued. Each is one
 conditional UpdateItem; a refused one returns the job as it stood (ALL_OLD), so the
 caller learns why without reading the job again.
+
+Open jobs are also in a sparse index, `open-jobs-index`, for the sweeper: its partition
+key `openShard` ("<status>#<shard>") is written by every write that leaves a job open
+and removed by the one that ends it, and its sort key is `updatedAt`. So "jobs in status
+S untouched since T" is one Query per shard, and a finished job costs the index nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,8 +51,18 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     FAILED: frozenset({PENDING, QUEUED, PROCESSING}),
 }
 
+OPEN = frozenset({PENDING, QUEUED, PROCESSING})
+
 TENANT_INDEX = "tenant-createdAt-index"
 MAX_LIST_QUERIES = 10
+
+OPEN_JOBS_INDEX = "open-jobs-index"
+OPEN_SHARD = "openShard"
+# Each status's open jobs are spread over this many index partitions, so a burst of new
+# jobs never concentrates on one. A job's shard is a hash of its id: every write can name
+# it without reading the job. Only ever raise it: the sweeper queries shards 0..N-1, and
+# a job written under a larger N would sit in a shard it no longer queries.
+OPEN_SHARDS = 8
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,7 @@ def create_job(
     )
     item = _to_item(job)
     item["expiresAt"] = int(time.time()) + settings().job_ttl_days * 86400
+    item[OPEN_SHARD] = open_shard(job_id, PENDING)
     with clients.aws_errors("create job"):
         clients.dynamodb().put_item(
             TableName=settings().jobs_table,
@@ -236,13 +254,21 @@ def fail(job_id: str, *, code: str, message: str, source: dict[str, Any] | None 
 
 
 def _transition(
-    job_id: str, to_status: str, fields: dict[str, Any], *, count_attempt: bool = False
+    job_id: str,
+    to_status: str,
+    fields: dict[str, Any],
+    *,
+    count_attempt: bool = False,
+    owner: dict[str, Any] | None = None,
 ) -> Job:
-    """Move the job to `to_status` if it is in a state allowed to move there.
+    """Move the job to `to_status` if it is in a state allowed to move there (and has the
+    `owner` attributes, as `_transition_request` checks them).
 
     Raises StaleTransition when the job is missing or already elsewhere.
     """
-    request = _transition_request(job_id, to_status, fields, count_attempt=count_attempt)
+    request = _transition_request(
+        job_id, to_status, fields, count_attempt=count_attempt, owner=owner
+    )
     stale = {"ConditionalCheckFailedException": StaleTransition}
     with clients.aws_errors(f"move job {job_id} to {to_status}", stale):
         response = clients.dynamodb().update_item(**request)
@@ -301,10 +327,17 @@ def _transition_request(
         names[f"#f{i}"] = name
         values[f":f{i}"] = value
         assignments.append(f"#f{i} = :f{i}")
+    if to_status in TERMINAL:
+        removals = f" REMOVE {OPEN_SHARD}"
+    else:
+        values[":shard"] = open_shard(job_id, to_status)
+        assignments.append(f"{OPEN_SHARD} = :shard")
+        removals = ""
     expression = "SET " + ", ".join(assignments)
     if count_attempt:
         values[":one"] = 1
         expression += " ADD attempts :one"
+    expression += removals
     conditions = [
         "attribute_exists(jobId)",
         "#status IN ({})".format(", ".join(f":from{i}" for i in range(len(allowed)))),
@@ -325,6 +358,80 @@ def _transition_request(
         "ExpressionAttributeValues": _serialize(values),
         "ReturnValues": "ALL_NEW",
     }
+
+
+# --- open jobs, for the sweeper -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenJob:
+    """A job as the open-jobs index projects it: enough to act on it, and its `updatedAt`,
+    which a later write must still find unchanged."""
+
+    job_id: str
+    status: str
+    updated_at: str
+    tenant: str
+    source_key: str
+
+
+def open_shard(job_id: str, status: str) -> str:
+    return f"{status}#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
+
+
+def open_jobs_before(status: str, updated_before: str, limit: int) -> list[OpenJob]:
+    """Up to `limit` jobs in `status` whose last write is older than `updated_before`
+    (a timestamp as `now_iso` writes them), oldest first within each shard.
+
+    One Query per shard and page, never a scan. The first shard is picked at random, so
+    a run cut short by `limit` does not always favour the same shards.
+    """
+    found: list[OpenJob] = []
+    first = random.randrange(OPEN_SHARDS)  # noqa: S311 - fairness, not secrecy
+    for offset in range(OPEN_SHARDS):
+        shard = f"{status}#{(first + offset) % OPEN_SHARDS}"
+        found.extend(_query_open_shard(shard, updated_before, limit - len(found)))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _query_open_shard(shard: str, updated_before: str, limit: int) -> list[OpenJob]:
+    query: dict[str, Any] = {
+        "TableName": settings().jobs_table,
+        "IndexName": OPEN_JOBS_INDEX,
+        "KeyConditionExpression": "#shard = :shard AND updatedAt < :before",
+        "ExpressionAttributeNames": {"#shard": OPEN_SHARD},
+        "ExpressionAttributeValues": _serialize({":shard": shard, ":before": updated_before}),
+    }
+    found: list[OpenJob] = []
+    while len(found) < limit:
+        with clients.aws_errors("find open jobs"):
+            response = clients.dynamodb().query(**query, Limit=limit - len(found))
+        found.extend(_open_job(_deserialize(item)) for item in response.get("Items", []))
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            break
+        query["ExclusiveStartKey"] = last
+    return found
+
+
+def _open_job(item: dict[str, Any]) -> OpenJob:
+    return OpenJob(
+        job_id=item["jobId"],
+        status=item["status"],
+        updated_at=item["updatedAt"],
+        tenant=item["tenant"],
+        source_key=item["sourceKey"],
+    )
+
+
+def fail_unchanged(job: OpenJob, *, code: str, message: str) -> Job:
+    """End `job` FAILED only if nothing has written it since it was read (its `updatedAt`
+    is unchanged, so neither is its status): a worker or dispatcher that moved it in the
+    meantime wins, and StaleTransition is raised instead."""
+    fields = {"error": {"code": code, "message": message}}
+    return _transition(job.job_id, FAILED, fields, owner={"updatedAt": job.updated_at})
 
 
 # --- item mapping ----------------------------------------------------------------------

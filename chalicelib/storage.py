@@ -38,6 +38,18 @@ class SourceKey:
     job_id: str
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One stored version of an upload, as its S3 event names it. `version_id` is None only
+    for an object stored without versioning; `size` and `etag` when known."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    size: int | None
+    etag: str | None
+
+
 def safe_filename(filename: str | None) -> str:
     """The user's file name reduced to a harmless last key segment: letters, digits,
     single spaces, dots, dashes and underscores, never a path or a dot-name."""
@@ -116,6 +128,34 @@ def read_source(bucket: str, key: str, version_id: str | None, *, max_bytes: int
         raise FileTooLarge(f"The upload is {size} bytes; the limit is {max_bytes}.")
     with clients.aws_errors("read source body"):
         return body.read()
+
+
+def source_versions(bucket: str, key: str) -> list[StoredObject]:
+    """Every stored version of `key`, oldest first (the order their uploads arrived in).
+    Delete markers are left out; the version of an object stored before versioning was
+    enabled ("null") is named None, as its S3 event would."""
+    found: list[StoredObject] = []
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+    while True:
+        with clients.aws_errors("list source versions"):
+            page = clients.s3().list_object_versions(**request)
+        found.extend(
+            StoredObject(
+                bucket=bucket,
+                key=key,
+                version_id=None if version["VersionId"] == "null" else version["VersionId"],
+                size=version["Size"],
+                etag=version["ETag"].strip('"'),
+            )
+            for version in page.get("Versions", [])
+            if version["Key"] == key
+        )
+        if not page.get("IsTruncated"):
+            break
+        request["KeyMarker"] = page["NextKeyMarker"]
+        request["VersionIdMarker"] = page["NextVersionIdMarker"]
+    # S3 lists a key's versions newest first.
+    return found[::-1]
 
 
 def delete_source(bucket: str, key: str, version_id: str) -> None:

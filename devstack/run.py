@@ -1,6 +1,7 @@
 """`make run`: the whole pipeline on this machine, no AWS account, no Docker.
 
-    EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 python -m devstack.run
+    EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 SWEEP_INTERVAL_SECONDS=60 \
+        python -m devstack.run
 
 Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
 the REST API with Chalice's local server and runs the event runner (devstack.runner) with
@@ -86,12 +87,18 @@ Ready."""
 
 class LocalStack:
     def __init__(
-        self, emulator_port: int, api_port: int, workers: int, api_keys: dict[str, str]
+        self,
+        emulator_port: int,
+        api_port: int,
+        workers: int,
+        api_keys: dict[str, str],
+        sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS,
     ) -> None:
         self.emulator = emulator.Emulator(HOST, emulator_port)
         self.api_keys = api_keys
         self.api_port = api_port
         self.workers = workers
+        self.sweep_interval = sweep_interval
         self.stop_requested = threading.Event()
         self._threads_stop = threading.Event()
         self._server: object | None = None
@@ -136,6 +143,12 @@ class LocalStack:
                 name="dead-letters",
                 daemon=True,
             ),
+            threading.Thread(
+                target=runner.sweep_periodically,
+                args=(self._threads_stop, self.sweep_interval),
+                name="sweeper",
+                daemon=True,
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -177,6 +190,9 @@ def main() -> int:
         api_port=int(os.environ.get("PORT", "8000")),
         workers=int(os.environ.get("WORKERS") or os.cpu_count() or 1),
         api_keys=parse_api_keys(os.environ.get("DEV_API_KEYS")),
+        sweep_interval=float(
+            os.environ.get("SWEEP_INTERVAL_SECONDS") or runner.DEFAULT_SWEEP_INTERVAL_SECONDS
+        ),
     )
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -8,6 +8,9 @@
   handler returns, left to the queue's visibility timeout and redrive policy when it raises.
   As many worker processes as cores poll it, like concurrent Lambda instances.
 - The dead-letter queue feeds its handler the same way.
+- The sweeper's schedule invokes it every SWEEP_INTERVAL_SECONDS (60 by default: locally
+  there is no reason to wait the deployed rate's 5 minutes), in a thread of its own. As
+  for a scheduled Lambda, a failed run is only logged; the next one finds the same jobs.
 
 The handlers are the app's own (app.handler_map), unchanged.
 """
@@ -20,17 +23,21 @@ import multiprocessing
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("devstack")
 
 DISPATCHER = "dispatch_upload"
 WORKER = "make_thumbnails"
 DEAD_LETTERS = "fail_dead_letters"
+SWEEPER = "sweep_jobs"
+DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 LONG_POLL_SECONDS = 1
 RETRY_BACKOFF_SECONDS = (1, 2)
@@ -86,6 +93,42 @@ def invoke(function: str, event: dict[str, Any]) -> Any:
     from app import app
 
     return app.handler_map[function](event, LambdaContext(function, memory_size=1769))
+
+
+# --- the schedule -> the sweeper -------------------------------------------------------------
+
+
+class Waiter(Protocol):
+    """What the sweeper loop waits on: `wait(timeout)` returns True once it should stop
+    (a threading.Event is one)."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def scheduled_event(rule: str = SWEEPER, region: str = "us-east-1") -> dict[str, Any]:
+    """The event EventBridge's scheduler hands a function on each tick of its rule."""
+    account = "123456789012"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{account}:rule/{rule}"],
+        "detail": {},
+    }
+
+
+def sweep_periodically(stop: Waiter, interval_seconds: float) -> None:
+    """Invoke the sweeper every `interval_seconds` until `stop` is set."""
+    while not stop.wait(interval_seconds):
+        try:
+            invoke(SWEEPER, scheduled_event())
+        # A scheduled invocation's error goes to Lambda (and the next tick), not the caller.
+        except Exception:
+            log.warning("sweeper failed; the next run tries again", exc_info=True)
 
 
 # --- S3 notifications -> the dispatcher ----------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 APP_NAME = "media-pipeline"
 JOBS_INDEX = "tenant-createdAt-index"
+OPEN_JOBS_INDEX = "open-jobs-index"
 
 # The Chalice names of the Lambda functions app.py declares ("api_handler" is the REST API).
 API = "api_handler"
@@ -26,7 +27,8 @@ AUTHORIZER = "api_key"
 DISPATCHER = "dispatch_upload"
 WORKER = "make_thumbnails"
 DEAD_LETTERS = "fail_dead_letters"
-FUNCTIONS = (API, AUTHORIZER, DISPATCHER, WORKER, DEAD_LETTERS)
+SWEEPER = "sweep_jobs"
+FUNCTIONS = (API, AUTHORIZER, DISPATCHER, WORKER, DEAD_LETTERS, SWEEPER)
 
 # What Lambda's SQS event source calls with the function's role.
 SQS_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -138,6 +140,25 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
                 "code",
             ),
             Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.jobs_dlq,), "aws"),
+        ),
+        SWEEPER: (
+            Statement(
+                "FindOpenJobs",
+                ("dynamodb:Query",),
+                (f"{arns.jobs_table}/index/{OPEN_JOBS_INDEX}",),
+                "code",
+            ),
+            # Ending a job, or dispatching a lost upload: conditional UpdateItems.
+            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            # Whether an overdue PENDING job's source was uploaded (its event lost).
+            Statement(
+                "FindLostUploads", ("s3:ListBucketVersions",), (arns.uploads_bucket,), "code"
+            ),
+            # As the dispatcher: a later upload of a job already dispatched is deleted.
+            Statement("RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"),
+            Statement(
+                "SendJobs", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
+            ),
         ),
     }
     return by_function[function] + _runtime_statements(function, stage, arns)

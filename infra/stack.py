@@ -46,6 +46,9 @@ ENVIRONMENT_OUTPUTS = {
     "API_KEYS_TABLE": "ApiKeysTable",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
+    # What the sweeper must know of the jobs queue (chalicelib/sweeper.py).
+    "JOBS_QUEUE_RETENTION_SECONDS": "JobsQueueRetentionSeconds",
+    "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "JobsQueueVisibilityTimeoutSeconds",
 }
 
 OUTPUTS = (

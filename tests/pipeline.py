@@ -1,9 +1,10 @@
 """Drives the whole flow the way a client and AWS would: API, presigned POST, S3 event,
-SQS batches to the worker, dead letters to their handler."""
+SQS batches to the worker, dead letters to their handler, the sweeper's schedule."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ from chalice.test import Client
 
 from chalicelib.config import settings
 from devstack.lambda_events import SqsPoller, s3_object_created_event
+from devstack.runner import scheduled_event
 from tests.resources import REGION, Queues
 
 
@@ -26,6 +28,7 @@ class Pipeline:
         self.api_key = api_key
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
 
     # --- the client's side ---------------------------------------------------------------
 
@@ -89,6 +92,26 @@ class Pipeline:
     def dead_letters(self) -> SqsPoller:
         return self._poller(self.queues.dlq_url, "fail_dead_letters", 10)
 
+    def sweep(self) -> None:
+        """One tick of the sweeper's schedule."""
+        self.client.lambda_.invoke("sweep_jobs", scheduled_event())
+
+    def backdate(self, job_id: str, seconds: float) -> None:
+        """Make the job's writes `seconds` older: what waiting that long would do."""
+        table = settings().jobs_table
+        key = {"jobId": {"S": job_id}}
+        item = self.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+        values = {
+            f":{name}": {"S": _earlier(item[name]["S"], seconds)}
+            for name in ("createdAt", "updatedAt")
+        }
+        self.dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET createdAt = :createdAt, updatedAt = :updatedAt",
+            ExpressionAttributeValues=values,
+        )
+
     def _poller(self, queue_url: str, function: str, batch_size: int) -> SqsPoller:
         def invoke(event: dict[str, Any]) -> Any:
             return self.client.lambda_.invoke(function, event).payload
@@ -109,3 +132,8 @@ class Pipeline:
         response = requests.get(url, timeout=30)
         assert response.status_code == 200, response.text
         return response
+
+
+def _earlier(timestamp: str, seconds: float) -> str:
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

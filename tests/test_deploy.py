@@ -71,6 +71,8 @@ def test_functions_get_their_own_lambda_settings(project: Path, outputs: dict[st
     api = chalice_config(project, policies.API)
     assert (api.lambda_memory_size, api.lambda_timeout) == (512, 10)
     assert api.reserved_concurrency is None
+    sweeper = chalice_config(project, policies.SWEEPER)
+    assert (sweeper.lambda_memory_size, sweeper.lambda_timeout) == (256, 60)
 
 
 def test_the_worker_trigger_never_outruns_its_reserved_concurrency(
@@ -166,7 +168,8 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
     environment = deploy.chalice_environment(project / "wheelhouse", variables)
     script = (
         "import json, app; print(json.dumps({s.name: getattr(s, 'bucket', None) "
-        "or getattr(s, 'queue', None) for s in app.app.event_sources}))"
+        "or getattr(s, 'queue', None) or s.schedule_expression.to_string() "
+        "for s in app.app.event_sources}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -181,6 +184,7 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.DISPATCHER: outputs["UploadsBucket"],
         policies.WORKER: outputs["JobsQueue"],
         policies.DEAD_LETTERS: outputs["JobsDlq"],
+        policies.SWEEPER: "rate(5 minutes)",
     }
 
 

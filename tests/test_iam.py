@@ -36,6 +36,7 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from chalicelib import auth, clients
 from chalicelib.config import settings
 from devstack.lambda_events import SqsPoller, api_gateway_event, s3_object_created_event
+from devstack.runner import scheduled_event
 from infra import policies, stack
 from tests.faults import Fault, url_contains
 from tests.resources import REGION, Queues
@@ -49,6 +50,7 @@ PRESIGNED = {policies.API: {"s3:PutObject", "s3:GetObject"}}
 # API names that AWS authorizes as another action.
 ACTION_OF_OPERATION = {
     "s3:HeadObject": "s3:GetObject",
+    "s3:ListObjectVersions": "s3:ListBucketVersions",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
 }
 # ... and the ones it authorizes as another action when they name an object's version.
@@ -190,12 +192,22 @@ def harness(outputs: dict[str, str]) -> Harness:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}],
     }
-    # The test stands in for SQS itself when it lets a visibility timeout expire early.
+    # The test stands in for SQS itself when it lets a visibility timeout expire early, or
+    # drops a message at the end of its retention.
     documents["queue-owner"] = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "sqs:ChangeMessageVisibility", "Resource": "*"}
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:ChangeMessageVisibility", "sqs:PurgeQueue"],
+                "Resource": "*",
+            }
         ],
+    }
+    # ... and for time passing, when it moves jobs' timestamps back.
+    documents["clock"] = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": "*"}],
     }
     identities = {}
     for name, document in documents.items():
@@ -221,21 +233,26 @@ def iam_enforced() -> Iterator[None]:
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
 
 
-def upload_and_dispatch(harness: Harness, *, versioned: bool = True) -> str:
-    """A job, its upload and the upload's S3 event; `versioned=False` sends the event a
-    bucket without versioning would (no versionId)."""
+def create_upload(harness: Harness) -> tuple[str, str]:
+    """A new job: its id and the key its upload goes to."""
     created = harness.invoke(
         policies.API, rest_event("POST", "/uploads", "/uploads", {"contentType": "image/jpeg"})
     )
     assert created["statusCode"] == 201, created["body"]
     body = json.loads(created["body"])
-    key = body["upload"]["fields"]["key"]
+    return str(body["jobId"]), str(body["upload"]["fields"]["key"])
+
+
+def upload_and_dispatch(harness: Harness, *, versioned: bool = True) -> str:
+    """A job, its upload and the upload's S3 event; `versioned=False` sends the event a
+    bucket without versioning would (no versionId)."""
+    job_id, key = create_upload(harness)
     version_id = upload(harness, key)
     event = s3_object_created_event(
         settings().uploads_bucket, key, len(jpeg()), version_id=version_id if versioned else None
     )
     harness.invoke(policies.DISPATCHER, event)
-    return str(body["jobId"])
+    return job_id
 
 
 def upload(harness: Harness, key: str) -> str:
@@ -257,9 +274,31 @@ def upload_again(harness: Harness, job_id: str) -> None:
     harness.invoke(policies.DISPATCHER, event)
 
 
+def overdue_jobs(harness: Harness, aws: Queues) -> list[str]:
+    """Jobs the sweeper must end, long overdue: an upload (two, in fact) whose events were
+    lost, an upload that never came, and a queued job whose message was lost."""
+    lost, key = create_upload(harness)
+    upload(harness, key)
+    upload(harness, key)
+    expired, _ = create_upload(harness)
+    stuck = upload_and_dispatch(harness)
+    with harness.acting_as("queue-owner"):
+        clients.sqs().purge_queue(QueueUrl=aws.jobs_url)
+    with harness.acting_as("clock"):
+        for job_id in (lost, expired, stuck):
+            clients.dynamodb().update_item(
+                TableName=settings().jobs_table,
+                Key={"jobId": {"S": job_id}},
+                UpdateExpression="SET updatedAt = :long_ago",
+                ExpressionAttributeValues={":long_ago": {"S": "2020-01-01T00:00:00.000000Z"}},
+            )
+    return [lost, expired, stuck]
+
+
 def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
-    """Success, a batch with a retried record, jobs that die into the DLQ, and a DLQ batch
-    with a retried record: every call each function can make."""
+    """Success, a batch with a retried record, jobs that die into the DLQ, a DLQ batch
+    with a retried record, and a sweep that dispatches a lost upload and ends two jobs:
+    every call each function can make."""
     with harness.acting_as("operator"):
         api_key = auth.create_api_key("acme")
     method_arn = "arn:aws:execute-api:us-east-1:123456789012:abc/api/GET/jobs"
@@ -279,6 +318,9 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
         harness.poller(policies.WORKER, aws.jobs_url).drain()
     with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
         harness.poller(policies.DEAD_LETTERS, aws.dlq_url).drain()
+    job_ids += overdue_jobs(harness, aws)
+    harness.invoke(policies.SWEEPER, scheduled_event())
+    harness.poller(policies.WORKER, aws.jobs_url).drain()
 
     statuses = {}
     for job_id in job_ids:
@@ -294,7 +336,11 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
 def test_each_function_runs_with_only_its_own_policy(aws: Queues, harness: Harness) -> None:
     with iam_enforced():
         statuses = run_every_path(harness, aws)
-    assert list(statuses.values()) == ["COMPLETED"] * 3 + ["FAILED"] * 2
+    assert list(statuses.values()) == ["COMPLETED"] * 3 + ["FAILED"] * 2 + [
+        "COMPLETED",  # the lost upload, dispatched by the sweeper
+        "FAILED",  # upload_expired
+        "FAILED",  # processing_failed
+    ]
 
 
 def test_each_policy_grants_only_what_its_function_calls(
@@ -328,7 +374,11 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
         "dynamodb:PutItem": {jobs_table},
         "dynamodb:GetItem": {jobs_table, outputs["ApiKeysTableArn"]},
         "dynamodb:UpdateItem": {jobs_table},
-        "dynamodb:Query": {f"{jobs_table}/index/{policies.JOBS_INDEX}"},
+        "dynamodb:Query": {
+            f"{jobs_table}/index/{policies.JOBS_INDEX}",
+            f"{jobs_table}/index/{policies.OPEN_JOBS_INDEX}",
+        },
+        "s3:ListBucketVersions": {outputs["UploadsBucketArn"]},
         "sqs:GetQueueUrl": {outputs["JobsQueueArn"], outputs["JobsDlqArn"]},
         "s3:GetObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
@@ -371,6 +421,7 @@ SDK_METHOD_ACTIONS = {
     ("s3", "get_object"): "s3:GetObject",
     ("s3", "put_object"): "s3:PutObject",
     ("s3", "delete_object"): "s3:DeleteObject",
+    ("s3", "list_object_versions"): "s3:ListBucketVersions",
     ("sqs", "get_queue_url"): "sqs:GetQueueUrl",
     ("sqs", "send_message"): "sqs:SendMessage",
     ("sqs", "delete_message"): "sqs:DeleteMessage",

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from chalice.config import Config
 from moto import mock_aws
 
-from chalicelib.jobs import TENANT_INDEX
+from chalicelib.jobs import OPEN_JOBS_INDEX, OPEN_SHARD, TENANT_INDEX
 from chalicelib.observability import APP_NAME, METRICS_NAMESPACE
 from infra import stack
 from tests.resources import MOTO_SKIPPED_TYPES, REGION, STAGE, moto_skips_quietly
@@ -178,6 +178,14 @@ def test_alarms_watch_the_functions_chalice_deploys() -> None:
     assert ast.unparse(decorator.func) == "app.on_sqs_message"
     queue = next(k.value for k in decorator.keywords if k.arg == "queue")
     assert "JOBS_QUEUE" in ast.unparse(queue)
+    (sweeper,) = [
+        node
+        for node in module.body
+        if isinstance(node, ast.FunctionDef) and node.name == "sweep_jobs"
+    ]
+    (schedule,) = sweeper.decorator_list
+    assert isinstance(schedule, ast.Call)
+    assert ast.unparse(schedule.func) == "app.schedule"
     alarms = resources_of_type("AWS::CloudWatch::Alarm")
     functions = {
         json.dumps(dimension["Value"])
@@ -186,8 +194,10 @@ def test_alarms_watch_the_functions_chalice_deploys() -> None:
         for dimension in alarm["Properties"]["Dimensions"]
         if dimension["Name"] == "FunctionName"
     }
-    chalice_name = {"Fn::Sub": f"{config.app_name}-${{Stage}}-make_thumbnails"}
-    assert functions == {json.dumps(chalice_name)}
+    assert functions == {
+        json.dumps({"Fn::Sub": f"{config.app_name}-${{Stage}}-{function}"})
+        for function in ("make_thumbnails", "sweep_jobs")
+    }
     api = [
         {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
         for alarm in alarms.values()
@@ -197,16 +207,31 @@ def test_alarms_watch_the_functions_chalice_deploys() -> None:
 
 
 def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
-    alarms = {
-        body["Properties"]["MetricName"]: body["Properties"]
-        for body in resources_of_type("AWS::CloudWatch::Alarm").values()
+    by_id = {
+        logical_id: body["Properties"]
+        for logical_id, body in resources_of_type("AWS::CloudWatch::Alarm").items()
     }
-    assert set(alarms) == {
-        "ApproximateNumberOfMessagesVisible",
-        "ApproximateAgeOfOldestMessage",
-        "Errors",
-        "Throttles",
-        "5XXError",
+    assert {logical_id: alarm["MetricName"] for logical_id, alarm in by_id.items()} == {
+        "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
+        "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
+        "WorkerErrorsAlarm": "Errors",
+        "WorkerThrottlesAlarm": "Throttles",
+        "SweeperErrorsAlarm": "Errors",
+        "Api5xxAlarm": "5XXError",
+    }
+    for alarm in by_id.values():
+        assert alarm["TreatMissingData"] == "notBreaching", alarm["AlarmName"]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], alarm["AlarmName"]
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", alarm["AlarmName"]
+    sweeper = by_id["SweeperErrorsAlarm"]
+    assert sweeper["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Fn::Sub": "media-pipeline-${Stage}-sweep_jobs"}}
+    ]
+    assert int(sweeper["Threshold"]) == 0
+    alarms = {
+        alarm["MetricName"]: alarm
+        for logical_id, alarm in by_id.items()
+        if logical_id != "SweeperErrorsAlarm"
     }
     dlq = alarms["ApproximateNumberOfMessagesVisible"]
     assert dlq["Dimensions"] == [
@@ -214,10 +239,6 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     ]
     age = alarms["ApproximateAgeOfOldestMessage"]
     assert age["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["JobsQueue", "QueueName"]}
-    for metric, alarm in alarms.items():
-        assert alarm["TreatMissingData"] == "notBreaching", metric
-        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], metric
-        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", metric
     for metric in ("ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "5XXError"):
         assert int(alarms[metric]["Threshold"]) == 0, metric
 
@@ -325,6 +346,10 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "API_KEYS_TABLE": "media-pipeline-test-api-keys",
         "JOBS_QUEUE": "media-pipeline-test-jobs",
         "JOBS_DLQ": "media-pipeline-test-jobs-dlq",
+        "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
+        "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[
+            "QueueVisibilityTimeoutSeconds"
+        ],
     }
     assert outputs["JobsQueueUrl"].endswith("/media-pipeline-test-jobs")
     assert outputs["JobsDlqArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:media-pipeline-test-jobs-dlq"
@@ -370,15 +395,33 @@ def test_the_tables_have_the_keys_and_index_the_app_queries(cloudformation: Any)
     jobs = dynamodb().describe_table(TableName=outputs["JobsTable"])["Table"]
     assert jobs["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
     types = {d["AttributeName"]: d["AttributeType"] for d in jobs["AttributeDefinitions"]}
-    assert types == {"jobId": "S", "tenant": "S", "createdAt": "S"}
+    assert types == {
+        "jobId": "S",
+        "tenant": "S",
+        "createdAt": "S",
+        OPEN_SHARD: "S",
+        "updatedAt": "S",
+    }
     assert jobs["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    (index,) = jobs["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == TENANT_INDEX
-    assert index["KeySchema"] == [
+    indexes = {index["IndexName"]: index for index in jobs["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {TENANT_INDEX, OPEN_JOBS_INDEX}
+    tenant = indexes[TENANT_INDEX]
+    assert tenant["KeySchema"] == [
         {"AttributeName": "tenant", "KeyType": "HASH"},
         {"AttributeName": "createdAt", "KeyType": "RANGE"},
     ]
-    assert index["Projection"]["ProjectionType"] == "ALL"
+    assert tenant["Projection"]["ProjectionType"] == "ALL"
+    # The sweeper's index: sparse (only open jobs have openShard), and it projects what the
+    # sweeper reads (chalicelib.jobs.OpenJob), no more.
+    open_jobs = indexes[OPEN_JOBS_INDEX]
+    assert open_jobs["KeySchema"] == [
+        {"AttributeName": OPEN_SHARD, "KeyType": "HASH"},
+        {"AttributeName": "updatedAt", "KeyType": "RANGE"},
+    ]
+    assert open_jobs["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["status", "tenant", "sourceKey"],
+    }
     keys = dynamodb().describe_table(TableName=outputs["ApiKeysTable"])["Table"]
     assert keys["KeySchema"] == [{"AttributeName": "keyHash", "KeyType": "HASH"}]
 
@@ -418,6 +461,7 @@ def test_the_dashboard_shows_the_pipeline(cloudformation: Any) -> None:
         "JobsFailed",
         "JobDuration",
         "DuplicateDeliveries",
+        "JobsSwept",
     ):
         assert metric in text, metric
     assert f'"{METRICS_NAMESPACE}", "UploadsCreated", "service", "{APP_NAME}"' in text

@@ -1,0 +1,465 @@
+"""The sweeper ends every job an event or a message left open: lost S3 events are
+dispatched, uploads that never came end `upload_expired`, jobs whose message can no longer
+arrive end `processing_failed`. A job that moves meanwhile wins; a run's work is bounded;
+a second run does nothing the first did not.
+
+Time is the sweeper's injectable clock (`sweep(now=...)`), or the jobs' own timestamps
+moved back (`Pipeline.backdate`) where the scheduled handler runs on the real clock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib import clients, jobs, storage, sweeper
+from chalicelib.config import reset_settings, settings
+from devstack import runner
+from infra import stack
+from tests.faults import aws_fault
+from tests.pipeline import Pipeline
+from tests.resources import Queues
+from tests.samples import jpeg
+
+TEMPLATE = stack.load_template()
+EXPIRED = sweeper.UPLOAD_EXPIRED
+STUCK = sweeper.STUCK
+
+
+def pending_age() -> timedelta:
+    config = settings()
+    return timedelta(seconds=config.upload_url_ttl_seconds + config.sweep_pending_grace_seconds)
+
+
+def stuck_age() -> timedelta:
+    config = settings()
+    return timedelta(
+        seconds=config.jobs_queue_retention_seconds
+        + config.jobs_queue_visibility_timeout_seconds
+        + config.sweep_stuck_margin_seconds
+    )
+
+
+def after(age: timedelta, slack: timedelta = timedelta(minutes=1)) -> datetime:
+    """The clock `age` + `slack` from now (a negative `slack`: just before)."""
+    return datetime.now(UTC) + age + slack
+
+
+def new_job(tenant: str = "acme") -> jobs.Job:
+    job_id = jobs.new_job_id()
+    return jobs.create_job(
+        job_id=job_id,
+        tenant=tenant,
+        source_key=storage.source_key(tenant, job_id, "a.jpg"),
+        content_type="image/jpeg",
+        filename="a.jpg",
+        presets=["thumb"],
+    )
+
+
+def current(job_id: str) -> jobs.Job:
+    job = jobs.get_job(job_id)
+    assert job is not None
+    return job
+
+
+def index_members() -> dict[str, str]:
+    """jobId -> openShard of every entry of the open-jobs index (a test may scan it)."""
+    response = clients.dynamodb().scan(
+        TableName=settings().jobs_table, IndexName=jobs.OPEN_JOBS_INDEX
+    )
+    return {item["jobId"]["S"]: item["openShard"]["S"] for item in response["Items"]}
+
+
+def messages(queues: Queues) -> int:
+    attributes = clients.sqs().get_queue_attributes(
+        QueueUrl=queues.jobs_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(count) for count in attributes.values())
+
+
+def lose_messages(queues: Queues) -> None:
+    clients.sqs().purge_queue(QueueUrl=queues.jobs_url)
+
+
+@contextmanager
+def meanwhile(client: Any, event: str, action: Callable[[], object]) -> Iterator[None]:
+    """Run `action` once, at the first `event` (botocore's "before-call.<service>.<Op>" or
+    "after-call..."), on `client`: another function doing its work at that very moment."""
+    done = False
+
+    def hook(**_: Any) -> None:
+        nonlocal done
+        if not done:
+            done = True  # first: `action` may make the same call on the same client
+            action()
+
+    client.meta.events.register(event, hook)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, hook)
+
+
+@contextmanager
+def counting(client: Any, operation: str) -> Iterator[Counter[str]]:
+    counts: Counter[str] = Counter()
+
+    def count(**_: Any) -> None:
+        counts[operation] += 1
+
+    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    client.meta.events.register(event, count)
+    try:
+        yield counts
+    finally:
+        client.meta.events.unregister(event, count)
+
+
+# --- the open-jobs index --------------------------------------------------------------------
+
+
+def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None:
+    job = new_job()
+    shard = jobs.open_shard(job.job_id, jobs.PENDING).split("#")[1]
+    assert index_members()[job.job_id] == f"PENDING#{shard}"
+    jobs.mark_queued(job.job_id, source_bytes=10)
+    assert index_members()[job.job_id] == f"QUEUED#{shard}"
+    jobs.start_processing(job.job_id)
+    assert index_members()[job.job_id] == f"PROCESSING#{shard}"
+    jobs.complete(job.job_id, source={"bytes": 10}, outputs=[])
+    assert job.job_id not in index_members()
+
+    failed = new_job()
+    jobs.fail(failed.job_id, code="corrupt_image", message="broken")
+    assert failed.job_id not in index_members()
+    item = clients.dynamodb().get_item(
+        TableName=settings().jobs_table, Key={"jobId": {"S": failed.job_id}}
+    )["Item"]
+    assert jobs.OPEN_SHARD not in item
+    assert item["status"]["S"] == jobs.FAILED
+
+
+def test_open_jobs_spread_over_the_shards(aws: Queues) -> None:
+    shards = {jobs.open_shard(jobs.new_job_id(), jobs.PENDING) for _ in range(200)}
+    assert shards == {f"PENDING#{i}" for i in range(jobs.OPEN_SHARDS)}
+
+
+def test_the_query_finds_only_jobs_older_than_the_cutoff(aws: Queues) -> None:
+    before = [new_job().job_id, new_job().job_id]
+    cutoff = jobs.now_iso()
+    newer = new_job()
+    found = {job.job_id for job in jobs.open_jobs_before(jobs.PENDING, cutoff, limit=10)}
+    assert found == set(before)
+    assert newer.job_id not in found
+    assert jobs.open_jobs_before(jobs.QUEUED, cutoff, limit=10) == []
+
+
+# --- PENDING: a lost upload event, or no upload -------------------------------------------
+
+
+def test_a_lost_upload_event_is_dispatched_and_the_job_completes(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    key = pipeline.source_key(upload)
+    first = pipeline.post_file(upload, jpeg(640, 480))
+    second = pipeline.post_file(upload, jpeg(320, 240))  # both events lost
+    assert pipeline.versions(key) == [second, first]
+    pipeline.backdate(upload["jobId"], (pending_age() + timedelta(minutes=1)).total_seconds())
+
+    pipeline.sweep()
+
+    queued = current(upload["jobId"])
+    assert (queued.status, queued.source_version) == (jobs.QUEUED, first)
+    assert pipeline.versions(key) == [first], "the later upload was kept"
+    pipeline.worker().drain()
+    done = pipeline.job(upload["jobId"])
+    assert done["status"] == "COMPLETED"
+    assert (done["source"]["width"], done["source"]["height"]) == (640, 480)
+    assert {output["preset"] for output in done["outputs"]} == {"thumb", "small", "large"}
+    assert pipeline.versions(key) == []
+
+
+def test_a_later_upload_left_behind_does_not_fail_the_dispatch(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    key = pipeline.source_key(upload)
+    first = pipeline.post_file(upload, jpeg(640, 480))
+    second = pipeline.post_file(upload, jpeg(320, 240))
+
+    with aws_fault(clients.s3(), "DeleteObject", code="InternalError", status=500):
+        report = sweeper.sweep(now=after(pending_age()))
+
+    assert report.counts == Counter({sweeper.DISPATCHED: 1})
+    assert current(upload["jobId"]).source_version == first
+    assert pipeline.versions(key) == [second, first]  # the lifecycle rule expires it
+
+
+def test_an_upload_that_never_came_ends_upload_expired(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.backdate(upload["jobId"], (pending_age() + timedelta(minutes=1)).total_seconds())
+
+    pipeline.sweep()
+
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "upload_expired", "message": sweeper.UPLOAD_EXPIRED_MESSAGE}
+    assert upload["jobId"] not in index_members()
+    # An upload that still arrives changes nothing and is not kept.
+    key = pipeline.source_key(upload)
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(key)
+    assert pipeline.job(upload["jobId"]) == job
+    assert pipeline.versions(key) == []
+
+
+def test_pending_jobs_are_left_alone_until_the_upload_url_expires_and_the_grace(
+    pipeline: Pipeline,
+) -> None:
+    waiting = pipeline.request_upload()
+    uploaded = pipeline.request_upload()
+    pipeline.post_file(uploaded, jpeg())  # its event is still on its way
+
+    report = sweeper.sweep(now=after(pending_age(), -timedelta(minutes=1)))
+
+    assert report.counts == Counter()
+    assert current(waiting["jobId"]).status == jobs.PENDING
+    assert current(uploaded["jobId"]).status == jobs.PENDING
+    assert messages(pipeline.queues) == 0
+
+
+# --- QUEUED and PROCESSING: the message can no longer arrive --------------------------------
+
+
+def test_jobs_whose_message_was_lost_end_processing_failed(pipeline: Pipeline) -> None:
+    queued = pipeline.request_upload()
+    pipeline.post_file(queued, jpeg())
+    pipeline.notify_upload(pipeline.source_key(queued))
+    claimed = new_job()
+    jobs.mark_queued(claimed.job_id, source_bytes=10)
+    jobs.start_processing(claimed.job_id)
+    lose_messages(pipeline.queues)  # dropped at the end of the queue's retention
+
+    assert sweeper.sweep(now=after(stuck_age(), -timedelta(minutes=1))).counts == Counter()
+    assert current(queued["jobId"]).status == jobs.QUEUED
+
+    report = sweeper.sweep(now=after(stuck_age()))
+
+    assert report.counts == Counter({STUCK: 2})
+    for job_id in (queued["jobId"], claimed.job_id):
+        job = current(job_id)
+        assert job.status == jobs.FAILED
+        assert job.error == {"code": "processing_failed", "message": sweeper.STUCK_MESSAGE}
+    assert pipeline.job(queued["jobId"])["error"]["code"] == "processing_failed"
+
+
+@pytest.mark.parametrize("move", ["completes", "claims it again"])
+def test_a_worker_moving_the_job_at_the_same_moment_wins(aws: Queues, move: str) -> None:
+    job = new_job()
+    jobs.mark_queued(job.job_id, source_bytes=10)
+    jobs.start_processing(job.job_id)
+    outputs = [{"preset": "thumb", "key": "acme/x/thumb.jpg"}]
+
+    def worker() -> object:
+        if move == "completes":
+            return jobs.complete(job.job_id, source={"bytes": 10}, outputs=outputs)
+        return jobs.start_processing(job.job_id)
+
+    # The worker's write lands between the sweeper's query and its own write.
+    with meanwhile(clients.dynamodb(), "before-call.dynamodb.UpdateItem", worker):
+        report = sweeper.sweep(now=after(stuck_age()))
+
+    assert report.counts == Counter({sweeper.SKIPPED: 1})
+    final = current(job.job_id)
+    assert final.error is None
+    if move == "completes":
+        assert (final.status, final.outputs) == (jobs.COMPLETED, outputs)
+    else:
+        assert (final.status, final.attempts) == (jobs.PROCESSING, 2)
+
+
+def test_an_upload_event_arriving_during_the_sweep_wins(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    key = pipeline.source_key(upload)
+    version = pipeline.post_file(upload, jpeg())
+
+    def late_event() -> None:
+        pipeline.notify_upload(key, version)
+
+    with meanwhile(clients.s3(), "before-call.s3.ListObjectVersions", late_event):
+        report = sweeper.sweep(now=after(pending_age()))
+
+    assert report.counts == Counter({sweeper.SKIPPED: 1})
+    assert current(upload["jobId"]).source_version == version
+    pipeline.worker().drain()
+    assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
+
+
+def test_an_upload_finishing_during_the_sweep_is_not_expired(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+
+    def upload_arrives() -> None:
+        pipeline.post_file(upload, jpeg())
+        pipeline.notify_upload(pipeline.source_key(upload))
+
+    # The listing found nothing; the upload and its event land before the sweeper's write.
+    with meanwhile(clients.s3(), "after-call.s3.ListObjectVersions", upload_arrives):
+        report = sweeper.sweep(now=after(pending_age()))
+
+    assert report.counts == Counter({sweeper.SKIPPED: 1})
+    pipeline.worker().drain()
+    assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
+
+
+# --- bounded, idempotent, resumable ---------------------------------------------------------
+
+
+def test_a_run_handles_at_most_its_budget_and_the_next_run_goes_on(
+    aws: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEP_MAX_JOBS", "3")
+    reset_settings()
+    created = [new_job().job_id for _ in range(5)]
+    now = after(pending_age())
+
+    with counting(clients.dynamodb(), "UpdateItem") as writes:
+        first = sweeper.sweep(now=now)
+    assert first.counts == Counter({EXPIRED: 3})
+    assert writes["UpdateItem"] == 3
+    assert sorted(current(job_id).status for job_id in created) == ["FAILED"] * 3 + ["PENDING"] * 2
+
+    assert sweeper.sweep(now=now).counts == Counter({EXPIRED: 2})
+    with counting(clients.dynamodb(), "Query") as queries:
+        assert sweeper.sweep(now=now).counts == Counter()
+    # Nothing left: one query per status and shard.
+    assert queries["Query"] == 3 * jobs.OPEN_SHARDS
+    assert {current(job_id).error["code"] for job_id in created} == {EXPIRED}  # type: ignore[index]
+
+
+def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
+    lost = pipeline.request_upload()
+    pipeline.post_file(lost, jpeg())
+    expired = pipeline.request_upload()
+    stuck = new_job()
+    jobs.mark_queued(stuck.job_id, source_bytes=10)
+    pipeline.backdate(stuck.job_id, stuck_age().total_seconds())
+    now = after(pending_age())
+
+    first = sweeper.sweep(now=now)
+    statuses = {job_id: current(job_id) for job_id in (lost["jobId"], expired["jobId"])}
+    second = sweeper.sweep(now=now)
+
+    assert first.counts == Counter({sweeper.DISPATCHED: 1, EXPIRED: 1, STUCK: 1})
+    assert second.counts == Counter()
+    assert {job_id: current(job_id) for job_id in statuses} == statuses
+    assert current(stuck.job_id).status == jobs.FAILED
+    assert messages(pipeline.queues) == 1
+
+
+def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> None:
+    created = [new_job().job_id for _ in range(2)]
+    now = after(pending_age())
+
+    with (
+        aws_fault(clients.s3(), "ListObjectVersions", code="InternalError", status=500, times=1),
+        pytest.raises(sweeper.SweepIncomplete),
+    ):
+        sweeper.sweep(now=now)
+    assert sorted(current(job_id).status for job_id in created) == ["FAILED", "PENDING"]
+
+    assert sweeper.sweep(now=now).counts == Counter({EXPIRED: 1})
+    assert {current(job_id).status for job_id in created} == {jobs.FAILED}
+
+
+# --- settings, schedule, observability, local stack ------------------------------------------
+
+
+def test_the_queue_defaults_are_the_templates() -> None:
+    # No stack: the defaults config.py falls back to.
+    parameters = TEMPLATE["Parameters"]
+    config = settings()
+    assert config.jobs_queue_retention_seconds == int(
+        parameters["QueueRetentionSeconds"]["Default"]
+    )
+    visibility = stack.default_parameters("dev")["QueueVisibilityTimeoutSeconds"]
+    assert config.jobs_queue_visibility_timeout_seconds == int(visibility)
+    assert int(parameters["QueueVisibilityTimeoutSeconds"]["Default"]) == int(visibility)
+    queue = TEMPLATE["Resources"]["JobsQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == {"Ref": "QueueRetentionSeconds"}
+    assert queue["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeoutSeconds"}
+
+
+def test_the_app_reads_the_deployed_queues_settings(aws: Queues) -> None:
+    attributes = clients.sqs().get_queue_attributes(
+        QueueUrl=aws.jobs_url, AttributeNames=["MessageRetentionPeriod", "VisibilityTimeout"]
+    )["Attributes"]
+    assert settings().jobs_queue_retention_seconds == int(attributes["MessageRetentionPeriod"])
+    assert settings().jobs_queue_visibility_timeout_seconds == int(attributes["VisibilityTimeout"])
+
+
+def test_the_sweeper_runs_every_five_minutes_by_default() -> None:
+    from chalice.app import Rate, ScheduledEventConfig
+
+    from app import app
+
+    (schedule,) = [s for s in app.event_sources if isinstance(s, ScheduledEventConfig)]
+    assert schedule.name == "sweep_jobs"
+    expression = schedule.schedule_expression
+    assert isinstance(expression, Rate)
+    assert expression.to_string() == "rate(5 minutes)"
+
+
+def test_sweeps_log_the_job_and_emit_metrics(
+    aws: Queues, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chalicelib.observability import configure_logging, logger
+
+    configure_logging()  # what importing app.py does
+    job = new_job()
+    handler: Any = logger.handlers[0]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        sweeper.sweep(now=after(pending_age()))
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (ended,) = [line for line in lines if line["message"] == "job ended by the sweeper"]
+    assert (ended["jobId"], ended["code"], ended["status"]) == (job.job_id, EXPIRED, "PENDING")
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    names = [(m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m) for m in metrics]
+    assert [m["action"] for name, m in names if name == "JobsSwept"] == [EXPIRED]
+    assert [m["code"] for name, m in names if name == "JobsFailed"] == [EXPIRED]
+
+
+class Ticks:
+    """A stop signal that lets the loop run `count` times without waiting."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self.left -= 1
+        return self.left < 0
+
+
+def test_the_local_stack_sweeps_every_interval_and_survives_a_failed_run(
+    pipeline: Pipeline,
+) -> None:
+    upload = pipeline.request_upload()
+    pipeline.backdate(upload["jobId"], (pending_age() + timedelta(minutes=1)).total_seconds())
+    ticks = Ticks(2)
+
+    with aws_fault(clients.dynamodb(), "Query", code="InternalServerError", status=500, times=1):
+        runner.sweep_periodically(ticks, 7.5)
+
+    assert ticks.waits == [7.5, 7.5, 7.5]
+    assert pipeline.job(upload["jobId"])["error"]["code"] == "upload_expired"
