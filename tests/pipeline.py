@@ -11,10 +11,24 @@ import boto3
 import requests
 from chalice.test import Client
 
+from chalicelib import jobs, storage
 from chalicelib.config import settings
 from devstack.lambda_events import SqsPoller, s3_object_created_event
 from devstack.runner import scheduled_event
 from tests.resources import REGION, Queues
+
+
+def new_job(tenant: str = "acme") -> jobs.Job:
+    """A PENDING job as POST /uploads makes it, without the API."""
+    job_id = jobs.new_job_id()
+    return jobs.create_job(
+        job_id=job_id,
+        tenant=tenant,
+        source_key=storage.source_key(tenant, job_id, "a.jpg"),
+        content_type="image/jpeg",
+        filename="a.jpg",
+        presets=["thumb"],
+    )
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -8,19 +8,8 @@ import pytest
 
 from chalicelib import jobs, storage
 from chalicelib.errors import StaleTransition
+from tests.pipeline import new_job
 from tests.resources import Queues
-
-
-def new_job(tenant: str = "acme") -> jobs.Job:
-    job_id = jobs.new_job_id()
-    return jobs.create_job(
-        job_id=job_id,
-        tenant=tenant,
-        source_key=storage.source_key(tenant, job_id, "a.jpg"),
-        content_type="image/jpeg",
-        filename="a.jpg",
-        presets=["thumb"],
-    )
 
 
 def test_the_happy_path_moves_forward(aws: Queues) -> None:

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clients, jobs, storage, sweeper
+from chalicelib import clients, jobs, sweeper
 from chalicelib.config import reset_settings, settings
 from devstack import runner
 from infra import stack
 from tests.faults import aws_fault
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, new_job
 from tests.resources import Queues
 from tests.samples import jpeg
 
@@ -50,18 +50,6 @@ def stuck_age() -> timedelta:
 def after(age: timedelta, slack: timedelta = timedelta(minutes=1)) -> datetime:
     """The clock `age` + `slack` from now (a negative `slack`: just before)."""
     return datetime.now(UTC) + age + slack
-
-
-def new_job(tenant: str = "acme") -> jobs.Job:
-    job_id = jobs.new_job_id()
-    return jobs.create_job(
-        job_id=job_id,
-        tenant=tenant,
-        source_key=storage.source_key(tenant, job_id, "a.jpg"),
-        content_type="image/jpeg",
-        filename="a.jpg",
-        presets=["thumb"],
-    )
 
 
 def current(job_id: str) -> jobs.Job:
