@@ -42,6 +42,9 @@ bench: install
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.memory
 
+soak: install
+	$(BIN)/python -m bench.soak
+
 fuzz: install
 	mkdir -p out/fuzz-corpus
 	$(BIN)/python -m fuzz.engine -max_total_time=$(or $(FUZZ_SECONDS),600) -artifact_prefix=out/ out/fuzz-corpus

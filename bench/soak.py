@@ -1,0 +1,489 @@
+"""A soak of the local stack: many uploads, good and bad, from concurrent clients.
+
+    python -m bench.soak [--uploads 1000] [--clients 4] [--workers N] [--quick] [--out FILE]
+
+Starts `python -m devstack.run` on free ports (bench.pipeline's LocalStack), then each of
+`--clients` threads does, over plain HTTP and one upload at a time, what a client does:
+POST /uploads, the presigned POST of the file to the emulated S3, then GET /jobs/{id}
+every `--poll` seconds until the job is COMPLETED or FAILED. The files cycle through
+kinds (`KIND_CYCLE`): corpus photos resized to at most 1280 px (EXIF kept, so the
+phone photos' orientation and GPS are there to handle), the corpus photos as they are,
+and bad files: a truncated JPEG, a text file declared image/png, a zero-byte file (which
+the POST policy's 1-byte minimum refuses on AWS, so its job stays PENDING) and a PNG
+declared image/jpeg (content_mismatch).
+
+At the end every job created must be listed by GET /jobs and be terminal (PENDING for
+refused uploads) with the status its kind expects; no response may be a 5xx. Reported:
+jobs/s, latency percentiles, counts by kind, status and error code, HTTP responses by
+status, lost and unexpected jobs, and the RSS of each of the stack's processes after a
+warm-up, every few seconds, and at the end (the emulator keeps every object in memory,
+so its growth is compared with the bytes stored).
+
+Writes bench/results/soak.json (nothing with --quick unless --out is given) and exits 1
+if a job was lost or unexpected, or a 5xx was seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import platform
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image
+
+from bench.output import write_result
+from bench.pipeline import API_KEY, CORPUS, PROJECT, LocalStack, completed_at, percentile
+
+RESULTS = PROJECT / "bench" / "results" / "soak.json"
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+HTTP_TIMEOUT = 60.0
+RESIZED_SIDE = 1280
+RSS_SAMPLE_SECONDS = 5.0
+
+# One upload in 20 of each bad kind; the bad ones come early so a short run has them all.
+KIND_CYCLE = (
+    "photo", "truncated", "photo", "text", "photo", "empty", "photo", "mismatched",
+    "photo", "original", *["photo"] * 10,
+)  # fmt: skip
+# kind -> the outcomes it may have: COMPLETED, the FAILED job's error code, or "refused"
+# (S3 refused the file: the job stays PENDING until its TTL). The POST policy's 1-byte
+# minimum refuses an empty file on AWS; the emulator does not enforce POST policies, so
+# there the empty file is uploaded and fails as no image at all.
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "photo": ("COMPLETED",),
+    "original": ("COMPLETED",),
+    "truncated": ("corrupt_image",),
+    "text": ("unsupported_format",),
+    "empty": ("refused", "unsupported_format"),
+    "mismatched": ("content_mismatch",),  # a PNG declared image/jpeg
+}
+
+
+@dataclass(frozen=True)
+class Payload:
+    kind: str
+    name: str
+    data: bytes
+    content_type: str
+
+
+def resized(data: bytes, image_format: str) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        exif = image.info.get("exif", b"")
+        image.draft("RGB", (RESIZED_SIDE, RESIZED_SIDE))
+        image.thumbnail((RESIZED_SIDE, RESIZED_SIDE))
+        buffer = io.BytesIO()
+        if image_format == "JPEG":
+            image.save(buffer, "JPEG", quality=88, exif=exif)
+        else:
+            image.save(buffer, image_format)
+        return buffer.getvalue()
+
+
+def payloads(photo_dir: Path) -> dict[str, list[Payload]]:
+    """Every kind's files, built once from the corpus."""
+    paths = sorted(photo_dir.glob("*.jpg"))
+    if not paths:
+        raise SystemExit(f"no photos in {photo_dir}")
+    originals = [(path.name, path.read_bytes()) for path in paths]
+    photos = [Payload("photo", n, resized(d, "JPEG"), "image/jpeg") for n, d in originals]
+    first = photos[0]
+    return {
+        "photo": photos,
+        "original": [Payload("original", n, d, "image/jpeg") for n, d in originals],
+        "truncated": [
+            Payload("truncated", p.name, p.data[: len(p.data) * 3 // 5], "image/jpeg")
+            for p in photos
+        ],
+        "text": [Payload("text", "notes.png", b"not an image, just words\n" * 40, "image/png")],
+        "empty": [Payload("empty", "empty.jpg", b"", "image/jpeg")],
+        "mismatched": [
+            Payload("mismatched", "really-a.png", resized(first.data, "PNG"), "image/jpeg")
+        ],
+    }
+
+
+def schedule(count: int, files: dict[str, list[Payload]]) -> list[Payload]:
+    counters = {kind: itertools.cycle(items) for kind, items in files.items()}
+    return [next(counters[KIND_CYCLE[i % len(KIND_CYCLE)]]) for i in range(count)]
+
+
+# --- the stack's processes ---------------------------------------------------------------------
+
+
+def process_roles(root: int) -> dict[int, str]:
+    """The stack's processes by role: api (devstack.run: API server and dead-letter
+    poller), emulator, worker-N, s3-events."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    roles = {root: "api"}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in roles:
+                roles[pid] = _role(pid)
+                frontier.append(pid)
+    return {pid: role for pid, role in roles.items() if role}
+
+
+def _role(pid: int) -> str:
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+    if "devstack.emulator_server" in command:
+        return "emulator"
+    if name.startswith("worker-") or name == "s3-events":
+        return name
+    return ""  # multiprocessing's resource tracker and the like
+
+
+def rss_mib(root: int) -> dict[str, float]:
+    found = {}
+    for pid, role in process_roles(root).items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        found[role] = round(kib / 1024, 1)
+    return dict(sorted(found.items()))
+
+
+class RssSampler:
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_SECONDS):
+            seconds = round(time.monotonic() - self._started, 1)
+            self.samples.append({"seconds": seconds, "mib": rss_mib(self.root)})
+
+
+# --- the clients -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    index: int
+    kind: str
+    job_id: str | None = None
+    status: str | None = None  # the last status seen, or "refused" / "create_failed"
+    error_code: str | None = None
+    stored_bytes: int = 0
+    created: float = 0.0  # time.time() when POST /uploads was sent
+    posted: float = 0.0  # when the file's POST returned
+    seen_terminal: float = 0.0  # when a GET first showed it terminal
+    finished: float = 0.0  # the job's updatedAt, the worker's clock
+
+    @property
+    def result(self) -> str:
+        if self.status == "FAILED":
+            return self.error_code or "FAILED without a code"
+        return self.status or "none"
+
+
+@dataclass
+class Soak:
+    api: str
+    poll: float
+    job_timeout: float
+    responses: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    local: threading.local = field(default_factory=threading.local)
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self.local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {API_KEY}"
+            self.local.session = session
+        return session
+
+    def _count(self, target: str, response: requests.Response) -> requests.Response:
+        with self.lock:
+            self.responses[f"{target} {response.status_code}"] += 1
+        return response
+
+    def upload(self, index: int, payload: Payload) -> Outcome:
+        outcome = Outcome(index, payload.kind, created=time.time())
+        session = self._session()
+        body = {"filename": payload.name, "contentType": payload.content_type}
+        created = self._count(
+            "api", session.post(f"{self.api}/uploads", json=body, timeout=HTTP_TIMEOUT)
+        )
+        if created.status_code != 201:
+            outcome.status = "create_failed"
+            return outcome
+        job = created.json()
+        outcome.job_id = str(job["jobId"])
+        form = job["upload"]
+        posted = self._count(
+            "s3",
+            session.post(
+                form["url"],
+                data=form["fields"],
+                files={"file": (payload.name, payload.data, payload.content_type)},
+                headers={"Authorization": None},  # the API key is not for S3
+                timeout=HTTP_TIMEOUT,
+            ),
+        )
+        outcome.posted = time.time()
+        if posted.status_code >= 300:
+            outcome.status = "refused" if posted.status_code < 500 else "upload_failed"
+            self._record(outcome, self._job(outcome.job_id))
+            return outcome
+        self._wait(outcome)
+        return outcome
+
+    def _job(self, job_id: str) -> dict[str, Any] | None:
+        response = self._count(
+            "api", self._session().get(f"{self.api}/jobs/{job_id}", timeout=HTTP_TIMEOUT)
+        )
+        return response.json() if response.status_code == 200 else None
+
+    def _wait(self, outcome: Outcome) -> None:
+        assert outcome.job_id is not None
+        deadline = time.monotonic() + self.job_timeout
+        while True:
+            job = self._job(outcome.job_id)
+            if job is not None and job["status"] in TERMINAL:
+                outcome.seen_terminal = time.time()
+                self._record(outcome, job)
+                outcome.finished = completed_at(job)
+                return
+            if time.monotonic() > deadline:
+                outcome.status = job["status"] if job else "unreadable"
+                return
+            time.sleep(self.poll)
+
+    @staticmethod
+    def _record(outcome: Outcome, job: dict[str, Any] | None) -> None:
+        if job is None:
+            return
+        if outcome.status != "refused":
+            outcome.status = job["status"]
+        elif job["status"] != "PENDING":
+            outcome.status = f"refused but {job['status']}"
+        outcome.error_code = (job.get("error") or {}).get("code")
+        outcome.stored_bytes = sum(output["bytes"] for output in job.get("outputs", []))
+
+    def list_jobs(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        params = {"limit": "100"}
+        while True:
+            response = self._count(
+                "api", self._session().get(f"{self.api}/jobs", params=params, timeout=HTTP_TIMEOUT)
+            )
+            response.raise_for_status()
+            page = response.json()
+            found.update((job["jobId"], job) for job in page["jobs"])
+            if not page["nextCursor"]:
+                return found
+            params["cursor"] = page["nextCursor"]
+
+
+# --- judging ---------------------------------------------------------------------------------
+
+
+def unexpected(outcome: Outcome) -> str | None:
+    """Why the outcome is not one its kind may have, or None."""
+    if outcome.result in EXPECTED[outcome.kind]:
+        return None
+    return f"{outcome.kind} #{outcome.index}: {outcome.result}, expected {EXPECTED[outcome.kind]}"
+
+
+def latency_summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "p50": round(percentile(values, 0.50), 1),
+        "p90": round(percentile(values, 0.90), 1),
+        "p99": round(percentile(values, 0.99), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def judge(
+    outcomes: list[Outcome], listed: dict[str, dict[str, Any]], responses: Counter[str]
+) -> dict[str, Any]:
+    created = [o for o in outcomes if o.job_id]
+    not_listed = [o.job_id for o in created if o.job_id not in listed]
+    # Lost: accepted by the API, uploaded, and never terminal (or not even listed).
+    lost = [
+        o.job_id
+        for o in created
+        if o.job_id in not_listed or (o.result != "refused" and o.status not in TERMINAL)
+    ]
+    # What GET /jobs says must agree with what the client saw.
+    disagreeing = [
+        o.job_id
+        for o in created
+        if o.job_id in listed and o.status in TERMINAL and listed[o.job_id]["status"] != o.status
+    ]
+    wrong = [reason for o in outcomes if (reason := unexpected(o)) is not None]
+    by_kind: dict[str, Counter[str]] = {}
+    for o in outcomes:
+        by_kind.setdefault(o.kind, Counter())[o.result] += 1
+    server_errors = sum(n for key, n in responses.items() if key.split()[1].startswith("5"))
+    return {
+        "counts": {
+            "uploads": len(outcomes),
+            "jobs_created": len(created),
+            "by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())},
+            "by_status": dict(sorted(Counter(o.status or "none" for o in outcomes).items())),
+            "by_error_code": dict(
+                sorted(Counter(o.error_code for o in outcomes if o.error_code).items())
+            ),
+        },
+        "http": {"responses": dict(sorted(responses.items())), "server_errors_5xx": server_errors},
+        "lost_jobs": lost,
+        "not_listed": not_listed,
+        "listing_disagrees": disagreeing,
+        "unexpected": wrong,
+        "ok": not (lost or not_listed or disagreeing or wrong or server_errors),
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def run(
+    uploads: int, clients: int, workers: int, poll: float, job_timeout: float, photo_dir: Path
+) -> dict[str, Any]:
+    files = payloads(photo_dir)
+    plan = schedule(uploads, files)
+    with LocalStack(workers) as stack:
+        assert stack.process is not None
+        soak = Soak(stack.api, poll, job_timeout)
+        warm = soak.upload(-1, files["photo"][0])  # every path once, before measuring
+        if warm.status != "COMPLETED":
+            raise SystemExit(f"the warm-up job did not complete: {warm}")
+        soak.responses.clear()
+        rss_start = rss_mib(stack.process.pid)
+        started = time.time()
+        with RssSampler(stack.process.pid) as sampler, ThreadPoolExecutor(clients) as pool:
+            outcomes = list(pool.map(soak.upload, range(uploads), plan))
+        ended = time.time()
+        rss_end = rss_mib(stack.process.pid)
+        listed = soak.list_jobs()
+    verdict = judge(outcomes, listed, soak.responses)
+    terminal = [o for o in outcomes if o.status in TERMINAL]
+    uploaded_bytes = sum(len(p.data) for p in plan)
+    output_bytes = sum(o.stored_bytes for o in outcomes)
+    seconds = ended - started
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": {
+            "uploads": uploads,
+            "clients": clients,
+            "workers": workers,
+            "poll_seconds": poll,
+            "job_timeout_seconds": job_timeout,
+            "kind_cycle": list(KIND_CYCLE),
+            "expected": EXPECTED,
+            "photos": sorted(p.name for p in files["photo"]),
+        },
+        "seconds": round(seconds, 1),
+        "jobs_per_second": round(len(terminal) / seconds, 2),
+        "latency_ms": {
+            # from the file's POST returning to the job's terminal write (worker's clock)
+            "upload_to_terminal": latency_summary(
+                [(o.finished - o.posted) * 1000 for o in terminal]
+            ),
+            # from the file's POST returning to the first GET that showed it terminal
+            "upload_to_seen_terminal": latency_summary(
+                [(o.seen_terminal - o.posted) * 1000 for o in terminal]
+            ),
+            # the client's whole wait: POST /uploads sent to terminal seen
+            "request_to_seen_terminal": latency_summary(
+                [(o.seen_terminal - o.created) * 1000 for o in terminal]
+            ),
+        },
+        **verdict,
+        "bytes": {"uploaded": uploaded_bytes, "outputs": output_bytes},
+        "rss_mib": {
+            "start": rss_start,
+            "end": rss_end,
+            "growth": {
+                role: round(rss_end.get(role, 0.0) - mib, 1) for role, mib in rss_start.items()
+            },
+            "stored_mib": round((uploaded_bytes + output_bytes) / 2**20, 1),
+            "timeline": sampler.samples,
+        },
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    latency = result["latency_ms"]["upload_to_terminal"]
+    rss = result["rss_mib"]
+    lines = [
+        f"{result['counts']['uploads']} uploads, {result['settings']['clients']} clients, "
+        f"{result['settings']['workers']} workers: {result['seconds']} s, "
+        f"{result['jobs_per_second']} jobs/s",
+        f"upload -> terminal: p50 {latency.get('p50')} ms, p90 {latency.get('p90')} ms, "
+        f"p99 {latency.get('p99')} ms, max {latency.get('max')} ms",
+        f"by kind: {json.dumps(result['counts']['by_kind'])}",
+        f"5xx: {result['http']['server_errors_5xx']}, lost: {len(result['lost_jobs'])}, "
+        f"not listed: {len(result['not_listed'])}, unexpected: {len(result['unexpected'])}",
+        f"RSS MiB start {json.dumps(rss['start'])}",
+        f"RSS MiB end   {json.dumps(rss['end'])} (stored: {rss['stored_mib']} MiB)",
+        "OK" if result["ok"] else "NOT OK",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser.add_argument("--uploads", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between GETs of a job")
+    parser.add_argument("--job-timeout", type=float, default=180.0)
+    parser.add_argument("--quick", action="store_true", help="30 uploads, 2 clients")
+    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS}")
+    args = parser.parse_args(argv)
+    uploads, clients = (30, 2) if args.quick else (args.uploads, args.clients)
+    out = args.out if args.out is not None or args.quick else RESULTS
+    result = run(uploads, clients, args.workers, args.poll, args.job_timeout, args.photos)
+    print(summary(result))
+    write_result(result, out)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""bench.soak in its quick mode (30 uploads from 2 clients through the local stack): no job
+lost, no 5xx, and every kind of file ends the way it must. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import soak
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_quick_soak_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--quick", "--workers", "2", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.is_file(), done.stdout + done.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    counts = result["counts"]
+    assert counts["uploads"] == counts["jobs_created"] == 30
+    assert result["http"]["server_errors_5xx"] == 0, result["http"]
+    assert result["lost_jobs"] == []
+    assert result["not_listed"] == []
+    assert result["listing_disagrees"] == []
+    assert result["unexpected"] == []
+    assert result["ok"] is True
+
+    # Every kind was sent, and each ended as it must (KIND_CYCLE: 30 uploads give each
+    # bad kind twice, two corpus originals and twenty resized photos).
+    by_kind = counts["by_kind"]
+    assert by_kind["photo"] == {"COMPLETED": 20}
+    assert by_kind["original"] == {"COMPLETED": 2}
+    assert by_kind["truncated"] == {"corrupt_image": 2}
+    assert by_kind["text"] == {"unsupported_format": 2}
+    assert by_kind["mismatched"] == {"content_mismatch": 2}
+    # S3 refuses an empty file (the POST policy's minimum); the emulator lets it through.
+    assert by_kind["empty"] in ({"refused": 2}, {"unsupported_format": 2})
+    assert set(counts["by_status"]) <= {"COMPLETED", "FAILED", "refused"}
+    assert sum(counts["by_status"].values()) == 30
+
+    responses = result["http"]["responses"]
+    assert responses["api 201"] == 30
+    assert sum(n for key, n in responses.items() if key.startswith("s3 ")) == 30
+    assert result["jobs_per_second"] > 0
+    assert set(result["latency_ms"]["upload_to_terminal"]) == {"p50", "p90", "p99", "max"}
+    roles = {"api", "emulator", "s3-events", "worker-0", "worker-1"}
+    assert set(result["rss_mib"]["start"]) == set(result["rss_mib"]["end"]) == roles
+    assert all(mib > 0 for mib in result["rss_mib"]["end"].values())
+    assert result["settings"]["expected"] == {k: list(v) for k, v in soak.EXPECTED.items()}
