@@ -42,6 +42,8 @@ class Settings:
     sweep_pending_grace_seconds: int
     sweep_stuck_margin_seconds: int
     sweep_max_jobs: int
+    sweep_requeue_after_seconds: int
+    sweep_max_requeues: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -87,6 +89,10 @@ def settings() -> Settings:
         sweep_pending_grace_seconds=_int("SWEEP_PENDING_GRACE_SECONDS", 900, minimum=0),
         sweep_stuck_margin_seconds=_int("SWEEP_STUCK_MARGIN_SECONDS", 6 * 3600, minimum=0),
         sweep_max_jobs=_int("SWEEP_MAX_JOBS", 200),
+        # Lambda's maximum event age for asynchronous invocations (6 h), the window in which
+        # a retried S3 event may still send a QUEUED job's message, and 15 minutes.
+        sweep_requeue_after_seconds=_int("SWEEP_REQUEUE_AFTER_SECONDS", 6 * 3600 + 900),
+        sweep_max_requeues=_int("SWEEP_MAX_REQUEUES", 3, minimum=0),
     )
 
 

@@ -8,7 +8,9 @@ conditional write that also proves the job exists and owns the key, and the mess
 names that version, the only one the worker reads.
 
 `dispatch` does this for one stored object, whoever found it: the S3 event handler here,
-or the sweeper (chalicelib/sweeper.py) for an upload whose event was lost.
+or the sweeper (chalicelib/sweeper.py) for an upload whose event was lost. `send_again`
+is the sweeper's way into the retry below, for a job left QUEUED whose message was
+never sent (every attempt of its event failed after the write).
 
 When the write is refused, it returns the job as it stood:
 - the same version, still QUEUED: the send had failed and the event is a retry, so the
@@ -143,6 +145,14 @@ def job_message(
     return json.dumps(
         {"jobId": job_id, "tenant": tenant, "bucket": bucket, "key": key, "versionId": version_id}
     )
+
+
+def send_again(job: jobs.Job) -> None:
+    """Send the message of a QUEUED job again, naming the version it pinned, as a retried
+    event does when it finds the job QUEUED on its version (`_handle_refused`). The worker
+    treats a message for a job that has moved on as the duplicate it is."""
+    upload = jobs.Upload(job.job_id, job.tenant, job.source_key, job.source_version)
+    _send_job_message(upload, settings().uploads_bucket)
 
 
 def _send_job_message(upload: jobs.Upload, bucket: str) -> None:

@@ -3,7 +3,9 @@
 Status only moves forward: PENDING -> QUEUED -> PROCESSING -> COMPLETED | FAILED.
 PROCESSING -> PROCESSING is a retry claiming the job again, never a step back. Every
 write names the states it may leave, so a duplicate or late message can never drag a
-finished job backwards.
+finished job backwards. One write keeps a job where it is: `requeue_unchanged`, QUEUED ->
+QUEUED, the sweeper's record that it sent a lost job message again. It is not in
+ALLOWED_FROM, so no other write can make that move.
 
 The two moves driven by events (`queue_upload`, `claim`) also name the upload: the write
 succeeds only for the job that owns the object's key (tenant and source key) and, to
@@ -83,6 +85,8 @@ class Job:
     # The upload the job pinned when it was queued: the object's version and ETag.
     source_version: str | None = None
     source_etag: str | None = None
+    # How many times the sweeper sent the job's message again (`requeue_unchanged`).
+    requeues: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -285,15 +289,20 @@ def _owned_transition(
 ) -> Transition:
     """`_transition`, also requiring the job to own `upload` (and, if `pinned`, to have
     pinned its version); a refusal returns the job as it stood instead of raising."""
-    from botocore.exceptions import ClientError
-
     owner: dict[str, Any] = {"tenant": upload.tenant, "sourceKey": upload.key}
     if pinned:
         owner["sourceVersion"] = upload.version_id
     request = _transition_request(
         upload.job_id, to_status, fields, count_attempt=count_attempt, owner=owner
     )
-    with clients.aws_errors(f"move job {upload.job_id} to {to_status}"):
+    return _update_or_current(request, f"move job {upload.job_id} to {to_status}")
+
+
+def _update_or_current(request: dict[str, Any], operation: str) -> Transition:
+    """Make the conditional UpdateItem `request`; refused, return the job as it stood."""
+    from botocore.exceptions import ClientError
+
+    with clients.aws_errors(operation):
         try:
             response = clients.dynamodb().update_item(
                 **request, ReturnValuesOnConditionCheckFailure="ALL_OLD"
@@ -434,6 +443,37 @@ def fail_unchanged(job: OpenJob, *, code: str, message: str) -> Job:
     return _transition(job.job_id, FAILED, fields, owner={"updatedAt": job.updated_at})
 
 
+def requeue_unchanged(job: OpenJob, *, max_requeues: int) -> Transition:
+    """Record that the sweeper sends the QUEUED `job`'s message again: it stays QUEUED with
+    a new `updatedAt` and one more `requeues`, only if nothing has written it since it was
+    read (its `updatedAt` is unchanged: a worker that claimed it meanwhile wins) and it was
+    requeued fewer than `max_requeues` times. Refused, the job as it stood comes back.
+
+    The new `updatedAt` moves the job along the open-jobs index (same shard), so the next
+    look at it is a whole requeue interval later.
+    """
+    values = {
+        ":queued": QUEUED,
+        ":read": job.updated_at,
+        ":now": now_iso(),
+        ":one": 1,
+        ":max": max_requeues,
+    }
+    request = {
+        "TableName": settings().jobs_table,
+        "Key": {"jobId": {"S": job.job_id}},
+        "UpdateExpression": "SET updatedAt = :now ADD requeues :one",
+        "ConditionExpression": (
+            "#status = :queued AND updatedAt = :read"
+            " AND (attribute_not_exists(requeues) OR requeues < :max)"
+        ),
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_NEW",
+    }
+    return _update_or_current(request, f"requeue job {job.job_id}")
+
+
 # --- item mapping ----------------------------------------------------------------------
 
 
@@ -476,6 +516,7 @@ def _from_item(item: dict[str, Any]) -> Job:
         attempts=int(item.get("attempts", 0)),
         source_version=item.get("sourceVersion"),
         source_etag=item.get("sourceETag"),
+        requeues=int(item.get("requeues", 0)),
     )
 
 

@@ -19,18 +19,34 @@ every job it handles leaves the query. The rules:
   the source has a stored version, its event was lost: each version is dispatched exactly
   as the dispatcher would have, oldest first, so the first upload is the one the job pins
   and any later one is deleted. If there is none, the job ends FAILED `upload_expired`.
+- QUEUED for longer than SWEEP_REQUEUE_AFTER_SECONDS (6 hours 15 minutes). The dispatcher
+  sends the message right after the write that queues the job; if every attempt of its
+  event fails after that write, the job is QUEUED with no message anywhere, although its
+  upload is fine. A retried S3 event sends it again, but Lambda gives up on an event after
+  its maximum event age for asynchronous invocations (6 hours); past that and a margin,
+  the sweeper sends the message itself, naming the pinned version
+  (`dispatch.send_again`), at most SWEEP_MAX_REQUEUES (3) times a job, once per
+  interval. Each time is recorded first, by a conditional write that keeps the job QUEUED
+  and bumps its `updatedAt` and `requeues` (`jobs.requeue_unchanged`); only the run whose
+  write holds sends, and a failed send spends that time. A job that was merely waiting
+  (a backlog over 6 hours) gets a duplicate message, which the worker treats as any
+  duplicate delivery: a finished job's message is skipped, claims are conditional, and a
+  job claimed twice renders the same deterministic outputs and is completed once. A job
+  whose re-sends are spent stays QUEUED until the next rule; each run still tries its
+  write (refused, it costs one write unit and a place in the run's budget) until then.
 - QUEUED or PROCESSING for longer than the jobs queue's retention plus its visibility
-  timeout plus SWEEP_STUCK_MARGIN_SECONDS (4 days + 6 minutes + 6 hours): no message for
-  the job can still be on the jobs queue, so it ends FAILED `processing_failed`. A
-  message's retention counts from when it was sent: a QUEUED job's message is sent right
-  after its write, or again by a retried S3 event, which Lambda delivers within its
-  maximum event age for asynchronous invocations (6 hours, the margin). A PROCESSING job
-  was last written when a worker received its message: the message returns within one
-  visibility timeout, to be received again (a new write) or dropped. A message that went
-  to the dead-letter queue means `processing_failed` anyway.
+  timeout plus SWEEP_STUCK_MARGIN_SECONDS (4 days + 6 minutes + 6 hours) since its last
+  write: no message for the job can still be on the jobs queue, so it ends FAILED
+  `processing_failed`. A message's retention counts from when it was sent: a QUEUED job's
+  message is sent right after its write (the dispatcher's, or the sweeper's re-send), or
+  again by a retried S3 event, which Lambda delivers within its maximum event age (6
+  hours, the margin). A PROCESSING job was last written when a worker received its
+  message: the message returns within one visibility timeout, to be received again (a new
+  write) or dropped. A message that went to the dead-letter queue means
+  `processing_failed` anyway.
 
-Every end is one conditional write that holds only if no write has touched the job since
-the sweeper read it (the same `updatedAt`): a worker or dispatcher moving the job at the
+Every write is conditional and holds only if no write has touched the job since the
+sweeper read it (the same `updatedAt`): a worker or dispatcher moving the job at the
 same moment wins and the sweeper skips it. So runs may overlap, and two runs do what one
 does.
 """
@@ -42,6 +58,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
@@ -50,12 +67,14 @@ from chalicelib.observability import job_fields, logger, metric
 
 # What a sweep did with a job (the `action` dimension of the JobsSwept metric).
 DISPATCHED = "dispatched"  # a lost upload event, dispatched now
+REQUEUED = "requeued"  # a QUEUED job's message, sent again
 UPLOAD_EXPIRED = UploadExpired.code  # ended FAILED: nothing was uploaded
 STUCK = PROCESSING_FAILED  # ended FAILED: its message can no longer arrive
 # ... and what it did not do.
 SKIPPED = "skipped"  # the job moved meanwhile (a worker or dispatcher won the race)
-ERRORS = "errors"  # AWS failed; the job is tried again next run
-SWEPT = frozenset({DISPATCHED, UPLOAD_EXPIRED, STUCK})
+REQUEUES_SPENT = "requeues_spent"  # QUEUED, re-sent SWEEP_MAX_REQUEUES times: left to STUCK
+ERRORS = "errors"  # AWS failed; the job is tried again next run (a failed re-send: next interval)
+SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK})
 
 UPLOAD_EXPIRED_MESSAGE = "No file was uploaded before the upload URL expired."
 STUCK_MESSAGE = (
@@ -74,6 +93,8 @@ class Cutoffs:
 
     pending: str
     stuck: str
+    # QUEUED jobs: the later of the requeue and stuck cutoffs (stuck alone without requeues).
+    queued: str
 
     @classmethod
     def at(cls, now: datetime) -> Cutoffs:
@@ -84,15 +105,20 @@ class Cutoffs:
             + config.jobs_queue_visibility_timeout_seconds
             + config.sweep_stuck_margin_seconds
         )
+        queued_age = stuck_age
+        if config.sweep_max_requeues:
+            queued_age = min(stuck_age, config.sweep_requeue_after_seconds)
         return cls(
             pending=_timestamp(now - timedelta(seconds=pending_age)),
             stuck=_timestamp(now - timedelta(seconds=stuck_age)),
+            queued=_timestamp(now - timedelta(seconds=queued_age)),
         )
 
 
 @dataclass
 class SweepReport:
-    """How many jobs each action took (DISPATCHED, UPLOAD_EXPIRED, STUCK, SKIPPED, ERRORS)."""
+    """How many jobs each action took (DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK, SKIPPED,
+    REQUEUES_SPENT, ERRORS)."""
 
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -102,7 +128,7 @@ class SweepReport:
 
 
 def sweep(now: datetime | None = None) -> SweepReport:
-    """One run: end or dispatch every overdue open job, up to SWEEP_MAX_JOBS of them.
+    """One run: end, dispatch or re-send every overdue open job, up to SWEEP_MAX_JOBS.
 
     Raises SweepIncomplete after the run if AWS failed for any job (the invocation then
     counts as an error; nothing is lost, the job is found again next run)."""
@@ -111,7 +137,7 @@ def sweep(now: datetime | None = None) -> SweepReport:
     budget = settings().sweep_max_jobs
     rules: tuple[tuple[str, str, Callable[[jobs.OpenJob], str]], ...] = (
         (jobs.PENDING, cutoffs.pending, _sweep_pending),
-        (jobs.QUEUED, cutoffs.stuck, _sweep_stuck),
+        (jobs.QUEUED, cutoffs.queued, partial(_sweep_queued, stuck_before=cutoffs.stuck)),
         (jobs.PROCESSING, cutoffs.stuck, _sweep_stuck),
     )
     for status, cutoff, rule in rules:
@@ -170,6 +196,27 @@ def _reject_later_upload(job: jobs.OpenJob, other: storage.StoredObject) -> None
             extra=job_fields(job.job_id, versionId=other.version_id),
             exc_info=True,
         )
+
+
+def _sweep_queued(job: jobs.OpenJob, *, stuck_before: str) -> str:
+    if job.updated_at < stuck_before:
+        return _sweep_stuck(job)
+    requeue = jobs.requeue_unchanged(job, max_requeues=settings().sweep_max_requeues)
+    if not requeue.moved or requeue.job is None:
+        return _requeue_refused(job, requeue.job)
+    dispatch.send_again(requeue.job)
+    fields = job_fields(job.job_id, requeues=requeue.job.requeues, updatedAt=job.updated_at)
+    logger.warning("job message lost; the sweeper sent it again", extra=fields)
+    return REQUEUED
+
+
+def _requeue_refused(job: jobs.OpenJob, current: jobs.Job | None) -> str:
+    if current is None or current.status != jobs.QUEUED or current.updated_at != job.updated_at:
+        raise StaleTransition(f"job {job.job_id} moved while being requeued")
+    # Every run until the job is stuck: DEBUG, as for an empty run.
+    fields = job_fields(job.job_id, updatedAt=job.updated_at)
+    logger.debug("job message sent again as often as allowed; left to the stuck rule", extra=fields)
+    return REQUEUES_SPENT
 
 
 def _sweep_stuck(job: jobs.OpenJob) -> str:

@@ -1,7 +1,8 @@
 """The sweeper ends every job an event or a message left open: lost S3 events are
-dispatched, uploads that never came end `upload_expired`, jobs whose message can no longer
-arrive end `processing_failed`. A job that moves meanwhile wins; a run's work is bounded;
-a second run does nothing the first did not.
+dispatched, uploads that never came end `upload_expired`, a QUEUED job whose message was
+never sent gets it within hours, jobs whose message can no longer arrive end
+`processing_failed`. A job that moves meanwhile wins; a run's work is bounded; a second
+run does nothing the first did not.
 
 Time is the sweeper's injectable clock (`sweep(now=...)`), or the jobs' own timestamps
 moved back (`Pipeline.backdate`) where the scheduled handler runs on the real clock.
@@ -21,6 +22,7 @@ import pytest
 
 from chalicelib import clients, jobs, sweeper
 from chalicelib.config import reset_settings, settings
+from chalicelib.errors import StaleTransition, TransientError
 from devstack import runner
 from infra import stack
 from tests.faults import aws_fault
@@ -31,6 +33,8 @@ from tests.samples import jpeg
 TEMPLATE = stack.load_template()
 EXPIRED = sweeper.UPLOAD_EXPIRED
 STUCK = sweeper.STUCK
+REQUEUED = sweeper.REQUEUED
+ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 
 
 def pending_age() -> timedelta:
@@ -45,6 +49,10 @@ def stuck_age() -> timedelta:
         + config.jobs_queue_visibility_timeout_seconds
         + config.sweep_stuck_margin_seconds
     )
+
+
+def requeue_age() -> timedelta:
+    return timedelta(seconds=settings().sweep_requeue_after_seconds)
 
 
 def after(age: timedelta, slack: timedelta = timedelta(minutes=1)) -> datetime:
@@ -76,6 +84,37 @@ def messages(queues: Queues) -> int:
 
 def lose_messages(queues: Queues) -> None:
     clients.sqs().purge_queue(QueueUrl=queues.jobs_url)
+
+
+def take_messages(queues: Queues) -> list[str]:
+    """Receive and delete every message on the jobs queue; the job ids they name."""
+    sqs = clients.sqs()
+    taken: list[str] = []
+    while True:
+        received = sqs.receive_message(QueueUrl=queues.jobs_url, MaxNumberOfMessages=10)
+        batch = received.get("Messages", [])
+        if not batch:
+            return taken
+        for message in batch:
+            taken.append(json.loads(message["Body"])["jobId"])
+            sqs.delete_message(QueueUrl=queues.jobs_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def unsent_upload(pipeline: Pipeline) -> tuple[str, str]:
+    """An upload whose event failed on every attempt after the write that queued its job:
+    the job is QUEUED on the upload's version and no message was sent. Its id and key."""
+    upload = pipeline.request_upload()
+    key = pipeline.source_key(upload)
+    version = pipeline.post_file(upload, jpeg(640, 480))
+    with aws_fault(clients.sqs(), "SendMessage", code="InternalError", status=500) as fault:
+        for _ in range(ASYNC_ATTEMPTS):
+            with pytest.raises(TransientError):
+                pipeline.notify_upload(key)
+    assert fault.failed == ASYNC_ATTEMPTS
+    job = current(upload["jobId"])
+    assert (job.status, job.source_version, job.requeues) == (jobs.QUEUED, version, 0)
+    assert messages(pipeline.queues) == 0
+    return job.job_id, key
 
 
 @contextmanager
@@ -222,10 +261,153 @@ def test_pending_jobs_are_left_alone_until_the_upload_url_expires_and_the_grace(
     assert messages(pipeline.queues) == 0
 
 
+# --- QUEUED: a message never sent is sent again ----------------------------------------------
+
+
+def test_a_job_whose_message_was_never_sent_is_sent_again_and_completes(
+    pipeline: Pipeline,
+) -> None:
+    job_id, key = unsent_upload(pipeline)
+    assert sweeper.sweep(now=after(requeue_age(), -timedelta(minutes=1))).counts == Counter()
+    pipeline.backdate(job_id, (requeue_age() + timedelta(minutes=1)).total_seconds())
+    backdated = current(job_id)
+
+    pipeline.sweep()
+
+    requeued = current(job_id)
+    assert (requeued.status, requeued.requeues) == (jobs.QUEUED, 1)
+    assert requeued.updated_at > backdated.updated_at
+    assert messages(pipeline.queues) == 1
+    pipeline.worker().drain()
+    done = pipeline.job(job_id)
+    assert done["status"] == "COMPLETED"
+    assert (done["source"]["width"], done["source"]["height"]) == (640, 480)
+    assert {output["preset"] for output in done["outputs"]} == {"thumb", "small", "large"}
+    assert pipeline.versions(key) == []
+
+
+def test_only_a_job_still_queued_is_sent_again(pipeline: Pipeline) -> None:
+    unsent, _ = unsent_upload(pipeline)
+    claimed = new_job()
+    jobs.mark_queued(claimed.job_id, source_bytes=10)
+    jobs.start_processing(claimed.job_id)
+    lose_messages(pipeline.queues)
+
+    report = sweeper.sweep(now=after(requeue_age()))
+
+    assert report.counts == Counter({REQUEUED: 1})
+    assert take_messages(pipeline.queues) == [unsent]
+    still = current(claimed.job_id)
+    assert (still.status, still.attempts, still.requeues) == (jobs.PROCESSING, 1, 0)
+
+
+def test_a_worker_claiming_the_job_during_the_sweep_wins(aws: Queues) -> None:
+    job = new_job()
+    upload = jobs.Upload(job.job_id, job.tenant, job.source_key, "v1")
+    jobs.queue_upload(upload, size=10, etag="e")
+
+    # The worker's claim lands between the sweeper's query and its requeue write.
+    with meanwhile(
+        clients.dynamodb(), "before-call.dynamodb.UpdateItem", lambda: jobs.claim(upload)
+    ):
+        report = sweeper.sweep(now=after(requeue_age()))
+
+    assert report.counts == Counter({sweeper.SKIPPED: 1})
+    final = current(job.job_id)
+    assert (final.status, final.attempts, final.requeues) == (jobs.PROCESSING, 1, 0)
+    assert messages(aws) == 0
+
+
+def test_overlapping_runs_send_the_message_once(pipeline: Pipeline) -> None:
+    job_id, _ = unsent_upload(pipeline)
+    now = after(requeue_age())
+
+    with meanwhile(
+        clients.dynamodb(), "before-call.dynamodb.UpdateItem", lambda: sweeper.sweep(now=now)
+    ):
+        report = sweeper.sweep(now=now)
+
+    assert report.counts == Counter({sweeper.SKIPPED: 1})
+    assert current(job_id).requeues == 1
+    assert take_messages(pipeline.queues) == [job_id]
+
+
+def test_a_failed_resend_spends_its_turn_and_the_next_interval_sends_it(
+    pipeline: Pipeline,
+) -> None:
+    job_id, _ = unsent_upload(pipeline)
+
+    with (
+        aws_fault(clients.sqs(), "SendMessage", code="InternalError", status=500, times=1),
+        pytest.raises(sweeper.SweepIncomplete),
+    ):
+        sweeper.sweep(now=after(requeue_age()))
+
+    assert (current(job_id).requeues, messages(pipeline.queues)) == (1, 0)
+    # Writes carry the real clock: the recorded attempt starts a new interval.
+    assert sweeper.sweep(now=after(requeue_age(), -timedelta(minutes=1))).counts == Counter()
+    assert sweeper.sweep(now=after(requeue_age())).counts == Counter({REQUEUED: 1})
+    assert take_messages(pipeline.queues) == [job_id]
+    assert current(job_id).requeues == 2
+
+
+def test_after_its_requeues_a_job_ends_processing_failed_at_the_old_threshold(
+    pipeline: Pipeline,
+) -> None:
+    job_id, _ = unsent_upload(pipeline)
+    allowed = settings().sweep_max_requeues
+    assert allowed == 3
+    for requeues in range(1, allowed + 1):
+        assert sweeper.sweep(now=after(requeue_age())).counts == Counter({REQUEUED: 1})
+        assert current(job_id).requeues == requeues
+        assert take_messages(pipeline.queues) == [job_id]  # and lost again
+
+    with counting(clients.sqs(), "SendMessage") as sends:
+        for now in (after(requeue_age()), after(stuck_age(), -timedelta(minutes=1))):
+            assert sweeper.sweep(now=now).counts == Counter({sweeper.REQUEUES_SPENT: 1})
+    assert sends["SendMessage"] == 0
+    assert (current(job_id).status, current(job_id).requeues) == (jobs.QUEUED, allowed)
+
+    # The stuck rule counts from the last write: the last message sent.
+    assert sweeper.sweep(now=after(stuck_age())).counts == Counter({STUCK: 1})
+    failed = current(job_id)
+    assert failed.status == jobs.FAILED
+    assert failed.error == {"code": "processing_failed", "message": sweeper.STUCK_MESSAGE}
+    assert job_id not in index_members()
+
+
+def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
+    job = new_job()
+    jobs.mark_queued(job.job_id, source_bytes=10)
+    with pytest.raises(StaleTransition):
+        jobs.mark_queued(job.job_id, source_bytes=10)  # QUEUED -> QUEUED is not a transition
+    (seen,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), limit=10)
+
+    requeued = jobs.requeue_unchanged(seen, max_requeues=1)
+    assert requeued.moved
+    assert requeued.job is not None
+    assert (requeued.job.status, requeued.job.requeues) == (jobs.QUEUED, 1)
+    assert index_members()[job.job_id] == jobs.open_shard(job.job_id, jobs.QUEUED)
+    # Read before that write: refused, and the job comes back as it stands.
+    assert jobs.requeue_unchanged(seen, max_requeues=5) == jobs.Transition(False, requeued.job)
+    (again,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), limit=10)
+    assert not jobs.requeue_unchanged(again, max_requeues=1).moved  # its requeues are spent
+    jobs.start_processing(job.job_id)
+    assert not jobs.requeue_unchanged(again, max_requeues=5).moved  # claimed since
+    (claimed,) = jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), limit=10)
+    assert not jobs.requeue_unchanged(claimed, max_requeues=5).moved  # only QUEUED stays
+    final = current(job.job_id)
+    assert (final.status, final.requeues) == (jobs.PROCESSING, 1)
+
+
 # --- QUEUED and PROCESSING: the message can no longer arrive --------------------------------
 
 
-def test_jobs_whose_message_was_lost_end_processing_failed(pipeline: Pipeline) -> None:
+def test_jobs_whose_message_was_lost_end_processing_failed(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEP_MAX_REQUEUES", "0")  # the rule alone, without re-sends
+    reset_settings()
     queued = pipeline.request_upload()
     pipeline.post_file(queued, jpeg())
     pipeline.notify_upload(pipeline.source_key(queued))
@@ -334,20 +516,23 @@ def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
     lost = pipeline.request_upload()
     pipeline.post_file(lost, jpeg())
     expired = pipeline.request_upload()
+    unsent, _ = unsent_upload(pipeline)
+    pipeline.backdate(unsent, requeue_age().total_seconds())
     stuck = new_job()
     jobs.mark_queued(stuck.job_id, source_bytes=10)
     pipeline.backdate(stuck.job_id, stuck_age().total_seconds())
     now = after(pending_age())
 
     first = sweeper.sweep(now=now)
-    statuses = {job_id: current(job_id) for job_id in (lost["jobId"], expired["jobId"])}
+    statuses = {job_id: current(job_id) for job_id in (lost["jobId"], expired["jobId"], unsent)}
     second = sweeper.sweep(now=now)
 
-    assert first.counts == Counter({sweeper.DISPATCHED: 1, EXPIRED: 1, STUCK: 1})
+    assert first.counts == Counter({sweeper.DISPATCHED: 1, EXPIRED: 1, REQUEUED: 1, STUCK: 1})
     assert second.counts == Counter()
     assert {job_id: current(job_id) for job_id in statuses} == statuses
+    assert current(unsent).requeues == 1
     assert current(stuck.job_id).status == jobs.FAILED
-    assert messages(pipeline.queues) == 1
+    assert sorted(take_messages(pipeline.queues)) == sorted([lost["jobId"], unsent])
 
 
 def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> None:
