@@ -19,6 +19,15 @@ skipped, and output keys are deterministic. Once the worker has ended a job COMP
 FAILED, the source version is deleted: the outputs are what the service keeps. (A job the
 dead-letter handler fails keeps its source until the uploads lifecycle rule expires it,
 for whoever investigates why it failed on every retry.)
+
+An invocation that dies (timeout, out of memory) fails its whole batch, whatever record
+it died on: the records after that one never ran, yet each was received once more. A job
+that kills its worker every time thus takes its siblings to the dead-letter queue after
+maxReceiveCount deaths. The dead-letter handler tells them apart by the job's record:
+`attempts` counts the worker's claims, so a job claimed fewer than maxReceiveCount times
+was not what kept failing, and its message is sent back to the jobs queue (with a
+`redrives` count) instead of the job being failed. After MAX_REDRIVES such returns the job
+is given up too, so every job still ends.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ class JobMessage:
     bucket: str
     key: str
     version_id: str | None = None
+    # How many times the dead-letter handler has sent this job's message back.
+    redrives: int = 0
 
     @property
     def upload(self) -> jobs.Upload:
@@ -86,7 +97,7 @@ def handle_jobs_batch(
 
 
 def handle_dead_letters(records: Iterable[dict[str, Any]]) -> None:
-    _run_batch(records, _fail_dead_letter)
+    _run_batch(records, _end_or_send_back)
 
 
 def _run_batch(
@@ -136,8 +147,12 @@ def parse_message(body: str) -> JobMessage | None:
     version_id = payload.get("versionId")
     if version_id is not None and not (isinstance(version_id, str) and version_id):
         return None
+    redrives = payload.get("redrives", 0)
+    # bool is an int to Python, not to JSON: `true` is no count.
+    if isinstance(redrives, bool) or not isinstance(redrives, int) or redrives < 0:
+        return None
     return JobMessage(
-        payload["jobId"], payload["tenant"], payload["bucket"], payload["key"], version_id
+        payload["jobId"], payload["tenant"], payload["bucket"], payload["key"], version_id, redrives
     )
 
 
@@ -311,16 +326,54 @@ def _end_failed(job_id: str, code: str, message: str) -> bool:
 
 # --- the dead-letter handler --------------------------------------------------------------
 
+# The jobs queue's redrive policy (infra/template.yaml): a message is dead-lettered on its
+# receive after this many. tests/test_pipeline.py checks the two agree.
+MAX_RECEIVE_COUNT = 3
+# How many times one job's message may come back from the dead-letter queue to the jobs
+# queue while the job was not what failed it. Each return allows MAX_RECEIVE_COUNT more
+# receives, so a job caught in batches with one poisonous job after another still ends.
+MAX_REDRIVES = 2
 
-def _fail_dead_letter(record: dict[str, Any]) -> None:
+GIVEN_UP_AFTER_RETRIES = "Processing failed repeatedly; the job was given up after its retries."
+GIVEN_UP_AFTER_REDRIVES = (
+    "Processing kept failing in batches with other jobs; the job was given up after "
+    f"{MAX_REDRIVES} more rounds of retries."
+)
+
+
+def _end_or_send_back(record: dict[str, Any]) -> None:
     message = parse_message(record.get("body", ""))
     if message is None:
         logger.error(
             "dead letter is not a job message", extra={"messageId": record.get("messageId")}
         )
         return
-    _end_failed(
-        message.job_id,
-        PROCESSING_FAILED,
-        "Processing failed repeatedly; the job was given up after its retries.",
+    job = jobs.get_job(message.job_id)
+    if job is None or job.tenant != message.tenant or job.source_key != message.key:
+        logger.error("dropping dead letter for an unknown job", extra=job_fields(message.job_id))
+        return
+    if job.is_terminal:
+        logger.info(
+            "dead letter of a finished job", extra=job_fields(job.job_id, status=job.status)
+        )
+        return
+    if job.attempts >= MAX_RECEIVE_COUNT:
+        _end_failed(job.job_id, PROCESSING_FAILED, GIVEN_UP_AFTER_RETRIES)
+    elif message.redrives >= MAX_REDRIVES:
+        _end_failed(job.job_id, PROCESSING_FAILED, GIVEN_UP_AFTER_REDRIVES)
+    else:
+        _redrive(record["body"], message, job.attempts)
+
+
+def _redrive(body: str, message: JobMessage, attempts: int) -> None:
+    """Send the job's message back to the jobs queue: the same body, its redrives counted."""
+    payload = json.loads(body)
+    payload["redrives"] = message.redrives + 1
+    queue_url = clients.queue_url(settings().jobs_queue)
+    with clients.aws_errors("send job message back"):
+        clients.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(payload))
+    logger.warning(
+        "dead-lettered with a batch that kept failing; job message sent back",
+        extra=job_fields(message.job_id, attempts=attempts, redrives=payload["redrives"]),
     )
+    metric("JobsRedriven", 1)

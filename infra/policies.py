@@ -132,7 +132,14 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
         ),
         DEAD_LETTERS: (
-            Statement("FailJobs", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            # The job is read first: one claimed fewer times than the queue's maxReceiveCount
+            # was only in batches that kept failing, and is sent back instead of failed.
+            Statement(
+                "FailJobs", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (arns.jobs_table,), "code"
+            ),
+            Statement(
+                "SendJobsBack", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
+            ),
             Statement(
                 "DeleteHandledLetters",
                 ("sqs:GetQueueUrl", "sqs:DeleteMessage"),

@@ -22,6 +22,7 @@ rendered again).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from chalicelib import auth, clients, sweeper
+from chalicelib import auth, clients, sweeper, worker
 from chalicelib.config import reset_settings
 from chalicelib.config import settings as app_settings
 from tests.faults import (
@@ -211,6 +212,11 @@ class SentMessages:
     def _sent(self, params: dict[str, Any], **_: Any) -> None:
         self.bodies.append(str(params["MessageBody"]))
 
+    def redriven(self) -> list[tuple[str, int]]:
+        """(job id, redrives) of each message the dead-letter handler sent back, in order."""
+        payloads = [json.loads(body) for body in self.bodies]
+        return [(p["jobId"], p["redrives"]) for p in payloads if "redrives" in p]
+
 
 # --- the harness ------------------------------------------------------------------------------
 
@@ -267,6 +273,13 @@ class Harness:
             TableName=self.jobs_table, Key={"jobId": {"S": job_id}}, ConsistentRead=True
         ).get("Item")
         return item["status"]["S"] if item else None
+
+    def job_attempts(self, job_id: str) -> int:
+        """How many times the worker claimed the job."""
+        item = self._dynamodb.get_item(
+            TableName=self.jobs_table, Key={"jobId": {"S": job_id}}, ConsistentRead=True
+        )["Item"]
+        return int(item["attempts"]["N"])
 
     def derived_objects(self, job: Submitted) -> dict[str, bytes]:
         prefix = f"{self.tenant}/{job.job_id}/"
@@ -534,9 +547,9 @@ def test_the_dispatcher_recovers_through_its_retries(
     [
         # The job stays PENDING with its upload stored: the sweeper dispatches it.
         ("UpdateItem", {COMPLETED}),
-        # QUEUED, but no message was ever sent: the sweeper ends it once no message for
-        # it could still be on the queue (its retention and more), unless it sends one.
-        ("SendMessage", {COMPLETED, PROCESSING_FAILED}),
+        # QUEUED, but no message was ever sent: past Lambda's maximum event age the
+        # sweeper sends it again, and the job completes.
+        ("SendMessage", {COMPLETED}),
     ],
 )
 def test_a_job_whose_dispatch_keeps_failing_is_ended_by_the_sweeper(
@@ -626,20 +639,65 @@ def test_a_job_that_kills_its_worker_every_time_is_given_up(harness: Harness) ->
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an invocation that dies (timeout, out of memory) on one record fails its whole "
-    "batch; after 3 such deaths its siblings are dead-lettered and FAILED processing_failed "
-    "without ever having been attempted",
-)
 def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: Harness) -> None:
     poison, *siblings = [harness.submit(name) for name in ("red", "tall", "alpha", "red")]
     deadly = Fault("GetObject", raises=killed, when=url_contains(poison.job_id))
     with harness.faults(deadly):
         harness.sources.settle()
+    # Killed on each of its receives, and no more: it was not sent back.
+    assert deadly.failed == worker.MAX_RECEIVE_COUNT
     outcomes = harness.assert_settled([poison, *siblings], exact=False)
     assert outcomes[poison.job_id] == PROCESSING_FAILED
+    # The siblings never ran while the poison came first in their batch: the dead-letter
+    # handler sent each back once, and each then rendered exactly what a clean run does.
     assert [outcomes[job.job_id] for job in siblings] == [COMPLETED] * len(siblings)
+    assert sorted(harness.sent.redriven()) == sorted((job.job_id, 1) for job in siblings)
+    for job in siblings:
+        assert harness.derived_objects(job) == _CLEAN_RUNS[job.source.digest]
+        assert harness.job_attempts(job.job_id) == 1
+    assert harness.job_attempts(poison.job_id) == worker.MAX_RECEIVE_COUNT
+
+
+def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: Harness) -> None:
+    """The second poison is collateral damage of the first at first; sent back, it kills
+    its worker on every receive of its own, and ends FAILED like the first."""
+    first, sibling, second = [harness.submit(name) for name in ("red", "tall", "alpha")]
+    deadly = [
+        Fault("GetObject", raises=killed, when=url_contains(job.job_id)) for job in (first, second)
+    ]
+    with harness.faults(*deadly):
+        harness.sources.settle()
+    outcomes = harness.assert_settled([first, sibling, second], exact=False)
+    assert outcomes == {
+        first.job_id: PROCESSING_FAILED,
+        sibling.job_id: COMPLETED,
+        second.job_id: PROCESSING_FAILED,
+    }
+    assert [fault.failed for fault in deadly] == [worker.MAX_RECEIVE_COUNT] * 2
+    assert [harness.job_attempts(job.job_id) for job in (first, second)] == [
+        worker.MAX_RECEIVE_COUNT
+    ] * 2
+    assert sorted(harness.sent.redriven()) == sorted([(sibling.job_id, 1), (second.job_id, 1)])
+
+
+def test_a_message_that_keeps_coming_back_to_the_dead_letter_queue_ends(
+    harness: Harness,
+) -> None:
+    """A job whose invocation dies before it is ever claimed looks like collateral damage
+    every time: it is sent back MAX_REDRIVES times, then given up."""
+    job = harness.submit("red")
+    dies_at_claim = Fault("UpdateItem", raises=killed, when=body_contains(job.job_id))
+    for _ in range(worker.MAX_REDRIVES + 1):
+        with harness.faults(dies_at_claim):
+            while harness.sources.poll_worker():
+                pass
+        assert harness.queue_depth(harness.pipeline.queues.dlq_url) == 1
+        assert harness.job_status(job.job_id) == "QUEUED"
+        harness.sources.poll_dead_letters()
+    assert dies_at_claim.failed == worker.MAX_RECEIVE_COUNT * (worker.MAX_REDRIVES + 1)
+    assert harness.sent.redriven() == [(job.job_id, n) for n in range(1, worker.MAX_REDRIVES + 1)]
+    assert harness.assert_settled([job], exact=False) == {job.job_id: PROCESSING_FAILED}
+    assert harness.job_attempts(job.job_id) == 0
 
 
 # --- duplicates and reordering ------------------------------------------------------------------

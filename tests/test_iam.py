@@ -38,7 +38,7 @@ from chalicelib.config import settings
 from devstack.lambda_events import SqsPoller, api_gateway_event, s3_object_created_event
 from devstack.runner import scheduled_event
 from infra import policies, stack
-from tests.faults import Fault, url_contains
+from tests.faults import Fault, body_contains, url_contains
 from tests.resources import REGION, Queues
 from tests.samples import jpeg
 
@@ -297,8 +297,9 @@ def overdue_jobs(harness: Harness, aws: Queues) -> list[str]:
 
 def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
     """Success, a batch with a retried record, jobs that die into the DLQ, a DLQ batch
-    with a retried record, and a sweep that dispatches a lost upload and ends two jobs:
-    every call each function can make."""
+    with a retried record, a job dead-lettered before it was ever claimed and sent back
+    to complete, and a sweep that dispatches a lost upload and ends two jobs: every call
+    each function can make."""
     with harness.acting_as("operator"):
         api_key = auth.create_api_key("acme")
     method_arn = "arn:aws:execute-api:us-east-1:123456789012:abc/api/GET/jobs"
@@ -308,16 +309,18 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
     )
     assert verdict["context"]["tenant"] == "acme"
 
-    job_ids = [upload_and_dispatch(harness, versioned=i > 0) for i in range(5)]
+    job_ids = [upload_and_dispatch(harness, versioned=i > 0) for i in range(6)]
     upload_again(harness, job_ids[2])
-    flaky, doomed = job_ids[1], job_ids[3:]
+    flaky, doomed, never_claimed = job_ids[1], job_ids[3:5], job_ids[5]
     with harness.faulty(
         Fault("GetObject", times=1, when=url_contains(flaky)),
         *(Fault("GetObject", when=url_contains(job)) for job in doomed),
+        Fault("UpdateItem", when=body_contains(never_claimed)),
     ):
         harness.poller(policies.WORKER, aws.jobs_url).drain()
     with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
         harness.poller(policies.DEAD_LETTERS, aws.dlq_url).drain()
+    harness.poller(policies.WORKER, aws.jobs_url).drain()  # the job sent back
     job_ids += overdue_jobs(harness, aws)
     harness.invoke(policies.SWEEPER, scheduled_event())
     harness.poller(policies.WORKER, aws.jobs_url).drain()
@@ -337,6 +340,7 @@ def test_each_function_runs_with_only_its_own_policy(aws: Queues, harness: Harne
     with iam_enforced():
         statuses = run_every_path(harness, aws)
     assert list(statuses.values()) == ["COMPLETED"] * 3 + ["FAILED"] * 2 + [
+        "COMPLETED",  # sent back by the dead-letter handler
         "COMPLETED",  # the lost upload, dispatched by the sweeper
         "FAILED",  # upload_expired
         "FAILED",  # processing_failed
@@ -380,6 +384,8 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
         },
         "s3:ListBucketVersions": {outputs["UploadsBucketArn"]},
         "sqs:GetQueueUrl": {outputs["JobsQueueArn"], outputs["JobsDlqArn"]},
+        # Job messages go to the jobs queue only, never straight to the dead-letter queue.
+        "sqs:SendMessage": {outputs["JobsQueueArn"]},
         "s3:GetObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
             f"{outputs['DerivedBucketArn']}/*",

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from chalicelib import clients, jobs
+from chalicelib import clients, jobs, worker
 from chalicelib.config import reset_settings, settings
 from devstack.lambda_events import s3_object_created_event
-from tests.faults import aws_fault, url_contains
+from tests.faults import aws_fault, body_contains, url_contains
 from tests.pipeline import Pipeline
 from tests.samples import corpus_photo, jpeg, png
 
@@ -375,14 +375,146 @@ def test_dispatch_retries_when_the_queue_is_unavailable(pipeline: Pipeline) -> N
 
 
 def test_dead_letters_never_reopen_a_finished_job(pipeline: Pipeline) -> None:
-    job = pipeline.process(jpeg())
-    body = json.dumps(
-        {"jobId": job["jobId"], "tenant": "acme", "bucket": "b", "key": "uploads/acme/x/source"}
-    )
-    pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody=body)
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    pipeline.sqs.send_message(QueueUrl=pipeline.queues.jobs_url, MessageBody=body)
+    pipeline.worker().drain()
+    finished = pipeline.job(upload["jobId"])
+    assert finished["status"] == "COMPLETED"
+    for redrives in (0, worker.MAX_REDRIVES):
+        dead_letter(pipeline, body, redrives=redrives)
     pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody="garbage")
     pipeline.dead_letters().drain()
-    assert pipeline.job(job["jobId"])["status"] == "COMPLETED"
+    assert pipeline.job(upload["jobId"]) == finished
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+
+
+def take_job_message(pipeline: Pipeline) -> str:
+    """The one message on the jobs queue, taken off it (the worker never sees it)."""
+    (message,) = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.jobs_url)["Messages"]
+    pipeline.sqs.delete_message(
+        QueueUrl=pipeline.queues.jobs_url, ReceiptHandle=message["ReceiptHandle"]
+    )
+    return str(message["Body"])
+
+
+def dead_letter(pipeline: Pipeline, body: str, **fields: Any) -> None:
+    """Put a job message, with `fields` added, on the dead-letter queue."""
+    payload = {**json.loads(body), **fields}
+    pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody=json.dumps(payload))
+
+
+def test_the_dead_letter_handler_knows_the_queues_max_receive_count(pipeline: Pipeline) -> None:
+    attributes = pipeline.sqs.get_queue_attributes(
+        QueueUrl=pipeline.queues.jobs_url, AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
+    policy = json.loads(attributes["RedrivePolicy"])
+    assert int(policy["maxReceiveCount"]) == worker.MAX_RECEIVE_COUNT
+
+
+def test_a_job_dead_lettered_before_it_was_tried_is_sent_back_and_completes(
+    pipeline: Pipeline,
+) -> None:
+    """Its message failed every receive, but the job was never claimed: whatever failed,
+    it was not this job. It goes back to the jobs queue, not to FAILED."""
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    job_id = upload["jobId"]
+    with aws_fault(
+        clients.dynamodb(),
+        "UpdateItem",
+        code="ProvisionedThroughputExceededException",
+        status=400,
+        when=body_contains(job_id),
+    ) as claims:
+        assert pipeline.worker().drain() == worker.MAX_RECEIVE_COUNT
+    assert claims.failed == worker.MAX_RECEIVE_COUNT
+    (letter,) = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.dlq_url)["Messages"]
+    pipeline.sqs.change_message_visibility(
+        QueueUrl=pipeline.queues.dlq_url, ReceiptHandle=letter["ReceiptHandle"], VisibilityTimeout=0
+    )
+    pipeline.dead_letters().drain()
+    assert queue_depth(pipeline, pipeline.queues.dlq_url) == 0
+    stored = jobs.get_job(job_id)
+    assert stored is not None
+    assert (stored.status, stored.attempts) == ("QUEUED", 0)
+    # The same message, its redrives counted.
+    (sent_back,) = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.jobs_url)["Messages"]
+    assert json.loads(sent_back["Body"]) == {**json.loads(letter["Body"]), "redrives": 1}
+    pipeline.sqs.change_message_visibility(
+        QueueUrl=pipeline.queues.jobs_url,
+        ReceiptHandle=sent_back["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+    pipeline.worker().drain()
+    stored = jobs.get_job(job_id)
+    assert stored is not None
+    assert (stored.status, stored.attempts) == ("COMPLETED", 1)
+    assert len(stored.outputs) == 3
+
+
+@pytest.mark.parametrize("redrives", range(worker.MAX_REDRIVES + 1))
+def test_a_job_sent_back_from_the_dead_letters_is_given_up_after_the_bound(
+    pipeline: Pipeline, redrives: int
+) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    dead_letter(pipeline, body, redrives=redrives)
+    pipeline.dead_letters().drain()
+    job = pipeline.job(upload["jobId"])
+    if redrives < worker.MAX_REDRIVES:
+        assert job["status"] == "QUEUED"
+        assert json.loads(take_job_message(pipeline))["redrives"] == redrives + 1
+    else:
+        assert job["status"] == "FAILED"
+        assert job["error"]["code"] == "processing_failed"
+        assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+
+
+def test_a_redriven_message_is_processed_like_the_first(pipeline: Pipeline) -> None:
+    first = pipeline.process(jpeg(640, 480))
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg(640, 480))
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    dead_letter(pipeline, body, redrives=1)
+    pipeline.dead_letters().drain()
+    pipeline.worker().drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "COMPLETED"
+    assert [(o["preset"], o["width"], o["height"], o["bytes"]) for o in job["outputs"]] == [
+        (o["preset"], o["width"], o["height"], o["bytes"]) for o in first["outputs"]
+    ]
+    for mine, clean in zip(job["outputs"], first["outputs"], strict=True):
+        assert pipeline.download(mine["url"]).content == pipeline.download(clean["url"]).content
+
+
+def test_a_dead_letter_naming_another_tenants_key_changes_nothing(pipeline: Pipeline) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    before = pipeline.job(upload["jobId"])
+    dead_letter(pipeline, body, tenant="globex", key=f"uploads/globex/{upload['jobId']}/a.jpg")
+    pipeline.dead_letters().drain()
+    assert pipeline.job(upload["jobId"]) == before
+    assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "redrives"),
+    [({}, 0), ({"redrives": 0}, 0), ({"redrives": 2}, 2), ({"redrives": None}, None)]
+    + [({"redrives": bad}, None) for bad in (-1, True, "1", 1.5)],
+)
+def test_job_messages_carry_their_redrives(extra: dict[str, Any], redrives: int | None) -> None:
+    body = {"jobId": "j", "tenant": "acme", "bucket": "b", "key": "uploads/acme/j/a.jpg"}
+    message = worker.parse_message(json.dumps({**body, **extra}))
+    assert (message.redrives if message else None) == redrives
 
 
 def test_malformed_messages_are_dropped_not_retried(pipeline: Pipeline) -> None:
