@@ -21,6 +21,13 @@ REGION = "us-east-1"
 # Where Chalice would point the uploads bucket's notification on AWS, the local stack
 # sends S3's own notification: a queue the event runner reads (see runner.S3EventSource).
 S3_EVENTS_QUEUE = f"media-pipeline-{STAGE}-s3-events"
+VISIBILITY_PARAMETER = "QueueVisibilityTimeoutSeconds"
+
+
+def visibility_bounds() -> tuple[int, int]:
+    """The least and greatest visibility timeout the template accepts, in seconds."""
+    declared = stack.load_template()["Parameters"][VISIBILITY_PARAMETER]
+    return int(declared["MinValue"]), int(declared["MaxValue"])
 
 
 @dataclass
@@ -127,10 +134,17 @@ def _answers(endpoint: str) -> bool:
     return True
 
 
-def provision(session: Any) -> dict[str, str]:
+def provision(session: Any, queue_visibility_seconds: int | None = None) -> dict[str, str]:
     """Deploy the production template into the emulator and fill in what its
-    CloudFormation ignores. Returns the stack's outputs."""
-    outputs = stack.deploy(session.client("cloudformation"), STAGE, poll_seconds=1)
+    CloudFormation ignores. Returns the stack's outputs.
+
+    `queue_visibility_seconds` replaces the jobs queue's visibility timeout (the template's
+    QueueVisibilityTimeoutSeconds, which the stack's outputs and so the app's environment
+    repeat): how soon the batch of a worker that died is received again."""
+    parameters = {}
+    if queue_visibility_seconds is not None:
+        parameters[VISIBILITY_PARAMETER] = str(queue_visibility_seconds)
+    outputs = stack.deploy(session.client("cloudformation"), STAGE, parameters, poll_seconds=1)
     stack.apply_emulator_gaps(session, STAGE)
     return outputs
 

@@ -1,11 +1,17 @@
 """`make run`: the whole pipeline on this machine, no AWS account, no Docker.
 
     EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 SWEEP_INTERVAL_SECONDS=60 \
-        python -m devstack.run
+        LOCAL_QUEUE_VISIBILITY_SECONDS=360 python -m devstack.run
 
 Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
 the REST API with Chalice's local server and runs the event runner (devstack.runner) with
-the app's own handlers. Stops everything on Ctrl-C or SIGTERM.
+the app's own handlers, replacing a worker process that dies. Stops everything on Ctrl-C
+or SIGTERM.
+
+LOCAL_QUEUE_VISIBILITY_SECONDS shortens the jobs queue's visibility timeout (default: the
+template's, 6 times the worker's Lambda timeout), so that the batch of a worker that died
+comes back in seconds; a batch that takes longer than it is then also received again by
+another worker (a duplicate, which the worker skips or renders identically).
 """
 
 from __future__ import annotations
@@ -47,6 +53,19 @@ def parse_api_keys(spec: str | None) -> dict[str, str]:
     return keys
 
 
+def parse_visibility_seconds(value: str | None) -> int | None:
+    """LOCAL_QUEUE_VISIBILITY_SECONDS, checked before anything starts (None: unset)."""
+    if value is None or not value.strip():
+        return None
+    least, greatest = emulator.visibility_bounds()
+    if not value.strip().isdecimal() or not least <= int(value) <= greatest:
+        raise SystemExit(
+            f"LOCAL_QUEUE_VISIBILITY_SECONDS: {value!r} is not a whole number of seconds "
+            f"from {least} to {greatest}"
+        )
+    return int(value)
+
+
 def seed_api_keys(keys: dict[str, str]) -> dict[str, str]:
     """Store the given keys, or one new key for tenant `dev`; returns tenant -> key."""
     from chalicelib import auth
@@ -67,7 +86,8 @@ media-pipeline local stack
   API        {api}
   Emulator   {endpoint}   (AWS_ENDPOINT_URL; any credentials)
   Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
-  Workers    {workers} processes
+  Workers    {workers} processes, each replaced if it dies (its batch returns after the
+             jobs queue's visibility timeout: {outputs["JobsQueueVisibilityTimeoutSeconds"]} s)
 {key_lines}
 
 Try it (tenant {tenant}), from the repository root:
@@ -93,12 +113,14 @@ class LocalStack:
         workers: int,
         api_keys: dict[str, str],
         sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS,
+        queue_visibility_seconds: int | None = None,
     ) -> None:
         self.emulator = emulator.Emulator(HOST, emulator_port)
         self.api_keys = api_keys
         self.api_port = api_port
         self.workers = workers
         self.sweep_interval = sweep_interval
+        self.queue_visibility_seconds = queue_visibility_seconds
         self.stop_requested = threading.Event()
         self._threads_stop = threading.Event()
         self._server: object | None = None
@@ -124,7 +146,7 @@ class LocalStack:
         from infra import stack
 
         session = boto3.session.Session()
-        outputs = emulator.provision(session)
+        outputs = emulator.provision(session, self.queue_visibility_seconds)
         # Only now may the app be imported: its decorators read these names.
         emulator.apply_environment(stack.environment(outputs))
         s3_events_url = emulator.route_s3_notifications(
@@ -192,6 +214,9 @@ def main() -> int:
         api_keys=parse_api_keys(os.environ.get("DEV_API_KEYS")),
         sweep_interval=float(
             os.environ.get("SWEEP_INTERVAL_SECONDS") or runner.DEFAULT_SWEEP_INTERVAL_SECONDS
+        ),
+        queue_visibility_seconds=parse_visibility_seconds(
+            os.environ.get("LOCAL_QUEUE_VISIBILITY_SECONDS")
         ),
     )
 

@@ -7,6 +7,10 @@
   batch size and batching window from the decorator, the whole batch deleted when the
   handler returns, left to the queue's visibility timeout and redrive policy when it raises.
   As many worker processes as cores poll it, like concurrent Lambda instances.
+- A worker or S3 event source process that dies (killed, out of memory, crashed) is
+  replaced, as Lambda replaces a dead execution environment: same name, same queue. Its
+  batch comes back after the queue's visibility timeout. One that dies again soon after
+  starting is restarted after a back-off (1 s, doubling to 30 s).
 - The dead-letter queue feeds its handler the same way.
 - The sweeper's schedule invokes it every SWEEP_INTERVAL_SECONDS (60 by default: locally
   there is no reason to wait the deployed rate's 5 minutes), in a thread of its own. As
@@ -23,6 +27,7 @@ import multiprocessing
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,39 +240,181 @@ def worker_process(trigger: SqsTrigger, stop: ProcessEvent, ready: Semaphore) ->
     consume(trigger, stop, ready=ready.release)
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a child that died is started again, as Lambda replaces a dead execution
+    environment: at once if it had run for `stable_after` seconds (it was not
+    crash-looping), else after `first_delay`, doubled for each consecutive quick death up
+    to `max_delay`, so a child that cannot start does not spin the CPU."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 30.0
+
+    def quick_deaths(self, previous: int, uptime: float) -> int:
+        """The consecutive quick deaths, counting one after `uptime` seconds of life."""
+        return previous + 1 if uptime < self.stable_after else 0
+
+    def delay(self, quick_deaths: int) -> float:
+        if quick_deaths == 0:
+            return 0.0
+        return float(min(self.first_delay * 2 ** (quick_deaths - 1), self.max_delay))
+
+
+@dataclass
+class _Child:
+    """One named slot of the pool and the process that fills it now (None while it waits
+    out a restart delay)."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    process: multiprocessing.process.BaseProcess | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    quick_deaths: int = 0
+    restart_at: float | None = None
+
+
+SUPERVISE_POLL_SECONDS = 0.5
+
+
 class ProcessPool:
     """Processes that each run `target(*args, stop, ready)` until `stop` is set: the
-    worker's concurrent instances and the S3 event source."""
+    worker's concurrent instances and the S3 event source. Once started, a supervisor
+    thread replaces any of them that dies (same name, same arguments) until `stop()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, restart_policy: RestartPolicy | None = None) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._ready = self._context.Semaphore(0)
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._children: list[_Child] = []
+        self._policy = restart_policy or RestartPolicy()
+        # Held to start a process and to set `_stop`: nothing starts once stop() began.
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
 
     def add(self, name: str, target: Callable[..., None], *args: Any) -> None:
-        self._processes.append(
-            self._context.Process(target=target, args=(*args, self._stop, self._ready), name=name)
-        )
+        self._children.append(_Child(name=name, target=target, args=args))
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the processes and return once every one of them is polling."""
-        for process in self._processes:
-            process.start()
-        for process in self._processes:
+        for child in self._children:
+            self._spawn(child)
+        for child in self._children:
             if not self._ready.acquire(timeout=timeout):
-                raise SystemExit(f"{process.name} did not start within {timeout:.0f} s")
+                raise SystemExit(f"{child.name} did not start within {timeout:.0f} s")
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        for process in self._processes:
-            process.join(timeout)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        with self._lock:
+            self._stop.set()
+        # The supervisor sees `_stop` within one poll; only then may this thread reap.
+        if self._supervisor is not None:
+            self._supervisor.join()
+        for child in self._children:
+            if child.process is not None:
+                _end(child.process, timeout)
+
+    def _spawn(self, child: _Child) -> None:
+        process = self._context.Process(
+            target=child.target, args=(*child.args, self._stop, self._ready), name=child.name
+        )
+        process.start()
+        child.process = process
+        child.started_at = time.monotonic()
+        child.restart_at = None
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            for child, process in self._exited(self._wait_seconds()):
+                if self._stop.is_set():
+                    return
+                self._schedule_restart(child, process)
+            self._restart_due()
+
+    def _wait_seconds(self) -> float:
+        due = [child.restart_at for child in self._children if child.restart_at is not None]
+        if not due:
+            return SUPERVISE_POLL_SECONDS
+        return max(0.0, min(SUPERVISE_POLL_SECONDS, min(due) - time.monotonic()))
+
+    def _exited(self, timeout: float) -> list[tuple[_Child, multiprocessing.process.BaseProcess]]:
+        """The children whose process has exited, waiting up to `timeout` for one."""
+        from multiprocessing.connection import wait
+
+        running = [(child, child.process) for child in self._children if child.process is not None]
+        if not running:
+            self._stop.wait(timeout)
+            return []
+        ended = set(wait([process.sentinel for _, process in running], timeout))
+        return [(child, process) for child, process in running if process.sentinel in ended]
+
+    def _schedule_restart(
+        self, child: _Child, process: multiprocessing.process.BaseProcess
+    ) -> None:
+        process.join()
+        pid, exit_code = process.pid, process.exitcode
+        process.close()
+        child.process = None
+        uptime = time.monotonic() - child.started_at
+        child.quick_deaths = self._policy.quick_deaths(child.quick_deaths, uptime)
+        child.restarts += 1
+        delay = self._policy.delay(child.quick_deaths)
+        child.restart_at = time.monotonic() + delay
+        log.warning("%s", json.dumps(_death_record(child, pid, exit_code, uptime, delay)))
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for child in self._children:
+            if child.restart_at is None or child.restart_at > now:
+                continue
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._restart(child, now)
+
+    def _restart(self, child: _Child, now: float) -> None:
+        try:
+            self._spawn(child)
+        # Out of memory or processes: the very reason a worker may have died.
+        except OSError as exc:
+            child.quick_deaths += 1
+            delay = self._policy.delay(child.quick_deaths)
+            child.restart_at = now + delay
+            record = {"message": "could not restart", "process": child.name}
+            log.warning(
+                "%s", json.dumps({**record, "error": exc.strerror, "restartInSeconds": delay})
+            )
+
+
+def _death_record(
+    child: _Child, pid: int | None, exit_code: int | None, uptime: float, delay: float
+) -> dict[str, Any]:
+    """The log line of a child that died: which, how, and when it comes back."""
+    killed_by = signal.Signals(-exit_code).name if exit_code is not None and exit_code < 0 else None
+    return {
+        "message": "process died; restarting it",
+        "process": child.name,
+        "pid": pid,
+        "exitCode": exit_code if killed_by is None else None,
+        "signal": killed_by,
+        "uptimeSeconds": round(uptime, 1),
+        "restarts": child.restarts,
+        "restartInSeconds": delay,
+    }
+
+
+def _end(process: multiprocessing.process.BaseProcess, timeout: float) -> None:
+    """Wait for a process told to stop; terminate it, then kill it, if it does not."""
+    process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def stop_resource_tracker() -> None:

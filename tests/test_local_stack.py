@@ -66,6 +66,7 @@ NOT_INHERITED = frozenset(
         "PORT",
         "DEV_API_KEYS",
         "WORKERS",
+        "LOCAL_QUEUE_VISIBILITY_SECONDS",
         "MAKEFLAGS",
         "MFLAGS",
         "MAKELEVEL",
