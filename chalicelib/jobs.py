@@ -87,10 +87,16 @@ class Job:
     source_etag: str | None = None
     # How many times the sweeper sent the job's message again (`requeue_unchanged`).
     requeues: int = 0
+    # Epoch seconds after which the job is gone: DynamoDB's TTL deletes the record (up to
+    # a few days late) and the derived bucket's lifecycle rule its outputs.
+    expires_at: int | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def has_expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or time.time())
 
 
 def new_job_id() -> str:
@@ -121,9 +127,9 @@ def create_job(
         content_type=content_type,
         filename=filename,
         presets=presets,
+        expires_at=int(time.time()) + settings().job_ttl_days * 86400,
     )
     item = _to_item(job)
-    item["expiresAt"] = int(time.time()) + settings().job_ttl_days * 86400
     item[OPEN_SHARD] = open_shard(job_id, PENDING)
     with clients.aws_errors("create job"):
         clients.dynamodb().put_item(
@@ -146,7 +152,7 @@ def get_job(job_id: str) -> Job | None:
 def get_tenant_job(tenant: str, job_id: str) -> Job:
     """The caller's job, or NotFound: another tenant's job is indistinguishable from none."""
     job = get_job(job_id) if _is_uuid(job_id) else None
-    if job is None or job.tenant != tenant:
+    if job is None or job.tenant != tenant or job.has_expired():
         raise NotFound("No such job.")
     return job
 
@@ -175,9 +181,12 @@ def _query_page(
         "ExpressionAttributeValues": {":tenant": {"S": tenant}},
         "ScanIndexForward": False,
         "Limit": limit,
+        # An expired job's record may outlive its TTL by days, its outputs do not.
+        "FilterExpression": "attribute_not_exists(expiresAt) OR expiresAt > :now",
     }
+    query["ExpressionAttributeValues"][":now"] = {"N": str(int(time.time()))}
     if status:
-        query["FilterExpression"] = "#status = :status"
+        query["FilterExpression"] = f"({query['FilterExpression']}) AND #status = :status"
         query["ExpressionAttributeNames"] = {"#status": "status"}
         query["ExpressionAttributeValues"][":status"] = {"S": status}
     if start_key:
@@ -496,6 +505,8 @@ def _to_item(job: Job) -> dict[str, Any]:
         item["sourceVersion"] = job.source_version
     if job.source_etag is not None:
         item["sourceETag"] = job.source_etag
+    if job.expires_at is not None:
+        item["expiresAt"] = job.expires_at
     return item
 
 
@@ -517,6 +528,7 @@ def _from_item(item: dict[str, Any]) -> Job:
         source_version=item.get("sourceVersion"),
         source_etag=item.get("sourceETag"),
         requeues=int(item.get("requeues", 0)),
+        expires_at=int(item["expiresAt"]) if "expiresAt" in item else None,
     )
 
 

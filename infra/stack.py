@@ -46,6 +46,8 @@ ENVIRONMENT_OUTPUTS = {
     "API_KEYS_TABLE": "ApiKeysTable",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
+    # One retention for job records and their outputs (the derived bucket's lifecycle).
+    "JOB_TTL_DAYS": "JobTtlDays",
     # What the sweeper must know of the jobs queue (chalicelib/sweeper.py).
     "JOBS_QUEUE_RETENTION_SECONDS": "JobsQueueRetentionSeconds",
     "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "JobsQueueVisibilityTimeoutSeconds",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import auth, clients
+from chalicelib.config import settings
 from tests.faults import aws_fault, body_contains
 from tests.pipeline import Pipeline, bearer
 from tests.resources import REGION, Names
@@ -316,6 +318,28 @@ def test_another_tenants_job_is_not_found(client: Client, acme_key: str, globex_
     assert_error(client.http.get(f"/jobs/{job_id}", headers=bearer(globex_key)), 404, "not_found")
     listed = client.http.get("/jobs", headers=bearer(globex_key)).json_body
     assert listed == {"jobs": [], "nextCursor": None}
+
+
+@pytest.mark.parametrize("query", ["", "?status=PENDING"])
+def test_a_job_past_its_retention_is_gone_before_dynamodb_deletes_it(
+    client: Client, acme_key: str, query: str
+) -> None:
+    # DynamoDB's TTL deletes an expired item up to days late; the derived bucket's
+    # lifecycle rule has removed its outputs by then, so the API must not show it.
+    kept, expired = (
+        post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body["jobId"]
+        for _ in range(2)
+    )
+    clients.dynamodb().update_item(
+        TableName=settings().jobs_table,
+        Key={"jobId": {"S": expired}},
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    assert_error(client.http.get(f"/jobs/{expired}", headers=bearer(acme_key)), 404, "not_found")
+    assert client.http.get(f"/jobs/{kept}", headers=bearer(acme_key)).status_code == 200
+    listed = client.http.get(f"/jobs{query}", headers=bearer(acme_key)).json_body
+    assert [job["jobId"] for job in listed["jobs"]] == [kept]
 
 
 def test_listing_is_newest_first_and_pages_with_a_cursor(client: Client, acme_key: str) -> None:

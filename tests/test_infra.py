@@ -346,6 +346,7 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "API_KEYS_TABLE": "media-pipeline-test-api-keys",
         "JOBS_QUEUE": "media-pipeline-test-jobs",
         "JOBS_DLQ": "media-pipeline-test-jobs-dlq",
+        "JOB_TTL_DAYS": "30",
         "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
         "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[
             "QueueVisibilityTimeoutSeconds"
@@ -605,6 +606,16 @@ def test_apply_emulator_gaps_takes_the_values_from_the_stacks_parameters(
     rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
     expire = next(rule for rule in rules if rule["ID"] == "expire-stale-uploads")
     assert expire["Expiration"] == {"Days": 3}
+
+
+def test_outputs_expire_with_their_jobs(cloudformation: Any) -> None:
+    outputs = deploy(cloudformation, JobRetentionDays="45")
+    apply_gaps()
+    assert stack.environment(outputs)["JOB_TTL_DAYS"] == "45"
+    rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["DerivedBucket"])["Rules"]
+    expire = next(rule for rule in rules if rule["ID"] == "expire-outputs-with-their-job")
+    assert expire["Expiration"] == {"Days": 45}
+    assert expire["Status"] == "Enabled"
 
 
 def test_the_app_fixture_provisions_from_the_template(aws: Any) -> None:
