@@ -12,9 +12,16 @@ on Lambda. This module never lets it:
    to that wheelhouse (`offline_pip_environment`): no index, no user pip configuration,
    binary wheels only, the target's platform tags. Chalice has nothing to compile and
    nothing to download.
+   `add_bytecode` then adds to the zip the bytecode of every .py, compiled here for
+   CPython 3.11 as unchecked-hash pyc (PEP 552) in `__pycache__/<name>.cpython-311.pyc`:
+   Lambda's task root is read-only, so without them every packaged module would be
+   compiled at each cold start. Unchecked, because a timestamp pyc would be judged stale
+   against the zip's timestamps and Lambda's extraction, and a checked one would hash
+   each source at import.
 3. `audit_package` proves the zip: every file comes from the app or from the RECORD of a
-   wheel in the wheelhouse (same path, same sha256), and every shared library from a
-   manylinux wheel for the target machine and is an ELF object for that machine.
+   wheel in the wheelhouse (same path, same sha256), every shared library from a
+   manylinux wheel for the target machine and is an ELF object for that machine, and the
+   only bytecode is one unchecked-hash pyc per .py, compiled from that very source.
 
 `chalice package` cannot write a CloudFormation/SAM template for this app (CloudFormation
 cannot attach a notification to an existing bucket, so Chalice refuses `on_s3_event`), so
@@ -27,9 +34,12 @@ import argparse
 import base64
 import csv
 import hashlib
+import importlib.util
 import io
 import json
+import marshal
 import os
+import py_compile
 import re
 import shutil
 import subprocess
@@ -59,6 +69,14 @@ OLDEST_PEP600_GLIBC_MINOR = 17  # manylinux2014 == manylinux_2_17
 # Lambda architecture -> the machine in wheel tags, and the ELF e_machine of its objects.
 MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
+
+# The bytecode Lambda's python3.11 loads: CPython 3.11's magic number (3495), cache tag,
+# and the PEP 552 flags of an unchecked hash-based pyc (bit 0 hash-based, bit 1
+# check_source unset).
+RUNTIME_MAGIC = (3495).to_bytes(2, "little") + b"\r\n"
+CACHE_TAG = "cpython-311"
+UNCHECKED_HASH_FLAGS = 0b01
+PYC_HEADER_SIZE = 16  # magic, flags, 8-byte source hash
 
 DEPLOYMENT_ZIP = "deployment.zip"
 TEMPLATE = "chalice.tf.json"
@@ -436,6 +454,7 @@ def build_package(
             f"Chalice targets the interpreter it runs on: run this with {RUNTIME}, "
             f"not {sys.version_info[0]}.{sys.version_info[1]}"
         )
+    require_runtime_bytecode()
     wheels = wheels_in(wheelhouse, arch)
     environment = {
         **offline_build_environment(wheelhouse, arch),
@@ -459,12 +478,113 @@ def build_package(
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in (DEPLOYMENT_ZIP, TEMPLATE):
             shutil.copyfile(chalice_out / name, out_dir / name)
+    compiled = add_bytecode(out_dir / DEPLOYMENT_ZIP)
+    notes.append(f"{compiled} modules compiled to unchecked-hash {CACHE_TAG} bytecode")
+    say(notes[-1])
 
     built = Package(out_dir / DEPLOYMENT_ZIP, out_dir / TEMPLATE, notes)
     problems = template_problems(built.template_path, arch)
     if problems:
         raise PackagingError("the template is not for the runtime:\n" + "\n".join(problems))
     return built
+
+
+# --- the bytecode -----------------------------------------------------------------------
+
+
+def require_runtime_bytecode() -> None:
+    """Bytecode compiled here must be what Lambda's python3.11 loads as it is."""
+    interpreter = f"{sys.implementation.name} {sys.implementation.cache_tag}"
+    if (
+        sys.implementation.name != "cpython"
+        or sys.implementation.cache_tag != CACHE_TAG
+        or importlib.util.MAGIC_NUMBER != RUNTIME_MAGIC
+    ):
+        raise PackagingError(
+            f"the package ships bytecode for CPython 3.11 ({CACHE_TAG}, magic "
+            f"{RUNTIME_MAGIC!r}): run this with CPython 3.11, not {interpreter} "
+            f"(magic {importlib.util.MAGIC_NUMBER!r})"
+        )
+
+
+def bytecode_path(source: str) -> str:
+    """Where the runtime looks for the bytecode of the zip entry `source` (a .py)."""
+    path = PurePosixPath(source)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{CACHE_TAG}.pyc")
+
+
+def is_source(name: str) -> bool:
+    return name.endswith(".py") and not any(map(_is_cache, PurePosixPath(name).parts))
+
+
+def compile_tree(root: Path) -> int:
+    """Write the unchecked-hash bytecode of every .py under `root` next to it; how many.
+
+    The code objects carry the path relative to `root` (the import system replaces it by
+    the real one on loading), so the same sources give the same bytes wherever compiled.
+    """
+    require_runtime_bytecode()
+    sources = sorted(path for path in root.rglob("*.py") if path.is_file())
+    compiled = 0
+    for source in sources:
+        relative = source.relative_to(root).as_posix()
+        if not is_source(relative):
+            continue
+        try:
+            py_compile.compile(
+                str(source),
+                cfile=str(root / bytecode_path(relative)),
+                dfile=relative,
+                doraise=True,
+                optimize=0,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError as error:
+            raise PackagingError(f"{relative} does not compile on {RUNTIME}: {error}") from error
+        compiled += 1
+    return compiled
+
+
+def add_bytecode(zip_path: Path) -> int:
+    """Rewrite the zip with each .py followed by its bytecode; how many were compiled.
+
+    Entries keep their order, timestamps and modes; each pyc takes its source's.
+    """
+    with zipfile.ZipFile(zip_path) as original:
+        entries = [(info, original.read(info)) for info in original.infolist()]
+    sources = {
+        info.filename for info, _ in entries if not info.is_dir() and is_source(info.filename)
+    }
+    caches = [info.filename for info, _ in entries if _is_cache(PurePosixPath(info.filename).name)]
+    if caches:  # would collide with (or shadow) the bytecode compiled here
+        raise PackagingError(f"{zip_path} already holds bytecode: " + ", ".join(caches[:5]))
+    with tempfile.TemporaryDirectory(prefix="media-pipeline-bytecode-") as scratch:
+        root = Path(scratch)
+        for info, data in entries:
+            if info.filename in sources:
+                target = root / _safe_relative(info.filename)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        compiled = compile_tree(root)
+        rewritten = zip_path.with_name(zip_path.name + ".partial")
+        with zipfile.ZipFile(rewritten, "w") as package:
+            for info, data in entries:
+                package.writestr(info, data)
+                if info.filename in sources:
+                    name = bytecode_path(info.filename)
+                    pyc = zipfile.ZipInfo(name, date_time=info.date_time)
+                    pyc.external_attr = info.external_attr
+                    pyc.compress_type = info.compress_type
+                    package.writestr(pyc, (root / name).read_bytes())
+    rewritten.replace(zip_path)
+    return compiled
+
+
+def _safe_relative(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise PackagingError(f"{name}: not a relative path inside the package")
+    return path
 
 
 def lambda_functions(template_path: Path) -> dict[str, dict[str, Any]]:
@@ -605,12 +725,19 @@ def shared_library_problems(zip_path: Path, wheelhouse: Path, arch: str) -> list
 
 
 def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PROJECT) -> list[str]:
-    """Every file is the app's or a wheel's (same sha256), and every installed wheel whole."""
+    """Every file is the app's or a wheel's (same sha256), and every installed wheel whole.
+
+    The bytecode of the zip's sources is `bytecode_problems`' to prove.
+    """
     index = WheelIndex.read(wheelhouse)
     expected = app_files(project_dir)
+    entries = dict(_zip_entries(zip_path))
+    compiled = {bytecode_path(name) for name in entries if is_source(name)}
     problems, seen = [], set()
-    for name, data in _zip_entries(zip_path):
+    for name, data in entries.items():
         seen.add(name)
+        if name in compiled:
+            continue
         digest = hashlib.sha256(data).hexdigest()
         if name in expected:
             if digest != expected[name]:
@@ -628,11 +755,62 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
     return problems
 
 
+def bytecode_problems(zip_path: Path) -> list[str]:
+    """The only caches are one unchecked-hash CPython 3.11 pyc per .py, of that source."""
+    entries = dict(_zip_entries(zip_path))
+    sources = {bytecode_path(name): name for name in entries if is_source(name)}
+    problems = [
+        f"{name}: a bytecode cache of no source in the package"
+        for name in entries
+        if name not in sources and any(map(_is_cache, PurePosixPath(name).parts))
+    ]
+    for pyc_name, source_name in sources.items():
+        pyc = entries.get(pyc_name)
+        if pyc is None:
+            problems.append(f"{source_name}: no bytecode ({pyc_name} missing)")
+        else:
+            problems += [
+                f"{pyc_name}: {problem}" for problem in pyc_problems(pyc, entries[source_name])
+            ]
+    return problems
+
+
+def pyc_problems(pyc: bytes, source: bytes) -> list[str]:
+    """What keeps `pyc` from being the unchecked-hash 3.11 bytecode of `source`."""
+    if len(pyc) < PYC_HEADER_SIZE:
+        return ["truncated header"]
+    flags = int.from_bytes(pyc[4:8], "little")
+    problems = []
+    if pyc[:4] != RUNTIME_MAGIC:
+        problems.append(f"magic {pyc[:4]!r}, not CPython 3.11's {RUNTIME_MAGIC!r}")
+    if flags != UNCHECKED_HASH_FLAGS:
+        kind = "timestamp-based" if flags == 0 else f"flags {flags:#04b}"
+        problems.append(f"{kind}, not unchecked hash-based (flags 0b01)")
+    elif pyc[8:16] != importlib.util.source_hash(source):
+        problems.append("compiled from another source (source hash differs)")
+    if not problems and not _same_code(pyc[PYC_HEADER_SIZE:], source):
+        problems.append("its code is not its source's")
+    return problems
+
+
+def _same_code(body: bytes, source: bytes) -> bool:
+    """The marshalled code equals `source` compiled here (code objects compare their
+    bytecode, constants, names and line tables, not their file name)."""
+    try:
+        expected = compile(source, "<package>", "exec", dont_inherit=True, optimize=0)
+        loaded = marshal.loads(body)  # noqa: S302 (the package being audited, never run here)
+    except (SyntaxError, EOFError, ValueError, TypeError):
+        return False
+    return bool(loaded == expected)
+
+
 def audit_package(
     zip_path: Path, wheelhouse: Path, arch: str, project_dir: Path = PROJECT
 ) -> list[str]:
-    return shared_library_problems(zip_path, wheelhouse, arch) + provenance_problems(
-        zip_path, wheelhouse, project_dir
+    return (
+        shared_library_problems(zip_path, wheelhouse, arch)
+        + provenance_problems(zip_path, wheelhouse, project_dir)
+        + bytecode_problems(zip_path)
     )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from chalice.config import Config
+from moto import mock_aws
 
 from chalicelib import auth
 from infra import cost, deploy, keys, policies, stack
@@ -290,3 +295,54 @@ def test_throttling_lands_on_every_method_of_the_api_stage(aws: Queues, project:
         {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "25.0"},
         {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "60"},
     ]
+
+
+def _zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_every_function_gets_the_audited_package(tmp_path: Path) -> None:
+    with mock_aws():
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(
+            RoleName="media-pipeline-test",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        lambda_client = boto3.client("lambda", region_name=REGION)
+        chalice_zip = _zip_of({"app.py": b"# as chalice deploy built it\n"})
+        functions = [
+            lambda_client.create_function(
+                FunctionName=f"media-pipeline-test-{name}",
+                Runtime="python3.11",
+                Role=role,
+                Handler="app.handler",
+                Code={"ZipFile": chalice_zip},
+            )["FunctionArn"]
+            for name in ("api_handler", "make_thumbnails")
+        ]
+        audited = tmp_path / "deployment.zip"
+        audited.write_bytes(
+            _zip_of({"app.py": b"# audited\n", "__pycache__/app.cpython-311.pyc": b"\x00"})
+        )
+        deploy.ship_audited_package(lambda_client, functions, audited)
+        expected = base64.b64encode(hashlib.sha256(audited.read_bytes()).digest()).decode()
+        for function in functions:
+            configuration = lambda_client.get_function(FunctionName=function)["Configuration"]
+            assert configuration["CodeSha256"] == expected
+
+
+def test_the_functions_shipped_are_those_chalice_recorded(tmp_path: Path) -> None:
+    deployed = tmp_path / ".chalice" / "deployed"
+    deployed.mkdir(parents=True)
+    function = "lambda_function"
+    resources = [
+        {"name": "api_handler", "resource_type": function, "lambda_arn": "arn:a"},
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "x"},
+        {"name": "sweep_jobs", "resource_type": function, "lambda_arn": "arn:b"},
+    ]
+    (deployed / "dev.json").write_text(json.dumps({"resources": resources}))
+    assert deploy.deployed_functions(tmp_path, "dev") == ["arn:a", "arn:b"]

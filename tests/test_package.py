@@ -4,8 +4,9 @@ The package is built once for the module, as `make package` builds it: the wheel
 .cache/wheelhouse/<arch> is filled (online the first time, from the cache after that) and
 `chalice package` runs with pip confined to it. The zip must then hold the app, and the
 runtime requirements exactly as their manylinux wheels for the Lambda machine ship them:
-no host-built object, no test, cache, dev tool or AWS SDK. The checkers are themselves
-proven to fail on small synthetic packages.
+no host-built object, no test, dev tool or AWS SDK, and for bytecode exactly one
+unchecked-hash CPython 3.11 pyc per .py, which the runtime loads instead of compiling.
+The checkers are themselves proven to fail on small synthetic packages.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import base64
 import csv
 import hashlib
 import importlib.metadata
+import importlib.util
 import io
 import json
+import os
+import py_compile
 import re
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterable
@@ -104,11 +110,15 @@ def forbidden_entries(names: Iterable[str], dev_dists: set[str]) -> list[str]:
     project_only = {path.name for path in REPO.iterdir()} - {"app.py", "chalicelib", "vendor"}
     project_only |= {"tests", "devstack", "infra", ".venv", ".cache", ".chalice"}
     dev_top_levels = top_level_names(dev_dists) | dev_dists
+    names = list(names)
+    compiled = {package.bytecode_path(name) for name in names if name.endswith(".py")}
     found = []
     for name in names:
         parts = PurePosixPath(name).parts
         top = parts[0]
         distribution = package.normalise(top.split("-")[0])
+        if name in compiled:
+            continue  # the bytecode of a packaged source: see the bytecode tests
         if top in project_only:
             found.append(f"{name}: project-only")
         elif "__pycache__" in parts or name.endswith((".pyc", ".pyo")):
@@ -168,7 +178,8 @@ def test_every_file_is_the_apps_or_a_wheels(built: Built) -> None:
 
 def test_no_tests_caches_dev_tooling_or_aws_sdk(built: Built) -> None:
     assert forbidden_entries(built.names, dev_only_distributions(built.wheelhouse)) == []
-    assert {name for name in built.names if name.startswith("chalice/")} == CHALICE_RUNTIME
+    chalice_files = {name for name in built.names if name.startswith("chalice/")}
+    assert chalice_files == CHALICE_RUNTIME | {package.bytecode_path(n) for n in CHALICE_RUNTIME}
 
 
 def test_everything_the_app_needs_is_there(built: Built) -> None:
@@ -193,6 +204,99 @@ def test_everything_the_app_needs_is_there(built: Built) -> None:
         if name.endswith(".dist-info/METADATA")
     }
     assert requirement_names(REPO / "requirements.txt") <= installed
+
+
+# --- its bytecode -------------------------------------------------------------------------
+
+# CPython 3.11's magic number (3495, unchanged through 3.11.x): the bytecode built on this
+# interpreter is the bytecode Lambda's python3.11 loads.
+PYTHON_311_MAGIC = b"\xa7\r\r\n"
+PACKAGED_BY_APP = {"app", "chalicelib", "chalice", "aws_lambda_powertools", "jmespath"}
+
+# Run in the extracted package: records every module the import system compiles from
+# source (it does when a module's pyc is missing or stale), then imports the app.
+IMPORT_APP_CHILD = """
+import importlib.machinery, json, sys
+compiled = []
+loader = importlib.machinery.SourceFileLoader
+source_to_code = loader.source_to_code
+def recording(self, data, path, *, _optimize=-1):
+    compiled.append(path)
+    return source_to_code(self, data, path, _optimize=_optimize)
+loader.source_to_code = recording
+import app
+modules = {
+    name: {"file": module.__file__, "cached": getattr(module, "__cached__", None)}
+    for name, module in sys.modules.items()
+    if (getattr(module, "__file__", None) or "").startswith(sys.argv[1])
+}
+print(json.dumps({"compiled": compiled, "modules": modules}))
+"""
+
+
+def test_the_interpreter_builds_bytecode_for_the_runtime() -> None:
+    assert importlib.util.MAGIC_NUMBER == PYTHON_311_MAGIC == package.RUNTIME_MAGIC
+    assert sys.implementation.cache_tag == package.CACHE_TAG == "cpython-311"
+
+
+def test_every_module_has_its_unchecked_hash_bytecode(built: Built) -> None:
+    sources = [name for name in built.names if name.endswith(".py")]
+    caches = {name for name in built.names if "__pycache__" in name or name.endswith(".pyc")}
+    assert len(sources) > 100
+    assert caches == {package.bytecode_path(name) for name in sources}
+    with zipfile.ZipFile(built.zip_path) as deployment:
+        for name in ("app.py", "chalicelib/api.py", "typing_extensions.py"):
+            pyc = deployment.read(package.bytecode_path(name))
+            assert pyc[:4] == PYTHON_311_MAGIC, name
+            assert int.from_bytes(pyc[4:8], "little") == 0b01, name  # hash-based, unchecked
+            assert pyc[8:16] == importlib.util.source_hash(deployment.read(name)), name
+    assert "chalicelib/__pycache__/api.cpython-311.pyc" in caches
+    assert package.bytecode_problems(built.zip_path) == []
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_packaged_app_imports_from_its_bytecode(built: Built, tmp_path: Path) -> None:
+    """Bytecode writing stays on: a pyc the runtime found stale would be compiled (and
+    recorded) and rewritten; none is, and every module of the package has its pyc."""
+    root = tmp_path / "task"
+    with zipfile.ZipFile(built.zip_path) as deployment:
+        deployment.extractall(root)  # fresh mtimes: a timestamp pyc would now be stale
+    before = tree(root)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_APP_CHILD, str(root) + os.sep],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["compiled"] == []
+    modules = report["modules"]
+    assert {name.split(".")[0] for name in modules} >= PACKAGED_BY_APP
+    assert len(modules) > 50
+    for name, module in modules.items():
+        if module["file"].endswith(".py"):
+            assert Path(module["cached"]).is_file(), name
+    assert tree(root) == before
+
+
+def test_build_refuses_an_interpreter_without_the_runtimes_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-312")
+    with pytest.raises(package.PackagingError, match=r"CPython 3\.11"):
+        package.build_package(STAGE, tmp_path / "out", package.default_wheelhouse(ARCH), ARCH)
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_is_offline_and_refuses_a_missing_wheel(tmp_path: Path) -> None:
@@ -330,9 +434,9 @@ def synthetic_project(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
         pytest.param({}, None, id="correct"),
         pytest.param({"tests/test_app.py": b"def test(): ..."}, "neither the app", id="tests"),
         pytest.param(
-            {"chalicelib/__pycache__/__init__.cpython-311.pyc": b"pyc"},
+            {"chalicelib/__pycache__/__init__.cpython-312.pyc": b"pyc"},
             "neither the app",
-            id="bytecode",
+            id="stray-bytecode",
         ),
         pytest.param({"fake/__init__.py": b"x = 2\n"}, "differs from its wheel", id="patched"),
         pytest.param({"fake/__init__.py": None}, "missing from fake-1.0", id="partial-wheel"),
@@ -375,6 +479,9 @@ def test_forbidden_entries_checker() -> None:
         "chalice/cli/__init__.py",
     ]
     assert [entry.split(":")[0] for entry in forbidden_entries(bad, dev)] == bad
+    compiled = [package.bytecode_path(name) for name in clean if name.endswith(".py")]
+    assert "chalicelib/__pycache__/api.cpython-311.pyc" in compiled
+    assert forbidden_entries(clean + compiled, dev) == []
 
 
 def test_wheelhouse_refuses_anything_but_runtime_wheels(tmp_path: Path) -> None:
@@ -386,3 +493,64 @@ def test_wheelhouse_refuses_anything_but_runtime_wheels(tmp_path: Path) -> None:
     make_wheel(tmp_path, "other-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", {})
     with pytest.raises(package.PackagingError, match=r"fake-1\.0\.tar\.gz, other-1\.0"):
         package.wheels_in(tmp_path, "arm64")
+
+
+def pyc_of(source: bytes, mode: py_compile.PycInvalidationMode, directory: Path) -> bytes:
+    path = directory / "module.py"
+    path.write_bytes(source)
+    compiled = directory / "module.pyc"
+    py_compile.compile(str(path), str(compiled), doraise=True, invalidation_mode=mode)
+    return compiled.read_bytes()
+
+
+def mutated(files: dict[str, bytes], mutation: str, scratch: Path) -> dict[str, bytes]:
+    """The package `files` (app.py compiled) with its bytecode spoiled as `mutation` says."""
+    pyc = package.bytecode_path("app.py")
+    modes = py_compile.PycInvalidationMode
+    files = dict(files)
+    if mutation == "mtime-pyc":
+        files[pyc] = pyc_of(files["app.py"], modes.TIMESTAMP, scratch)
+    elif mutation == "checked-hash-pyc":
+        files[pyc] = pyc_of(files["app.py"], modes.CHECKED_HASH, scratch)
+    elif mutation == "missing-pyc":
+        del files[pyc]
+    elif mutation == "pyc-of-another-source":
+        files[pyc] = pyc_of(b"x = 2\n", modes.UNCHECKED_HASH, scratch)
+    elif mutation == "other-python":
+        files[pyc] = (3439).to_bytes(2, "little") + b"\r\n" + files[pyc][4:]  # 3.10
+    elif mutation == "broken-code":
+        files[pyc] = files[pyc][: package.PYC_HEADER_SIZE] + b"\xe3"
+    elif mutation == "stray-cache":
+        files["chalicelib/stale.pyc"] = files[pyc]
+    return files
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        ("none", None),
+        ("mtime-pyc", "timestamp-based"),
+        ("checked-hash-pyc", "flags 0b11"),
+        ("missing-pyc", "app.py: no bytecode"),
+        ("pyc-of-another-source", "another source"),
+        ("other-python", "not CPython 3.11's"),
+        ("broken-code", "not its source's"),
+        ("stray-cache", "chalicelib/stale.pyc: a bytecode cache of no source"),
+    ],
+)
+def test_bytecode_checker(tmp_path: Path, mutation: str, expected: str | None) -> None:
+    project, files = synthetic_project(tmp_path)
+    deployment = write_zip(tmp_path / "deployment.zip", files)
+    assert package.add_bytecode(deployment) == len([n for n in files if n.endswith(".py")])
+    with zipfile.ZipFile(deployment) as archive:
+        compiled = {name: archive.read(name) for name in archive.namelist()}
+    assert package.bytecode_path("chalicelib/__init__.py") in compiled
+    with pytest.raises(package.PackagingError, match="already holds bytecode"):
+        package.add_bytecode(deployment)
+    changed = write_zip(tmp_path / "changed.zip", mutated(compiled, mutation, tmp_path))
+    problems = package.bytecode_problems(changed)
+    if expected is None:
+        assert problems == []
+        assert package.provenance_problems(changed, tmp_path / "wheels", project) == []
+    else:
+        assert any(expected in problem for problem in problems), problems
