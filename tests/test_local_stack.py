@@ -355,6 +355,52 @@ def stop(process: subprocess.Popen[bytes], log: Path) -> list[str]:
     return problems
 
 
+@contextlib.contextmanager
+def make_run(
+    local: LocalStack, env: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`make run` started as a user would (its own session, the log to `local.log`), ready
+    when the body runs; afterwards stopped with SIGTERM, and the test fails if it stopped
+    uncleanly or left any process behind (those are killed with SIGKILL)."""
+    failures_before = request.session.testsfailed
+    with local.log.open("wb") as log:
+        process = subprocess.Popen(
+            ["make", "run"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    problems: list[str] = []
+    tree: list[Proc] | None = None
+    try:
+        wait_until_ready(process, local)
+        yield process
+        tree = descendants(process.pid)
+        problems += stop(process, local.log)
+    finally:
+        # Whatever happened above, nothing this started outlives it.
+        if tree is None:
+            tree = descendants(process.pid)
+        left = survivors(process.pid, tree)
+        kill(left)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if request.session.testsfailed > failures_before:
+            print(local.log_tail())
+    if left:
+        problems.append(
+            "processes left after `make run` exited (killed with SIGKILL):\n"
+            + "\n".join(f"  {proc}" for proc in left)
+        )
+    if problems:
+        pytest.fail("\n".join(problems) + "\n" + local.log_tail())
+
+
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -374,45 +420,10 @@ def stack(
         DEV_API_KEYS=",".join(f"{tenant}:{key}" for tenant, key in keys.items()),
         WORKERS="2",
     )
-    failures_before = request.session.testsfailed
     started = time.monotonic()
-    with local.log.open("wb") as log:
-        process = subprocess.Popen(
-            ["make", "run"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    problems: list[str] = []
-    tree: list[Proc] | None = None
-    try:
-        wait_until_ready(process, local)
+    with make_run(local, env, request):
         print(f"\nlocal stack ready in {time.monotonic() - started:.1f} s (log: {local.log})")
         yield local
-        tree = descendants(process.pid)
-        problems += stop(process, local.log)
-    finally:
-        # Whatever happened above, nothing this fixture started outlives it.
-        if tree is None:
-            tree = descendants(process.pid)
-        left = survivors(process.pid, tree)
-        kill(left)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if request.session.testsfailed > failures_before:
-            print(local.log_tail())
-    if left:
-        problems.append(
-            "processes left after `make run` exited (killed with SIGKILL):\n"
-            + "\n".join(f"  {proc}" for proc in left)
-        )
-    if problems:
-        pytest.fail("\n".join(problems) + "\n" + local.log_tail())
 
 
 # --- one photo, end to end -------------------------------------------------------------------

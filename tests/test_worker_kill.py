@@ -12,7 +12,6 @@ back-off, and stopping the pool during a back-off leaves nothing running.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -39,17 +38,13 @@ from tests.test_local_stack import (
     HTTP_TIMEOUT,
     JOB_POLL,
     REGION,
-    REPO,
     LocalStack,
     Proc,
     descendants,
     free_ports,
-    kill,
+    make_run,
     photo,
-    stop,
-    survivors,
     user_environment,
-    wait_until_ready,
 )
 
 VISIBILITY_SECONDS = 5
@@ -91,42 +86,8 @@ def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]
         WORKERS="1",
         LOCAL_QUEUE_VISIBILITY_SECONDS=str(VISIBILITY_SECONDS),
     )
-    failures_before = request.session.testsfailed
-    with local.log.open("wb") as log:
-        make = subprocess.Popen(
-            ["make", "run"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    problems: list[str] = []
-    tree: list[Proc] | None = None
-    try:
-        wait_until_ready(make, local)
+    with make_run(local, env, request) as make:
         yield Running(stack=local, make=make)
-        tree = descendants(make.pid)
-        problems += stop(make, local.log)
-    finally:
-        if tree is None:
-            tree = descendants(make.pid)
-        left = survivors(make.pid, tree)
-        kill(left)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(make.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            make.wait(timeout=10)
-        if request.session.testsfailed > failures_before:
-            print(local.log_tail())
-    if left:
-        problems.append(
-            "processes left after `make run` exited (killed with SIGKILL):\n"
-            + "\n".join(f"  {proc}" for proc in left)
-        )
-    if problems:
-        pytest.fail("\n".join(problems) + "\n" + local.log_tail())
 
 
 def emulator_session() -> boto3.session.Session:
