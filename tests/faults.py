@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
@@ -50,6 +50,7 @@ def killed() -> BaseException:
     return InvocationKilled("the invocation was killed")
 
 
+@dataclass(eq=False)
 class Fault:
     """Fail `operation` (after letting `skip` matching calls through) at most `times` times
     (None: always), on every client it is attached to; the counts are shared.
@@ -58,28 +59,17 @@ class Fault:
     factory's exception is raised instead. With `applied` the call reaches AWS first and
     fails only on its way back."""
 
-    def __init__(
-        self,
-        operation: str,
-        *,
-        code: str = "SlowDown",
-        status: int = 503,
-        times: int | None = None,
-        when: Predicate | None = None,
-        skip: int = 0,
-        raises: ErrorFactory | None = None,
-        applied: bool = False,
-    ) -> None:
-        self.operation = operation
-        self.code = code
-        self.status = status
-        self.times = times
-        self.when = when
-        self.skip = skip
-        self.raises = raises
-        self.applied = applied
-        self.calls = 0  # matching calls seen
-        self.failed = 0
+    operation: str
+    _: KW_ONLY
+    code: str = "SlowDown"
+    status: int = 503
+    times: int | None = None
+    when: Predicate | None = None
+    skip: int = 0
+    raises: ErrorFactory | None = None
+    applied: bool = False
+    calls: int = field(default=0, init=False)  # matching calls seen
+    failed: int = field(default=0, init=False)
 
     def attach(self, client: Any) -> None:
         client.meta.events.register(self._event(client, "before-call"), self._before)
@@ -132,29 +122,10 @@ class Fault:
 
 
 @contextmanager
-def aws_fault(
-    client: Any,
-    operation: str,
-    *,
-    code: str = "SlowDown",
-    status: int = 503,
-    times: int | None = None,
-    when: Predicate | None = None,
-    skip: int = 0,
-    raises: ErrorFactory | None = None,
-    applied: bool = False,
-) -> Iterator[Fault]:
-    """Fail `operation` on `client` while the block runs; yields the fault, which counts."""
-    fault = Fault(
-        operation,
-        code=code,
-        status=status,
-        times=times,
-        when=when,
-        skip=skip,
-        raises=raises,
-        applied=applied,
-    )
+def aws_fault(client: Any, operation: str, **options: Any) -> Iterator[Fault]:
+    """Fail `operation` on `client` while the block runs (`options`: Fault's); yields the
+    fault, which counts."""
+    fault = Fault(operation, **options)
     fault.attach(client)
     try:
         yield fault
