@@ -38,6 +38,7 @@ run: install
 
 bench: install
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.ceiling
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.memory

@@ -785,14 +785,14 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         data = photo.read_bytes()
         gc.collect()
         timings = time_engines(renderers, data, repeats)
-        entry = _image_entry(photo, data, presets, timings)
+        entry = image_entry(photo, data, presets, timings)
         images.append(entry)
         for name, timing in timings.items():
             per_engine_wall[name] += sum(timing.wall_ms)
             per_engine_cpu[name] += sum(timing.cpu_ms)
         if arguments.save_outputs is not None:
             _save_outputs(arguments.save_outputs, photo, presets, timings)
-        print(_progress_line(entry), file=sys.stderr, flush=True)
+        print(progress_line(entry), file=sys.stderr, flush=True)
     threads_after = thread_count()
     load_after = [round(value, 2) for value in os.getloadavg()]
 
@@ -811,7 +811,7 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                 "description": specs[name].description,
             }
             continue
-        engines[name] = _engine_summary(
+        engines[name] = engine_summary(
             name, specs[name], images, per_engine_cpu[name], per_engine_wall[name], rss.get(name)
         )
 
@@ -881,7 +881,7 @@ def _imported_pyvips() -> Any | None:
     return sys.modules.get("pyvips")
 
 
-def _image_entry(
+def image_entry(
     photo: Path, data: bytes, presets: Sequence[Preset], timings: Mapping[str, Timings]
 ) -> dict[str, Any]:
     reference = Reference(data)
@@ -909,7 +909,7 @@ def _image_entry(
     return entry
 
 
-def _engine_summary(
+def engine_summary(
     name: str,
     spec: EngineSpec,
     images: Sequence[Mapping[str, Any]],
@@ -1023,7 +1023,7 @@ def _save_outputs(
             (directory / f"{photo.stem}.{preset.name}.{name}.{extension}").write_bytes(encoded)
 
 
-def _progress_line(entry: Mapping[str, Any]) -> str:
+def progress_line(entry: Mapping[str, Any]) -> str:
     timings = ", ".join(
         f"{name} {engine['median_ms']:.1f} ms" for name, engine in entry["engines"].items()
     )

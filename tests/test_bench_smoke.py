@@ -1,4 +1,4 @@
-"""bench.coldstart and bench.memory in their quick modes: they run and their results are whole.
+"""bench.ceiling, bench.coldstart and bench.memory in quick mode: they run, results whole.
 
 No timing or memory figure is asserted: these check that the benchmarks work, not how
 fast or how small anything is.
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bench import coldstart, memory
+from bench import ceiling, coldstart, memory
+from bench import engine as bench_engine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,11 @@ def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
 @pytest.fixture(scope="module")
 def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _run_quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")
+
+
+@pytest.fixture(scope="module")
+def ceiling_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_quick("bench.ceiling", tmp_path_factory.mktemp("ceiling") / "result.json")
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +120,30 @@ def test_memory_quick_run_measures_every_case(memory_result: dict[str, Any]) -> 
             assert summary["goal"] is None
         else:
             assert isinstance(summary["goal"]["met"], bool)
+
+
+def test_ceiling_floors_reproduce_the_engine_outputs(ceiling_result: dict[str, Any]) -> None:
+    """The floor at the engine's own scaling encodes exactly the engine's pixels, and the one
+    at libvips's scaling renders a sharper large output: the floors measure real renders."""
+    result = ceiling_result
+    assert result["schema"] == ceiling.SCHEMA
+    engines = result["engines"]
+    engine = engines[bench_engine.ENGINE]
+    at_engine_quality = engines[ceiling.ENGINE_QUALITY]
+    at_equal_quality = engines[ceiling.EQUAL_QUALITY]
+    for image in result["images"]:
+        ours = image["engines"][bench_engine.ENGINE]["outputs"]
+        floor = image["engines"][ceiling.ENGINE_QUALITY]["outputs"]
+        assert [o["bytes"] for o in floor] == [o["bytes"] for o in ours], image["name"]
+        assert [o["preset"] for o in floor] == ["thumb", "small", "large"]
+    assert at_engine_quality["ssim"] == engine["ssim"]
+    large = "large"
+    assert (
+        at_equal_quality["ssim"]["by_preset_mean"][large] > engine["ssim"]["by_preset_mean"][large]
+    )
+    for name in ceiling.DRAFT_GAPS:
+        entry = result["ceiling"][name]
+        assert entry["engine_time_over_floor"] > 0
+        if engines.get(bench_engine.PYVIPS, {}).get("available"):
+            assert entry["max_speedup_vs_pyvips"] > 0
+            assert isinstance(entry["reaches_goal"], bool)
