@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,12 +166,35 @@ def delete_source(bucket: str, key: str, version_id: str) -> None:
         clients.s3().delete_object(Bucket=bucket, Key=key, VersionId=version_id)
 
 
-def write_output(key: str, data: bytes, content_type: str) -> None:
+@dataclass(frozen=True)
+class Output:
+    key: str
+    data: bytes
+    content_type: str
+
+
+def write_outputs(outputs: Sequence[Output]) -> None:
+    """Write a job's outputs all at once, one PutObject each on its own thread, so the job
+    waits for about one round trip to S3 instead of one per output (boto3 clients are
+    thread-safe). Every write has ended when this returns or raises; the first failure is
+    raised, and a retry overwrites whichever outputs were written (their keys are fixed)."""
+    if len(outputs) <= 1:
+        for output in outputs:
+            write_output(output)
+        return
+    clients.s3()  # created once here, not raced for by the threads
+    with ThreadPoolExecutor(len(outputs), thread_name_prefix="write-output") as pool:
+        writes = [pool.submit(write_output, output) for output in outputs]
+    for write in writes:
+        write.result()
+
+
+def write_output(output: Output) -> None:
     with clients.aws_errors("write output"):
         clients.s3().put_object(
             Bucket=settings().derived_bucket,
-            Key=key,
-            Body=data,
-            ContentType=content_type,
+            Key=output.key,
+            Body=output.data,
+            ContentType=output.content_type,
             CacheControl=OUTPUT_CACHE_CONTROL,
         )

@@ -228,21 +228,27 @@ def _make_thumbnails(
         if cut_short:
             raise InvocationEnding(f"The invocation ended within {budget:.1f} s") from exc
         raise
-    outputs = []
-    for rendition in result.outputs:
-        key = storage.output_key(job.tenant, job.job_id, rendition.preset, rendition.extension)
-        storage.write_output(key, rendition.data, rendition.content_type)
-        outputs.append(
-            {
-                "preset": rendition.preset,
-                "width": rendition.width,
-                "height": rendition.height,
-                "format": rendition.format,
-                "contentType": rendition.content_type,
-                "bytes": len(rendition.data),
-                "key": key,
-            }
+    written = [
+        storage.Output(
+            storage.output_key(job.tenant, job.job_id, rendition.preset, rendition.extension),
+            rendition.data,
+            rendition.content_type,
         )
+        for rendition in result.outputs
+    ]
+    storage.write_outputs(written)
+    outputs = [
+        {
+            "preset": rendition.preset,
+            "width": rendition.width,
+            "height": rendition.height,
+            "format": rendition.format,
+            "contentType": rendition.content_type,
+            "bytes": len(rendition.data),
+            "key": output.key,
+        }
+        for rendition, output in zip(result.outputs, written, strict=True)
+    ]
     source = {
         "contentType": result.source.content_type,
         "bytes": len(data),

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,8 @@ class Fault:
     applied: bool = False
     calls: int = field(default=0, init=False)  # matching calls seen
     failed: int = field(default=0, init=False)
+    # The worker writes a job's outputs on several threads at once: counting is atomic.
+    _counting: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def attach(self, client: Any) -> None:
         client.meta.events.register(self._event(client, "before-call"), self._before)
@@ -85,15 +88,16 @@ class Fault:
         return f"{stage}.{client.meta.service_model.service_id.hyphenize()}.{self.operation}"
 
     def _strikes(self, request: dict[str, Any]) -> bool:
-        if self.times is not None and self.failed >= self.times:
-            return False
-        if self.when is not None and not self.when(request):
-            return False
-        self.calls += 1
-        if self.calls <= self.skip:
-            return False
-        self.failed += 1
-        return True
+        with self._counting:
+            if self.times is not None and self.failed >= self.times:
+                return False
+            if self.when is not None and not self.when(request):
+                return False
+            self.calls += 1
+            if self.calls <= self.skip:
+                return False
+            self.failed += 1
+            return True
 
     def _before(
         self, params: dict[str, Any], context: dict[str, Any], **_: Any

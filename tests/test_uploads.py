@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -248,6 +249,34 @@ def test_a_source_whose_delete_fails_is_left_to_the_lifecycle(pipeline: Pipeline
     assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
     assert queued_messages(pipeline) == 0
     assert pipeline.versions(pipeline.source_key(upload)) == [version]
+
+
+EXPECTED_OUTPUT_NAMES = ("large.webp", "small.jpg", "thumb.jpg")
+
+
+def test_a_jobs_outputs_are_written_at_once(pipeline: Pipeline) -> None:
+    """Each PutObject waits at a barrier that opens only when all three outputs' writes
+    have reached it: written one after another, the first would wait in vain."""
+    arrived = threading.Barrier(3, timeout=10)
+    threads: set[str] = set()
+
+    def meet(**_: Any) -> None:
+        threads.add(threading.current_thread().name)
+        arrived.wait()
+
+    events = clients.s3().meta.events
+    events.register("before-call.s3.PutObject", meet)
+    try:
+        job = pipeline.process(jpeg())
+    finally:
+        events.unregister("before-call.s3.PutObject", meet)
+    assert job["status"] == "COMPLETED"
+    assert not arrived.broken
+    assert len(threads) == 3
+    assert [output["preset"] for output in job["outputs"]] == ["thumb", "small", "large"]
+    written = outputs_bytes(pipeline)
+    assert sorted(written) == [f"acme/{job['jobId']}/{name}" for name in EXPECTED_OUTPUT_NAMES]
+    assert all(written.values())
 
 
 # --- AWS calls per job -----------------------------------------------------------------------
