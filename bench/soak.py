@@ -44,7 +44,15 @@ import requests
 from PIL import Image
 
 from bench.output import write_result
-from bench.pipeline import API_KEY, CORPUS, PROJECT, LocalStack, completed_at, percentile
+from bench.pipeline import (
+    API_KEY,
+    CORPUS,
+    PROJECT,
+    LocalStack,
+    completed_at,
+    percentile,
+    process_roles,
+)
 
 RESULTS = PROJECT / "bench" / "results" / "soak.json"
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
@@ -121,41 +129,6 @@ def schedule(count: int, files: dict[str, list[Payload]]) -> list[Payload]:
 
 
 # --- the stack's processes ---------------------------------------------------------------------
-
-
-def process_roles(root: int) -> dict[int, str]:
-    """The stack's processes by role: api (devstack.run: API server and dead-letter
-    poller), emulator, worker-N, s3-events."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    roles = {root: "api"}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in roles:
-                roles[pid] = _role(pid)
-                frontier.append(pid)
-    return {pid: role for pid, role in roles.items() if role}
-
-
-def _role(pid: int) -> str:
-    try:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-    if "devstack.emulator_server" in command:
-        return "emulator"
-    if name.startswith("worker-") or name == "s3-events":
-        return name
-    return ""  # multiprocessing's resource tracker and the like
 
 
 def rss_mib(root: int) -> dict[str, float]:
