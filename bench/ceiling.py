@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import io
 import statistics
 import sys
@@ -205,31 +204,20 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         unavailable[bench.PYVIPS] = str(exc)
 
     pyvips = sys.modules.get("pyvips")
-    first = photos[0].read_bytes()
-    for floor in prepared_floors.values():
-        floor.prepare(first)
-    for render in renderers.values():  # warm-up, untimed
-        render(first)
 
-    images: list[dict[str, Any]] = []
-    wall: dict[str, float] = dict.fromkeys(renderers, 0.0)
-    cpu: dict[str, float] = dict.fromkeys(renderers, 0.0)
-    for photo in photos:
-        data = photo.read_bytes()
+    def prepare(data: bytes) -> None:
         for floor in prepared_floors.values():
             floor.prepare(data)
-        gc.collect()
-        timings = bench.time_engines(renderers, data, repeats)
-        images.append(bench.image_entry(photo, data, presets, timings))
+
+    def time_resizes(_: Path, entry: dict[str, Any], __: Mapping[str, bench.Timings]) -> None:
         if pyvips is not None:
-            images[-1]["libvips_resize_ms"] = {
+            entry["libvips_resize_ms"] = {
                 name: round(simd_resize_ms(floor, pyvips, repeats), 2)
                 for name, floor in prepared_floors.items()
             }
-        for name, timing in timings.items():
-            wall[name] += sum(timing.wall_ms)
-            cpu[name] += sum(timing.cpu_ms)
-        print(bench.progress_line(images[-1]), file=sys.stderr, flush=True)
+
+    run = bench.time_photos(renderers, photos, presets, repeats, before=prepare, after=time_resizes)
+    images, wall, cpu = run.images, run.wall_ms, run.cpu_ms
 
     descriptions = {name: describe(name) for name in DRAFT_GAPS}
     descriptions[bench.ENGINE] = specs[bench.ENGINE].description

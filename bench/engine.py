@@ -692,6 +692,48 @@ def time_engines(
     return timings
 
 
+@dataclass
+class PhotoRun:
+    images: list[dict[str, Any]]  # image_entry of each photo
+    wall_ms: dict[str, float]  # per engine, every run of every photo
+    cpu_ms: dict[str, float]
+
+
+def time_photos(
+    renderers: Mapping[str, Renderer],
+    photos: Sequence[Path],
+    presets: Sequence[Preset],
+    repeats: int,
+    *,
+    before: Callable[[bytes], None] | None = None,
+    after: Callable[[Path, dict[str, Any], Mapping[str, Timings]], None] | None = None,
+) -> PhotoRun:
+    """Warm every engine up on the first photo (imports, lazily built tables and code paths,
+    untimed), then time them alternately on each photo. ``before`` sees each photo's bytes
+    before its timing, ``after`` its entry and timings."""
+    first = photos[0].read_bytes()
+    if before is not None:
+        before(first)
+    for render in renderers.values():
+        render(first)
+    run = PhotoRun([], dict.fromkeys(renderers, 0.0), dict.fromkeys(renderers, 0.0))
+    for photo in photos:
+        data = photo.read_bytes()
+        if before is not None:
+            before(data)
+        gc.collect()
+        timings = time_engines(renderers, data, repeats)
+        entry = image_entry(photo, data, presets, timings)
+        run.images.append(entry)
+        for name, timing in timings.items():
+            run.wall_ms[name] += sum(timing.wall_ms)
+            run.cpu_ms[name] += sum(timing.cpu_ms)
+        if after is not None:
+            after(photo, entry, timings)
+        print(progress_line(entry), file=sys.stderr, flush=True)
+    return run
+
+
 def measure_rss(
     engine: str, photos: Sequence[Path], presets_json: str, encoder_options: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -773,26 +815,12 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         print(f"skipping {name}: {reason}", file=sys.stderr)
     pyvips = _imported_pyvips()
 
-    # Warm-up: imports, lazily built tables and code paths, outside the timing.
-    first = photos[0].read_bytes()
-    for render in renderers.values():
-        render(first)
-
-    images: list[dict[str, Any]] = []
-    per_engine_wall: dict[str, float] = dict.fromkeys(renderers, 0.0)
-    per_engine_cpu: dict[str, float] = dict.fromkeys(renderers, 0.0)
-    for photo in photos:
-        data = photo.read_bytes()
-        gc.collect()
-        timings = time_engines(renderers, data, repeats)
-        entry = image_entry(photo, data, presets, timings)
-        images.append(entry)
-        for name, timing in timings.items():
-            per_engine_wall[name] += sum(timing.wall_ms)
-            per_engine_cpu[name] += sum(timing.cpu_ms)
+    def save(photo: Path, _: dict[str, Any], timings: Mapping[str, Timings]) -> None:
         if arguments.save_outputs is not None:
             _save_outputs(arguments.save_outputs, photo, presets, timings)
-        print(progress_line(entry), file=sys.stderr, flush=True)
+
+    run = time_photos(renderers, photos, presets, repeats, after=save)
+    images = run.images
     threads_after = thread_count()
     load_after = [round(value, 2) for value in os.getloadavg()]
 
@@ -812,7 +840,7 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             }
             continue
         engines[name] = engine_summary(
-            name, specs[name], images, per_engine_cpu[name], per_engine_wall[name], rss.get(name)
+            name, specs[name], images, run.cpu_ms[name], run.wall_ms[name], rss.get(name)
         )
 
     result: dict[str, Any] = {

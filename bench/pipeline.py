@@ -133,15 +133,22 @@ def _role(pid: int) -> str:
     return ""  # multiprocessing's resource tracker and the like
 
 
+def proc_files(root: int, name: str) -> dict[str, str]:
+    """``/proc/<pid>/<name>`` of each of the stack's processes, by role (those still alive)."""
+    found = {}
+    for pid, role in process_roles(root).items():
+        try:
+            found[role] = Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+    return found
+
+
 def cpu_seconds(root: int) -> dict[str, float]:
     """CPU time (user + system) each of the stack's processes has used so far, by role."""
     ticks = os.sysconf("SC_CLK_TCK")
     found = {}
-    for pid, role in process_roles(root).items():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
+    for role, stat in proc_files(root, "stat").items():
         fields = stat[stat.rindex(")") + 2 :].split()
         found[role] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return found

@@ -51,7 +51,7 @@ from bench.pipeline import (
     LocalStack,
     completed_at,
     percentile,
-    process_roles,
+    proc_files,
 )
 
 RESULTS = PROJECT / "bench" / "results" / "soak.json"
@@ -133,11 +133,7 @@ def schedule(count: int, files: dict[str, list[Payload]]) -> list[Payload]:
 
 def rss_mib(root: int) -> dict[str, float]:
     found = {}
-    for pid, role in process_roles(root).items():
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
+    for role, status in proc_files(root, "status").items():
         kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
         found[role] = round(kib / 1024, 1)
     return dict(sorted(found.items()))
