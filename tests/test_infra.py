@@ -241,6 +241,11 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     assert age["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["JobsQueue", "QueueName"]}
     for metric in ("ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "5XXError"):
         assert int(alarms[metric]["Threshold"]) == 0, metric
+    # One batch failing transiently is retried by itself: only failures in 3 of 5 minutes
+    # (a bug, or AWS failing for minutes) page anyone.
+    worker = by_id["WorkerErrorsAlarm"]
+    assert (int(worker["DatapointsToAlarm"]), int(worker["EvaluationPeriods"])) == (3, 5)
+    assert int(worker["Period"]) == 60
 
 
 def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
