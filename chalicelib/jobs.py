@@ -266,6 +266,26 @@ def fail(job_id: str, *, code: str, message: str, source: dict[str, Any] | None 
     return _transition(job_id, FAILED, fields)
 
 
+def give_up(
+    upload: Upload, *, code: str, message: str, min_attempts: int | None = None
+) -> Transition:
+    """End the job of `upload` FAILED, if it owns `upload` and, with `min_attempts`, was
+    claimed at least that many times. One conditional write; refused, the job comes back as
+    it stood (None: there is no such job), as for queue_upload."""
+    fields = {"error": {"code": code, "message": message}}
+    request = _transition_request(
+        upload.job_id,
+        FAILED,
+        fields,
+        count_attempt=False,
+        owner={"tenant": upload.tenant, "sourceKey": upload.key},
+    )
+    if min_attempts is not None:
+        request["ConditionExpression"] += " AND attempts >= :min_attempts"
+        request["ExpressionAttributeValues"].update(_serialize({":min_attempts": min_attempts}))
+    return _update_or_current(request, f"give up job {upload.job_id}")
+
+
 def _transition(
     job_id: str,
     to_status: str,

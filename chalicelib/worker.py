@@ -325,9 +325,13 @@ def _end_failed(job_id: str, code: str, message: str) -> bool:
     except StaleTransition:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
         return False
+    _log_failed(job_id, code, message)
+    return True
+
+
+def _log_failed(job_id: str, code: str, message: str) -> None:
     logger.warning("job failed", extra=job_fields(job_id, code=code, reason=message))
     metric("JobsFailed", 1, code=code)
-    return True
 
 
 # --- the dead-letter handler --------------------------------------------------------------
@@ -354,21 +358,35 @@ def _end_or_send_back(record: dict[str, Any]) -> None:
             "dead letter is not a job message", extra={"messageId": record.get("messageId")}
         )
         return
-    job = jobs.get_job(message.job_id)
-    if job is None or job.tenant != message.tenant or job.source_key != message.key:
+    # One conditional write decides in the common case: fail the job if it was claimed
+    # maxReceiveCount times; refused, it comes back as it stood, to tell why.
+    reason = GIVEN_UP_AFTER_RETRIES
+    outcome = jobs.give_up(
+        message.upload, code=PROCESSING_FAILED, message=reason, min_attempts=MAX_RECEIVE_COUNT
+    )
+    spent = message.redrives >= MAX_REDRIVES
+    if spent and not outcome.moved and _is_open_job_of(outcome.job, message):
+        reason = GIVEN_UP_AFTER_REDRIVES
+        outcome = jobs.give_up(message.upload, code=PROCESSING_FAILED, message=reason)
+    job = outcome.job
+    if outcome.moved:
+        _log_failed(message.job_id, PROCESSING_FAILED, reason)
+    elif job is None or not _owns(job, message):
         logger.error("dropping dead letter for an unknown job", extra=job_fields(message.job_id))
-        return
-    if job.is_terminal:
+    elif job.is_terminal:
         logger.info(
             "dead letter of a finished job", extra=job_fields(job.job_id, status=job.status)
         )
-        return
-    if job.attempts >= MAX_RECEIVE_COUNT:
-        _end_failed(job.job_id, PROCESSING_FAILED, GIVEN_UP_AFTER_RETRIES)
-    elif message.redrives >= MAX_REDRIVES:
-        _end_failed(job.job_id, PROCESSING_FAILED, GIVEN_UP_AFTER_REDRIVES)
     else:
         _redrive(record["body"], message, job.attempts)
+
+
+def _owns(job: jobs.Job, message: JobMessage) -> bool:
+    return job.tenant == message.tenant and job.source_key == message.key
+
+
+def _is_open_job_of(job: jobs.Job | None, message: JobMessage) -> bool:
+    return job is not None and _owns(job, message) and not job.is_terminal
 
 
 def _redrive(body: str, message: JobMessage, attempts: int) -> None:

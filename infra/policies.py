@@ -132,11 +132,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
         ),
         DEAD_LETTERS: (
-            # The job is read first: one claimed fewer times than the queue's maxReceiveCount
-            # was only in batches that kept failing, and is sent back instead of failed.
-            Statement(
-                "FailJobs", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (arns.jobs_table,), "code"
-            ),
+            # One conditional write fails a job claimed maxReceiveCount times; one claimed
+            # fewer times was only in batches that kept failing, and is sent back instead.
+            Statement("FailJobs", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
             Statement(
                 "SendJobsBack", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
             ),

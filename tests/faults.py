@@ -287,3 +287,23 @@ class OutputWrites:
 def job_of(output_key: str) -> str:
     parts = output_key.split("/")
     return parts[1] if len(parts) == 3 else ""
+
+
+@contextmanager
+def aws_calls() -> Iterator[list[str]]:
+    """Every AWS call the app's clients make in the block, in order ("S3.GetObject")."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(f"{model.service_model.service_id}.{model.name}")
+
+    from chalicelib import clients
+
+    watched = (clients.s3(), clients.sqs(), clients.dynamodb())
+    for client in watched:
+        client.meta.events.register("before-call", record)
+    try:
+        yield calls
+    finally:
+        for client in watched:
+            client.meta.events.unregister("before-call", record)

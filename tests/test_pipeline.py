@@ -14,7 +14,7 @@ from PIL import Image
 from chalicelib import clients, jobs, worker
 from chalicelib.config import reset_settings, settings
 from devstack.lambda_events import s3_object_created_event
-from tests.faults import aws_fault, body_contains, url_contains
+from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.pipeline import Pipeline
 from tests.samples import corpus_photo, jpeg, png
 
@@ -475,6 +475,27 @@ def test_a_job_sent_back_from_the_dead_letters_is_given_up_after_the_bound(
         assert job["status"] == "FAILED"
         assert job["error"]["code"] == "processing_failed"
         assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
+
+
+@pytest.mark.parametrize("attempts", [0, worker.MAX_RECEIVE_COUNT])
+def test_a_dead_letter_costs_one_conditional_write(pipeline: Pipeline, attempts: int) -> None:
+    """A job claimed maxReceiveCount times is failed, one never claimed sent back: either
+    way, one conditional write decides, with no read before it."""
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    for _ in range(attempts):
+        jobs.start_processing(upload["jobId"])
+    dead_letter(pipeline, body)
+    with aws_calls() as calls:
+        pipeline.dead_letters().drain()
+    if attempts:
+        assert calls == ["DynamoDB.UpdateItem"]
+        assert pipeline.job(upload["jobId"])["status"] == "FAILED"
+    else:
+        assert calls == ["DynamoDB.UpdateItem", "SQS.SendMessage"]
+        assert pipeline.job(upload["jobId"])["status"] == "QUEUED"
 
 
 def test_a_redriven_message_is_processed_like_the_first(pipeline: Pipeline) -> None:

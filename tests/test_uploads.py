@@ -9,8 +9,7 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -24,7 +23,7 @@ from chalicelib import clients, jobs, storage
 from chalicelib.config import settings
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES, DECLARED_FORMATS
 from devstack import emulator
-from tests.faults import aws_fault
+from tests.faults import aws_calls, aws_fault
 from tests.pipeline import Pipeline
 from tests.resources import REGION
 from tests.samples import jpeg, png
@@ -280,24 +279,6 @@ def test_a_jobs_outputs_are_written_at_once(pipeline: Pipeline) -> None:
 
 
 # --- AWS calls per job -----------------------------------------------------------------------
-
-
-@contextmanager
-def aws_calls() -> Iterator[list[str]]:
-    """Every AWS call the app's clients make in the block, in order ("S3.GetObject")."""
-    calls: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        calls.append(f"{model.service_model.service_id}.{model.name}")
-
-    watched = (clients.s3(), clients.sqs(), clients.dynamodb())
-    for client in watched:
-        client.meta.events.register("before-call", record)
-    try:
-        yield calls
-    finally:
-        for client in watched:
-            client.meta.events.unregister("before-call", record)
 
 
 def test_the_aws_calls_of_a_job_are_few_and_fixed(
