@@ -1,4 +1,5 @@
-"""bench.ceiling, bench.coldstart and bench.memory in quick mode: they run, results whole.
+"""bench.ceiling, bench.resizes, bench.coldstart and bench.memory in quick mode: they run,
+and their results are whole.
 
 No timing or memory figure is asserted: these check that the benchmarks work, not how
 fast or how small anything is.
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import ceiling, coldstart, memory
+from bench import ceiling, coldstart, memory, resizes
 from bench import engine as bench_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,3 +149,21 @@ def test_ceiling_floors_reproduce_the_engine_outputs(ceiling_result: dict[str, A
             assert entry["max_speedup_vs_pyvips"] > 0
             assert isinstance(entry["free_resize_reaches_goal"], bool)
             assert isinstance(entry["ms_left_per_image_at_goal"], float)
+
+
+def test_resizes_quick_run_times_each_floors_resizes(tmp_path: Path) -> None:
+    result = _run_quick("bench.resizes", tmp_path / "resizes.json")
+    assert result["schema"] == resizes.SCHEMA
+    assert set(result["floors"]) == set(ceiling.DRAFT_GAPS)
+    for floor in result["floors"].values():
+        assert len(floor["per_image"]) == 2
+        assert floor["resize_ms_per_image"] > 0
+
+
+def test_resizes_picks_the_engines_dct_scaling() -> None:
+    """libvips's rule (gap 2) decodes the corpus's 2560x1600 photos whole for a 1024 px
+    output; the engine's own (gap 1) at half size; both take 1/4 for a 256 px one."""
+    assert resizes.dct_scale((2560, 1600), (1024, 640), 2.0) == 1
+    assert resizes.dct_scale((2560, 1600), (1024, 640), 1.0) == 2
+    assert resizes.dct_scale((2560, 1600), (256, 160), 2.0) == 4
+    assert resizes.dct_scale((5120, 2880), (1024, 576), 2.0) == 2
