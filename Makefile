@@ -39,6 +39,7 @@ run: install
 bench: install
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.ceiling
+	$(BIN)/python -m bench.resizes --out bench/results/resizes-pillow.json
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.memory
