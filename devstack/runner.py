@@ -45,6 +45,8 @@ SWEEPER = "sweep_jobs"
 DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 LONG_POLL_SECONDS = 1
+# The pause before an event source polls again after its own call to SQS failed.
+POLL_RETRY_SECONDS = 1.0
 RETRY_BACKOFF_SECONDS = (1, 2)
 
 
@@ -217,7 +219,13 @@ def consume(
     if ready is not None:
         ready()
     while not stop.is_set() and (parent is None or parent.is_alive()):
-        poller.poll_once()
+        try:
+            poller.poll_once()
+        # The event source's own calls (receive, delete) failed, not the function, whose
+        # errors poll_once handles: like Lambda's pollers, it keeps polling, after a pause.
+        except Exception:
+            log.warning("polling %s failed; polling again shortly", trigger.queue, exc_info=True)
+            stop.wait(POLL_RETRY_SECONDS)
 
 
 def _child_process() -> None:

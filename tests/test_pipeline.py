@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import threading
+import time
 import zlib
 from typing import Any
 
@@ -13,6 +15,7 @@ from PIL import Image
 
 from chalicelib import clients, jobs, worker
 from chalicelib.config import reset_settings, settings
+from devstack import runner
 from devstack.lambda_events import s3_object_created_event
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.pipeline import Pipeline
@@ -496,6 +499,37 @@ def test_a_dead_letter_costs_one_conditional_write(pipeline: Pipeline, attempts:
     else:
         assert calls == ["DynamoDB.UpdateItem", "SQS.SendMessage"]
         assert pipeline.job(upload["jobId"])["status"] == "QUEUED"
+
+
+def test_the_local_dead_letter_source_outlives_a_failed_receive(pipeline: Pipeline) -> None:
+    """`make run`'s event source keeps polling when its own SQS call fails (here: its queue
+    vanished for a while), as Lambda's pollers do, and handles what comes after."""
+    queue = pipeline.queues.dlq_url.rsplit("/", 1)[1]
+    trigger = runner.SqsTrigger(runner.DEAD_LETTERS, queue, batch_size=10, batching_window=0)
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    body = take_job_message(pipeline)
+    for _ in range(worker.MAX_RECEIVE_COUNT):
+        jobs.start_processing(upload["jobId"])
+    stop, polling = threading.Event(), threading.Event()
+    source = threading.Thread(target=runner.consume, args=(trigger, stop, polling.set), daemon=True)
+    source.start()
+    assert polling.wait(30)
+    try:
+        pipeline.sqs.delete_queue(QueueUrl=pipeline.queues.dlq_url)
+        time.sleep(2 * runner.LONG_POLL_SECONDS + runner.POLL_RETRY_SECONDS)
+        pipeline.sqs.create_queue(QueueName=queue)
+        dead_letter(pipeline, body)
+        deadline = time.monotonic() + 30
+        while pipeline.job(upload["jobId"])["status"] != "FAILED" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert source.is_alive()
+    finally:
+        stop.set()
+        source.join(timeout=10)
+    job = pipeline.job(upload["jobId"])
+    assert (job["status"], job["error"]["code"]) == ("FAILED", "processing_failed")
 
 
 def test_a_redriven_message_is_processed_like_the_first(pipeline: Pipeline) -> None:
