@@ -159,6 +159,14 @@ def test_the_visibility_timeout_is_six_times_the_workers_lambda_timeout() -> Non
     assert int(properties("JobsDlq")["VisibilityTimeout"]) >= 6 * dead_letters
 
 
+def _function(module: ast.Module, name: str) -> ast.FunctionDef:
+    """The top-level function `name` of a parsed module."""
+    (found,) = [
+        node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == name
+    ]
+    return found
+
+
 def test_alarms_watch_the_functions_chalice_deploys() -> None:
     # Chalice names a stage's function <app>-<stage>-<function> and its REST API <app>,
     # deployed to the stage's api_gateway_stage.
@@ -168,22 +176,12 @@ def test_alarms_watch_the_functions_chalice_deploys() -> None:
     # jobs queue's handler in app.py (read, not imported: importing app.py fixes the
     # event sources' names from the environment of whichever test imports it first).
     module = ast.parse((REPO / "app.py").read_text())
-    (worker,) = [
-        node
-        for node in module.body
-        if isinstance(node, ast.FunctionDef) and node.name == "make_thumbnails"
-    ]
-    (decorator,) = worker.decorator_list
+    (decorator,) = _function(module, "make_thumbnails").decorator_list
     assert isinstance(decorator, ast.Call)
     assert ast.unparse(decorator.func) == "app.on_sqs_message"
     queue = next(k.value for k in decorator.keywords if k.arg == "queue")
     assert "JOBS_QUEUE" in ast.unparse(queue)
-    (sweeper,) = [
-        node
-        for node in module.body
-        if isinstance(node, ast.FunctionDef) and node.name == "sweep_jobs"
-    ]
-    (schedule,) = sweeper.decorator_list
+    (schedule,) = _function(module, "sweep_jobs").decorator_list
     assert isinstance(schedule, ast.Call)
     assert ast.unparse(schedule.func) == "app.schedule"
     alarms = resources_of_type("AWS::CloudWatch::Alarm")
