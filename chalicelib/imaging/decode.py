@@ -31,7 +31,7 @@ from PIL import (
 )
 
 from chalicelib.errors import CorruptImage, ImageTooLarge, TooManyFrames, UnsupportedFormat
-from chalicelib.imaging import frames
+from chalicelib.imaging import frames, isobmff
 
 # Importing a plugin registers it; Image.open would otherwise import every plugin Pillow has.
 _PLUGINS = (
@@ -124,6 +124,8 @@ def decoding(
     format_name = sniff_format(data)
     if format_name is None:
         raise UnsupportedFormat(f"The file is not a {_ACCEPTED_DESCRIPTION} image.")
+    if format_name in ("HEIF", "AVIF"):
+        isobmff.check_structure(data)
     if format_name == "HEIF":
         _register_heif_opener()
     try:
