@@ -172,7 +172,7 @@ def _top_level(data: bytes) -> Iterator[_Box]:
         if header is None:
             return
         kind, size, header_size = header
-        if kind in _PARSED_TOP_LEVEL and (size == 0 or position + size > total):
+        if kind in _PARSED_TOP_LEVEL and size and not header_size <= size <= total - position:
             raise CorruptImage(f"The HEIF/AVIF '{kind.decode('latin-1')}' box is cut off.")
         end = total if size == 0 else min(position + size, total)
         yield _Box(kind, min(position + header_size, end), end)
