@@ -18,6 +18,7 @@ libheif. Every loop is bounded by a box or entry cap and works on whole records 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from collections.abc import Iterator
@@ -60,15 +61,24 @@ class _Box(NamedTuple):
     end: int  # one past the box's last byte
 
 
-class _Extent(NamedTuple):
-    offset: int
-    length: int
+class _Item(NamedTuple):
+    """An iloc entry, its extents kept as read: most items' are never needed."""
 
+    construction_method: int
+    base_offset: int
+    fields: tuple[int, ...]  # each extent's index, offset and length, those with a size
+    width: int  # fields per extent
+    offset_at: int | None  # where offset and length sit among an extent's fields
+    length_at: int | None
 
-@dataclass
-class _Item:
-    construction_method: int = 0
-    extents: list[_Extent] = field(default_factory=list)
+    def extents(self) -> Iterator[tuple[int, int]]:
+        """Each extent's offset (base included) and length; a field without a size is 0."""
+        if self.length_at is None:
+            return  # every extent is empty
+        for at in range(0, len(self.fields), self.width):
+            offset = 0 if self.offset_at is None else self.fields[at + self.offset_at]
+            length = self.fields[at + self.length_at]
+            yield self.base_offset + offset, length
 
 
 @dataclass
@@ -303,7 +313,9 @@ def _read_iloc(data: bytes, box: _Box, meta: _Meta) -> None:
     if count > MAX_ITEMS:
         meta.exceed(f"more than {MAX_ITEMS} items")
         return
-    extent_fields = [code for code in (index, offset, length) if code]
+    extent = index + offset + length
+    offset_at = len(index) if offset else None
+    length_at = len(index + offset) if length else None
     for _ in range(count):
         if position + item_layout.size > box.end:
             return
@@ -313,29 +325,23 @@ def _read_iloc(data: bytes, box: _Box, meta: _Meta) -> None:
         if extent_count > MAX_ILOC_EXTENTS_PER_ITEM:
             meta.exceed(f"more than {MAX_ILOC_EXTENTS_PER_ITEM} extents in one item")
             return
-        extents_layout = struct.Struct(">" + "".join(extent_fields) * extent_count)
+        extents_layout = _layout(extent * extent_count)
         if position + extents_layout.size > box.end:
             return
-        values = extents_layout.unpack_from(data, position)
-        position += extents_layout.size
         meta.locations[fields[0]] = _Item(
             construction_method=fields[1] & 0xF if method else 0,
-            extents=_extents(values, len(extent_fields), fields[-2] if base else 0, offset, length),
+            base_offset=fields[-2] if base else 0,
+            fields=extents_layout.unpack_from(data, position),
+            width=len(extent),
+            offset_at=offset_at,
+            length_at=length_at,
         )
+        position += extents_layout.size
 
 
-def _extents(
-    values: tuple[int, ...], per_extent: int, base: int, offset: str, length: str
-) -> list[_Extent]:
-    """Extents from their flat fields (index, offset, length; each only if it has a size)."""
-    records = [values[i : i + per_extent] for i in range(0, len(values), per_extent)]
-    return [
-        _Extent(
-            offset=base + (record[-2 if length else -1] if offset else 0),
-            length=record[-1] if length else 0,
-        )
-        for record in records
-    ]
+@functools.cache
+def _layout(codes: str) -> struct.Struct:
+    return struct.Struct(">" + codes)
 
 
 def _read_ipma(data: bytes, box: _Box, meta: _Meta) -> None:
@@ -406,7 +412,7 @@ def _item_ranges(data: bytes, meta: _Meta, item: _Item) -> list[tuple[int, int]]
     else:
         return []  # construction method 2 (item offsets) is not read by libheif either
     ranges = []
-    for offset, length in item.extents:
+    for offset, length in item.extents():
         start = min(base + offset, limit)
         end = min(start + length, limit)
         if end > start:
