@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from chalicelib.errors import CorruptImage, ImageTooLarge
+from chalicelib.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from chalicelib.imaging import isobmff, render
-from chalicelib.imaging.decode import decoding
+from chalicelib.imaging.decode import decoding, sniff_format
 from chalicelib.presets import DEFAULT_PRESETS
 from tests.images import encode, noise
 
@@ -543,6 +543,17 @@ def test_files_pillow_heif_writes_with_tiles_and_several_images_pass() -> None:
 
     isobmff.check_structure(data)
     assert [bytes(payload) for payload in isobmff.exif_payloads(data)][:1] == [exif_block()]
+
+
+def test_a_low_overhead_mini_box_is_unsupported() -> None:
+    """libheif reads a 'mini' box instead of 'meta', and its Exif with it."""
+    data = box(b"ftyp", b"mif3", b"heic", b"mif1", b"heic") + box(b"mini", bytes(64)) + heif()[24:]
+    assert sniff_format(data) == "HEIF"
+
+    with pytest.raises(UnsupportedFormat):
+        isobmff.check_structure(data)
+    with pytest.raises(UnsupportedFormat):
+        render(data, DEFAULT_PRESETS)
 
 
 # --- malformed structure ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from chalicelib.errors import CorruptImage, ImageTooLarge
+from chalicelib.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 
 # libheif's default security limits (libheif/security_limits.cc) and constants
 # (libheif/security_limits.h). A child past ``MAX_CHILDREN_PER_BOX`` is only refused once
@@ -144,9 +144,13 @@ def check_structure(data: bytes) -> None:
 
     Raises ``ImageTooLarge`` for those limits (and for more boxes than any image needs),
     ``CorruptImage`` only for box framing libheif always refuses; anything else is left
-    for libheif to judge.
+    for libheif to judge. A low-overhead ``mini`` box, which libheif reads in place of
+    ``meta``, is ``UnsupportedFormat``: its Exif is not an item ``exif_payloads`` finds,
+    and its real files (brand ``mif3`` alone) are not accepted by the signature check.
     """
     _check_brands(data)
+    if any(box.kind == b"mini" for box in _top_level(data)):
+        raise UnsupportedFormat("Low-overhead HEIF files ('mini' box) are not accepted.")
     for meta in _metas(data):
         if meta.over_limit is not None:
             raise ImageTooLarge(
