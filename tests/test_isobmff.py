@@ -328,6 +328,9 @@ EXIF_LAYOUTS: dict[str, Callable[[bytes], bytes]] = {
     ),
     "no prefix": lambda tiff: with_exif(Item(2, b"Exif", exif_item(tiff, offset=0, prefix=b""))),
     "zero offset, prefix": lambda tiff: with_exif(Item(2, b"Exif", exif_item(tiff, offset=0))),
+    "offset past the item": lambda tiff: with_exif(
+        Item(2, b"Exif", exif_item(tiff, offset=0xFFFFFFF0))
+    ),
     "junk before prefix": lambda tiff: with_exif(
         Item(2, b"Exif", exif_item(tiff, offset=10, prefix=b"junk" + b"Exif\x00\x00"))
     ),

@@ -114,7 +114,8 @@ def exif_payloads(data: bytes) -> list[bytes | memoryview]:
     Extents outside the file are clamped. An item in one extent is returned as a view of
     ``data``; several extents are joined, never more bytes in all than the file holds.
     Raises only ``CorruptImage``: for box framing libheif itself refuses, and for Exif
-    items that together claim more bytes than the file has.
+    items that together claim more bytes than the file has. Meant for files that passed
+    ``check_structure``, which refuses those whose Exif this cannot see ('mini').
     """
     payloads: list[bytes | memoryview] = []
     budget = len(data)
@@ -447,7 +448,7 @@ def _tiff_header(buffer: bytes, start: int, end: int) -> int | None:
     skip = start + 4 + int.from_bytes(buffer[start : start + 4], "big")
     if end - skip <= 4:
         skip = start + 4
-    elif skip - start >= 10 and buffer[skip - 6 : skip] == _EXIF_PREFIX:
+    elif skip - start >= 6 and buffer[skip - 6 : skip] == _EXIF_PREFIX:
         skip -= 6
     if buffer.startswith(_EXIF_PREFIX, skip):
         skip += len(_EXIF_PREFIX)
