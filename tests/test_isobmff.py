@@ -624,6 +624,25 @@ def test_a_top_level_box_past_the_end_after_meta_is_left_to_libheif() -> None:
     assert isobmff.exif_payloads(_resized(data, mdat, 0)) == []
 
 
+def test_a_child_of_size_0_runs_to_the_end_of_its_container() -> None:
+    data = heif(properties=[struct.pack(">I4s", 0, b"free") + bytes(8)])
+
+    isobmff.check_structure(data)
+    with decoding(data, MAX_PIXELS) as image:
+        assert image.size == (64, 64)
+
+
+@pytest.mark.parametrize("step", [1, 2, 7, 9])
+def test_top_level_sizes_smaller_than_a_header_step_on_and_end(step: int) -> None:
+    """libheif steps by the declared size whatever it is; so does the walk, boundedly."""
+    data = heif() + struct.pack(">I4sQ", 1, b"free", step) * 20_000
+
+    with contextlib.suppress(CorruptImage, ImageTooLarge):
+        isobmff.check_structure(data)
+    with contextlib.suppress(CorruptImage):
+        assert isobmff.exif_payloads(data) == []
+
+
 def test_a_million_tiny_boxes_are_refused_after_a_few() -> None:
     tiny = heif() + box(b"free") * 1_000_000
     inside = heif(meta_extra=box(b"ipco", box(b"free") * 100) * 60)
