@@ -19,6 +19,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack import emulator
+from devstack import emulator, post_policy
+from devstack.post_policy import PostForm
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "uploads-bucket"
@@ -166,6 +168,33 @@ def test_the_largest_and_smallest_files_the_policy_allows_are_stored(endpoint: s
         key = f"uploads/acme/{name}/photo.jpg"
         assert send(presign(endpoint, key), data).status_code == 204
         assert stored(endpoint, key)[0] == data
+
+
+def test_a_virtual_host_style_form_is_checked_too(endpoint: str) -> None:
+    key = "uploads/acme/virtual/photo.jpg"
+    post = presign(endpoint, key)
+    post["url"] = f"{endpoint}/"
+    host = f"{BUCKET}.s3.amazonaws.com"
+    assert send(post, Host=host).status_code == 204
+    assert stored(endpoint, key) == (JPEG, "image/jpeg")
+    post["fields"]["key"] = victim = "uploads/globex/virtual/photo.jpg"
+    assert refused(endpoint, send(post, Host=host), victim)[:2] == (403, "AccessDenied")
+
+
+def test_a_form_signed_with_a_session_token_is_stored(endpoint: str) -> None:
+    key = "uploads/acme/token/photo.jpg"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=emulator.REGION,
+        aws_access_key_id=emulator.ACCESS_KEY_ID,
+        aws_secret_access_key=emulator.SECRET_ACCESS_KEY,
+        aws_session_token="left-in-the-shell",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    post = presign(endpoint, key, s3=s3)
+    assert "x-amz-security-token" in post["fields"]
+    assert send(post).status_code == 204
 
 
 def test_x_ignore_fields_need_no_condition(endpoint: str) -> None:
@@ -370,3 +399,90 @@ def test_a_cors_preflight_is_answered(endpoint: str) -> None:
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+
+
+# --- the policy check on its own ---------------------------------------------------------
+
+
+def signed_form(policy: dict[str, Any] | bytes, **fields: str) -> PostForm:
+    """A form whose policy is signed with the emulator's own key, as boto3 signs it."""
+    text = policy if isinstance(policy, bytes) else json.dumps(policy).encode()
+    encoded = base64.b64encode(text).decode()
+    day = "20261204"
+    signature = post_policy.sign_policy(encoded, emulator.SECRET_ACCESS_KEY, day, emulator.REGION)
+    signing = {
+        "policy": encoded,
+        "x-amz-algorithm": post_policy.ALGORITHM,
+        "x-amz-credential": f"{emulator.ACCESS_KEY_ID}/{day}/{emulator.REGION}/s3/aws4_request",
+        "x-amz-date": f"{day}T120000Z",
+        "x-amz-signature": signature,
+    }
+    return PostForm(bucket=BUCKET, fields={**signing, **fields})
+
+
+def check(form: PostForm) -> post_policy.SizeRange | None:
+    return post_policy.check(
+        form,
+        lambda key: emulator.SECRET_ACCESS_KEY if key == emulator.ACCESS_KEY_ID else None,
+        emulator.REGION,
+        now=datetime(2026, 12, 4, 12, 0, 30, tzinfo=UTC),
+    )
+
+
+SIGNING_CONDITIONS: list[Any] = [
+    ["starts-with", "$x-amz-algorithm", ""],
+    ["starts-with", "$x-amz-credential", ""],
+    ["starts-with", "$x-amz-date", ""],
+]
+
+
+def test_starts_with_on_content_type_applies_to_each_value() -> None:
+    policy = {
+        "expiration": "2026-12-04T12:05:00Z",
+        "conditions": [
+            {"bucket": BUCKET},
+            {"key": "k"},
+            ["starts-with", "$Content-Type", "image/"],
+            ["content-length-range", 1, 10],
+            *SIGNING_CONDITIONS,
+        ],
+    }
+    size_range = check(signed_form(policy, key="k", **{"content-type": "image/png, image/jpeg"}))
+    assert size_range == post_policy.SizeRange(1, 10)
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form(policy, key="k", **{"content-type": "image/png, text/html"}))
+    assert (refused.value.status, refused.value.code) == (403, "AccessDenied")
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields", "status", "code"),
+    [
+        (b"not json", {"key": "k"}, 400, "InvalidPolicyDocument"),
+        ({"conditions": []}, {"key": "k"}, 400, "InvalidPolicyDocument"),
+        (
+            {"expiration": "2026-12-04T12:05:00Z", "conditions": {}},
+            {"key": "k"},
+            400,
+            "InvalidPolicyDocument",
+        ),
+        (
+            {"expiration": "2026-12-04T12:05:00Z", "conditions": [{"a": "1", "b": "2"}]},
+            {"key": "k"},
+            400,
+            "InvalidPolicyDocument",
+        ),
+        ({"expiration": "2026-12-04T12:05:00Z", "conditions": []}, {}, 400, "InvalidArgument"),
+        (
+            {"expiration": "2026-12-04T12:00:00Z", "conditions": []},
+            {"key": "k"},
+            403,
+            "AccessDenied",
+        ),
+    ],
+)
+def test_broken_policies_and_forms_are_refused_as_s3_refuses_them(
+    policy: dict[str, Any] | bytes, fields: dict[str, str], status: int, code: str
+) -> None:
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form(policy, **fields))
+    assert (refused.value.status, refused.value.code) == (status, code)
