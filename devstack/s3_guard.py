@@ -19,6 +19,7 @@ credentials, and so does the emulator for them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import uuid
@@ -147,12 +148,10 @@ class S3Guard:
         if mimetype != "multipart/form-data" or not options.get("boundary"):
             raise not_multipart()
         boundary = options["boundary"].encode("latin-1")
-        spool = tempfile.SpooledTemporaryFile(SPOOLED_IN_MEMORY)  # noqa: SIM115 - closed below
-        try:
+        with contextlib.ExitStack() as on_refusal:
+            spool = on_refusal.enter_context(tempfile.SpooledTemporaryFile(SPOOLED_IN_MEMORY))
             FormReader(self, bucket, boundary, spool).read(environ["wsgi.input"])
-        except BaseException:
-            spool.close()
-            raise
+            on_refusal.pop_all()  # passed: closed once moto's answer is sent
         length = spool.tell()
         spool.seek(0)
         environ["wsgi.input"] = spool

@@ -105,14 +105,15 @@ def presign(
     expires_in: int = 60,
     bucket: str = BUCKET,
     s3: Any = None,
+    max_bytes: int = MAX_BYTES,
 ) -> dict[str, Any]:
     """A form as chalicelib.storage.presign_upload makes it: one key, one content type,
-    1 byte to MAX_BYTES."""
+    1 byte to `max_bytes`."""
     post: dict[str, Any] = (s3 or client(url)).generate_presigned_post(
         Bucket=bucket,
         Key=key,
         Fields={"Content-Type": content_type},
-        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, MAX_BYTES]],
+        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
         ExpiresIn=expires_in,
     )
     return post
@@ -168,6 +169,17 @@ def test_the_largest_and_smallest_files_the_policy_allows_are_stored(endpoint: s
         key = f"uploads/acme/{name}/photo.jpg"
         assert send(presign(endpoint, key), data).status_code == 204
         assert stored(endpoint, key)[0] == data
+
+
+def test_a_file_of_megabytes_is_stored_whole_and_one_byte_more_refused(endpoint: str) -> None:
+    """Past the emulator's in-memory spool (1 MiB), the body goes through a file."""
+    data = os.urandom(3 << 20)
+    key = "uploads/acme/megabytes/photo.jpg"
+    assert send(presign(endpoint, key, max_bytes=len(data)), data).status_code == 204
+    assert stored(endpoint, key) == (data, "image/jpeg")
+    over = "uploads/acme/megabytes-over/photo.jpg"
+    response = send(presign(endpoint, over, max_bytes=len(data) - 1), data)
+    assert refused(endpoint, response, over)[:2] == (400, "EntityTooLarge")
 
 
 def test_a_virtual_host_style_form_is_checked_too(endpoint: str) -> None:
