@@ -22,6 +22,11 @@ REGION = "us-east-1"
 # sends S3's own notification: a queue the event runner reads (see runner.S3EventSource).
 S3_EVENTS_QUEUE = f"media-pipeline-{STAGE}-s3-events"
 VISIBILITY_PARAMETER = "QueueVisibilityTimeoutSeconds"
+# The stack's own credentials. The emulator accepts any for signed calls, but checks a
+# presigned POST's signature (devstack.s3_guard) against this secret, as S3 checks it
+# against the signer's.
+ACCESS_KEY_ID = "local"
+SECRET_ACCESS_KEY = "local"  # noqa: S105 - not a secret: every local stack has it
 
 
 def visibility_bounds() -> tuple[int, int]:
@@ -41,11 +46,11 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        """What every AWS client of the local stack needs: the endpoint, any credentials."""
+        """What every AWS client of the local stack needs: the endpoint, its credentials."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "S3_ADDRESSING_STYLE": "path",

@@ -28,6 +28,9 @@ tests/test_devstack.py checks them):
   class's action names (`inspect.getmembers`) and the list of moto's modules (a directory
   listing and a stat per entry).
 - The per-request access log is off (the stack sends it to /dev/null).
+
+And one makes its S3 refuse what S3 refuses (`guard_s3`, devstack.s3_guard): browser-form
+uploads are checked against their POST policy, and unsigned requests refused.
 """
 
 from __future__ import annotations
@@ -341,8 +344,78 @@ def apply_speedups() -> list[str]:
     return applied
 
 
+# --- S3: what a private bucket refuses -------------------------------------------------
+
+
+def emulator_secret(access_key_id: str) -> str | None:
+    from devstack.emulator import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+
+    return SECRET_ACCESS_KEY if access_key_id == ACCESS_KEY_ID else None
+
+
+def is_path_style(environ: dict[str, Any]) -> bool:
+    """Whether moto's S3 reads the bucket from the path (as for 127.0.0.1 and localhost)
+    rather than from the host name."""
+    from moto.s3.responses import S3Response
+    from werkzeug.wrappers import Request
+
+    return not S3Response.subdomain_based_buckets(Request(environ))
+
+
+def bucket_cors_headers(environ: dict[str, Any], bucket_name: str) -> dict[str, str]:
+    """The CORS headers moto's S3 adds to an answer for the request's Origin, from the
+    first of the bucket's CORS rules that allows it (moto's S3Response._get_cors_headers_other)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import cors_matches_origin
+
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin:
+        return {}
+    try:
+        bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_bucket(bucket_name)
+    except S3ClientError:
+        return {}
+    for rule in bucket.cors:
+        if rule.allowed_origins is None or not cors_matches_origin(origin, rule.allowed_origins):
+            continue
+        headers = {"Access-Control-Allow-Origin": origin}
+        for name, value in (
+            ("Access-Control-Allow-Methods", rule.allowed_methods),
+            ("Access-Control-Allow-Headers", rule.allowed_headers),
+            ("Access-Control-Expose-Headers", rule.exposed_headers),
+            ("Access-Control-Max-Age", rule.max_age_seconds),
+        ):
+            if value is not None:
+                headers[name] = ", ".join(value) if isinstance(value, list) else str(value)
+        return headers
+    return {}
+
+
+def guard_s3() -> None:
+    """Put devstack.s3_guard in front of moto's S3 application. Not optional: should a
+    moto upgrade move what this patches, the emulator must not start without its checks."""
+    from moto import server
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    from devstack.emulator import REGION
+    from devstack.s3_guard import S3Guard
+
+    def create_guarded_app(service: Any) -> Any:
+        app = create_backend_app(service)
+        if service == "s3":
+            app.wsgi_app = S3Guard(  # type: ignore[method-assign]
+                app.wsgi_app, emulator_secret, REGION, is_path_style, bucket_cors_headers
+            )
+        return app
+
+    server.create_backend_app = create_guarded_app  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     apply_speedups()
+    guard_s3()
     # S3 events from a versioned bucket name the version; moto's leave it out.
     from devstack.emulator import add_version_ids_to_s3_events
 

@@ -180,12 +180,12 @@ class LocalStack:
 
     def _serve_api(self) -> None:
         from chalice.config import Config
-        from chalice.local import create_local_server
 
         from app import app
+        from devstack import local_api
 
         config = Config(chalice_stage=emulator.STAGE, config_from_disk={})
-        server = create_local_server(app, config, HOST, self.api_port)
+        server = local_api.create_server(app, config, HOST, self.api_port)
         self._server = server
         threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
 

@@ -1,0 +1,500 @@
+"""The local stack's emulator (devstack.emulator_server) refuses what S3 refuses.
+
+A browser-form upload is checked against its presigned POST policy as S3 checks it, each
+refusal with S3's status and error code, and nothing stored; the genuine form works,
+from a browser too (Origin, CORS). Unsigned requests are refused as a private bucket
+refuses them; signed calls and presigned downloads still work.
+
+One emulator serves the module, in a subprocess on a free port, as in test_devstack.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+
+from devstack import emulator, post_policy
+from devstack.post_policy import PostForm
+
+REPO = Path(__file__).resolve().parents[1]
+BUCKET = "uploads-bucket"
+OTHER_BUCKET = "other-bucket"
+ORIGIN = "https://app.example.com"
+MAX_BYTES = 4096
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.emulator_server", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{url}/moto-api/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("the emulator did not start")
+                time.sleep(0.1)
+        s3 = client(url)
+        for bucket in (BUCKET, OTHER_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_cors(
+            Bucket=BUCKET,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedMethods": ["POST"],
+                        "AllowedOrigins": ["*"],
+                        "AllowedHeaders": ["Content-Type"],
+                        "ExposeHeaders": ["ETag", "Location"],
+                        "MaxAgeSeconds": 3000,
+                    }
+                ]
+            },
+        )
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def client(url: str, key_id: str | None = None, secret: str | None = None) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=emulator.REGION,
+        aws_access_key_id=key_id or emulator.ACCESS_KEY_ID,
+        aws_secret_access_key=secret or emulator.SECRET_ACCESS_KEY,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+def presign(
+    url: str,
+    key: str,
+    content_type: str = "image/jpeg",
+    expires_in: int = 60,
+    bucket: str = BUCKET,
+    s3: Any = None,
+    max_bytes: int = MAX_BYTES,
+) -> dict[str, Any]:
+    """A form as chalicelib.storage.presign_upload makes it: one key, one content type,
+    1 byte to `max_bytes`."""
+    post: dict[str, Any] = (s3 or client(url)).generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+        ExpiresIn=expires_in,
+    )
+    return post
+
+
+def send(post: dict[str, Any], data: bytes = JPEG, **headers: str) -> requests.Response:
+    return requests.post(
+        post["url"],
+        data=post["fields"],
+        files={"file": ("photo.jpg", data, "image/jpeg")},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def error(response: requests.Response) -> tuple[int, str, str]:
+    """Status, S3 error code and message of an S3 error answer."""
+    root = ET.fromstring(response.content)
+    return response.status_code, root.findtext("Code") or "", root.findtext("Message") or ""
+
+
+def versions(url: str, key: str, bucket: str = BUCKET) -> list[Any]:
+    listed = client(url).list_object_versions(Bucket=bucket, Prefix=key)
+    return [v for v in listed.get("Versions", []) if v["Key"] == key]
+
+
+def stored(url: str, key: str) -> tuple[bytes, str]:
+    got = client(url).get_object(Bucket=BUCKET, Key=key)
+    return got["Body"].read(), got["ContentType"]
+
+
+# --- the genuine form ------------------------------------------------------------------
+
+
+def test_the_genuine_form_stores_the_bytes_sent(endpoint: str) -> None:
+    post = presign(endpoint, "uploads/acme/genuine/photo.jpg")
+    response = send(post)
+    assert response.status_code == 204, response.text
+    assert stored(endpoint, "uploads/acme/genuine/photo.jpg") == (JPEG, "image/jpeg")
+
+
+def test_a_browser_post_gets_the_bucket_s_cors_headers(endpoint: str) -> None:
+    post = presign(endpoint, "uploads/acme/browser/photo.jpg")
+    response = send(post, Origin=ORIGIN)
+    assert response.status_code == 204, response.text
+    assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+    assert "ETag" in response.headers["Access-Control-Expose-Headers"]
+    assert stored(endpoint, "uploads/acme/browser/photo.jpg") == (JPEG, "image/jpeg")
+
+
+def test_the_largest_and_smallest_files_the_policy_allows_are_stored(endpoint: str) -> None:
+    for name, data in (("largest", b"x" * MAX_BYTES), ("smallest", b"x")):
+        key = f"uploads/acme/{name}/photo.jpg"
+        assert send(presign(endpoint, key), data).status_code == 204
+        assert stored(endpoint, key)[0] == data
+
+
+def test_a_file_of_megabytes_is_stored_whole_and_one_byte_more_refused(endpoint: str) -> None:
+    """Past the emulator's in-memory spool (1 MiB), the body goes through a file."""
+    data = os.urandom(3 << 20)
+    key = "uploads/acme/megabytes/photo.jpg"
+    assert send(presign(endpoint, key, max_bytes=len(data)), data).status_code == 204
+    assert stored(endpoint, key) == (data, "image/jpeg")
+    over = "uploads/acme/megabytes-over/photo.jpg"
+    response = send(presign(endpoint, over, max_bytes=len(data) - 1), data)
+    assert refused(endpoint, response, over)[:2] == (400, "EntityTooLarge")
+
+
+def test_a_virtual_host_style_form_is_checked_too(endpoint: str) -> None:
+    key = "uploads/acme/virtual/photo.jpg"
+    post = presign(endpoint, key)
+    post["url"] = f"{endpoint}/"
+    host = f"{BUCKET}.s3.amazonaws.com"
+    assert send(post, Host=host).status_code == 204
+    assert stored(endpoint, key) == (JPEG, "image/jpeg")
+    post["fields"]["key"] = victim = "uploads/globex/virtual/photo.jpg"
+    assert refused(endpoint, send(post, Host=host), victim)[:2] == (403, "AccessDenied")
+
+
+def test_a_form_signed_with_a_session_token_is_stored(endpoint: str) -> None:
+    key = "uploads/acme/token/photo.jpg"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=emulator.REGION,
+        aws_access_key_id=emulator.ACCESS_KEY_ID,
+        aws_secret_access_key=emulator.SECRET_ACCESS_KEY,
+        aws_session_token="left-in-the-shell",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    post = presign(endpoint, key, s3=s3)
+    assert "x-amz-security-token" in post["fields"]
+    assert send(post).status_code == 204
+
+
+def test_x_ignore_fields_need_no_condition(endpoint: str) -> None:
+    post = presign(endpoint, "uploads/acme/ignored/photo.jpg")
+    post["fields"]["x-ignore-note"] = "anything"
+    assert send(post).status_code == 204
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+def refused(
+    endpoint: str, response: requests.Response, key: str, bucket: str = BUCKET
+) -> tuple[int, str, str]:
+    """The refusal's status, code and message, once checked that nothing was stored."""
+    assert versions(endpoint, key, bucket) == [], f"{key} was stored"
+    return error(response)
+
+
+def test_a_form_re_targeted_to_another_key_is_refused(endpoint: str) -> None:
+    victim = "uploads/globex/victim/photo.jpg"
+    post = presign(endpoint, "uploads/acme/mine/photo.jpg")
+    post["fields"]["key"] = victim
+    status, code, message = refused(endpoint, send(post), victim)
+    assert (status, code) == (403, "AccessDenied")
+    assert message.startswith("Invalid according to Policy: Policy Condition failed:")
+    assert '"$key"' in message
+
+
+def test_a_form_sent_to_another_bucket_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/elsewhere/photo.jpg"
+    post = presign(endpoint, key)
+    post["url"] = post["url"].replace(BUCKET, OTHER_BUCKET)
+    status, code, message = refused(endpoint, send(post), key, OTHER_BUCKET)
+    assert (status, code) == (403, "AccessDenied")
+    assert '"$bucket"' in message
+
+
+def test_a_changed_content_type_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/type/photo.jpg"
+    post = presign(endpoint, key)
+    post["fields"]["Content-Type"] = "text/html"
+    status, code, message = refused(endpoint, send(post), key)
+    assert (status, code) == (403, "AccessDenied")
+    assert '"$content-type"' in message
+
+
+def test_an_oversized_file_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/large/photo.jpg"
+    status, code, _ = refused(endpoint, send(presign(endpoint, key), b"x" * (MAX_BYTES + 1)), key)
+    assert (status, code) == (400, "EntityTooLarge")
+
+
+def test_an_empty_file_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/empty/photo.jpg"
+    status, code, _ = refused(endpoint, send(presign(endpoint, key), b""), key)
+    assert (status, code) == (400, "EntityTooSmall")
+
+
+def test_an_expired_form_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/expired/photo.jpg"
+    status, code, message = refused(endpoint, send(presign(endpoint, key, expires_in=-1)), key)
+    assert (status, code, message) == (
+        403,
+        "AccessDenied",
+        "Invalid according to Policy: Policy expired.",
+    )
+
+
+def test_a_tampered_policy_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/tampered/photo.jpg"
+    post = presign(endpoint, key)
+    policy = json.loads(base64.b64decode(post["fields"]["policy"]))
+    for condition in policy["conditions"]:
+        if isinstance(condition, list) and condition[0] == "content-length-range":
+            condition[2] = 10 * MAX_BYTES
+    post["fields"]["policy"] = base64.b64encode(json.dumps(policy).encode()).decode()
+    status, code, _ = refused(endpoint, send(post, b"x" * (MAX_BYTES + 1)), key)
+    assert (status, code) == (403, "SignatureDoesNotMatch")
+
+
+def test_a_form_signed_with_another_secret_or_key_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/forged/photo.jpg"
+    forged = presign(endpoint, key, s3=client(endpoint, secret="not-the-emulator-s"))
+    assert refused(endpoint, send(forged), key)[:2] == (403, "SignatureDoesNotMatch")
+    stranger = presign(endpoint, key, s3=client(endpoint, key_id="AKIDSTRANGER"))
+    assert refused(endpoint, send(stranger), key)[:2] == (403, "InvalidAccessKeyId")
+
+
+def test_a_field_the_policy_does_not_cover_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/extra/photo.jpg"
+    post = presign(endpoint, key)
+    post["fields"]["x-amz-meta-owner"] = "globex"
+    status, code, message = refused(endpoint, send(post), key)
+    assert (status, code) == (403, "AccessDenied")
+    assert message == "Invalid according to Policy: Extra input fields: x-amz-meta-owner"
+
+
+def test_an_unsigned_form_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/unsigned/photo.jpg"
+    form = {"key": key, "Content-Type": "image/jpeg"}
+    post = {"url": f"{endpoint}/{BUCKET}", "fields": form}
+    assert refused(endpoint, send(post), key)[:2] == (403, "AccessDenied")
+
+
+def test_a_form_that_is_not_multipart_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/urlencoded/photo.jpg"
+    post = presign(endpoint, key)
+    response = requests.post(post["url"], data={**post["fields"], "file": "x"}, timeout=30)
+    assert refused(endpoint, response, key)[:2] == (412, "PreconditionFailed")
+
+
+def test_a_form_without_a_file_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/nofile/photo.jpg"
+    post = presign(endpoint, key)
+    response = requests.post(
+        post["url"], files={name: (None, value) for name, value in post["fields"].items()}
+    )
+    assert refused(endpoint, response, key)[:2] == (400, "IncorrectNumberOfFilesInPostRequest")
+
+
+def test_a_refusal_to_a_browser_carries_the_cors_headers(endpoint: str) -> None:
+    key = "uploads/acme/browser-refused/photo.jpg"
+    response = send(presign(endpoint, key, expires_in=-1), Origin=ORIGIN)
+    assert refused(endpoint, response, key)[:2] == (403, "AccessDenied")
+    assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+
+
+def test_fields_after_the_file_are_ignored_as_s3_ignores_them(endpoint: str) -> None:
+    key = "uploads/acme/trailing/photo.jpg"
+    post = presign(endpoint, key)
+    boundary = "b0undary"
+    parts: list[tuple[str, str | None, bytes]] = [
+        (name, None, value.encode()) for name, value in post["fields"].items()
+    ]
+    parts += [("file", "photo.jpg", JPEG), ("key", None, b"uploads/globex/victim/x.jpg")]
+    parts += [("x-amz-meta-owner", None, b"globex")]
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+            + (f'; filename="{filename}"'.encode() if filename else b"")
+            + b"\r\n\r\n"
+            + value
+            + b"\r\n"
+            for name, filename, value in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = requests.post(
+        post["url"],
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert response.status_code == 204, response.text
+    assert stored(endpoint, key) == (JPEG, "image/jpeg")
+    head = client(endpoint).head_object(Bucket=BUCKET, Key=key)
+    assert head["Metadata"] == {}
+    assert versions(endpoint, "uploads/globex/victim/x.jpg") == []
+
+
+# --- unsigned requests -----------------------------------------------------------------
+
+
+def test_anonymous_requests_are_refused_as_a_private_bucket_refuses_them(endpoint: str) -> None:
+    key = "uploads/acme/listed/photo.jpg"
+    assert send(presign(endpoint, key)).status_code == 204
+    for method, path in (
+        ("GET", f"/{BUCKET}"),
+        ("GET", f"/{BUCKET}?list-type=2"),
+        ("GET", f"/{BUCKET}?versions"),
+        ("GET", "/"),
+        ("GET", f"/{BUCKET}/{key}"),
+        ("PUT", f"/{BUCKET}/uploads/acme/put/photo.jpg"),
+        ("DELETE", f"/{BUCKET}/{key}"),
+        ("POST", f"/{BUCKET}?delete"),
+    ):
+        response = requests.request(method, f"{endpoint}{path}", data=b"x", timeout=30)
+        assert error(response)[:2] == (403, "AccessDenied"), (method, path, response.text)
+        assert key.encode() not in response.content
+    assert requests.head(f"{endpoint}/{BUCKET}/{key}", timeout=30).status_code == 403
+    assert versions(endpoint, "uploads/acme/put/photo.jpg") == []
+    assert stored(endpoint, key)[0] == JPEG
+
+
+def test_signed_calls_and_presigned_downloads_still_work(endpoint: str) -> None:
+    s3 = client(endpoint)
+    key = "uploads/acme/signed/photo.jpg"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=JPEG, ContentType="image/jpeg")
+    assert key in [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    link = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key})
+    download = requests.get(link, timeout=30)
+    assert (download.status_code, download.content) == (200, JPEG)
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}]})
+
+
+def test_a_cors_preflight_is_answered(endpoint: str) -> None:
+    response = requests.options(
+        f"{endpoint}/{BUCKET}",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+
+
+# --- the policy check on its own ---------------------------------------------------------
+
+
+def signed_form(policy: dict[str, Any] | bytes, **fields: str) -> PostForm:
+    """A form whose policy is signed with the emulator's own key, as boto3 signs it."""
+    text = policy if isinstance(policy, bytes) else json.dumps(policy).encode()
+    encoded = base64.b64encode(text).decode()
+    day = "20261204"
+    signature = post_policy.sign_policy(encoded, emulator.SECRET_ACCESS_KEY, day, emulator.REGION)
+    signing = {
+        "policy": encoded,
+        "x-amz-algorithm": post_policy.ALGORITHM,
+        "x-amz-credential": f"{emulator.ACCESS_KEY_ID}/{day}/{emulator.REGION}/s3/aws4_request",
+        "x-amz-date": f"{day}T120000Z",
+        "x-amz-signature": signature,
+    }
+    return PostForm(bucket=BUCKET, fields={**signing, **fields})
+
+
+def check(form: PostForm) -> post_policy.SizeRange | None:
+    return post_policy.check(
+        form,
+        lambda key: emulator.SECRET_ACCESS_KEY if key == emulator.ACCESS_KEY_ID else None,
+        emulator.REGION,
+        now=datetime(2026, 12, 4, 12, 0, 30, tzinfo=UTC),
+    )
+
+
+SIGNING_CONDITIONS: list[Any] = [
+    ["starts-with", "$x-amz-algorithm", ""],
+    ["starts-with", "$x-amz-credential", ""],
+    ["starts-with", "$x-amz-date", ""],
+]
+
+
+def test_starts_with_on_content_type_applies_to_each_value() -> None:
+    policy = {
+        "expiration": "2026-12-04T12:05:00Z",
+        "conditions": [
+            {"bucket": BUCKET},
+            {"key": "k"},
+            ["starts-with", "$Content-Type", "image/"],
+            ["content-length-range", 1, 10],
+            *SIGNING_CONDITIONS,
+        ],
+    }
+    size_range = check(signed_form(policy, key="k", **{"content-type": "image/png, image/jpeg"}))
+    assert size_range == post_policy.SizeRange(1, 10)
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form(policy, key="k", **{"content-type": "image/png, text/html"}))
+    assert (refused.value.status, refused.value.code) == (403, "AccessDenied")
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields", "status", "code"),
+    [
+        (b"not json", {"key": "k"}, 400, "InvalidPolicyDocument"),
+        ({"conditions": []}, {"key": "k"}, 400, "InvalidPolicyDocument"),
+        (
+            {"expiration": "2026-12-04T12:05:00Z", "conditions": {}},
+            {"key": "k"},
+            400,
+            "InvalidPolicyDocument",
+        ),
+        (
+            {"expiration": "2026-12-04T12:05:00Z", "conditions": [{"a": "1", "b": "2"}]},
+            {"key": "k"},
+            400,
+            "InvalidPolicyDocument",
+        ),
+        ({"expiration": "2026-12-04T12:05:00Z", "conditions": []}, {}, 400, "InvalidArgument"),
+        (
+            {"expiration": "2026-12-04T12:00:00Z", "conditions": []},
+            {"key": "k"},
+            403,
+            "AccessDenied",
+        ),
+    ],
+)
+def test_broken_policies_and_forms_are_refused_as_s3_refuses_them(
+    policy: dict[str, Any] | bytes, fields: dict[str, str], status: int, code: str
+) -> None:
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form(policy, **fields))
+    assert (refused.value.status, refused.value.code) == (status, code)
