@@ -44,6 +44,7 @@ class Settings:
     sweep_max_jobs: int
     sweep_requeue_after_seconds: int
     sweep_max_requeues: int
+    max_pending_uploads: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -93,6 +94,10 @@ def settings() -> Settings:
         # a retried S3 event may still send a QUEUED job's message, and 15 minutes.
         sweep_requeue_after_seconds=_int("SWEEP_REQUEUE_AFTER_SECONDS", 6 * 3600 + 900),
         sweep_max_requeues=_int("SWEEP_MAX_REQUEUES", 3, minimum=0),
+        # Per tenant. A client that uploads at once holds a job PENDING for its upload's
+        # seconds: at the stage's whole rate (50 req/s), 1000 is 20 s per upload. It also
+        # bounds the backlog one tenant can leave the sweeper (chalicelib/sweeper.py).
+        max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
     )
 
 
