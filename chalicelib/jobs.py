@@ -31,7 +31,6 @@ import base64
 import binascii
 import itertools
 import json
-import random
 import re
 import time
 import uuid
@@ -523,20 +522,16 @@ def open_shard(job_id: str, status: str) -> str:
     return f"{status}#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
 
 
-def open_jobs_before(status: str, updated_before: str, limit: int) -> list[OpenJob]:
-    """Up to `limit` jobs in `status` whose last write is older than `updated_before`
-    (a timestamp as `now_iso` writes them), oldest first within each shard.
+def open_jobs_before(status: str, updated_before: str, per_shard: int) -> list[OpenJob]:
+    """Jobs in `status` whose last write is older than `updated_before` (a timestamp as
+    `now_iso` writes them): up to `per_shard` of each shard, oldest first within each.
 
-    One Query per shard and page, never a scan. The first shard is picked at random, so
-    a run cut short by `limit` does not always favour the same shards.
+    One Query per shard and page, never a scan. Every shard gets the same share, so a
+    burst of old jobs in some shards never hides the others' jobs.
     """
     found: list[OpenJob] = []
-    first = random.randrange(OPEN_SHARDS)  # noqa: S311 - fairness, not secrecy
-    for offset in range(OPEN_SHARDS):
-        shard = f"{status}#{(first + offset) % OPEN_SHARDS}"
-        found.extend(_query_open_shard(shard, updated_before, limit - len(found)))
-        if len(found) >= limit:
-            break
+    for shard in range(OPEN_SHARDS):
+        found.extend(_query_open_shard(f"{status}#{shard}", updated_before, per_shard))
     return found
 
 
