@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import jobs, storage, sweeper
+from chalicelib import clients, jobs, storage, sweeper
 from chalicelib.config import reset_settings, settings
 from chalicelib.errors import InvalidRequest, StaleTransition
+from infra import backfill
 from tests.pipeline import bearer, new_job
 from tests.resources import Queues
 
@@ -250,6 +251,23 @@ def test_a_cursor_is_good_only_for_the_listing_that_issued_it(
         jobs.list_jobs("acme", status=used_for, limit=1, cursor=cursor)
     with pytest.raises(InvalidRequest):
         jobs.list_jobs("globex", status=issued_for, limit=1, cursor=cursor)
+
+
+def test_jobs_written_before_the_status_index_are_filled_in_once(aws: Queues) -> None:
+    done, waiting = finished(jobs.COMPLETED), new_job().job_id
+    for job_id in (done, waiting):  # as every job was before the index
+        clients.dynamodb().update_item(
+            TableName=settings().jobs_table,
+            Key={"jobId": {"S": job_id}},
+            UpdateExpression=f"REMOVE {jobs.STATUS_SINCE}",
+        )
+    assert every_page(jobs.COMPLETED, limit=10) == [[]]
+
+    assert backfill.backfill() == 2
+    assert every_page(jobs.COMPLETED, limit=10) == [[done]]
+    assert every_page(jobs.PENDING, limit=10) == [[waiting]]
+    assert jobs.count_pending("acme", up_to=10) == 1
+    assert backfill.backfill() == 0
 
 
 # --- the bound on a tenant's uploads waiting for their file ----------------------------------
