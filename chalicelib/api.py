@@ -14,7 +14,7 @@ from chalice.app import Request, Response
 
 from chalicelib import auth, jobs, models, openapi, storage
 from chalicelib.config import settings
-from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
 from chalicelib.http import json_api, json_response
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
@@ -40,6 +40,7 @@ def create_upload(current: Request | None) -> Response:
     content_type: str = body["contentType"]
     filename: str | None = body.get("filename")
     presets: list[str] = body.get("presets") or configured
+    _check_pending_uploads(tenant)
     job_id = jobs.new_job_id()
     key = storage.source_key(tenant, job_id, filename)
     upload = storage.presign_upload(key, content_type)
@@ -54,6 +55,20 @@ def create_upload(current: Request | None) -> Response:
     logger.info("upload created", extra=job_fields(job_id, tenant=tenant, presets=presets))
     metric("UploadsCreated", 1)
     return json_response({"jobId": job.job_id, "status": job.status, "upload": upload}, 201)
+
+
+def _check_pending_uploads(tenant: str) -> None:
+    """At most MAX_PENDING_UPLOADS jobs of a tenant wait for their file. The count is
+    eventually consistent: a burst may pass the bound by the uploads of the last moment."""
+    config = settings()
+    bound = config.max_pending_uploads
+    if jobs.count_pending(tenant, up_to=bound) >= bound:
+        expiry = config.upload_url_ttl_seconds + config.sweep_pending_grace_seconds
+        raise TooManyPendingUploads(
+            f"{bound} of your uploads are waiting for their file. Upload to them, or let "
+            f"them expire (upload_expired, about {expiry // 60} minutes after they were "
+            "created), then try again."
+        )
 
 
 @json_api

@@ -42,8 +42,10 @@ class Settings:
     sweep_pending_grace_seconds: int
     sweep_stuck_margin_seconds: int
     sweep_max_jobs: int
+    sweep_scan_jobs: int
     sweep_requeue_after_seconds: int
     sweep_max_requeues: int
+    max_pending_uploads: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -89,10 +91,17 @@ def settings() -> Settings:
         sweep_pending_grace_seconds=_int("SWEEP_PENDING_GRACE_SECONDS", 900, minimum=0),
         sweep_stuck_margin_seconds=_int("SWEEP_STUCK_MARGIN_SECONDS", 6 * 3600, minimum=0),
         sweep_max_jobs=_int("SWEEP_MAX_JOBS", 200),
+        # Overdue jobs a run reads per status, among which it shares SWEEP_MAX_JOBS across
+        # tenants: 5 tenants' worth of MAX_PENDING_UPLOADS (chalicelib/sweeper.py).
+        sweep_scan_jobs=_int("SWEEP_SCAN_JOBS", 5000),
         # Lambda's maximum event age for asynchronous invocations (6 h), the window in which
         # a retried S3 event may still send a QUEUED job's message, and 15 minutes.
         sweep_requeue_after_seconds=_int("SWEEP_REQUEUE_AFTER_SECONDS", 6 * 3600 + 900),
         sweep_max_requeues=_int("SWEEP_MAX_REQUEUES", 3, minimum=0),
+        # Per tenant. A client that uploads at once holds a job PENDING for its upload's
+        # seconds: at the stage's whole rate (50 req/s), 1000 is 20 s per upload. It also
+        # bounds the backlog one tenant can leave the sweeper (chalicelib/sweeper.py).
+        max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
     )
 
 

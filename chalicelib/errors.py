@@ -89,6 +89,13 @@ class ServiceUnavailable(ApiError):
     status = 503
 
 
+class TooManyPendingUploads(ApiError):
+    """The tenant holds MAX_PENDING_UPLOADS jobs waiting for their upload (POST /uploads)."""
+
+    code = "too_many_pending_uploads"
+    status = 429
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 

@@ -17,14 +17,20 @@ Open jobs are also in a sparse index, `open-jobs-index`, for the sweeper: its pa
 key `openShard` ("<status>#<shard>") is written by every write that leaves a job open
 and removed by the one that ends it, and its sort key is `updatedAt`. So "jobs in status
 S untouched since T" is one Query per shard, and a finished job costs the index nothing.
+
+Every job is also in `tenant-status-index`, for the API: its partition key is the tenant
+and its sort key `statusSince` ("<status>#<when it got there>"), which the write that
+changes a job's status sets in the same write. So a tenant's jobs in one status are one
+key range: `GET /jobs?status=` reads no other job, and counting a tenant's PENDING jobs
+(the bound on open uploads) reads only those.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
-import random
 import re
 import time
 import uuid
@@ -56,6 +62,10 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
 OPEN = frozenset({PENDING, QUEUED, PROCESSING})
 
 TENANT_INDEX = "tenant-createdAt-index"
+STATUS_INDEX = "tenant-status-index"
+STATUS_SINCE = "statusSince"
+# Queries one page may take, once it holds a job (an empty page goes on to the end: see
+# `list_jobs`).
 MAX_LIST_QUERIES = 10
 
 OPEN_JOBS_INDEX = "open-jobs-index"
@@ -104,7 +114,12 @@ def new_job_id() -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return _iso(time.time())
+
+
+def _iso(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def create_job(
@@ -131,6 +146,7 @@ def create_job(
     )
     item = _to_item(job)
     item[OPEN_SHARD] = open_shard(job_id, PENDING)
+    item[STATUS_SINCE] = status_since(PENDING, created)
     with clients.aws_errors("create job"):
         clients.dynamodb().put_item(
             TableName=settings().jobs_table,
@@ -157,45 +173,133 @@ def get_tenant_job(tenant: str, job_id: str) -> Job:
     return job
 
 
+def status_since(status: str, moment: str) -> str:
+    """The status index's sort key: jobs of one status sort by when they got there."""
+    return f"{status}#{moment}"
+
+
+def count_pending(tenant: str, *, up_to: int) -> int:
+    """How many PENDING jobs `tenant` has, counting no further than `up_to`.
+
+    Reads only the tenant's PENDING entries of the status index (eventually consistent: a
+    job created a moment ago may not be counted yet)."""
+    query: dict[str, Any] = {
+        "TableName": settings().jobs_table,
+        "IndexName": STATUS_INDEX,
+        "KeyConditionExpression": "tenant = :tenant AND begins_with(#since, :pending)",
+        "ExpressionAttributeNames": {"#since": STATUS_SINCE},
+        "ExpressionAttributeValues": _serialize(
+            {":tenant": tenant, ":pending": status_since(PENDING, "")}
+        ),
+        "Select": "COUNT",
+    }
+    counted = 0
+    while counted < up_to:
+        with clients.aws_errors("count pending jobs"):
+            response = clients.dynamodb().query(**query, Limit=up_to - counted)
+        counted += int(response.get("Count", 0))
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            break
+        query["ExclusiveStartKey"] = last
+    return counted
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """One tenant's jobs newest first, as a key range of an index: all of them on the
+    tenant index, or those in one status on the status index."""
+
+    index: str
+    sort_key: str
+    condition: str
+    values: dict[str, str]
+    # What the sort key of a cursor's key must match.
+    sort_pattern: re.Pattern[str]
+
+
+def _listing(tenant: str, status: str | None) -> _Listing:
+    # A job older than JOB_TTL_DAYS has expired (its `expiresAt`, see create_job): its record
+    # may outlive its TTL by days, so the key range starts after it. A status is reached at
+    # or after creation, so the same bound holds for `statusSince`.
+    oldest = _iso(time.time() - settings().job_ttl_days * 86400)
+    if status is None:
+        return _Listing(
+            TENANT_INDEX,
+            "createdAt",
+            "tenant = :tenant AND createdAt > :oldest",
+            {":tenant": tenant, ":oldest": oldest},
+            _TIMESTAMP,
+        )
+    return _Listing(
+        STATUS_INDEX,
+        STATUS_SINCE,
+        f"tenant = :tenant AND {STATUS_SINCE} BETWEEN :oldest AND :newest",
+        {
+            ":tenant": tenant,
+            ":oldest": status_since(status, oldest),
+            # "~" sorts after every timestamp.
+            ":newest": status_since(status, "~"),
+        },
+        re.compile(re.escape(status_since(status, "")) + _TIMESTAMP.pattern),
+    )
+
+
 def list_jobs(
     tenant: str, *, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
-    """The tenant's jobs, newest first, at most `limit`, and the cursor for the next page."""
-    start_key = _decode_cursor(cursor, tenant) if cursor else None
-    found: list[Job] = []
-    for _ in range(MAX_LIST_QUERIES):
-        page, start_key = _query_page(tenant, status, limit - len(found), start_key)
-        found.extend(page)
-        if len(found) >= limit or start_key is None:
+    """The tenant's jobs, newest first (with `status`, by when they got there), at most
+    `limit`, and the cursor for the next page.
+
+    A cursor comes with a page only if a job was found past it, so a page is empty only at
+    the end, and every page but the last is full unless its queries ran out (expired
+    records DynamoDB has yet to delete are read and dropped): it then holds at least one
+    job. Each query reads one job more than the page needs, to know whether there is more.
+    """
+    listing = _listing(tenant, status)
+    start_key = _decode_cursor(cursor, tenant, listing) if cursor else None
+    found: list[dict[str, Any]] = []
+    for queries in itertools.count(1):
+        items, start_key = _query_page(listing, limit + 1 - len(found), start_key)
+        found.extend(items)
+        if len(found) > limit or start_key is None:
             break
-    return found, (_encode_cursor(start_key) if start_key else None)
+        if found and queries >= MAX_LIST_QUERIES:
+            break
+    page = found[:limit]
+    if len(found) > limit:
+        start_key = _index_key(page[-1], listing)
+    return [_from_item(item) for item in page], (_encode_cursor(start_key) if start_key else None)
 
 
 def _query_page(
-    tenant: str, status: str | None, limit: int, start_key: dict[str, Any] | None
-) -> tuple[list[Job], dict[str, Any] | None]:
+    listing: _Listing, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    values = {**listing.values, ":now": int(time.time())}
     query: dict[str, Any] = {
         "TableName": settings().jobs_table,
-        "IndexName": TENANT_INDEX,
-        "KeyConditionExpression": "tenant = :tenant",
-        "ExpressionAttributeValues": {":tenant": {"S": tenant}},
+        "IndexName": listing.index,
+        "KeyConditionExpression": listing.condition,
+        "ExpressionAttributeValues": _serialize(values),
         "ScanIndexForward": False,
         "Limit": limit,
-        # An expired job's record may outlive its TTL by days, its outputs do not.
+        # Within the key range, a job may still have expired: JOB_TTL_DAYS was longer
+        # when it was created, or it reached its status late.
         "FilterExpression": "attribute_not_exists(expiresAt) OR expiresAt > :now",
     }
-    query["ExpressionAttributeValues"][":now"] = {"N": str(int(time.time()))}
-    if status:
-        query["FilterExpression"] = f"({query['FilterExpression']}) AND #status = :status"
-        query["ExpressionAttributeNames"] = {"#status": "status"}
-        query["ExpressionAttributeValues"][":status"] = {"S": status}
     if start_key:
         query["ExclusiveStartKey"] = _serialize(start_key)
     with clients.aws_errors("list jobs"):
         response = clients.dynamodb().query(**query)
-    jobs = [_from_item(_deserialize(item)) for item in response.get("Items", [])]
+    items = [_deserialize(item) for item in response.get("Items", [])]
     last = response.get("LastEvaluatedKey")
-    return jobs, (_deserialize(last) if last else None)
+    return items, (_deserialize(last) if last else None)
+
+
+def _index_key(item: dict[str, Any], listing: _Listing) -> dict[str, Any]:
+    """The key DynamoDB hands out for `item` on the listing's index: the table's and the
+    index's key attributes."""
+    return {name: item[name] for name in ("jobId", "tenant", listing.sort_key)}
 
 
 # --- transitions -----------------------------------------------------------------------
@@ -357,10 +461,11 @@ def _transition_request(
     job exists in a state ALLOWED_FROM, and has every `owner` attribute equal to its value
     (absent, for a None value)."""
     allowed = sorted(ALLOWED_FROM[to_status])
-    values: dict[str, Any] = {":to": to_status, ":now": now_iso()}
+    now = now_iso()
+    values: dict[str, Any] = {":to": to_status, ":now": now, ":since": status_since(to_status, now)}
     values.update({f":from{i}": state for i, state in enumerate(allowed)})
-    names = {"#status": "status"}
-    assignments = ["#status = :to", "updatedAt = :now"]
+    names = {"#status": "status", "#since": STATUS_SINCE}
+    assignments = ["#status = :to", "updatedAt = :now", "#since = :since"]
     for i, (name, value) in enumerate(fields.items()):
         names[f"#f{i}"] = name
         values[f":f{i}"] = value
@@ -417,20 +522,16 @@ def open_shard(job_id: str, status: str) -> str:
     return f"{status}#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
 
 
-def open_jobs_before(status: str, updated_before: str, limit: int) -> list[OpenJob]:
-    """Up to `limit` jobs in `status` whose last write is older than `updated_before`
-    (a timestamp as `now_iso` writes them), oldest first within each shard.
+def open_jobs_before(status: str, updated_before: str, per_shard: int) -> list[OpenJob]:
+    """Jobs in `status` whose last write is older than `updated_before` (a timestamp as
+    `now_iso` writes them): up to `per_shard` of each shard, oldest first within each.
 
-    One Query per shard and page, never a scan. The first shard is picked at random, so
-    a run cut short by `limit` does not always favour the same shards.
+    One Query per shard and page, never a scan. Every shard gets the same share, so a
+    burst of old jobs in some shards never hides the others' jobs.
     """
     found: list[OpenJob] = []
-    first = random.randrange(OPEN_SHARDS)  # noqa: S311 - fairness, not secrecy
-    for offset in range(OPEN_SHARDS):
-        shard = f"{status}#{(first + offset) % OPEN_SHARDS}"
-        found.extend(_query_open_shard(shard, updated_before, limit - len(found)))
-        if len(found) >= limit:
-            break
+    for shard in range(OPEN_SHARDS):
+        found.extend(_query_open_shard(f"{status}#{shard}", updated_before, per_shard))
     return found
 
 
@@ -579,8 +680,7 @@ def _plain(value: Any) -> Any:
 
 # --- cursors -----------------------------------------------------------------------------
 
-CURSOR_KEYS = frozenset({"jobId", "tenant", "createdAt"})
-# What _now() writes: a cursor's key must be one DynamoDB could have handed out.
+# What now_iso() writes: a cursor's key must be one DynamoDB could have handed out.
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
@@ -589,7 +689,9 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, tenant: str, listing: _Listing) -> dict[str, Any]:
+    """The key a cursor names, if it is one this very listing (the tenant's, on the same
+    index, in the same status) could have handed out."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
@@ -597,11 +699,11 @@ def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
         raise InvalidRequest("cursor is not valid.") from exc
     valid = (
         isinstance(key, dict)
-        and set(key) == CURSOR_KEYS
+        and set(key) == {"jobId", "tenant", listing.sort_key}
         and all(isinstance(value, str) for value in key.values())
         and key["tenant"] == tenant
         and _is_uuid(key["jobId"])
-        and _TIMESTAMP.fullmatch(key["createdAt"]) is not None
+        and listing.sort_pattern.fullmatch(key[listing.sort_key]) is not None
     )
     if not valid:
         raise InvalidRequest("cursor is not valid.")

@@ -42,7 +42,11 @@ ERROR_RESPONSES: Mapping[int, str] = {
     NotFound.status: "No such job, or another tenant's (indistinguishable).",
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
     UnsupportedMediaType.status: "The Content-Type header names something other than JSON.",
-    Throttled.status: "Over the stage's rate or burst limit (API Gateway only); retry later.",
+    Throttled.status: (
+        "`throttled`: over the stage's rate or burst limit (API Gateway); retry later. "
+        "`too_many_pending_uploads` (POST /uploads): the tenant has MAX_PENDING_UPLOADS "
+        "jobs waiting for their file; upload to them or let them expire."
+    ),
     InternalError.status: "A bug. The body never carries internals; the log has the detail.",
     ServiceUnavailable.status: "An AWS dependency failed transiently; retry after Retry-After.",
 }

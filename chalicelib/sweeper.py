@@ -9,9 +9,23 @@ Jobs move forward on events, and each of them can be lost without a trace:
 - the dead-letter handler may itself fail until the dead-letter queue drops the message.
 
 On a schedule (app.py), the sweeper queries the open-jobs index (chalicelib/jobs.py) for
-jobs no write has touched for longer than their rule allows, at most SWEEP_MAX_JOBS
-(200) per run: the rest wait for the next run, which starts where this one ended, since
-every job it handles leaves the query. The rules:
+jobs no write has touched for longer than their rule allows, and acts on at most
+SWEEP_MAX_JOBS (200) of them per run: the rest wait for the next run, which starts where
+this one ended, since every job it handles leaves the query.
+
+The run's jobs are shared fairly among tenants, so that one tenant's backlog does not
+delay another's jobs. A run reads up to SWEEP_SCAN_JOBS (5000) overdue jobs per status,
+an equal share of each shard, oldest first; it then takes them one tenant at a time in
+turn (tenants whose oldest overdue job is oldest first; within a tenant, one status at a
+time in turn, oldest first), so with n tenants waiting each gets at least
+SWEEP_MAX_JOBS / n of the run, or all of its jobs. What one tenant can leave overdue is
+bounded too: at most MAX_PENDING_UPLOADS (1000) PENDING jobs at once (POST /uploads
+refuses more). So while at most 4 tenants sit at that bound, another tenant's overdue
+PENDING job is among the jobs read (5000 per status is 625 a shard; 4 tenants' 4000 put
+500 in a shard on average) and is handled by the next run, as long as at most
+SWEEP_MAX_JOBS tenants are waiting.
+
+The rules:
 
 - PENDING for longer than UPLOAD_URL_TTL_SECONDS + SWEEP_PENDING_GRACE_SECONDS (15 + 15
   minutes). After the presigned form expires no upload can start; the grace lets one that
@@ -54,11 +68,13 @@ does.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import zip_longest
+from typing import TypeVar
 
 from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
@@ -75,6 +91,10 @@ SKIPPED = "skipped"  # the job moved meanwhile (a worker or dispatcher won the r
 REQUEUES_SPENT = "requeues_spent"  # QUEUED, re-sent SWEEP_MAX_REQUEUES times: left to STUCK
 ERRORS = "errors"  # AWS failed; the job is tried again next run (a failed re-send: next interval)
 SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK})
+
+Rule = Callable[[jobs.OpenJob], str]
+T = TypeVar("T")
+R = TypeVar("R")  # what to do with a job (a Rule, in a run)
 
 UPLOAD_EXPIRED_MESSAGE = "No file was uploaded before the upload URL expired."
 STUCK_MESSAGE = (
@@ -128,32 +148,54 @@ class SweepReport:
 
 
 def sweep(now: datetime | None = None) -> SweepReport:
-    """One run: end, dispatch or re-send every overdue open job, up to SWEEP_MAX_JOBS.
+    """One run: end, dispatch or re-send overdue open jobs, up to SWEEP_MAX_JOBS, shared
+    among tenants.
 
     Raises SweepIncomplete after the run if AWS failed for any job (the invocation then
     counts as an error; nothing is lost, the job is found again next run)."""
     cutoffs = Cutoffs.at(now or datetime.now(UTC))
     report = SweepReport()
-    budget = settings().sweep_max_jobs
-    rules: tuple[tuple[str, str, Callable[[jobs.OpenJob], str]], ...] = (
+    config = settings()
+    budget = config.sweep_max_jobs
+    per_shard = -(-config.sweep_scan_jobs // jobs.OPEN_SHARDS)
+    rules: tuple[tuple[str, str, Rule], ...] = (
         (jobs.PENDING, cutoffs.pending, _sweep_pending),
         (jobs.QUEUED, cutoffs.queued, partial(_sweep_queued, stuck_before=cutoffs.stuck)),
         (jobs.PROCESSING, cutoffs.stuck, _sweep_stuck),
     )
-    for status, cutoff, rule in rules:
-        for job in jobs.open_jobs_before(status, cutoff, budget - report.examined):
-            report.counts[_apply(rule, job)] += 1
-        if report.examined >= budget:
-            break
+    overdue = [
+        (rule, job)
+        for status, cutoff, rule in rules
+        for job in jobs.open_jobs_before(status, cutoff, per_shard)
+    ]
+    for rule, job in fair_share(overdue)[:budget]:
+        report.counts[_apply(rule, job)] += 1
     # A run that found nothing logs at DEBUG: every few minutes, that is most runs.
     level = logging.INFO if report.examined else logging.DEBUG
-    logger.log(level, "sweep done", extra={"swept": dict(report.counts), "budget": budget})
+    extra = {"swept": dict(report.counts), "budget": budget, "overdue": len(overdue)}
+    logger.log(level, "sweep done", extra=extra)
     if report.counts[ERRORS]:
         raise SweepIncomplete(f"{report.counts[ERRORS]} job(s) could not be swept")
     return report
 
 
-def _apply(rule: Callable[[jobs.OpenJob], str], job: jobs.OpenJob) -> str:
+def fair_share(overdue: list[tuple[R, jobs.OpenJob]]) -> list[tuple[R, jobs.OpenJob]]:
+    """`overdue` in the order a run takes them: one job of each tenant in turn, tenants
+    whose oldest job is oldest first; a tenant's turns go to its statuses in turn, and
+    within a status to its oldest job first."""
+    queues: dict[str, dict[str, list[tuple[R, jobs.OpenJob]]]] = defaultdict(dict)
+    for rule, job in sorted(overdue, key=lambda pair: pair[1].updated_at):
+        queues[job.tenant].setdefault(job.status, []).append((rule, job))
+    # dicts keep insertion order: tenants, and their statuses, by their oldest job.
+    return _round_robin([_round_robin(list(by_status.values())) for by_status in queues.values()])
+
+
+def _round_robin(queues: list[list[T]]) -> list[T]:
+    """The first of each queue, then the second of each, and so on."""
+    return [item for turn in zip_longest(*queues) for item in turn if item is not None]
+
+
+def _apply(rule: Rule, job: jobs.OpenJob) -> str:
     try:
         action = rule(job)
     except StaleTransition:

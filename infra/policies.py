@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 APP_NAME = "media-pipeline"
 JOBS_INDEX = "tenant-createdAt-index"
+STATUS_INDEX = "tenant-status-index"
 OPEN_JOBS_INDEX = "open-jobs-index"
 
 # The Chalice names of the Lambda functions app.py declares ("api_handler" is the REST API).
@@ -92,10 +93,14 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement(
                 "JobRecords", ("dynamodb:GetItem", "dynamodb:PutItem"), (arns.jobs_table,), "code"
             ),
+            # Listings, and counting a tenant's PENDING jobs (MAX_PENDING_UPLOADS).
             Statement(
                 "JobListing",
                 ("dynamodb:Query",),
-                (f"{arns.jobs_table}/index/{JOBS_INDEX}",),
+                (
+                    f"{arns.jobs_table}/index/{JOBS_INDEX}",
+                    f"{arns.jobs_table}/index/{STATUS_INDEX}",
+                ),
                 "code",
             ),
             # Presigned URLs carry the signer's authority: the POST needs PutObject on

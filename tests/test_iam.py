@@ -380,6 +380,7 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
         "dynamodb:UpdateItem": {jobs_table},
         "dynamodb:Query": {
             f"{jobs_table}/index/{policies.JOBS_INDEX}",
+            f"{jobs_table}/index/{policies.STATUS_INDEX}",
             f"{jobs_table}/index/{policies.OPEN_JOBS_INDEX}",
         },
         "s3:ListBucketVersions": {outputs["UploadsBucketArn"]},

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from chalice.config import Config
 from moto import mock_aws
 
-from chalicelib.jobs import OPEN_JOBS_INDEX, OPEN_SHARD, TENANT_INDEX
+from chalicelib.jobs import OPEN_JOBS_INDEX, OPEN_SHARD, STATUS_INDEX, STATUS_SINCE, TENANT_INDEX
 from chalicelib.observability import APP_NAME, METRICS_NAMESPACE
 from infra import stack
 from tests.resources import MOTO_SKIPPED_TYPES, REGION, STAGE, moto_skips_quietly
@@ -405,16 +405,23 @@ def test_the_tables_have_the_keys_and_index_the_app_queries(cloudformation: Any)
         "createdAt": "S",
         OPEN_SHARD: "S",
         "updatedAt": "S",
+        STATUS_SINCE: "S",
     }
     assert jobs["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     indexes = {index["IndexName"]: index for index in jobs["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {TENANT_INDEX, OPEN_JOBS_INDEX}
+    assert set(indexes) == {TENANT_INDEX, OPEN_JOBS_INDEX, STATUS_INDEX}
     tenant = indexes[TENANT_INDEX]
     assert tenant["KeySchema"] == [
         {"AttributeName": "tenant", "KeyType": "HASH"},
         {"AttributeName": "createdAt", "KeyType": "RANGE"},
     ]
     assert tenant["Projection"]["ProjectionType"] == "ALL"
+    by_status = indexes[STATUS_INDEX]
+    assert by_status["KeySchema"] == [
+        {"AttributeName": "tenant", "KeyType": "HASH"},
+        {"AttributeName": STATUS_SINCE, "KeyType": "RANGE"},
+    ]
+    assert by_status["Projection"]["ProjectionType"] == "ALL"
     # The sweeper's index: sparse (only open jobs have openShard), and it projects what the
     # sweeper reads (chalicelib.jobs.OpenJob), no more.
     open_jobs = indexes[OPEN_JOBS_INDEX]

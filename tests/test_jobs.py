@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from chalice.test import Client
 
-from chalicelib import jobs, storage
-from chalicelib.errors import StaleTransition
-from tests.pipeline import new_job
+from chalicelib import clients, jobs, storage, sweeper
+from chalicelib.config import reset_settings, settings
+from chalicelib.errors import InvalidRequest, StaleTransition
+from infra import backfill
+from tests.pipeline import bearer, new_job
 from tests.resources import Queues
 
 
@@ -172,3 +178,152 @@ def test_source_keys_round_trip() -> None:
     assert parsed == storage.SourceKey(tenant="acme", job_id=job_id)
     assert storage.parse_source_key(key.replace("uploads/", "derived/")) is None
     assert storage.parse_source_key(f"uploads/acme/{job_id}/../x") is None
+
+
+# --- listings: every page but the last holds jobs --------------------------------------------
+
+
+def finished(status: str, tenant: str = "acme") -> str:
+    job = new_job(tenant)
+    jobs.start_processing(job.job_id)
+    if status == jobs.COMPLETED:
+        jobs.complete(job.job_id, source={}, outputs=[])
+    else:
+        jobs.fail(job.job_id, code="corrupt_image", message="broken")
+    return job.job_id
+
+
+def every_page(status: str | None, limit: int) -> list[list[str]]:
+    """The ids on each page of the listing, following its cursors to the end."""
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        found, cursor = jobs.list_jobs("acme", status=status, limit=limit, cursor=cursor)
+        pages.append([job.job_id for job in found])
+        if cursor is None:
+            return pages
+        assert len(pages) < 50, "the cursors never end"
+
+
+def test_a_filtered_listing_has_no_empty_page_before_its_end(aws: Queues) -> None:
+    # More jobs of other statuses between two PENDING ones than a page's queries read.
+    older = new_job().job_id
+    for _ in range(jobs.MAX_LIST_QUERIES + 2):
+        finished(jobs.COMPLETED)
+    newer = new_job().job_id
+    finished(jobs.FAILED)
+    finished(jobs.FAILED)
+    new_job("globex")
+
+    assert every_page(jobs.PENDING, limit=1) == [[newer], [older]]
+    completed = every_page(jobs.COMPLETED, limit=5)
+    assert [len(page) for page in completed] == [5, 5, 2]
+    assert [len(page) for page in every_page(jobs.FAILED, limit=1)] == [1, 1]
+
+
+def test_a_listing_that_ends_on_a_full_page_says_so(aws: Queues) -> None:
+    created = [new_job().job_id for _ in range(4)]
+    assert every_page(None, limit=2) == [created[:1:-1], created[1::-1]]
+    assert every_page(jobs.PENDING, limit=4) == [created[::-1]]
+
+
+def test_a_filtered_listing_is_newest_first_by_when_jobs_got_there(aws: Queues) -> None:
+    first, second = new_job().job_id, new_job().job_id
+    jobs.start_processing(second)
+    jobs.start_processing(first)
+    assert every_page(jobs.PROCESSING, limit=10) == [[first, second]]
+    assert every_page(jobs.PENDING, limit=10) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("issued_for", "used_for"),
+    [(None, jobs.PENDING), (jobs.PENDING, None), (jobs.PENDING, jobs.COMPLETED)],
+)
+def test_a_cursor_is_good_only_for_the_listing_that_issued_it(
+    aws: Queues, issued_for: str | None, used_for: str | None
+) -> None:
+    for _ in range(2):
+        new_job()
+        finished(jobs.COMPLETED)
+    _, cursor = jobs.list_jobs("acme", status=issued_for, limit=1, cursor=None)
+    assert cursor is not None
+    with pytest.raises(InvalidRequest):
+        jobs.list_jobs("acme", status=used_for, limit=1, cursor=cursor)
+    with pytest.raises(InvalidRequest):
+        jobs.list_jobs("globex", status=issued_for, limit=1, cursor=cursor)
+
+
+def test_jobs_written_before_the_status_index_are_filled_in_once(aws: Queues) -> None:
+    done, waiting = finished(jobs.COMPLETED), new_job().job_id
+    for job_id in (done, waiting):  # as every job was before the index
+        clients.dynamodb().update_item(
+            TableName=settings().jobs_table,
+            Key={"jobId": {"S": job_id}},
+            UpdateExpression=f"REMOVE {jobs.STATUS_SINCE}",
+        )
+    assert every_page(jobs.COMPLETED, limit=10) == [[]]
+
+    assert backfill.backfill() == 2
+    assert every_page(jobs.COMPLETED, limit=10) == [[done]]
+    assert every_page(jobs.PENDING, limit=10) == [[waiting]]
+    assert jobs.count_pending("acme", up_to=10) == 1
+    assert backfill.backfill() == 0
+
+
+# --- the bound on a tenant's uploads waiting for their file ----------------------------------
+
+
+def create_upload(client: Client, key: str) -> Any:
+    body = json.dumps({"contentType": "image/jpeg"}).encode()
+    return client.http.post("/uploads", headers=bearer(key), body=body)
+
+
+@pytest.fixture
+def bound_of_three(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("MAX_PENDING_UPLOADS", "3")
+    reset_settings()
+    return 3
+
+
+def test_pending_jobs_are_counted_up_to_the_bound_only(aws: Queues) -> None:
+    for _ in range(5):
+        new_job()
+    new_job("globex")
+    assert jobs.count_pending("acme", up_to=3) == 3
+    assert jobs.count_pending("acme", up_to=10) == 5
+    assert jobs.count_pending("globex", up_to=10) == 1
+    assert jobs.count_pending("initech", up_to=10) == 0
+
+
+def test_past_the_bound_post_uploads_answers_429_for_that_tenant_only(
+    client: Client, acme_key: str, globex_key: str, bound_of_three: int
+) -> None:
+    created = [create_upload(client, acme_key) for _ in range(bound_of_three)]
+    assert [response.status_code for response in created] == [201] * bound_of_three
+
+    refused = create_upload(client, acme_key)
+    assert refused.status_code == 429, refused.body
+    error = refused.json_body["error"]
+    assert error["code"] == "too_many_pending_uploads"
+    assert str(bound_of_three) in error["message"]
+    assert jobs.count_pending("acme", up_to=10) == bound_of_three  # no job was created
+    assert create_upload(client, globex_key).status_code == 201
+
+
+def test_the_bound_frees_up_as_jobs_leave_pending(
+    client: Client, acme_key: str, bound_of_three: int
+) -> None:
+    ids = [create_upload(client, acme_key).json_body["jobId"] for _ in range(bound_of_three)]
+    assert create_upload(client, acme_key).status_code == 429
+
+    job = jobs.get_job(ids[0])
+    assert job is not None
+    jobs.queue_upload(jobs.Upload(job.job_id, "acme", job.source_key, "v1"), size=1, etag="e")
+    assert create_upload(client, acme_key).status_code == 201  # dispatched: one place
+    assert create_upload(client, acme_key).status_code == 429
+
+    config = settings()
+    overdue = config.upload_url_ttl_seconds + config.sweep_pending_grace_seconds + 60
+    swept = sweeper.sweep(now=datetime.now(UTC) + timedelta(seconds=overdue))
+    assert swept.counts[sweeper.UPLOAD_EXPIRED] == bound_of_three  # ended: every place
+    assert [create_upload(client, acme_key).status_code for _ in range(4)] == [201] * 3 + [429]

@@ -184,10 +184,10 @@ def test_the_query_finds_only_jobs_older_than_the_cutoff(aws: Queues) -> None:
     before = [new_job().job_id, new_job().job_id]
     cutoff = jobs.now_iso()
     newer = new_job()
-    found = {job.job_id for job in jobs.open_jobs_before(jobs.PENDING, cutoff, limit=10)}
+    found = {job.job_id for job in jobs.open_jobs_before(jobs.PENDING, cutoff, per_shard=10)}
     assert found == set(before)
     assert newer.job_id not in found
-    assert jobs.open_jobs_before(jobs.QUEUED, cutoff, limit=10) == []
+    assert jobs.open_jobs_before(jobs.QUEUED, cutoff, per_shard=10) == []
 
 
 # --- PENDING: a lost upload event, or no upload -------------------------------------------
@@ -381,7 +381,7 @@ def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
     jobs.mark_queued(job.job_id, source_bytes=10)
     with pytest.raises(StaleTransition):
         jobs.mark_queued(job.job_id, source_bytes=10)  # QUEUED -> QUEUED is not a transition
-    (seen,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), limit=10)
+    (seen,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), per_shard=10)
 
     requeued = jobs.requeue_unchanged(seen, max_requeues=1)
     assert requeued.moved
@@ -390,11 +390,11 @@ def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
     assert index_members()[job.job_id] == jobs.open_shard(job.job_id, jobs.QUEUED)
     # Read before that write: refused, and the job comes back as it stands.
     assert jobs.requeue_unchanged(seen, max_requeues=5) == jobs.Transition(False, requeued.job)
-    (again,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), limit=10)
+    (again,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(again, max_requeues=1).moved  # its requeues are spent
     jobs.start_processing(job.job_id)
     assert not jobs.requeue_unchanged(again, max_requeues=5).moved  # claimed since
-    (claimed,) = jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), limit=10)
+    (claimed,) = jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(claimed, max_requeues=5).moved  # only QUEUED stays
     final = current(job.job_id)
     assert (final.status, final.requeues) == (jobs.PROCESSING, 1)
@@ -510,6 +510,68 @@ def test_a_run_handles_at_most_its_budget_and_the_next_run_goes_on(
     # Nothing left: one query per status and shard.
     assert queries["Query"] == 3 * jobs.OPEN_SHARDS
     assert {current(job_id).error["code"] for job_id in created} == {EXPIRED}  # type: ignore[index]
+
+
+# --- fair: one tenant's backlog does not delay another's ---------------------------------------
+
+
+SCHEDULE = timedelta(minutes=5)  # app.py's rate, SWEEP_RATE_MINUTES
+
+
+def test_a_flood_of_abandoned_uploads_does_not_delay_another_tenants(
+    aws: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The case, scaled down: 10 jobs a run; tenant acme abandons 100 uploads (in
+    # every shard, more than a run's budget), then globex abandons one.
+    monkeypatch.setenv("SWEEP_MAX_JOBS", "10")
+    reset_settings()
+    flood = [new_job("acme").job_id for _ in range(100)]
+    victim = new_job("globex").job_id
+    # The first scheduled run after the victim's job is overdue: the documented time.
+    first_run = after(pending_age(), slack=SCHEDULE)
+
+    assert sweeper.sweep(now=first_run).counts == Counter({EXPIRED: 10})
+    assert current(victim).error == {"code": EXPIRED, "message": sweeper.UPLOAD_EXPIRED_MESSAGE}
+    left = [job_id for job_id in flood if current(job_id).status == jobs.PENDING]
+    assert len(left) == 91  # acme's share: the rest of the run
+
+    # The backlog drains at the run's whole budget once acme waits alone.
+    for run in range(1, 11):
+        report = sweeper.sweep(now=first_run + run * SCHEDULE)
+        assert report.counts == Counter({EXPIRED: min(10, 91 - 10 * (run - 1))}), run
+    assert {current(job_id).status for job_id in flood} == {jobs.FAILED}
+
+
+def test_a_run_shares_its_budget_among_the_tenants_waiting(
+    aws: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEP_MAX_JOBS", "6")
+    reset_settings()
+    waiting = {tenant: [new_job(tenant).job_id for _ in range(5)] for tenant in ("a", "b", "c")}
+    late = new_job("d").job_id  # one job, created last
+
+    assert sweeper.sweep(now=after(pending_age())).counts == Counter({EXPIRED: 6})
+    ended = {
+        tenant: sum(current(job_id).status == jobs.FAILED for job_id in ids)
+        for tenant, ids in waiting.items()
+    }
+    assert current(late).status == jobs.FAILED
+    # Tenants in the order of their oldest job: a, b, c, d, then a and b again.
+    assert ended == {"a": 2, "b": 2, "c": 1}
+    # Each tenant's oldest first.
+    assert [current(job_id).status for job_id in waiting["a"][:3]] == ["FAILED"] * 2 + ["PENDING"]
+
+
+def test_a_tenants_turns_go_to_each_of_its_overdue_statuses(aws: Queues) -> None:
+    pending = [new_job().job_id for _ in range(3)]
+    stuck = new_job().job_id
+    jobs.start_processing(stuck)
+    overdue = [
+        (sweeper.UPLOAD_EXPIRED, job)
+        for job in jobs.open_jobs_before(jobs.PENDING, jobs.now_iso(), per_shard=10)
+    ] + [(STUCK, job) for job in jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), 10)]
+    order = [job.job_id for _, job in sweeper.fair_share(overdue)]
+    assert order == [pending[0], stuck, pending[1], pending[2]]
 
 
 def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
