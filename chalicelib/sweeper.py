@@ -62,7 +62,13 @@ from functools import partial
 
 from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
-from chalicelib.errors import PROCESSING_FAILED, StaleTransition, TransientError, UploadExpired
+from chalicelib.errors import (
+    PROCESSING_FAILED,
+    StaleTransition,
+    TransientError,
+    UploadExpired,
+    job_error_message,
+)
 from chalicelib.observability import job_fields, logger, metric
 
 # What a sweep did with a job (the `action` dimension of the JobsSwept metric).
@@ -76,11 +82,8 @@ REQUEUES_SPENT = "requeues_spent"  # QUEUED, re-sent SWEEP_MAX_REQUEUES times: l
 ERRORS = "errors"  # AWS failed; the job is tried again next run (a failed re-send: next interval)
 SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK})
 
-UPLOAD_EXPIRED_MESSAGE = "No file was uploaded before the upload URL expired."
-STUCK_MESSAGE = (
-    "The job was not processed within the jobs queue's retention period; "
-    "its message was lost and it was given up."
-)
+UPLOAD_EXPIRED_MESSAGE = job_error_message(UPLOAD_EXPIRED)
+STUCK_MESSAGE = job_error_message(STUCK)
 
 
 class SweepIncomplete(TransientError):
