@@ -15,7 +15,7 @@ from chalice.app import Request, Response
 from chalicelib import auth, jobs, models, openapi, storage
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
-from chalicelib.http import json_api, json_response
+from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
 
@@ -129,7 +129,8 @@ def _configured_presets() -> list[str]:
 
 def _json_body(request: Request) -> Any:
     """The body parsed as strict JSON (I-JSON, RFC 7493: UTF-8, no NaN, no repeated names,
-    no unpaired surrogates)."""
+    no unpaired surrogates), sent as application/json."""
+    require_json_content_type(request)
     try:
         raw = request.raw_body
     except UnicodeEncodeError as exc:  # a text body API Gateway could not pass on as UTF-8

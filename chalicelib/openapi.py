@@ -41,7 +41,10 @@ ERROR_RESPONSES: Mapping[int, str] = {
     Forbidden.status: "API Gateway denied access (AWS only).",
     NotFound.status: "No such job, or another tenant's (indistinguishable).",
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
-    UnsupportedMediaType.status: "The Content-Type header names something other than JSON.",
+    UnsupportedMediaType.status: (
+        "The Content-Type header names something other than JSON; with a body, it must be "
+        "exactly one application/json (parameters allowed, a charset only utf-8)."
+    ),
     Throttled.status: "Over the stage's rate or burst limit (API Gateway only); retry later.",
     InternalError.status: "A bug. The body never carries internals; the log has the detail.",
     ServiceUnavailable.status: "An AWS dependency failed transiently; retry after Retry-After.",

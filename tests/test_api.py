@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from chalice.local import LambdaContext
 from chalice.test import Client
 
 from chalicelib import auth, clients
@@ -208,6 +209,94 @@ def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: 
     with_charset = {**bearer(acme_key), "Content-Type": "application/json; charset=utf-8"}
     body = b'{"contentType": "image/jpeg"}'
     assert client.http.post("/uploads", headers=with_charset, body=body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "application/json, text/plain",
+        "text/plain, application/json",
+        "application/json; q=1, text/plain",
+        "application/json,application/json",
+        "*/*",
+        "application/*",
+        "application/jsonx",
+        "application/json-patch+json",
+        "application/json; charset=iso-8859-1",
+        "application/json; charset",
+        "application/json; charset=utf-8; =x",
+        "json",
+    ],
+)
+def test_only_one_json_media_type_is_accepted(
+    client: Client, acme_key: str, content_type: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {acme_key}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
+    assert_error(response, 415, "unsupported_media_type")
+    assert jobs_of(client, acme_key) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json;charset=UTF-8",
+        'application/json; charset="utf-8"',
+        "application/json;",
+        "application/json ; odata.metadata=minimal",
+    ],
+)
+def test_json_with_parameters_is_accepted(client: Client, acme_key: str, content_type: str) -> None:
+    headers = {"Authorization": f"Bearer {acme_key}", "Content-Type": content_type}
+    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
+    assert response.status_code == 201, response.body
+
+
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [(["application/json"], 201), (["text/plain", "application/json"], 415)],
+)
+def test_a_repeated_content_type_header_is_unsupported_media(
+    client: Client, values: list[str], status: int
+) -> None:
+    """API Gateway passes every value of a repeated header in multiValueHeaders, and only
+    the last one in headers, which is all Chalice looks at."""
+    from app import app
+
+    event = {
+        "resource": "/uploads",
+        "path": "/uploads",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": values[-1]},
+        "multiValueHeaders": {"Content-Type": values},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/uploads",
+            "httpMethod": "POST",
+            "authorizer": {"tenant": "acme"},
+        },
+        "body": '{"contentType": "image/jpeg"}',
+        "isBase64Encoded": False,
+    }
+    response = app(event, LambdaContext("api_handler", memory_size=256))
+    assert response["statusCode"] == status, response
+    if status == 415:
+        assert json.loads(response["body"])["error"]["code"] == "unsupported_media_type"
+
+
+def jobs_of(client: Client, key: str) -> list[Any]:
+    listed = client.http.get("/jobs", headers=bearer(key))
+    assert listed.status_code == 200, listed.body
+    return list(listed.json_body["jobs"])
 
 
 def test_an_unserved_method_answers_405_in_the_error_shape(client: Client, acme_key: str) -> None:
