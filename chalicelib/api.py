@@ -7,7 +7,7 @@ OpenAPI document (`GET /openapi.json`) publishes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from chalice.app import Request, Response
@@ -21,12 +21,14 @@ from chalicelib.presets import load_presets
 
 
 @json_api
-def health() -> Response:
+def health(current: Request | None) -> Response:
+    _query(_present(current))
     return json_response({"status": "ok"})
 
 
 @json_api
-def openapi_document() -> Response:
+def openapi_document(current: Request | None) -> Response:
+    _query(_present(current))
     return json_response(openapi.document(_configured_presets()))
 
 
@@ -34,6 +36,7 @@ def openapi_document() -> Response:
 def create_upload(current: Request | None) -> Response:
     request = _present(current)
     tenant = auth.require_tenant(request.context)
+    _query(request)
     body = _json_body(request)
     configured = _configured_presets()
     models.validate(models.upload_request(configured), body, "The request body")
@@ -58,7 +61,9 @@ def create_upload(current: Request | None) -> Response:
 
 @json_api
 def get_job(current: Request | None, job_id: str) -> Response:
-    tenant = auth.require_tenant(_present(current).context)
+    request = _present(current)
+    tenant = auth.require_tenant(request.context)
+    _query(request)
     # A malformed id names no job; DynamoDB never sees it.
     if not models.conforms(models.JOB_ID, job_id):
         raise NotFound("No such job.")
@@ -118,6 +123,16 @@ def _present(request: Request | None) -> Request:
     if request is None:
         raise RuntimeError("called outside a request")
     return request
+
+
+def _query(
+    request: Request, schemas: Mapping[str, models.Schema] = models.NO_QUERY
+) -> dict[str, Any]:
+    """The query string checked against `schemas`: any other parameter is refused, on
+    every route (SECURITY.md: known parameters only)."""
+    query = request.query_params
+    given = {name: query.getlist(name) for name in query} if query else {}
+    return models.parse_query(schemas, given)
 
 
 def _configured_presets() -> list[str]:

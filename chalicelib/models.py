@@ -121,6 +121,9 @@ JOB_ID: Schema = {
     "description": "A job id as POST /uploads returned it (a lower-case UUID).",
 }
 
+# The query parameters of every route but GET /jobs: none.
+NO_QUERY: Mapping[str, Schema] = {}
+
 LIST_JOBS_QUERY: dict[str, Schema] = {
     "status": {
         "type": "string",

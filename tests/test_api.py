@@ -495,6 +495,26 @@ def test_bad_listing_queries_are_invalid(client: Client, acme_key: str, query: s
     )
 
 
+@pytest.mark.parametrize("query", ["colour=red", "colour=", "colour", "status=PENDING", "a=1&b=2"])
+@pytest.mark.parametrize(
+    "route", ["POST /uploads", "GET /jobs/{id}", "GET /health", "GET /openapi.json"]
+)
+def test_every_route_refuses_unknown_query_parameters(
+    client: Client, acme_key: str, route: str, query: str
+) -> None:
+    method, path = route.split(" ")
+    if "{id}" in path:
+        job = post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body
+        path = path.replace("{id}", job["jobId"])
+    body = b'{"contentType": "image/jpeg"}' if method == "POST" else b""
+    response = client.http.request(method, f"{path}?{query}", headers=bearer(acme_key), body=body)
+    assert_error(response, 400, "invalid_request")
+    first = query.split("=")[0].split("&")[0]
+    assert first in response.json_body["error"]["message"]
+    if method == "POST":
+        assert len(jobs_of(client, acme_key)) == 0
+
+
 def test_another_tenants_cursor_is_refused(client: Client, acme_key: str, globex_key: str) -> None:
     for _ in range(3):
         post_upload(client, acme_key, {"contentType": "image/jpeg"})
