@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from chalice.local import LambdaContext
 from chalice.test import Client
 
-from chalicelib import auth, clients
+from chalicelib import auth, clients, models
 from chalicelib.config import settings
 from tests.faults import aws_fault, body_contains
 from tests.pipeline import Pipeline, bearer
@@ -191,7 +193,18 @@ def test_content_types_are_matched_exactly(client: Client, acme_key: str) -> Non
 
 
 def test_filenames_may_be_any_printable_text(client: Client, acme_key: str) -> None:
-    for filename in ("   ", "famille 👨\u200d👩\u200d👧.jpg", "x" * 255, "\u00a0nbsp.jpg"):
+    printable = (
+        "   ",
+        "famille 👨👩👧.jpg",
+        "poisson 🐠.png",  # its UTF-16 low surrogate is a tag's: read as code points
+        "x" * 255,
+        "\u00a0nbsp.jpg",
+        "صورة.jpg",
+        "写真 №1.jpg",
+        "e\u0301te\u0301.jpg",  # combining accents
+        "\U0001d518\U0001d52b.gif",  # mathematical letters, outside the BMP
+    )
+    for filename in printable:
         response = post_upload(
             client, acme_key, {"contentType": "image/jpeg", "filename": filename}
         )
@@ -199,6 +212,48 @@ def test_filenames_may_be_any_printable_text(client: Client, acme_key: str) -> N
         job_id = response.json_body["jobId"]
         job = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).json_body
         assert job["filename"] == filename
+
+
+# One or more of each kind: controls (Cc), format characters (Cf), separators (Zl, Zp).
+INVISIBLE_OR_CONTROL = {
+    "Cc": "\x00\x1b\x7f\x85\x9f",
+    "Cf bidi": "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    "Cf zero-width": "\u200b\u200c\u200d\u2060\ufeff\u180e",
+    "Cf other": "\u00ad\u0600\u2061\ufff9\U000110bd\U0001d173",
+    "Cf tags": "\U000e0001\U000e0020\U000e0041\U000e007f",
+    "Zl": "\u2028",
+    "Zp": "\u2029",
+}
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        pytest.param(c, id=f"{kind} U+{ord(c):04X}")
+        for kind, cs in INVISIBLE_OR_CONTROL.items()
+        for c in cs
+    ],
+)
+def test_filenames_with_invisible_or_control_characters_are_refused(
+    client: Client, acme_key: str, character: str
+) -> None:
+    for filename in (f"cat{character}gpj.exe", f"{character}a.jpg", f"a.jpg{character}"):
+        response = post_upload(
+            client, acme_key, {"contentType": "image/jpeg", "filename": filename}
+        )
+        assert_error(response, 400, "invalid_request")
+        assert response.json_body["error"]["message"].startswith("filename ")
+    assert jobs_of(client, acme_key) == []
+
+
+def test_the_refused_filename_characters_are_unicodes_cc_cf_zl_and_zp() -> None:
+    refused = re.compile(models.FILENAME_PATTERN)
+    for code_point in range(sys.maxunicode + 1):
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue  # surrogates: not characters, refused with the JSON
+        character = chr(code_point)
+        expected = unicodedata.category(character) not in {"Cc", "Cf", "Zl", "Zp"}
+        assert (refused.fullmatch(character) is not None) == expected, f"U+{code_point:04X}"
 
 
 def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: str) -> None:
