@@ -15,7 +15,9 @@ from typing import Any
 
 from chalicelib import jobs
 from chalicelib.errors import (
+    JOB_FAILURE_MESSAGES,
     PROCESSING_FAILED,
+    SAFE_DETAIL,
     ApiError,
     InvalidRequest,
     MediaPipelineError,
@@ -255,6 +257,19 @@ UPLOAD_CREATED = _object(
     }
 )
 
+
+def _ecma_literal(text: str) -> str:
+    """`text` as an ECMA-262 pattern matching it literally (escaping only what the u flag
+    allows to be escaped outside a class, its syntax characters)."""
+    return re.sub(r"([\^$\\.*+?()\[\]{}|/])", r"\\\1", text)
+
+
+def _job_error(code: str) -> Schema:
+    text = _ecma_literal(JOB_FAILURE_MESSAGES[code])
+    message = {"type": "string", "pattern": rf"^{text}(?: \({SAFE_DETAIL.pattern}\))?$"}
+    return _object({"code": {"type": "string", "enum": [code]}, "message": message})
+
+
 JOB = _object(
     {
         "jobId": JOB_ID,
@@ -289,11 +304,11 @@ JOB = _object(
             ),
         },
         "error": {
-            "oneOf": [
-                {"type": "null"},
-                _object({"code": {"type": "string", "enum": JOB_FAILURE_CODES}, "message": STRING}),
-            ],
-            "description": "Why the job FAILED; null otherwise.",
+            "oneOf": [{"type": "null"}, *(_job_error(code) for code in JOB_FAILURE_CODES)],
+            "description": (
+                "Why the job FAILED; null otherwise. The message is the code's fixed text, "
+                "at most followed by a detail in parentheses."
+            ),
         },
     }
 )

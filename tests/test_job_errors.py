@@ -142,3 +142,18 @@ def test_the_readme_quotes_every_fixed_text() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \| [^|]+ \|$", readme, re.MULTILINE)
     assert dict(rows) == JOB_FAILURE_MESSAGES
+
+
+def test_the_openapi_document_holds_each_code_to_its_text() -> None:
+    import jsonschema_rs
+
+    validator = jsonschema_rs.Draft202012Validator(models.JOB["properties"]["error"])
+    for code, text in JOB_FAILURE_MESSAGES.items():
+        assert validator.is_valid({"code": code, "message": text})
+        detailed = job_error_message(code, "size: 30 bytes; limit: 20 bytes")
+        assert validator.is_valid({"code": code, "message": detailed})
+        for other in set(JOB_FAILURE_MESSAGES.values()) - {text}:
+            assert not validator.is_valid({"code": code, "message": other})
+        assert not validator.is_valid({"code": code, "message": f"{text}\n"})
+    leaked = "The PNG data is corrupt or truncated: Decompressed data too large for PngImagePlugin"
+    assert not validator.is_valid({"code": "corrupt_image", "message": leaked})
