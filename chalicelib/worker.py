@@ -360,7 +360,8 @@ MAX_RECEIVE_COUNT = 3
 # receives, so a job caught in batches with one poisonous job after another still ends.
 MAX_REDRIVES = 2
 
-# Why the dead-letter handler gave a job up, for the log; the job says GIVEN_UP.
+# What a job the dead-letter handler gives up says; why it was given up (one of the two
+# reasons below) goes to the log.
 GIVEN_UP = job_error_message(PROCESSING_FAILED)
 GIVEN_UP_AFTER_RETRIES = "Processing failed repeatedly; the job was given up after its retries."
 GIVEN_UP_AFTER_REDRIVES = (
