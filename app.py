@@ -42,12 +42,12 @@ def api_error_shape(request: Request, get_response: Callable[[Request], Response
 
 @app.route("/health", methods=["GET"])
 def health() -> Response:
-    return api.health()
+    return api.health(app.current_request)
 
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document() -> Response:
-    return api.openapi_document()
+    return api.openapi_document(app.current_request)
 
 
 @app.route("/uploads", methods=["POST"], authorizer=api_key)

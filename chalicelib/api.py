@@ -7,7 +7,7 @@ OpenAPI document (`GET /openapi.json`) publishes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from chalice.app import Request, Response
@@ -15,18 +15,20 @@ from chalice.app import Request, Response
 from chalicelib import auth, jobs, models, openapi, storage
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
-from chalicelib.http import json_api, json_response
+from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
 
 
 @json_api
-def health() -> Response:
+def health(current: Request | None) -> Response:
+    _query(_present(current))
     return json_response({"status": "ok"})
 
 
 @json_api
-def openapi_document() -> Response:
+def openapi_document(current: Request | None) -> Response:
+    _query(_present(current))
     return json_response(openapi.document(_configured_presets()))
 
 
@@ -34,6 +36,7 @@ def openapi_document() -> Response:
 def create_upload(current: Request | None) -> Response:
     request = _present(current)
     tenant = auth.require_tenant(request.context)
+    _query(request)
     body = _json_body(request)
     configured = _configured_presets()
     models.validate(models.upload_request(configured), body, "The request body")
@@ -73,7 +76,9 @@ def _check_pending_uploads(tenant: str) -> None:
 
 @json_api
 def get_job(current: Request | None, job_id: str) -> Response:
-    tenant = auth.require_tenant(_present(current).context)
+    request = _present(current)
+    tenant = auth.require_tenant(request.context)
+    _query(request)
     # A malformed id names no job; DynamoDB never sees it.
     if not models.conforms(models.JOB_ID, job_id):
         raise NotFound("No such job.")
@@ -135,6 +140,16 @@ def _present(request: Request | None) -> Request:
     return request
 
 
+def _query(
+    request: Request, schemas: Mapping[str, models.Schema] = models.NO_QUERY
+) -> dict[str, Any]:
+    """The query string checked against `schemas`: any other parameter is refused, on
+    every route (SECURITY.md: known parameters only)."""
+    query = request.query_params
+    given = {name: query.getlist(name) for name in query} if query else {}
+    return models.parse_query(schemas, given)
+
+
 def _configured_presets() -> list[str]:
     return list(load_presets(settings().presets_json))
 
@@ -144,7 +159,8 @@ def _configured_presets() -> list[str]:
 
 def _json_body(request: Request) -> Any:
     """The body parsed as strict JSON (I-JSON, RFC 7493: UTF-8, no NaN, no repeated names,
-    no unpaired surrogates)."""
+    no unpaired surrogates), sent as application/json."""
+    require_json_content_type(request)
     try:
         raw = request.raw_body
     except UnicodeEncodeError as exc:  # a text body API Gateway could not pass on as UTF-8

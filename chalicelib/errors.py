@@ -7,6 +7,9 @@ source errors end a job FAILED with their code and are never retried.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 
 class MediaPipelineError(Exception):
     """Base of every error this service raises on purpose."""
@@ -100,7 +103,16 @@ class TooManyPendingUploads(ApiError):
 
 
 class SourceError(MediaPipelineError):
-    """The uploaded file cannot become thumbnails; retrying will not help."""
+    """The uploaded file cannot become thumbnails; retrying will not help.
+
+    `message` may quote a library and goes to the log only; the job stores its code's
+    fixed text (`job_error_message`), with `detail` when given: our own numbers and names
+    in the `SAFE_DETAIL` form, such as ``"limit: 50000000 pixels"``.
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UnsupportedFormat(SourceError):
@@ -168,3 +180,38 @@ class UploadExpired(SourceError):
     """No file arrived before the job's presigned upload form expired."""
 
     code = "upload_expired"
+
+
+# --- What a FAILED job says --------------------------------------------------------------
+
+# One fixed text per failure code: the only text a job's `error.message` carries, so no
+# library's wording (or a file's own bytes) ever reaches a client. README's table of job
+# failure codes quotes it.
+JOB_FAILURE_MESSAGES: Mapping[str, str] = {
+    UnsupportedFormat.code: "The file is not an image in one of the accepted formats.",
+    CorruptImage.code: "The image data is corrupt or truncated.",
+    ContentMismatch.code: "The file is in another format than the content type declared.",
+    ImageTooLarge.code: "The image is over a limit on its pixels, side length or frames.",
+    FileTooLarge.code: "The file is larger than the upload size limit.",
+    ProcessingTimeout.code: "Rendering the image took longer than its time budget.",
+    PROCESSING_FAILED: "The job could not be processed and was given up; upload the image again.",
+    UploadExpired.code: "No file was uploaded before the upload URL expired.",
+}
+
+# A detail is "name: value" items joined by "; ", each value a number, a media type or a
+# format name, optionally followed by a unit.
+_DETAIL_ITEM = r"[a-z]+(?: [a-z]+)*: [A-Za-z0-9][A-Za-z0-9/.+_-]*(?: [a-z]+)?"
+SAFE_DETAIL = re.compile(rf"{_DETAIL_ITEM}(?:; {_DETAIL_ITEM})*")
+
+
+def job_error_message(code: str, detail: str | None = None) -> str:
+    """The `error.message` of a job that FAILED with `code`: its fixed text, and `detail`
+    in parentheses if it has the safe form (any other detail is left out)."""
+    text = JOB_FAILURE_MESSAGES[code]
+    if detail is not None and SAFE_DETAIL.fullmatch(detail):
+        return f"{text} ({detail})"
+    return text
+
+
+def public_message(error: SourceError) -> str:
+    return job_error_message(error.code, error.detail)

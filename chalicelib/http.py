@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec
 
@@ -31,11 +32,11 @@ P = ParamSpec("P")
 JSON_HEADERS = {"Content-Type": "application/json"}
 RETRY_AFTER_SECONDS = 1
 
+JSON_ONLY = "Send the request body as JSON, with Content-Type: application/json."
+
 # Chalice's own error answers carry {"Code", "Message"}; their codes, ours, and what we say.
 FRAMEWORK_ERRORS: Mapping[str, ApiError] = {
-    "UnsupportedMediaType": UnsupportedMediaType(
-        "Send the request body as JSON, with Content-Type: application/json."
-    ),
+    "UnsupportedMediaType": UnsupportedMediaType(JSON_ONLY),
     "MethodNotAllowedError": MethodNotAllowed("This route does not answer that method."),
     "BadRequest": InvalidRequest("The request cannot be answered as sent."),
     "InternalServerError": InternalError("Something went wrong on our side."),
@@ -92,3 +93,47 @@ def in_api_error_shape(request: Request, get_response: Callable[[Request], Respo
     logger.info("framework error", extra={"status": response.status_code, "code": error.code})
     kept = {name: str(value) for name, value in response.headers.items() if name.lower() == "allow"}
     return api_error_response(error, **kept)
+
+
+# --- the body's media type -----------------------------------------------------------------
+# RFC 9110: media-type = type "/" subtype *( OWS ";" OWS [ parameter ] ), each parameter a
+# token "=" (token / quoted-string).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def require_json_content_type(request: Request) -> None:
+    """Raise UnsupportedMediaType unless the request has exactly one Content-Type, and it is
+    application/json (any case), with parameters at most, a charset only utf-8.
+
+    Chalice's own check, run before any view, takes a missing header for JSON and accepts
+    any list that names it (``application/json, text/plain``); API Gateway passes every
+    value of a repeated header in ``multiValueHeaders`` and only the last in ``headers``.
+    """
+    values = _header_values(request, "content-type")
+    if len(values) != 1 or not _is_json_media_type(values[0]):
+        raise UnsupportedMediaType(JSON_ONLY)
+
+
+def _header_values(request: Request, name: str) -> list[str]:
+    multi = request.to_original_event().get("multiValueHeaders") or {}
+    for given, values in multi.items():
+        if given.lower() == name and values:
+            return [str(value) for value in values]
+    value = request.headers.get(name)
+    return [] if value is None else [value]
+
+
+def _is_json_media_type(value: str) -> bool:
+    media_type, *parameters = value.split(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for parameter in filter(None, (each.strip() for each in parameters)):
+        name, equals, given = parameter.partition("=")
+        if not (equals and _TOKEN.fullmatch(name)):
+            return False
+        if not (_TOKEN.fullmatch(given) or _QUOTED.fullmatch(given)):
+            return False
+        if name.lower() == "charset" and given.strip('"').lower() != "utf-8":
+            return False
+    return True

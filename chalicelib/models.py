@@ -15,7 +15,9 @@ from typing import Any
 
 from chalicelib import jobs
 from chalicelib.errors import (
+    JOB_FAILURE_MESSAGES,
     PROCESSING_FAILED,
+    SAFE_DETAIL,
     ApiError,
     InvalidRequest,
     MediaPipelineError,
@@ -40,9 +42,54 @@ MAX_CURSOR_CHARS = 512
 # read by `_search` as ECMA reads them.
 
 JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-# Display names: anything printable, so no control characters (C0, DEL, C1). (Unpaired
-# surrogates are refused with the JSON itself, for every string: see chalicelib.api.)
-FILENAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+# Display names are shown to people, so none of Unicode's (14.0) control characters (Cc),
+# invisible format characters (Cf: bidi controls and overrides, zero-width spaces and
+# joiners, the BOM, tags, ...) or line and paragraph separators (Zl, Zp): each can make a
+# name look like another or reorder what is around it. (Unpaired surrogates are refused
+# with the JSON itself, for every string: see chalicelib.api.) tests/test_api.py checks
+# the list against unicodedata.
+FILENAME_REFUSED_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+
+
+def _class_char(code_point: int) -> str:
+    # Outside the BMP, the character itself: ECMA-262 (read with the u flag, as JSON Schema
+    # 2020-12 asks) and Python read it as one code point, and have no escape in common.
+    return f"\\u{code_point:04x}" if code_point <= 0xFFFF else chr(code_point)
+
+
+FILENAME_PATTERN = (
+    "^[^"
+    + "".join(
+        _class_char(first) + ("" if first == last else "-" + _class_char(last))
+        for first, last in FILENAME_REFUSED_RANGES
+    )
+    + "]*$"
+)
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
 _ASCII_INTEGER = re.compile(r"[0-9]{1,9}")
 
@@ -94,8 +141,11 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
                 "maxLength": MAX_FILENAME_CHARS,
                 "pattern": FILENAME_PATTERN,
                 "description": (
-                    f"Display name, 1 to {MAX_FILENAME_CHARS} characters without control "
-                    "characters; sanitized before it becomes part of a storage key."
+                    f"Display name, 1 to {MAX_FILENAME_CHARS} characters, none of them a "
+                    "control character, an invisible format character (bidi controls, "
+                    "zero-width characters, ...: Unicode categories Cc and Cf) or a line "
+                    "or paragraph separator (Zl, Zp); sanitized before it becomes part of "
+                    "a storage key."
                 ),
             },
             "presets": {
@@ -120,6 +170,9 @@ JOB_ID: Schema = {
     "pattern": JOB_ID_PATTERN,
     "description": "A job id as POST /uploads returned it (a lower-case UUID).",
 }
+
+# The query parameters of every route but GET /jobs: none.
+NO_QUERY: Mapping[str, Schema] = {}
 
 LIST_JOBS_QUERY: dict[str, Schema] = {
     "status": {
@@ -204,6 +257,19 @@ UPLOAD_CREATED = _object(
     }
 )
 
+
+def _ecma_literal(text: str) -> str:
+    """`text` as an ECMA-262 pattern matching it literally (escaping only what the u flag
+    allows to be escaped outside a class, its syntax characters)."""
+    return re.sub(r"([\^$\\.*+?()\[\]{}|/])", r"\\\1", text)
+
+
+def _job_error(code: str) -> Schema:
+    text = _ecma_literal(JOB_FAILURE_MESSAGES[code])
+    message = {"type": "string", "pattern": rf"^{text}(?: \({SAFE_DETAIL.pattern}\))?$"}
+    return _object({"code": {"type": "string", "enum": [code]}, "message": message})
+
+
 JOB = _object(
     {
         "jobId": JOB_ID,
@@ -238,11 +304,11 @@ JOB = _object(
             ),
         },
         "error": {
-            "oneOf": [
-                {"type": "null"},
-                _object({"code": {"type": "string", "enum": JOB_FAILURE_CODES}, "message": STRING}),
-            ],
-            "description": "Why the job FAILED; null otherwise.",
+            "oneOf": [{"type": "null"}, *(_job_error(code) for code in JOB_FAILURE_CODES)],
+            "description": (
+                "Why the job FAILED; null otherwise. The message is the code's fixed text, "
+                "at most followed by a detail in parentheses."
+            ),
         },
     }
 )

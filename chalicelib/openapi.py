@@ -32,7 +32,10 @@ Document = dict[str, Any]
 
 # Every answer an error status can carry, and when.
 ERROR_RESPONSES: Mapping[int, str] = {
-    InvalidRequest.status: "The request is invalid; the message names the field.",
+    InvalidRequest.status: (
+        "The request is invalid; the message names the field or query parameter. Every "
+        "route refuses query parameters it does not document."
+    ),
     Unauthorized.status: (
         "The API key is missing, malformed, unknown or revoked. A request without an "
         "Authorization header is refused before any function runs: on AWS in the error "
@@ -41,7 +44,10 @@ ERROR_RESPONSES: Mapping[int, str] = {
     Forbidden.status: "API Gateway denied access (AWS only).",
     NotFound.status: "No such job, or another tenant's (indistinguishable).",
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
-    UnsupportedMediaType.status: "The Content-Type header names something other than JSON.",
+    UnsupportedMediaType.status: (
+        "The Content-Type header names something other than JSON; with a body, it must be "
+        "exactly one application/json (parameters allowed, a charset only utf-8)."
+    ),
     Throttled.status: (
         "`throttled`: over the stage's rate or burst limit (API Gateway); retry later. "
         "`too_many_pending_uploads` (POST /uploads): the tenant has MAX_PENDING_UPLOADS "
@@ -50,8 +56,14 @@ ERROR_RESPONSES: Mapping[int, str] = {
     InternalError.status: "A bug. The body never carries internals; the log has the detail.",
     ServiceUnavailable.status: "An AWS dependency failed transiently; retry after Retry-After.",
 }
-# Any request can meet these: the media-type check, the gateway's throttling, a bug.
-ALWAYS = (UnsupportedMediaType.status, Throttled.status, InternalError.status)
+# Any request can meet these: unknown query parameters, the media-type check, the
+# gateway's throttling, a bug.
+ALWAYS = (
+    InvalidRequest.status,
+    UnsupportedMediaType.status,
+    Throttled.status,
+    InternalError.status,
+)
 # Routes behind the authorizer, and those that call AWS.
 AUTHENTICATED = (Unauthorized.status, Forbidden.status)
 AWS_BACKED = (ServiceUnavailable.status,)

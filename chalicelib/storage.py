@@ -127,7 +127,10 @@ def read_source(bucket: str, key: str, version_id: str | None, *, max_bytes: int
     size = response["ContentLength"]
     if size > max_bytes:
         body.close()
-        raise FileTooLarge(f"The upload is {size} bytes; the limit is {max_bytes}.")
+        raise FileTooLarge(
+            f"The upload is {size} bytes; the limit is {max_bytes}.",
+            detail=f"size: {size} bytes; limit: {max_bytes} bytes",
+        )
     with clients.aws_errors("read source body"):
         return body.read()
 

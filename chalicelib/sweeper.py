@@ -78,7 +78,13 @@ from typing import TypeVar
 
 from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
-from chalicelib.errors import PROCESSING_FAILED, StaleTransition, TransientError, UploadExpired
+from chalicelib.errors import (
+    PROCESSING_FAILED,
+    StaleTransition,
+    TransientError,
+    UploadExpired,
+    job_error_message,
+)
 from chalicelib.observability import job_fields, logger, metric
 
 # What a sweep did with a job (the `action` dimension of the JobsSwept metric).
@@ -96,11 +102,8 @@ Rule = Callable[[jobs.OpenJob], str]
 T = TypeVar("T")
 R = TypeVar("R")  # what to do with a job (a Rule, in a run)
 
-UPLOAD_EXPIRED_MESSAGE = "No file was uploaded before the upload URL expired."
-STUCK_MESSAGE = (
-    "The job was not processed within the jobs queue's retention period; "
-    "its message was lost and it was given up."
-)
+UPLOAD_EXPIRED_MESSAGE = job_error_message(UPLOAD_EXPIRED)
+STUCK_MESSAGE = job_error_message(STUCK)
 
 
 class SweepIncomplete(TransientError):

@@ -48,6 +48,8 @@ from chalicelib.errors import (
     SourceError,
     StaleTransition,
     TransientError,
+    job_error_message,
+    public_message,
 )
 from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.observability import job_fields, logger, metric
@@ -173,7 +175,7 @@ def _process_record(record: dict[str, Any], remaining_millis: RemainingMillis | 
     try:
         _make_thumbnails(job, message, remaining_millis)
     except SourceError as exc:
-        if _end_failed(job.job_id, exc.code, exc.message):
+        if _end_failed(job.job_id, exc):
             _discard_source(message)
     except StaleTransition:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job.job_id))
@@ -227,6 +229,7 @@ def _make_thumbnails(
     except ProcessingTimeout as exc:
         if cut_short:
             raise InvocationEnding(f"The invocation ended within {budget:.1f} s") from exc
+        exc.detail = f"budget: {budget:g} s"
         raise
     written = [
         storage.Output(
@@ -266,7 +269,10 @@ def _check_declared_format(content_type: str, data: bytes) -> None:
 
     found = sniff_format(data)
     if found is not None and found not in DECLARED_FORMATS.get(content_type, frozenset()):
-        raise ContentMismatch(f"The upload was declared {content_type}, but it is a {found} file.")
+        raise ContentMismatch(
+            f"The upload was declared {content_type}, but it is a {found} file.",
+            detail=f"declared: {content_type}; found: {found}",
+        )
 
 
 def _discard_source(message: JobMessage) -> None:
@@ -318,19 +324,29 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
     return [configured[name] for name in job.presets]
 
 
-def _end_failed(job_id: str, code: str, message: str) -> bool:
-    """End the job FAILED; False if it had already ended elsewhere."""
+def _end_failed(job_id: str, error: SourceError) -> bool:
+    """End the job FAILED with the error's code and public message; False if it had
+    already ended elsewhere. The error's own text, and its cause's, go to the log only."""
     try:
-        jobs.fail(job_id, code=code, message=message)
+        jobs.fail(job_id, code=error.code, message=public_message(error))
     except StaleTransition:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
         return False
-    _log_failed(job_id, code, message)
+    cause = error.__cause__
+    _log_failed(
+        job_id,
+        error.code,
+        error.message,
+        cause=None if cause is None else f"{type(cause).__name__}: {cause}",
+    )
     return True
 
 
-def _log_failed(job_id: str, code: str, message: str) -> None:
-    logger.warning("job failed", extra=job_fields(job_id, code=code, reason=message))
+def _log_failed(job_id: str, code: str, reason: str, *, cause: str | None = None) -> None:
+    fields = job_fields(job_id, code=code, reason=reason)
+    if cause is not None:
+        fields["cause"] = cause
+    logger.warning("job failed", extra=fields)
     metric("JobsFailed", 1, code=code)
 
 
@@ -344,6 +360,9 @@ MAX_RECEIVE_COUNT = 3
 # receives, so a job caught in batches with one poisonous job after another still ends.
 MAX_REDRIVES = 2
 
+# What a job the dead-letter handler gives up says; why it was given up (one of the two
+# reasons below) goes to the log.
+GIVEN_UP = job_error_message(PROCESSING_FAILED)
 GIVEN_UP_AFTER_RETRIES = "Processing failed repeatedly; the job was given up after its retries."
 GIVEN_UP_AFTER_REDRIVES = (
     "Processing kept failing in batches with other jobs; the job was given up after "
@@ -362,12 +381,12 @@ def _end_or_send_back(record: dict[str, Any]) -> None:
     # maxReceiveCount times; refused, it comes back as it stood, to tell why.
     reason = GIVEN_UP_AFTER_RETRIES
     outcome = jobs.give_up(
-        message.upload, code=PROCESSING_FAILED, message=reason, min_attempts=MAX_RECEIVE_COUNT
+        message.upload, code=PROCESSING_FAILED, message=GIVEN_UP, min_attempts=MAX_RECEIVE_COUNT
     )
     spent = message.redrives >= MAX_REDRIVES
     if spent and not outcome.moved and _is_open_job_of(outcome.job, message):
         reason = GIVEN_UP_AFTER_REDRIVES
-        outcome = jobs.give_up(message.upload, code=PROCESSING_FAILED, message=reason)
+        outcome = jobs.give_up(message.upload, code=PROCESSING_FAILED, message=GIVEN_UP)
     job = outcome.job
     if outcome.moved:
         _log_failed(message.job_id, PROCESSING_FAILED, reason)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from chalice.local import LambdaContext
 from chalice.test import Client
 
-from chalicelib import auth, clients
+from chalicelib import auth, clients, models
 from chalicelib.config import settings
 from tests.faults import aws_fault, body_contains
 from tests.pipeline import Pipeline, bearer
@@ -190,7 +193,18 @@ def test_content_types_are_matched_exactly(client: Client, acme_key: str) -> Non
 
 
 def test_filenames_may_be_any_printable_text(client: Client, acme_key: str) -> None:
-    for filename in ("   ", "famille 👨\u200d👩\u200d👧.jpg", "x" * 255, "\u00a0nbsp.jpg"):
+    printable = (
+        "   ",
+        "famille 👨👩👧.jpg",
+        "poisson 🐠.png",  # its UTF-16 low surrogate is a tag's: read as code points
+        "x" * 255,
+        "\u00a0nbsp.jpg",
+        "صورة.jpg",
+        "写真 №1.jpg",
+        "e\u0301te\u0301.jpg",  # combining accents
+        "\U0001d518\U0001d52b.gif",  # mathematical letters, outside the BMP
+    )
+    for filename in printable:
         response = post_upload(
             client, acme_key, {"contentType": "image/jpeg", "filename": filename}
         )
@@ -198,6 +212,48 @@ def test_filenames_may_be_any_printable_text(client: Client, acme_key: str) -> N
         job_id = response.json_body["jobId"]
         job = client.http.get(f"/jobs/{job_id}", headers=bearer(acme_key)).json_body
         assert job["filename"] == filename
+
+
+# One or more of each kind: controls (Cc), format characters (Cf), separators (Zl, Zp).
+INVISIBLE_OR_CONTROL = {
+    "Cc": "\x00\x1b\x7f\x85\x9f",
+    "Cf bidi": "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    "Cf zero-width": "\u200b\u200c\u200d\u2060\ufeff\u180e",
+    "Cf other": "\u00ad\u0600\u2061\ufff9\U000110bd\U0001d173",
+    "Cf tags": "\U000e0001\U000e0020\U000e0041\U000e007f",
+    "Zl": "\u2028",
+    "Zp": "\u2029",
+}
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        pytest.param(c, id=f"{kind} U+{ord(c):04X}")
+        for kind, cs in INVISIBLE_OR_CONTROL.items()
+        for c in cs
+    ],
+)
+def test_filenames_with_invisible_or_control_characters_are_refused(
+    client: Client, acme_key: str, character: str
+) -> None:
+    for filename in (f"cat{character}gpj.exe", f"{character}a.jpg", f"a.jpg{character}"):
+        response = post_upload(
+            client, acme_key, {"contentType": "image/jpeg", "filename": filename}
+        )
+        assert_error(response, 400, "invalid_request")
+        assert response.json_body["error"]["message"].startswith("filename ")
+    assert jobs_of(client, acme_key) == []
+
+
+def test_the_refused_filename_characters_are_unicodes_cc_cf_zl_and_zp() -> None:
+    refused = re.compile(models.FILENAME_PATTERN)
+    for code_point in range(sys.maxunicode + 1):
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue  # surrogates: not characters, refused with the JSON
+        character = chr(code_point)
+        expected = unicodedata.category(character) not in {"Cc", "Cf", "Zl", "Zp"}
+        assert (refused.fullmatch(character) is not None) == expected, f"U+{code_point:04X}"
 
 
 def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: str) -> None:
@@ -208,6 +264,94 @@ def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: 
     with_charset = {**bearer(acme_key), "Content-Type": "application/json; charset=utf-8"}
     body = b'{"contentType": "image/jpeg"}'
     assert client.http.post("/uploads", headers=with_charset, body=body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "application/json, text/plain",
+        "text/plain, application/json",
+        "application/json; q=1, text/plain",
+        "application/json,application/json",
+        "*/*",
+        "application/*",
+        "application/jsonx",
+        "application/json-patch+json",
+        "application/json; charset=iso-8859-1",
+        "application/json; charset",
+        "application/json; charset=utf-8; =x",
+        "json",
+    ],
+)
+def test_only_one_json_media_type_is_accepted(
+    client: Client, acme_key: str, content_type: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {acme_key}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
+    assert_error(response, 415, "unsupported_media_type")
+    assert jobs_of(client, acme_key) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json;charset=UTF-8",
+        'application/json; charset="utf-8"',
+        "application/json;",
+        "application/json ; odata.metadata=minimal",
+    ],
+)
+def test_json_with_parameters_is_accepted(client: Client, acme_key: str, content_type: str) -> None:
+    headers = {"Authorization": f"Bearer {acme_key}", "Content-Type": content_type}
+    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
+    assert response.status_code == 201, response.body
+
+
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [(["application/json"], 201), (["text/plain", "application/json"], 415)],
+)
+def test_a_repeated_content_type_header_is_unsupported_media(
+    client: Client, values: list[str], status: int
+) -> None:
+    """API Gateway passes every value of a repeated header in multiValueHeaders, and only
+    the last one in headers, which is all Chalice looks at."""
+    from app import app
+
+    event = {
+        "resource": "/uploads",
+        "path": "/uploads",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": values[-1]},
+        "multiValueHeaders": {"Content-Type": values},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/uploads",
+            "httpMethod": "POST",
+            "authorizer": {"tenant": "acme"},
+        },
+        "body": '{"contentType": "image/jpeg"}',
+        "isBase64Encoded": False,
+    }
+    response = app(event, LambdaContext("api_handler", memory_size=256))
+    assert response["statusCode"] == status, response
+    if status == 415:
+        assert json.loads(response["body"])["error"]["code"] == "unsupported_media_type"
+
+
+def jobs_of(client: Client, key: str) -> list[Any]:
+    listed = client.http.get("/jobs", headers=bearer(key))
+    assert listed.status_code == 200, listed.body
+    return list(listed.json_body["jobs"])
 
 
 def test_an_unserved_method_answers_405_in_the_error_shape(client: Client, acme_key: str) -> None:
@@ -404,6 +548,26 @@ def test_bad_listing_queries_are_invalid(client: Client, acme_key: str, query: s
     assert_error(
         client.http.get(f"/jobs?{query}", headers=bearer(acme_key)), 400, "invalid_request"
     )
+
+
+@pytest.mark.parametrize("query", ["colour=red", "colour=", "colour", "status=PENDING", "a=1&b=2"])
+@pytest.mark.parametrize(
+    "route", ["POST /uploads", "GET /jobs/{id}", "GET /health", "GET /openapi.json"]
+)
+def test_every_route_refuses_unknown_query_parameters(
+    client: Client, acme_key: str, route: str, query: str
+) -> None:
+    method, path = route.split(" ")
+    if "{id}" in path:
+        job = post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body
+        path = path.replace("{id}", job["jobId"])
+    body = b'{"contentType": "image/jpeg"}' if method == "POST" else b""
+    response = client.http.request(method, f"{path}?{query}", headers=bearer(acme_key), body=body)
+    assert_error(response, 400, "invalid_request")
+    first = query.split("=")[0].split("&")[0]
+    assert first in response.json_body["error"]["message"]
+    if method == "POST":
+        assert len(jobs_of(client, acme_key)) == 0
 
 
 def test_another_tenants_cursor_is_refused(client: Client, acme_key: str, globex_key: str) -> None:

@@ -146,6 +146,7 @@ def test_every_operation_documents_its_statuses(document: dict[str, Any]) -> Non
     assert statuses[("/jobs", "get")] == {"200", "400", "401", "403", "415", "429", "500", "503"}
     assert statuses[("/jobs/{job_id}", "get")] == {
         "200",
+        "400",
         "401",
         "403",
         "404",
@@ -154,7 +155,8 @@ def test_every_operation_documents_its_statuses(document: dict[str, Any]) -> Non
         "500",
         "503",
     }
-    assert statuses[("/health", "get")] == {"200", "415", "429", "500"}
+    assert statuses[("/health", "get")] == {"200", "400", "415", "429", "500"}
+    assert statuses[("/openapi.json", "get")] == {"200", "400", "415", "429", "500"}
 
 
 def test_the_stage_presets_are_the_documented_choice() -> None:
@@ -268,6 +270,9 @@ def test_error_answers_match_their_schemas(
         ("/jobs", "GET", client.http.get("/jobs?limit=0", headers=headers), 400),
         ("/jobs", "GET", client.http.get("/jobs"), 401),  # no header: the gateway's answer
         ("/jobs/{job_id}", "GET", client.http.get("/jobs/nope", headers=headers), 404),
+        ("/jobs/{job_id}", "GET", client.http.get("/jobs/nope?x=1", headers=headers), 400),
+        ("/health", "GET", client.http.get("/health?x=1"), 400),
+        ("/openapi.json", "GET", client.http.get("/openapi.json?x=1"), 400),
     ]
     for path, method, response, status in cases:
         assert_documented(document, path, method, response, status)

@@ -24,6 +24,7 @@ from chalicelib.config import settings
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES, DECLARED_FORMATS
 from devstack import emulator
 from tests.faults import aws_calls, aws_fault
+from tests.job_errors import assert_fixed_message
 from tests.pipeline import Pipeline
 from tests.resources import REGION
 from tests.samples import jpeg, png
@@ -233,8 +234,10 @@ def test_the_file_must_be_what_its_content_type_declared(
     if status == "FAILED":
         assert job["outputs"] == []
         assert outputs_bytes(pipeline) == {}
+    if code is not None:
+        assert_fixed_message(job["error"], code)
     if code == "content_mismatch":
-        assert declared in job["error"]["message"]
+        assert f"declared: {declared}; found: " in job["error"]["message"]
     assert pipeline.versions(f"uploads/acme/{job['jobId']}/source") == []
 
 
