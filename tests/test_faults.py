@@ -58,6 +58,7 @@ from tests.faults import (
     read_timeout,
     url_contains,
 )
+from tests.job_errors import assert_fixed_message
 from tests.pipeline import Pipeline, bearer
 from tests.resources import REGION, Deployed, provision
 from tests.samples import jpeg, png
@@ -356,8 +357,7 @@ class Harness:
             assert len(view["outputs"]) == len(clean)
             return COMPLETED
         error = view["error"]
-        assert error["code"], view
-        assert error["message"], view
+        assert_fixed_message(error)
         assert view["outputs"] == [], view
         assert set(stored) <= set(clean), f"a FAILED job left foreign objects: {sorted(stored)}"
         return str(error["code"])
