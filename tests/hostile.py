@@ -388,7 +388,7 @@ def png_with_exif(exif: bytes, *, after_image_data: bool = False) -> bytes:
     return base[:iend] + png_chunk(b"eXIf", exif) + base[iend:]
 
 
-def png_with_raw_profile(exif: bytes, kind: bytes = b"tEXt") -> bytes:
+def png_with_raw_profile(exif: bytes, kind: bytes = b"tEXt", base: bytes | None = None) -> bytes:
     """ImageMagick's "Raw profile type exif": hex digits after three lines of header, in a
     tEXt chunk or compressed in a zTXt one. Pillow's ``getexif`` reads it."""
     digits = exif.hex()
@@ -396,8 +396,8 @@ def png_with_raw_profile(exif: bytes, kind: bytes = b"tEXt") -> bytes:
     text = f"\nexif\n{len(exif):8d}\n{lines}\n".encode("latin-1")
     key = b"Raw profile type exif\x00"
     if kind == b"zTXt":
-        return png_with_chunk(b"zTXt", key + b"\x00" + zlib.compress(text, 9))
-    return png_with_chunk(b"tEXt", key + text)
+        return png_with_chunk(b"zTXt", key + b"\x00" + zlib.compress(text, 9), base)
+    return png_with_chunk(b"tEXt", key + text, base)
 
 
 def with_exif_item(image_format: str, exif: bytes) -> bytes:

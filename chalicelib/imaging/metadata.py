@@ -434,7 +434,7 @@ def _ifd0_orientation(view: memoryview) -> int | None:
     if not view:
         return None
     layout = _layout(view)
-    if layout is None:
+    if layout is None or layout.big:  # Pillow's Exif reads 8 bytes of header, too few for BigTIFF
         raise UnreadableExif("The EXIF has no TIFF header.")
     first = struct.unpack_from(layout.offset_format, view, 8 if layout.big else 4)[0]
     count = _unpack(layout.count_format, view, first)
