@@ -621,6 +621,33 @@ def tiff_many_strips(strips: int = 1 << 20) -> bytes:
     return tiff(entries, pixels=b"\x80")
 
 
+def png_in_many_chunks(chunks: int, *, exif: bytes | None = None) -> bytes:
+    """A 4x4 PNG whose image data is split into ``chunks`` IDAT chunks, and ``exif`` in an
+    eXIf chunk after them."""
+    rows = b"".join(b"\x00" + bytes(range(row, row + 12)) for row in range(4))
+    stream = zlib.compress(rows)
+    pieces = [stream[index : index + 1] for index in range(len(stream))]
+    pieces += [b""] * (chunks - len(pieces))
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+    return b"".join(
+        [
+            PNG_SIGNATURE,
+            png_chunk(b"IHDR", header),
+            *(png_chunk(b"IDAT", piece) for piece in pieces),
+            b"" if exif is None else png_chunk(b"eXIf", exif),
+            png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def webp_in_many_chunks(chunks: int, *, exif: bytes) -> bytes:
+    """A WebP with ``exif`` after ``chunks`` empty chunks of an unknown kind."""
+    data = with_exif_item("WEBP", exif)
+    at = data.index(b"EXIF")
+    body = data[12:at] + b"JUNK\x00\x00\x00\x00" * chunks + data[at:]
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
 def _jpeg_exif_bomb(bombed: str, *, jfif: bool = True) -> bytes:
     return jpeg_with_exif(exif_bomb(bombed, blob_bytes=JPEG_BOMB_BLOB), jfif=jfif)
 
@@ -651,6 +678,8 @@ METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
     **{f"png-{where}": partial(_png_exif_bomb, where) for where in DIRECTORIES},
     "png-after-image-data": lambda: png_with_exif(exif_bomb("ifd0"), after_image_data=True),
     "png-raw-profile-text": lambda: png_with_raw_profile(exif_bomb("ifd0")),
+    "png-after-5000-chunks": lambda: png_in_many_chunks(5000, exif=exif_bomb("ifd0")),
+    "webp-after-5000-chunks": lambda: webp_in_many_chunks(5000, exif=exif_bomb("ifd0")),
     "png-raw-profile-ztxt": lambda: png_with_raw_profile(
         exif_bomb("exif", blob_bytes=400_000), b"zTXt"
     ),

@@ -436,6 +436,15 @@ def test_numeric_values_are_capped_even_without_overlap() -> None:
         render(hostile.tiff_many_strips(at_cap + 1), [AS_IS])
 
 
+def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
+    many = metadata.MAX_WALKED_CHUNKS + 10
+    spam = b"eXIfII*\x00" * (metadata.MAX_BLOCKS + 1)
+
+    assert render(hostile.png_in_many_chunks(many), [AS_IS]).outputs[0].width == 4
+    with pytest.raises(ImageTooLarge):  # past the walk, what looks like EXIF is counted
+        metadata.check(hostile.png_in_many_chunks(many)[:-12] + spam, "PNG")
+
+
 @pytest.mark.parametrize(
     "data",
     [
