@@ -1,6 +1,6 @@
 """Peak memory of the engine on 50-megapixel images, in a fresh process per case.
 
-    python -m bench.memory [--quick] [--out FILE]
+    python -m bench.memory [--quick] [--unchecked] [--out FILE]
 
 Each case is one generated image, rendered once with every default preset by
 ``chalicelib.imaging.render(data, DEFAULT_PRESETS, max_pixels=50_000_000)`` in a new

@@ -357,7 +357,7 @@ def _png_chunk_blocks(data: bytes, kind_at: int, tally: _Tally) -> Iterator[byte
     """The EXIF in the chunk whose name is at ``kind_at``, if it holds any."""
     kind = data[kind_at : kind_at + 4]
     start = kind_at + 4
-    end = start + int.from_bytes(data[kind_at - 4 : kind_at], "big")
+    end = min(start + int.from_bytes(data[kind_at - 4 : kind_at], "big"), len(data))
     if kind == b"eXIf":
         yield memoryview(data)[start:end]
     elif kind not in _PNG_TEXT_CHUNKS:
