@@ -621,6 +621,17 @@ def tiff_many_strips(strips: int = 1 << 20) -> bytes:
     return tiff(entries, pixels=b"\x80")
 
 
+def exif_chain(ifds: int, entries: int = 0) -> bytes:
+    """EXIF whose IFD0 starts a chain of ``ifds`` directories of ``entries`` inline SHORTs."""
+    ifd_bytes = 2 + 12 * entries + 4
+    out = b"II*\x00" + struct.pack("<I", 8)
+    packed = b"".join(struct.pack("<HHIHH", 0x1000 + tag, SHORT, 1, 1, 0) for tag in range(entries))
+    for index in range(ifds):
+        following = 0 if index == ifds - 1 else 8 + ifd_bytes * (index + 1)
+        out += struct.pack("<H", entries) + packed + struct.pack("<I", following)
+    return out
+
+
 def png_in_many_chunks(chunks: int, *, exif: bytes | None = None) -> bytes:
     """A 4x4 PNG whose image data is split into ``chunks`` IDAT chunks, and ``exif`` in an
     eXIf chunk after them."""

@@ -409,11 +409,35 @@ def test_entries_per_directory_are_capped() -> None:
     # The Exif IFD holds two entries of its own besides the bomb's.
     at_cap = metadata.MAX_ENTRIES_PER_IFD - 2
 
-    assert render(hostile.tiff_structure("exif", entries=at_cap, blob_bytes=8, pages=True), [AS_IS])
+    def with_bomb_of(entries: int) -> bytes:
+        return hostile.tiff_structure("exif", entries=entries, blob_bytes=8, pages=True)
+
+    assert render(with_bomb_of(at_cap), [AS_IS]).outputs
     with pytest.raises(ImageTooLarge):
-        render(
-            hostile.tiff_structure("exif", entries=at_cap + 1, blob_bytes=8, pages=True), [AS_IS]
-        )
+        render(with_bomb_of(at_cap + 1), [AS_IS])
+
+
+def test_directories_and_entries_per_file_are_capped() -> None:
+    entries_each = metadata.MAX_ENTRIES_PER_IFD
+    ifds_at_cap = metadata.MAX_ENTRIES // entries_each
+
+    assert render(hostile.jpeg_with_exif(hostile.exif_chain(metadata.MAX_IFDS)), [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.jpeg_with_exif(hostile.exif_chain(metadata.MAX_IFDS + 1)), [AS_IS])
+    within = hostile.png_with_exif(hostile.exif_chain(ifds_at_cap, entries_each))
+    assert render(within, [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.png_with_exif(hostile.exif_chain(ifds_at_cap + 1, entries_each)), [AS_IS])
+
+
+def test_exif_blocks_per_file_are_capped() -> None:
+    exif = hostile.exif_block(hostile.exif_chain(1))
+    segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    jpeg = hostile.jpeg_with_exif(hostile.exif_chain(1))
+
+    assert render(jpeg[:2] + segment * (metadata.MAX_BLOCKS - 1) + jpeg[2:], [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(jpeg[:2] + segment * metadata.MAX_BLOCKS + jpeg[2:], [AS_IS])
 
 
 def test_overlap_is_tolerated_up_to_the_allowance() -> None:
