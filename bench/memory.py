@@ -1,6 +1,6 @@
 """Peak memory of the engine on 50-megapixel images, in a fresh process per case.
 
-    python -m bench.memory [--quick] [--out FILE]
+    python -m bench.memory [--quick] [--unchecked] [--out FILE]
 
 Each case is one generated image, rendered once with every default preset by
 ``chalicelib.imaging.render(data, DEFAULT_PRESETS, max_pixels=50_000_000)`` in a new
@@ -36,6 +36,14 @@ Images (generated once into a temporary directory, deleted afterwards; 8660x5773
 
 Issue 5's targets: peak RSS at most 150 MB (10^6 bytes) for the 50 MP JPEG, and at most
 1.5 times the decoded size (width x height x bands bytes) for the 50 MP PNG.
+
+Hostile files (issue 11): each of ``tests.hostile.METADATA_BOMBS`` (EXIF and TIFF
+directories whose tags overlap, ~1 GB if Pillow read them) is rendered once in a fresh
+process (``HOSTILE_CODE``), which reports the error code it ended with and its VmHWM;
+every peak must stay under ``REFUSED_PEAK_RSS_BOUND_MIB`` (and so under
+``PEAK_RSS_BOUND_MIB``, SECURITY.md's bound for any render). With ``--unchecked`` they
+are rendered with ``metadata.check`` switched off instead, to show what it prevents
+(gigabytes each: not run by default).
 """
 
 from __future__ import annotations
@@ -77,6 +85,13 @@ DECODE_REPEATS = 3
 # Issue 5.
 GOAL_JPEG_PEAK_BYTES = 150 * MB
 GOAL_PNG_PEAK_OVER_DECODED = 1.5
+# The peak RSS of one render SECURITY.md states. The highest measured for a legitimate
+# upload is a 50 MP lossy WebP's, ~800 MiB (libwebp's RGBA buffer, Pillow's copy of it and
+# the conversion to RGB); AVIF 470, HEIF 390, progressive JPEG 187. The worker has 1769 MB.
+PEAK_RSS_BOUND_MIB = 1024
+# What a file refused from its structure, before decoding, may cost: importing the engine
+# (~27 MiB), the file and the walk of its metadata. The hostile files measure 27-45 MiB.
+REFUSED_PEAK_RSS_BOUND_MIB = 64
 # Pillow keeps RGB (and RGBA) pixels in 4 bytes each, whatever the file's bands.
 PILLOW_BYTES_PER_PIXEL = {"RGB": 4, "RGBA": 4, "L": 1}
 
@@ -197,6 +212,32 @@ for _ in range(int(sys.argv[5])):
     runs.append([(time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000])
     del reduced
 report = {"runs_ms": runs, "peak_kib": status()["VmHWM"]}
+print("__MARKER__" + json.dumps(report), flush=True)
+"""
+).replace('"__MARKER__"', repr(MARKER))
+
+# One render of a hostile file; argv[3] "unchecked" switches metadata.check off.
+HOSTILE_CODE = (
+    _STATUS
+    + """\
+import json
+from chalicelib.errors import SourceError
+from chalicelib.imaging import metadata, render
+from chalicelib.presets import DEFAULT_PRESETS
+
+if sys.argv[3] == "unchecked":
+    metadata.check = lambda data, format_name: None
+report = {"after_import_kib": status()}
+with open(sys.argv[1], "rb") as file:
+    data = file.read()
+started = time.perf_counter()
+try:
+    render(data, DEFAULT_PRESETS, max_pixels=int(sys.argv[2]))
+    report["code"] = None
+except SourceError as exc:
+    report["code"] = exc.code
+report["render_ms"] = (time.perf_counter() - started) * 1000
+report["end_kib"] = status()
 print("__MARKER__" + json.dumps(report), flush=True)
 """
 ).replace('"__MARKER__"', repr(MARKER))
@@ -331,6 +372,35 @@ def run_child(code: str, path: Path, *arguments: str) -> dict[str, Any]:
         timeout=600,
     )
     return child_report(path.name, completed, MARKER)
+
+
+def measure_hostile(path: Path, *, checked: bool = True) -> dict[str, Any]:
+    """The code one render of ``path`` ends with (None: it rendered), its peak RSS and time."""
+    report = run_child(HOSTILE_CODE, path, "checked" if checked else "unchecked")
+    return {
+        "file_bytes": path.stat().st_size,
+        "code": report["code"],
+        "baseline_rss_mib": mib(report["after_import_kib"]["VmRSS"]),
+        "peak_rss_mib": mib(report["end_kib"]["VmHWM"]),
+        "render_ms": round(report["render_ms"], 1),
+    }
+
+
+def measure_hostile_cases(directory: Path, *, checked: bool = True) -> dict[str, Any]:
+    from tests.hostile import METADATA_BOMBS
+
+    cases: dict[str, Any] = {}
+    for name, build in METADATA_BOMBS.items():
+        path = directory / f"hostile-{name}"
+        path.write_bytes(build())
+        cases[name] = measure_hostile(path, checked=checked)
+        cases[name]["within_bound"] = cases[name]["peak_rss_mib"] < REFUSED_PEAK_RSS_BOUND_MIB
+        print(
+            f"{name}: {cases[name]['code']}, peak {cases[name]['peak_rss_mib']} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    return cases
 
 
 def mib(kib: float) -> float:
@@ -476,11 +546,12 @@ def _goal(case: Case, result: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def run_benchmark(quick: bool) -> dict[str, Any]:
+def run_benchmark(quick: bool, *, checked: bool = True) -> dict[str, Any]:
     size = QUICK_SIZE if quick else FULL_SIZE
     cases: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as directory:
-        for case in CASES:
+        hostile = measure_hostile_cases(Path(directory), checked=checked)
+        for case in CASES if checked else ():
             path = generate(case, size, Path(directory))
             cases[case.name] = measure(case, path, size)
             summary = cases[case.name]
@@ -511,8 +582,13 @@ def run_benchmark(quick: bool) -> dict[str, Any]:
             "jpeg_quality": JPEG_QUALITY,
             "png_texture_band": PNG_TEXTURE_BAND,
             "child_code": CHILD_CODE,
+            "peak_rss_bound_mib": PEAK_RSS_BOUND_MIB,
+            "refused_peak_rss_bound_mib": REFUSED_PEAK_RSS_BOUND_MIB,
+            "hostile_checked": checked,
+            "hostile_code": HOSTILE_CODE,
         },
         "cases": cases,
+        "hostile": hostile,
     }
 
 
@@ -569,6 +645,23 @@ def format_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_hostile(result: Mapping[str, Any]) -> str:
+    checked = result["settings"]["hostile_checked"]
+    lines = [
+        f"Hostile files ({'checked' if checked else 'metadata.check switched off'}), bound"
+        f" {result['settings']['refused_peak_rss_bound_mib']} MiB:",
+        "",
+        "| case | file MB | code | peak MiB | render ms |",
+        "|---|--:|---|--:|--:|",
+    ]
+    for name, case in result["hostile"].items():
+        lines.append(
+            f"| {name} | {case['file_bytes'] / MB:.2f} | {case['code']}"
+            f" | {case['peak_rss_mib']:.1f} | {case['render_ms']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def format_stages(result: Mapping[str, Any], top: int = 3) -> str:
     lines = []
     for name, case in result["cases"].items():
@@ -616,13 +709,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="~4 MP images: a smoke test")
     parser.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="only the hostile files, with metadata.check off (gigabytes each; no JSON"
+        " unless --out)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help=f"JSON result (default {DEFAULT_OUT.relative_to(PROJECT)}; none with --quick)",
     )
     arguments = parser.parse_args(argv)
-    result = run_benchmark(arguments.quick)
-    out = arguments.out if arguments.out is not None else None if arguments.quick else DEFAULT_OUT
+    result = run_benchmark(arguments.quick, checked=not arguments.unchecked)
+    only_a_trial = arguments.quick or arguments.unchecked
+    out = arguments.out if arguments.out is not None else None if only_a_trial else DEFAULT_OUT
+    print(format_hostile(result))
+    print()
     print(format_table(result))
     print()
     print(format_stages(result))

@@ -10,7 +10,8 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from PIL import Image
 
@@ -354,17 +355,70 @@ def _tiff_header_with_ifd(entries: Sequence[bytes], *, next_ifd: int) -> bytes:
     )
 
 
-def jpeg_with_exif(exif: bytes, image: Image.Image | None = None) -> bytes:
+def jpeg_with_exif(exif: bytes, image: Image.Image | None = None, *, jfif: bool = True) -> bytes:
+    """A JPEG with ``exif`` in an APP1 segment; without ``jfif``, no JFIF segment either
+    (Pillow then reads the EXIF's IFD0 at open, for a resolution)."""
+    return _jpeg_with_segment(0xE1, exif_block(exif), image, jfif=jfif)
+
+
+def jpeg_with_mpf(index: bytes) -> bytes:
+    """A JPEG with ``index`` as its multi-picture (MPF) index, which Pillow reads at open."""
+    return _jpeg_with_segment(0xE2, b"MPF\x00" + index)
+
+
+def _jpeg_with_segment(
+    marker: int, payload: bytes, image: Image.Image | None = None, *, jfif: bool = True
+) -> bytes:
     picture = image if image is not None else noise((32, 16))
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=90)
     data = buffer.getvalue()
-    segment = b"\xff\xe1" + struct.pack(">H", len(exif_block(exif)) + 2) + exif_block(exif)
+    if not jfif:
+        assert data[2:4] == b"\xff\xe0"  # Pillow writes JFIF's APP0 first
+        data = data[:2] + data[4 + int.from_bytes(data[4:6], "big") :]
+    segment = bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
     return data[:2] + segment + data[2:]
 
 
-def png_with_exif(exif: bytes) -> bytes:
-    return png_with_chunk(b"eXIf", exif)
+def png_with_exif(exif: bytes, *, after_image_data: bool = False) -> bytes:
+    if not after_image_data:
+        return png_with_chunk(b"eXIf", exif)
+    base = encode(noise((8, 8)), "PNG")
+    iend = len(base) - 12
+    return base[:iend] + png_chunk(b"eXIf", exif) + base[iend:]
+
+
+def png_with_raw_profile(exif: bytes, kind: bytes = b"tEXt", base: bytes | None = None) -> bytes:
+    """ImageMagick's "Raw profile type exif": hex digits after three lines of header, in a
+    tEXt chunk or compressed in a zTXt one. Pillow's ``getexif`` reads it."""
+    digits = exif.hex()
+    lines = "\n".join(digits[start : start + 72] for start in range(0, len(digits), 72))
+    text = f"\nexif\n{len(exif):8d}\n{lines}\n".encode("latin-1")
+    key = b"Raw profile type exif\x00"
+    if kind == b"zTXt":
+        return png_with_chunk(b"zTXt", key + b"\x00" + zlib.compress(text, 9), base)
+    return png_with_chunk(b"tEXt", key + text, base)
+
+
+def with_exif_item(image_format: str, exif: bytes) -> bytes:
+    """A 4x4 WebP, AVIF or HEIF whose EXIF chunk or Exif item is ``exif``.
+
+    The encoders read the EXIF they are given, so they get a harmless block of the same
+    length, which is then swapped for ``exif`` where it lies in the file.
+    """
+    stand_in = b"II*\x00" + struct.pack("<IHI", 8, 0, 0) + b"STAND-IN"
+    stand_in += bytes(len(exif) - len(stand_in))
+    picture = solid((40, 90, 140), (4, 4))
+    if image_format == "HEIF":
+        import pillow_heif
+
+        buffer = io.BytesIO()
+        pillow_heif.from_pillow(picture).save(buffer, quality=90, exif=stand_in)
+        data = buffer.getvalue()
+    else:
+        data = encode(picture, image_format, exif=stand_in)
+    start = data.index(stand_in)
+    return data[:start] + exif + data[start + len(exif) :]
 
 
 # --- ICC profiles ---------------------------------------------------------------------------
@@ -449,3 +503,200 @@ def disguised() -> dict[str, bytes]:
         "html-with-jpeg": HTML_PAYLOAD + jpeg,
         "svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
     }
+
+
+# --- metadata amplification -----------------------------------------------------------------
+#
+# Pillow copies every tag's out-of-line data once per entry, and entries may overlap: a
+# directory of BOMB_ENTRIES tags all pointing at one blob costs entries x blob bytes.
+
+UNDEFINED, IFD_POINTER = 7, LONG
+BOMB_ENTRIES = 1000  # under metadata.MAX_ENTRIES_PER_IFD: only the overlap gives it away
+BOMB_BLOB = 1 << 20  # 1 MiB: ~1 GB copied unchecked
+JPEG_BOMB_BLOB = 50_000  # what fits in a JPEG segment (64 KiB) beside the directory
+# Where a bomb can sit: IFD0, its Exif and GPS sub-IFDs, the Exif IFD's Interop IFD, and
+# IFD1 (a thumbnail's directory in EXIF, the second page of a TIFF).
+DIRECTORIES = ("ifd0", "exif", "gps", "interop", "ifd1")
+_BOMB_TAG = 0xE000  # the bomb's tags count up from here (unassigned numbers)
+
+
+def tiff_structure(
+    bombed: str,
+    *,
+    entries: int = BOMB_ENTRIES,
+    blob_bytes: int = BOMB_BLOB,
+    big: bool = False,
+    pages: bool = False,
+) -> bytes:
+    """A little-endian TIFF structure (an EXIF block, or with ``pages`` a 2-page 1x1 TIFF)
+    with every directory of DIRECTORIES, and in ``bombed`` ``entries`` UNDEFINED tags of
+    ``blob_bytes`` each, all pointing at one blob."""
+    contents: dict[str, list[tuple[int, int, int, int | bytes | str]]] = {
+        "ifd0": [(0x8769, IFD_POINTER, 1, "exif"), (0x8825, IFD_POINTER, 1, "gps")],
+        "exif": [(0x9000, UNDEFINED, 4, b"0230"), (0xA005, IFD_POINTER, 1, "interop")],
+        "gps": [(0x0000, 1, 4, b"\x02\x03\x00\x00")],
+        "interop": [(0x0001, 2, 4, b"R98\x00")],
+        "ifd1": [(0x0103, SHORT, 1, 6)],
+    }
+    if pages:
+        contents["ifd0"] += _page_entries()
+        contents["ifd1"] = _page_entries()
+    contents[bombed] += [(_BOMB_TAG + i, UNDEFINED, blob_bytes, "blob") for i in range(entries)]
+    header_bytes, count_bytes, entry_bytes = (16, 8, 20) if big else (8, 2, 12)
+    offsets: dict[str, int] = {}
+    position = header_bytes
+    for name in DIRECTORIES:
+        offsets[name] = position
+        position += count_bytes + entry_bytes * len(contents[name]) + (8 if big else 4)
+    offsets["blob"] = position
+    offsets["pixels"] = position + blob_bytes
+    if big:  # then the offset size (8) and a reserved 0 before the first IFD's offset
+        out = b"II+\x00" + struct.pack("<HHQ", 8, 0, header_bytes)
+    else:
+        out = b"II*\x00" + struct.pack("<I", header_bytes)
+    for name in DIRECTORIES:
+        out += _directory(contents[name], offsets, big, offsets["ifd1"] if name == "ifd0" else 0)
+    return out + bytes(blob_bytes) + b"\x80"
+
+
+def _page_entries() -> list[tuple[int, int, int, int | bytes | str]]:
+    """A 1x1 8-bit grey page whose one pixel is the structure's last byte."""
+    return [
+        (256, LONG, 1, 1),
+        (257, LONG, 1, 1),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 1),
+        (273, LONG, 1, "pixels"),
+        (277, SHORT, 1, 1),
+        (278, LONG, 1, 1),
+        (279, LONG, 1, 1),
+    ]
+
+
+def _directory(
+    entries: Sequence[tuple[int, int, int, int | bytes | str]],
+    offsets: dict[str, int],
+    big: bool,
+    next_ifd: int,
+) -> bytes:
+    width = 8 if big else 4
+    packed = b""
+    for tag, kind, count, value in sorted(entries, key=lambda entry: entry[0]):
+        if isinstance(value, str):
+            field = offsets[value].to_bytes(width, "little")
+        elif isinstance(value, bytes):
+            field = value.ljust(width, b"\x00")
+        elif kind == SHORT:
+            field = struct.pack("<H", value).ljust(width, b"\x00")
+        else:
+            field = value.to_bytes(width, "little")
+        packed += struct.pack("<HHQ" if big else "<HHI", tag, kind, count) + field
+    count_format, next_format = ("<Q", "<Q") if big else ("<H", "<I")
+    return struct.pack(count_format, len(entries)) + packed + struct.pack(next_format, next_ifd)
+
+
+def exif_bomb(bombed: str, *, blob_bytes: int = BOMB_BLOB) -> bytes:
+    """An EXIF block with ``BOMB_ENTRIES`` overlapping tags in the directory ``bombed``."""
+    return tiff_structure(bombed, blob_bytes=blob_bytes)
+
+
+def tiff_many_strips(strips: int = 1 << 20) -> bytes:
+    """A 1x1 TIFF whose pixel is split into ``strips`` strips: its offsets and byte counts
+    (4 bytes each in the file) become a Python int and a tile each when Pillow reads them."""
+    arrays_at = 8 + 2 + 12 * 9 + 4
+    offsets = struct.pack("<I", arrays_at + 8 * strips) * strips
+    counts = struct.pack("<I", 1) * strips
+    entries: list[tuple[int, int, int, int | bytes]] = [
+        (256, LONG, 1, 1),
+        (257, LONG, 1, 1),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 1),
+        (273, LONG, strips, offsets),
+        (277, SHORT, 1, 1),
+        (278, LONG, 1, 1),
+        (279, LONG, strips, counts),
+    ]
+    return tiff(entries, pixels=b"\x80")
+
+
+def exif_chain(ifds: int, entries: int = 0) -> bytes:
+    """EXIF whose IFD0 starts a chain of ``ifds`` directories of ``entries`` inline SHORTs."""
+    ifd_bytes = 2 + 12 * entries + 4
+    out = b"II*\x00" + struct.pack("<I", 8)
+    packed = b"".join(struct.pack("<HHIHH", 0x1000 + tag, SHORT, 1, 1, 0) for tag in range(entries))
+    for index in range(ifds):
+        following = 0 if index == ifds - 1 else 8 + ifd_bytes * (index + 1)
+        out += struct.pack("<H", entries) + packed + struct.pack("<I", following)
+    return out
+
+
+def png_in_many_chunks(chunks: int, *, exif: bytes | None = None) -> bytes:
+    """A 4x4 PNG whose image data is split into ``chunks`` IDAT chunks, and ``exif`` in an
+    eXIf chunk after them."""
+    rows = b"".join(b"\x00" + bytes(range(row, row + 12)) for row in range(4))
+    stream = zlib.compress(rows)
+    pieces = [stream[index : index + 1] for index in range(len(stream))]
+    pieces += [b""] * (chunks - len(pieces))
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+    return b"".join(
+        [
+            PNG_SIGNATURE,
+            png_chunk(b"IHDR", header),
+            *(png_chunk(b"IDAT", piece) for piece in pieces),
+            b"" if exif is None else png_chunk(b"eXIf", exif),
+            png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def webp_in_many_chunks(chunks: int, *, exif: bytes) -> bytes:
+    """A WebP with ``exif`` after ``chunks`` empty chunks of an unknown kind."""
+    data = with_exif_item("WEBP", exif)
+    at = data.index(b"EXIF")
+    body = data[12:at] + b"JUNK\x00\x00\x00\x00" * chunks + data[at:]
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+def _jpeg_exif_bomb(bombed: str, *, jfif: bool = True) -> bytes:
+    return jpeg_with_exif(exif_bomb(bombed, blob_bytes=JPEG_BOMB_BLOB), jfif=jfif)
+
+
+def _png_exif_bomb(bombed: str) -> bytes:
+    return png_with_exif(exif_bomb(bombed))
+
+
+def _exif_item_bomb(image_format: str, bombed: str) -> bytes:
+    return with_exif_item(image_format, exif_bomb(bombed))
+
+
+# Each ends `image_too_large` before Pillow reads a directory. Name: container-directory.
+METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
+    **{f"tiff-{where}": partial(tiff_structure, where, pages=True) for where in DIRECTORIES[:4]},
+    "tiff-page2": partial(tiff_structure, "ifd1", pages=True),
+    "tiff-2000-entries": partial(tiff_structure, "ifd0", entries=2000, pages=True),
+    "tiff-many-strips": tiff_many_strips,
+    "bigtiff-ifd0": partial(tiff_structure, "ifd0", big=True, pages=True),
+    "bigtiff-exif": partial(tiff_structure, "exif", big=True, pages=True),
+    "bigtiff-page2": partial(tiff_structure, "ifd1", big=True, pages=True),
+    **{f"jpeg-{where}": partial(_jpeg_exif_bomb, where) for where in DIRECTORIES},
+    **{
+        f"jpeg-no-jfif-{where}": partial(_jpeg_exif_bomb, where, jfif=False)
+        for where in DIRECTORIES
+    },
+    "jpeg-mpf": lambda: jpeg_with_mpf(exif_bomb("ifd0", blob_bytes=JPEG_BOMB_BLOB)),
+    **{f"png-{where}": partial(_png_exif_bomb, where) for where in DIRECTORIES},
+    "png-after-image-data": lambda: png_with_exif(exif_bomb("ifd0"), after_image_data=True),
+    "png-raw-profile-text": lambda: png_with_raw_profile(exif_bomb("ifd0")),
+    "png-after-5000-chunks": lambda: png_in_many_chunks(5000, exif=exif_bomb("ifd0")),
+    "webp-after-5000-chunks": lambda: webp_in_many_chunks(5000, exif=exif_bomb("ifd0")),
+    "png-raw-profile-ztxt": lambda: png_with_raw_profile(
+        exif_bomb("exif", blob_bytes=400_000), b"zTXt"
+    ),
+    **{
+        f"{image_format.lower()}-{where}": partial(_exif_item_bomb, image_format, where)
+        for image_format in ("WEBP", "AVIF", "HEIF")
+        for where in DIRECTORIES
+    },
+}

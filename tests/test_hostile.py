@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import signal
+import struct
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageCms
 
+from bench import memory
 from chalicelib.errors import (
     CorruptImage,
     ImageTooLarge,
@@ -23,7 +26,7 @@ from chalicelib.errors import (
     UnsupportedFormat,
 )
 from chalicelib.imaging import colour as colour_module
-from chalicelib.imaging import probe, render
+from chalicelib.imaging import metadata, probe, render
 from chalicelib.imaging.budget import deadline
 from chalicelib.imaging.decode import MAX_JPEG_SCANS, MAX_SIDE
 from chalicelib.imaging.frames import gif_frames, jpeg_scans, tiff_pages
@@ -353,6 +356,180 @@ def test_an_exif_loop_still_gives_its_orientation(container: str) -> None:
     result = render(data, [AS_IS])
 
     assert (result.outputs[0].width, result.outputs[0].height) == (height, width)
+
+
+# --- metadata amplification -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(hostile.METADATA_BOMBS))
+def test_overlapping_metadata_is_refused_before_pillow_reads_it(name: str) -> None:
+    data = hostile.METADATA_BOMBS[name]()
+
+    with pytest.raises(ImageTooLarge) as caught:
+        render(data, DEFAULT_PRESETS)
+    with pytest.raises(ImageTooLarge):
+        probe(data, max_pixels=1000)
+    assert caught.value.code == "image_too_large"
+
+
+SMALL_DIRECTORIES: dict[str, Callable[[str], bytes]] = {
+    "tiff": lambda where: hostile.tiff_structure(where, entries=3, blob_bytes=64, pages=True),
+    "bigtiff": lambda where: hostile.tiff_structure(
+        where, entries=3, blob_bytes=64, pages=True, big=True
+    ),
+    "jpeg": lambda where: hostile.jpeg_with_exif(hostile.exif_bomb(where, blob_bytes=64)),
+    "jpeg-no-jfif": lambda where: hostile.jpeg_with_exif(
+        hostile.exif_bomb(where, blob_bytes=64), jfif=False
+    ),
+    "png": lambda where: hostile.png_with_exif(hostile.exif_bomb(where, blob_bytes=64)),
+    "webp": lambda where: hostile.with_exif_item("WEBP", hostile.exif_bomb(where, blob_bytes=64)),
+}
+
+
+@pytest.mark.parametrize("where", hostile.DIRECTORIES)
+@pytest.mark.parametrize("container", sorted(SMALL_DIRECTORIES))
+def test_every_directory_within_the_caps_renders(container: str, where: str) -> None:
+    # The bombs' own structure with a few small tags: only the amplification is refused.
+    data = SMALL_DIRECTORIES[container](where)
+
+    assert render(data, [AS_IS]).outputs
+
+
+def test_entries_per_directory_are_capped() -> None:
+    # The Exif IFD holds two entries of its own besides the bomb's.
+    at_cap = metadata.MAX_ENTRIES_PER_IFD - 2
+
+    def with_bomb_of(entries: int) -> bytes:
+        return hostile.tiff_structure("exif", entries=entries, blob_bytes=8, pages=True)
+
+    assert render(with_bomb_of(at_cap), [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(with_bomb_of(at_cap + 1), [AS_IS])
+
+
+def test_directories_and_entries_per_file_are_capped() -> None:
+    entries_each = metadata.MAX_ENTRIES_PER_IFD
+    ifds_at_cap = metadata.MAX_ENTRIES // entries_each
+
+    assert render(hostile.jpeg_with_exif(hostile.exif_chain(metadata.MAX_IFDS)), [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.jpeg_with_exif(hostile.exif_chain(metadata.MAX_IFDS + 1)), [AS_IS])
+    within = hostile.png_with_exif(hostile.exif_chain(ifds_at_cap, entries_each))
+    assert render(within, [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.png_with_exif(hostile.exif_chain(ifds_at_cap + 1, entries_each)), [AS_IS])
+
+
+def test_exif_blocks_per_file_are_capped() -> None:
+    exif = hostile.exif_block(hostile.exif_chain(1))
+    segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    jpeg = hostile.jpeg_with_exif(hostile.exif_chain(1))
+
+    assert render(jpeg[:2] + segment * (metadata.MAX_BLOCKS - 1) + jpeg[2:], [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(jpeg[:2] + segment * metadata.MAX_BLOCKS + jpeg[2:], [AS_IS])
+
+
+def test_overlap_is_tolerated_up_to_the_allowance() -> None:
+    # Each entry covers the blob: n entries sum to n blobs, the block holds one.
+    blob = metadata.OVERLAP_ALLOWANCE // 2
+    within = hostile.jpeg_with_exif(hostile.tiff_structure("ifd0", entries=2, blob_bytes=blob))
+    over = hostile.png_with_exif(hostile.tiff_structure("ifd0", entries=4, blob_bytes=blob))
+
+    assert render(within, [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(over, [AS_IS])
+
+
+def test_numeric_values_are_capped_even_without_overlap() -> None:
+    # Two arrays (offsets and byte counts) of one value per strip.
+    at_cap = metadata.MAX_NUMERIC_VALUES // 2
+
+    assert rendered_pixel(hostile.tiff_many_strips(at_cap)) == (0x80, 0x80, 0x80)
+    with pytest.raises(ImageTooLarge):
+        render(hostile.tiff_many_strips(at_cap + 1), [AS_IS])
+
+
+def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
+    many = metadata.MAX_WALKED_CHUNKS + 10
+    spam = b"eXIfII*\x00" * (metadata.MAX_BLOCKS + 1)
+
+    assert render(hostile.png_in_many_chunks(many), [AS_IS]).outputs[0].width == 4
+    with pytest.raises(ImageTooLarge):  # past the walk, what looks like EXIF is counted
+        metadata.check(hostile.png_in_many_chunks(many)[:-12] + spam, "PNG")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"II*\x00" + struct.pack("<I", 1 << 20) + bytes(64),
+        b"II*\x00" + struct.pack("<I", 0) + bytes(64),
+        hostile.tiff_grey(4, 4)[:20],
+        b"MM\x00+" + struct.pack(">HHQ", 8, 0, 16) + b"\x00\x00",
+    ],
+    ids=["first-ifd-outside", "no-first-ifd", "first-ifd-cut-short", "bigtiff-count-cut-short"],
+)
+def test_a_tiff_whose_first_directory_cannot_be_read_is_corrupt(data: bytes) -> None:
+    with pytest.raises(CorruptImage):
+        metadata.check(data, "TIFF")
+    with pytest.raises(CorruptImage):
+        render(data, DEFAULT_PRESETS)
+
+
+def test_sub_directory_loops_end_the_walk() -> None:
+    exif = hostile.exif_ifd0_loop(orientation=6)
+
+    metadata.check(hostile.jpeg_with_exif(exif), "JPEG")
+    metadata.check(b"II*\x00" + exif[4:], "TIFF")
+
+
+def test_legitimate_photos_pass_the_metadata_check() -> None:
+    # Camera and phone JPEGs with EXIF, GPS and maker notes (shared/ beside the clone).
+    photos = sorted((Path(__file__).resolve().parents[2] / "shared/corpus/photos").glob("*.jpg"))
+    assert photos
+
+    for photo in photos:
+        metadata.check(photo.read_bytes(), "JPEG")
+
+
+# --- peak memory ------------------------------------------------------------------------------
+
+# The memory cases run in a fresh process each (bench.memory): peak RSS is VmHWM there.
+MEMORY_CASES = sorted(hostile.METADATA_BOMBS)
+
+
+@pytest.mark.parametrize("name", MEMORY_CASES)
+def test_a_metadata_bomb_stays_within_the_memory_bound(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_bytes(hostile.METADATA_BOMBS[name]())
+
+    report = memory.measure_hostile(path)
+
+    assert report["code"] == "image_too_large"
+    assert report["peak_rss_mib"] < memory.REFUSED_PEAK_RSS_BOUND_MIB < memory.PEAK_RSS_BOUND_MIB
+
+
+@pytest.mark.parametrize(
+    ("image_format", "options"),
+    [("JPEG", {"quality": 90, "progressive": True}), ("WEBP", {"quality": 80, "method": 0})],
+)
+def test_the_largest_legitimate_renders_stay_within_the_memory_bound(
+    image_format: str, options: dict[str, object], tmp_path: Path
+) -> None:
+    # 50 MP: the highest peaks measured among uploads within the size cap are a lossy
+    # WebP's (libwebp's RGBA buffer, Pillow's copy) and a progressive JPEG's (libjpeg keeps
+    # every coefficient). Texture from Pillow's noise, which is fast to make.
+    width, height = memory.FULL_SIZE
+    grey = Image.linear_gradient("L").resize((width, height))
+    texture = Image.effect_noise((width // 4, height // 4), 24).resize((width, height))
+    picture = Image.merge("RGB", (texture, grey, grey))
+    path = tmp_path / f"50mp.{image_format.lower()}"
+    picture.save(path, image_format, **options)
+    del picture, grey, texture
+
+    report = memory.run_child(memory.CHILD_CODE, path)
+
+    assert report["source"] == [image_format, width, height]
+    assert report["after_render_kib"]["VmHWM"] / 1024 < memory.PEAK_RSS_BOUND_MIB
 
 
 # --- ICC profiles -------------------------------------------------------------------------------

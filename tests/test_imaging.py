@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import warnings
@@ -17,11 +18,12 @@ import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageStat
 
 from chalicelib.errors import CorruptImage, ImageTooLarge, SourceError, UnsupportedFormat
-from chalicelib.imaging import RenderResult, Rendition, SourceInfo, probe, render
+from chalicelib.imaging import RenderResult, Rendition, SourceInfo, metadata, probe, render
 from chalicelib.imaging.__main__ import main as cli_main
 from chalicelib.imaging.decode import draft, sniff_format
 from chalicelib.imaging.geometry import Placement, place, to_stored
 from chalicelib.presets import DEFAULT_PRESETS, Corner, Fit, Preset, Watermark
+from tests import hostile
 from tests.images import (
     BLACK,
     BLUE,
@@ -316,6 +318,110 @@ def test_orientation_of_other_formats(image_format: str, orientation: int) -> No
 
     assert image.size == (64, 32)
     colours = quadrant_colours(image)
+    assert all(near(c, e, 24) for c, e in zip(colours, QUADRANT_COLOURS, strict=True))
+
+
+def _exif(*entries: tuple[int, int, int, bytes], endian: str = "<", big: bool = False) -> bytes:
+    """An EXIF block whose IFD0 holds ``entries`` (tag, type, count, value field); the bytes
+    after the IFD are ``1, 2, 3, ...`` as SHORTs, for entries that point past it."""
+    order = b"II" if endian == "<" else b"MM"
+    if big:
+        header = order + struct.pack(endian + "HHHQ", 43, 8, 0, 16)
+        layout, width = "HHQ", 8
+    else:
+        header = order + struct.pack(endian + "HI", 42, 8)
+        layout, width = "HHI", 4
+    count = struct.pack(endian + ("Q" if big else "H"), len(entries))
+    packed = b"".join(
+        struct.pack(endian + layout, tag, kind, number) + value.ljust(width, b"\x00")
+        for tag, kind, number, value in entries
+    )
+    tail = b"".join(struct.pack(endian + "H", value) for value in range(1, 9))
+    return header + count + packed + bytes(width) + tail
+
+
+def _short(value: int, endian: str = "<") -> bytes:
+    return struct.pack(endian + "H", value)
+
+
+ORIENTATION_BLOCKS = {
+    "short": _exif((0x0112, 3, 1, _short(6))),
+    "big-endian": _exif((0x0112, 3, 1, _short(8, ">")), endian=">"),
+    "long": _exif((0x0112, 4, 1, struct.pack("<I", 5))),
+    "signed-short": _exif((0x0112, 8, 1, _short(7))),
+    "two-shorts-inline": _exif((0x0112, 3, 2, _short(2) + _short(9))),
+    "three-shorts-out-of-line": _exif((0x0112, 3, 3, struct.pack("<I", 22))),
+    "out-of-line-past-the-end": _exif((0x0112, 3, 40, struct.pack("<I", 22))),
+    "last-entry-wins": _exif((0x0112, 3, 1, _short(6)), (0x0112, 3, 1, _short(3))),
+    "unreadable-last-entry": _exif((0x0112, 3, 1, _short(6)), (0x0112, 3, 99, b"\xff" * 4)),
+    "rational": _exif((0x0112, 5, 1, struct.pack("<I", 22))),
+    "byte": _exif((0x0112, 1, 1, b"\x06")),
+    "ascii": _exif((0x0112, 2, 2, b"6\x00")),
+    "unknown-type": _exif((0x0112, 99, 1, _short(6))),
+    "count-zero": _exif((0x0112, 3, 0, _short(6))),
+    "out-of-range": _exif((0x0112, 3, 1, _short(9))),
+    "none": _exif((0x010F, 2, 2, b"X\x00")),
+    "double-prefix": b"Exif\x00\x00" + _exif((0x0112, 3, 1, _short(6))),
+    "ifd-outside": b"II*\x00" + struct.pack("<I", 4096) + bytes(8),
+    "count-only": b"II*\x00" + struct.pack("<IH", 8, 3),
+    "empty": b"",
+}
+
+
+def _pillows_orientation(block: bytes) -> int | None:
+    exif = Image.Exif()
+    exif.load(block)
+    value = exif.get(ExifTags.Base.Orientation)
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+@pytest.mark.parametrize("name", sorted(ORIENTATION_BLOCKS))
+def test_orientation_is_read_as_pillow_reads_it(name: str) -> None:
+    block = b"Exif\x00\x00" + ORIENTATION_BLOCKS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = _pillows_orientation(block)
+
+    value = metadata.orientation({"exif": block})
+
+    assert (value if value is not None and 1 <= value <= 8 else None) == expected
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"Exif\x00\x00" + bytes(16),
+        b"GIF89a" + bytes(16),
+        _exif((0x0112, 3, 1, _short(3)), big=True),  # Pillow reads only 8 bytes of header
+    ],
+    ids=["zeros", "not-tiff", "bigtiff"],
+)
+def test_exif_without_a_tiff_header_is_unreadable_as_for_pillow(block: bytes) -> None:
+    with pytest.raises((SyntaxError, struct.error)):
+        _pillows_orientation(block)
+    with pytest.raises(metadata.UnreadableExif):
+        metadata.orientation({"exif": block})
+
+
+def test_xmp_orientation_applies_without_exif() -> None:
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    stored = quadrants((64, 32)).transpose(Image.Transpose.ROTATE_90)
+    data = encode(stored, "JPEG", quality=95, xmp=xmp)
+    assert "exif" not in Image.open(io.BytesIO(data)).info
+
+    assert probe(data, max_pixels=10_000).width == 64
+    colours = quadrant_colours(render_one(data))
+    assert all(near(c, e, 24) for c, e in zip(colours, QUADRANT_COLOURS, strict=True))
+
+
+def test_a_png_raw_exif_profile_gives_the_orientation() -> None:
+    # ImageMagick writes EXIF as hex digits in a text chunk; Pillow's getexif read it.
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    stored = encode(quadrants((64, 32)).transpose(Image.Transpose.ROTATE_90), "PNG")
+    data = hostile.png_with_raw_profile(b"Exif\x00\x00" + exif.tobytes(), base=stored)
+
+    colours = quadrant_colours(render_one(data))
     assert all(near(c, e, 24) for c, e in zip(colours, QUADRANT_COLOURS, strict=True))
 
 

@@ -19,7 +19,6 @@ from functools import cache
 from PIL import (
     AvifImagePlugin,
     BmpImagePlugin,
-    ExifTags,
     GifImagePlugin,
     Image,
     ImageFile,
@@ -31,7 +30,7 @@ from PIL import (
 )
 
 from chalicelib.errors import CorruptImage, ImageTooLarge, TooManyFrames, UnsupportedFormat
-from chalicelib.imaging import frames, isobmff
+from chalicelib.imaging import frames, metadata
 
 # Importing a plugin registers it; Image.open would otherwise import every plugin Pillow has.
 _PLUGINS = (
@@ -115,8 +114,10 @@ def decoding(
 ) -> Iterator[ImageFile.ImageFile]:
     """Open ``data`` lazily; decoder failures in the ``with`` body become SourceErrors.
 
-    Before the body runs, the header's size, the number of frames or pages and, for JPEG,
-    the number of scans are checked against their caps (see ``_check_structure``).
+    Before ``Image.open``, every EXIF or TIFF directory in the file is checked against its
+    caps (see ``metadata.check``). Before the body runs, the header's size, the number of
+    frames or pages and, for JPEG, the number of scans are checked against their caps (see
+    ``_check_structure``).
 
     Keep the body to decoding work (header reads, ``draft``, ``load``): anything it raises
     that a decoder could raise is reported as a corrupt image.
@@ -124,12 +125,11 @@ def decoding(
     format_name = sniff_format(data)
     if format_name is None:
         raise UnsupportedFormat(f"The file is not a {_ACCEPTED_DESCRIPTION} image.")
-    if format_name in ("HEIF", "AVIF"):
-        isobmff.check_structure(data)
     if format_name == "HEIF":
         _register_heif_opener()
     try:
         with _pixel_limit(max_pixels):
+            metadata.check(data, format_name)
             image = Image.open(io.BytesIO(data), formats=[format_name])
             _check_pixels(image.size, max_pixels)
             _check_structure(image, data, max_pixels, max_frames)
@@ -216,7 +216,8 @@ def exif_orientation(image: Image.Image, *, header_only: bool) -> int:
     """The EXIF orientation (1-8) of ``image``; 1 when absent or unreadable.
 
     With ``header_only``, never decode pixels to find it (Pillow would, for a PNG whose eXIf
-    chunk follows the image data).
+    chunk follows the image data). Read from ``image.info`` as ``getexif()`` would, but
+    without its loader, which copies every tag of the directory.
     """
     if image.format == "TIFF":
         return 1  # Pillow's TIFF decoder applies it and reports the displayed size
@@ -228,10 +229,10 @@ def exif_orientation(image: Image.Image, *, header_only: bool) -> int:
         # half-decoded pixels would then render as if nothing happened).
         image.load()
     try:
-        value = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except DECODER_ERRORS:
+        value = metadata.orientation(image.info)
+    except metadata.UnreadableExif:
         return 1  # a broken EXIF block should not cost the picture
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    return value if value is not None and 1 <= value <= 8 else 1
 
 
 def draft(image: ImageFile.ImageFile, scale: float) -> tuple[float, float]:

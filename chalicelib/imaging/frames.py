@@ -118,7 +118,7 @@ def jpeg_scans(data: bytes, limit: int) -> int:
         if data[position] != 0xFF or data[position + 1] in (0x00, 0xFF):
             # Garbage or fill bytes where a marker belongs: libjpeg warns and skips to the
             # next marker, and so must the count, or junk would hide the scans after it.
-            position = _next_marker(data, position)
+            position = next_marker(data, position)
             continue
         marker = data[position + 1]
         if marker == _JPEG_EOI:
@@ -131,11 +131,11 @@ def jpeg_scans(data: bytes, limit: int) -> int:
         position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
         if marker == _JPEG_SOS:
             scans += 1
-            position = _next_marker(data, position)
+            position = next_marker(data, position)
     return scans
 
 
-def _next_marker(data: bytes, position: int) -> int:
+def next_marker(data: bytes, position: int) -> int:
     """The position of the next marker at or after ``position``, skipping what entropy-coded
     data may hold: stuffed bytes (FF 00), restart markers (FF D0-D7) and fill bytes (FF FF)."""
     found = _MARKER.search(data, position)
