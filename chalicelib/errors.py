@@ -191,7 +191,9 @@ JOB_FAILURE_MESSAGES: Mapping[str, str] = {
     UnsupportedFormat.code: "The file is not an image in one of the accepted formats.",
     CorruptImage.code: "The image data is corrupt or truncated.",
     ContentMismatch.code: "The file is in another format than the content type declared.",
-    ImageTooLarge.code: "The image is over a limit on its pixels, side length or frames.",
+    ImageTooLarge.code: (
+        "The image is over a limit on its pixels, side length, frames or metadata."
+    ),
     FileTooLarge.code: "The file is larger than the upload size limit.",
     ProcessingTimeout.code: "Rendering the image took longer than its time budget.",
     PROCESSING_FAILED: "The job could not be processed and was given up; upload the image again.",

@@ -98,6 +98,25 @@ def test_a_content_mismatch_names_both_formats(pipeline: Pipeline) -> None:
     assert detail == " (declared: image/jpeg; found: AVIF)"
 
 
+@pytest.mark.parametrize(
+    ("make", "detail"),
+    [
+        (lambda: hostile.png_header_only(60000, 60000), " (limit: 50000000 pixels)"),
+        (lambda: hostile.png_header_only(70000, 10), " (longest side: 65535 pixels)"),
+        (lambda: hostile.gif_frames(1001), " (limit: 1000 frames)"),
+        (hostile.METADATA_BOMBS["tiff-ifd0"], " (metadata: overlapping tags)"),
+    ],
+    ids=["pixels", "side", "frames", "metadata"],
+)
+def test_a_limit_hit_is_named_in_the_message(
+    pipeline: Pipeline, make: Callable[[], bytes], detail: str
+) -> None:
+    data = make()
+    declared = {b"\x89P": "image/png", b"GI": "image/gif"}.get(data[:2], "image/tiff")
+    job = pipeline.process(data, contentType=declared)
+    assert assert_fixed_message(job["error"], "image_too_large") == detail
+
+
 def test_the_decoders_words_go_to_the_log_with_the_job_id(pipeline: Pipeline) -> None:
     with json_log() as lines:
         job = pipeline.process(bmp_with_palette_size(0xFFFFFFFF), contentType="image/bmp")

@@ -135,7 +135,9 @@ def decoding(
             _check_structure(image, data, max_pixels, max_frames)
             yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"The image has more than {max_pixels} pixels.") from exc
+        raise ImageTooLarge(
+            f"The image has more than {max_pixels} pixels.", detail=f"limit: {max_pixels} pixels"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise CorruptImage(f"The file looks like {format_name} but cannot be read.") from exc
     except DECODER_ERRORS as exc:
@@ -164,13 +166,15 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"The image is {width}x{height} ({width * height} pixels); the limit is {max_pixels}."
+            f"The image is {width}x{height} ({width * height} pixels); the limit is {max_pixels}.",
+            detail=f"limit: {max_pixels} pixels",
         )
     if width < 1 or height < 1:
         raise CorruptImage(f"The image claims to be {width}x{height}.")
     if max(width, height) > MAX_SIDE:
         raise ImageTooLarge(
-            f"The image is {width}x{height}; no side may be longer than {MAX_SIDE} pixels."
+            f"The image is {width}x{height}; no side may be longer than {MAX_SIDE} pixels.",
+            detail=f"longest side: {MAX_SIDE} pixels",
         )
 
 
@@ -194,13 +198,17 @@ def _check_structure(
             )
     count = frames.count_frames(image, data, max_frames)
     if count > max_frames:
-        raise TooManyFrames(f"The image has more than {max_frames} frames or pages.")
+        raise TooManyFrames(
+            f"The image has more than {max_frames} frames or pages.",
+            detail=f"limit: {max_frames} frames",
+        )
     width, height = image.size
     total_limit = max_pixels * TOTAL_PIXELS_FACTOR
     if count * width * height > total_limit:
         raise TooManyFrames(
             f"The image has {count} frames of {width}x{height}; "
-            f"frames x pixels may be at most {total_limit}."
+            f"frames x pixels may be at most {total_limit}.",
+            detail=f"pixels in all frames: {total_limit}",
         )
 
 

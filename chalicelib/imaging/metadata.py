@@ -132,7 +132,10 @@ def check(data: bytes, format_name: str) -> None:
     for block in _embedded_blocks(data, format_name, tally):
         tally.blocks += 1
         if tally.blocks > MAX_BLOCKS:
-            raise ImageTooLarge(f"The image has more than {MAX_BLOCKS} EXIF blocks.")
+            raise ImageTooLarge(
+                f"The image has more than {MAX_BLOCKS} EXIF blocks.",
+                detail=f"exif blocks: {MAX_BLOCKS}",
+            )
         _check_block(_strip_exif_prefix(block), tally, strict=False)
 
 
@@ -188,7 +191,10 @@ def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
         seen.add(offset)
         tally.ifds += 1
         if tally.ifds > MAX_IFDS:
-            raise ImageTooLarge(f"The image's metadata has more than {MAX_IFDS} directories.")
+            raise ImageTooLarge(
+                f"The image's metadata has more than {MAX_IFDS} directories.",
+                detail=f"metadata directories: {MAX_IFDS}",
+            )
         entries = _entries(view, layout, offset, strict=strict and offset == first)
         if entries is None:
             continue
@@ -217,7 +223,8 @@ def _entries(view: memoryview, layout: _Layout, offset: int, *, strict: bool) ->
         raise CorruptImage("The TIFF file's first directory is cut short.")
     if present > MAX_ENTRIES_PER_IFD:
         raise ImageTooLarge(
-            f"A directory of the image's metadata has more than {MAX_ENTRIES_PER_IFD} entries."
+            f"A directory of the image's metadata has more than {MAX_ENTRIES_PER_IFD} entries.",
+            detail=f"metadata entries per directory: {MAX_ENTRIES_PER_IFD}",
         )
     return view[start : start + present * layout.entry_bytes]
 
@@ -233,7 +240,10 @@ def _check_entries(
     and queues the sub-IFDs they point at."""
     tally.entries += len(entries) // layout.entry_bytes
     if tally.entries > MAX_ENTRIES:
-        raise ImageTooLarge(f"The image's metadata has more than {MAX_ENTRIES} entries.")
+        raise ImageTooLarge(
+            f"The image's metadata has more than {MAX_ENTRIES} entries.",
+            detail=f"metadata entries: {MAX_ENTRIES}",
+        )
     block_size = len(view)
     data_bytes = 0
     for tag, kind, count, value in struct.iter_unpack(layout.entry_format, entries):
@@ -272,11 +282,13 @@ def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
     if data_bytes > block_size + OVERLAP_ALLOWANCE:
         raise ImageTooLarge(
             f"The image's metadata entries overlap: {data_bytes} bytes of tag data"
-            f" in a block of {block_size}."
+            f" in a block of {block_size}.",
+            detail="metadata: overlapping tags",
         )
     if tally.numeric_values > MAX_NUMERIC_VALUES:
         raise ImageTooLarge(
-            f"The image's metadata holds more than {MAX_NUMERIC_VALUES} numeric values."
+            f"The image's metadata holds more than {MAX_NUMERIC_VALUES} numeric values.",
+            detail=f"metadata numeric values: {MAX_NUMERIC_VALUES}",
         )
 
 
@@ -376,7 +388,10 @@ def _searched(data: bytes, position: int, *patterns: re.Pattern[bytes]) -> Itera
         for match in pattern.finditer(data, position):
             found += 1
             if found > MAX_BLOCKS:
-                raise ImageTooLarge(f"The image has more than {MAX_BLOCKS} EXIF blocks.")
+                raise ImageTooLarge(
+                    f"The image has more than {MAX_BLOCKS} EXIF blocks.",
+                    detail=f"exif blocks: {MAX_BLOCKS}",
+                )
             yield match.start()
 
 
