@@ -360,6 +360,7 @@ def test_an_exif_loop_still_gives_its_orientation(container: str) -> None:
 
 # --- metadata amplification -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(hostile.METADATA_BOMBS))
 def test_overlapping_metadata_is_refused_before_pillow_reads_it(name: str) -> None:
     data = hostile.METADATA_BOMBS[name]()
