@@ -6,6 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +19,7 @@ from typing import Any
 from unittest.mock import patch
 
 import boto3
+import requests
 
 from infra import stack
 
@@ -148,3 +153,35 @@ def _generate_private_key(key_spec: str) -> Any:
     import moto.kms.utils
 
     return moto.kms.utils.generate_private_key(key_spec)
+
+
+@contextmanager
+def running_emulator(cwd: str | os.PathLike[str]) -> Iterator[str]:
+    """`devstack.emulator_server` in a process of its own on a free 127.0.0.1 port, with
+    none of the tests' AWS variables; its endpoint while the block runs, stopped after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.emulator_server", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.config import Config
 from moto import mock_aws
 from moto.core.serialize import JSONSerializer, XFormedAttributePicker
@@ -39,6 +37,7 @@ from devstack.emulator_server import (
     unix_time,
     unix_time_millis,
 )
+from tests.resources import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -274,32 +273,8 @@ def test_every_speedup_applies_to_this_moto() -> None:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.emulator_server", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("the emulator did not start")
-                time.sleep(0.1)
+    with running_emulator(REPO) as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def aws(endpoint: str, service: Any) -> Any:

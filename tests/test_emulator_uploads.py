@@ -13,10 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,6 +26,7 @@ from botocore.config import Config
 
 from devstack import emulator, post_policy
 from devstack.post_policy import PostForm
+from tests.resources import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "uploads-bucket"
@@ -41,28 +38,7 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.emulator_server", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{url}/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("the emulator did not start")
-                time.sleep(0.1)
+    with running_emulator(REPO) as url:
         s3 = client(url)
         for bucket in (BUCKET, OTHER_BUCKET):
             s3.create_bucket(Bucket=bucket)
@@ -82,9 +58,6 @@ def endpoint() -> Iterator[str]:
             },
         )
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def client(url: str, key_id: str | None = None, secret: str | None = None) -> Any:
