@@ -226,23 +226,18 @@ INVISIBLE_OR_CONTROL = {
 }
 
 
-@pytest.mark.parametrize(
-    "character",
-    [
-        pytest.param(c, id=f"{kind} U+{ord(c):04X}")
-        for kind, cs in INVISIBLE_OR_CONTROL.items()
-        for c in cs
-    ],
-)
 def test_filenames_with_invisible_or_control_characters_are_refused(
-    client: Client, acme_key: str, character: str
+    client: Client, acme_key: str
 ) -> None:
-    for filename in (f"cat{character}gpj.exe", f"{character}a.jpg", f"a.jpg{character}"):
-        response = post_upload(
-            client, acme_key, {"contentType": "image/jpeg", "filename": filename}
-        )
-        assert_error(response, 400, "invalid_request")
-        assert response.json_body["error"]["message"].startswith("filename ")
+    for kind, characters in INVISIBLE_OR_CONTROL.items():
+        for character in characters:
+            for filename in (f"cat{character}gpj.exe", f"{character}a.jpg", f"a.jpg{character}"):
+                response = post_upload(
+                    client, acme_key, {"contentType": "image/jpeg", "filename": filename}
+                )
+                assert_error(response, 400, "invalid_request")
+                message = response.json_body["error"]["message"]
+                assert message.startswith("filename "), (kind, f"U+{ord(character):04X}")
     assert jobs_of(client, acme_key) == []
 
 
@@ -266,51 +261,52 @@ def test_a_body_that_is_not_json_is_unsupported_media(client: Client, acme_key: 
     assert client.http.post("/uploads", headers=with_charset, body=body).status_code == 201
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [
-        None,
-        "",
-        "application/json, text/plain",
-        "text/plain, application/json",
-        "application/json; q=1, text/plain",
-        "application/json,application/json",
-        "*/*",
-        "application/*",
-        "application/jsonx",
-        "application/json-patch+json",
-        "application/json; charset=iso-8859-1",
-        "application/json; charset",
-        "application/json; charset=utf-8; =x",
-        "json",
-    ],
+REFUSED_CONTENT_TYPES = (
+    None,
+    "",
+    "application/json, text/plain",
+    "text/plain, application/json",
+    "application/json; q=1, text/plain",
+    "application/json,application/json",
+    "*/*",
+    "application/*",
+    "application/jsonx",
+    "application/json-patch+json",
+    "application/json; charset=iso-8859-1",
+    "application/json; charset",
+    "application/json; charset=utf-8; =x",
+    "json",
 )
-def test_only_one_json_media_type_is_accepted(
-    client: Client, acme_key: str, content_type: str | None
-) -> None:
-    headers = {"Authorization": f"Bearer {acme_key}"}
-    if content_type is not None:
-        headers["Content-Type"] = content_type
-    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
-    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_only_one_json_media_type_is_accepted(client: Client, acme_key: str) -> None:
+    for content_type in REFUSED_CONTENT_TYPES:
+        headers = {"Authorization": f"Bearer {acme_key}"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        body = b'{"contentType": "image/jpeg"}'
+        response = client.http.post("/uploads", headers=headers, body=body)
+        assert response.status_code == 415, content_type
+        assert_error(response, 415, "unsupported_media_type")
     assert jobs_of(client, acme_key) == []
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [
-        "application/json",
-        "Application/JSON",
-        "application/json;charset=UTF-8",
-        'application/json; charset="utf-8"',
-        "application/json;",
-        "application/json ; odata.metadata=minimal",
-    ],
+ACCEPTED_CONTENT_TYPES = (
+    "application/json",
+    "Application/JSON",
+    "application/json;charset=UTF-8",
+    'application/json; charset="utf-8"',
+    "application/json;",
+    "application/json ; odata.metadata=minimal",
 )
-def test_json_with_parameters_is_accepted(client: Client, acme_key: str, content_type: str) -> None:
-    headers = {"Authorization": f"Bearer {acme_key}", "Content-Type": content_type}
-    response = client.http.post("/uploads", headers=headers, body=b'{"contentType": "image/jpeg"}')
-    assert response.status_code == 201, response.body
+
+
+def test_json_with_parameters_is_accepted(client: Client, acme_key: str) -> None:
+    for content_type in ACCEPTED_CONTENT_TYPES:
+        headers = {"Authorization": f"Bearer {acme_key}", "Content-Type": content_type}
+        body = b'{"contentType": "image/jpeg"}'
+        response = client.http.post("/uploads", headers=headers, body=body)
+        assert response.status_code == 201, (content_type, response.body)
 
 
 @pytest.mark.parametrize(
@@ -550,22 +546,24 @@ def test_bad_listing_queries_are_invalid(client: Client, acme_key: str, query: s
     )
 
 
-@pytest.mark.parametrize("query", ["colour=red", "colour=", "colour", "status=PENDING", "a=1&b=2"])
 @pytest.mark.parametrize(
     "route", ["POST /uploads", "GET /jobs/{id}", "GET /health", "GET /openapi.json"]
 )
 def test_every_route_refuses_unknown_query_parameters(
-    client: Client, acme_key: str, route: str, query: str
+    client: Client, acme_key: str, route: str
 ) -> None:
     method, path = route.split(" ")
     if "{id}" in path:
         job = post_upload(client, acme_key, {"contentType": "image/jpeg"}).json_body
         path = path.replace("{id}", job["jobId"])
     body = b'{"contentType": "image/jpeg"}' if method == "POST" else b""
-    response = client.http.request(method, f"{path}?{query}", headers=bearer(acme_key), body=body)
-    assert_error(response, 400, "invalid_request")
-    first = query.split("=")[0].split("&")[0]
-    assert first in response.json_body["error"]["message"]
+    for query in ("colour=red", "colour=", "colour", "status=PENDING", "a=1&b=2"):
+        url = f"{path}?{query}"
+        response = client.http.request(method, url, headers=bearer(acme_key), body=body)
+        assert response.status_code == 400, url
+        assert_error(response, 400, "invalid_request")
+        first = query.split("=")[0].split("&")[0]
+        assert first in response.json_body["error"]["message"]
     if method == "POST":
         assert len(jobs_of(client, acme_key)) == 0
 
