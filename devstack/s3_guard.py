@@ -42,6 +42,9 @@ READ_BYTES = 256 << 10
 SPOOLED_IN_MEMORY = 1 << 20  # a larger body goes to a temporary file
 # S3 refuses a form whose fields before the file add up to more than 20 KB.
 MAX_FIELD_BYTES = 20 << 10
+# What may come before the file part: the fields and the parts' headers (werkzeug's
+# decoder buffers a preamble and a part's headers whole, however long).
+MAX_PRE_FILE_BYTES = MAX_FIELD_BYTES + (64 << 10)
 MAX_PARTS = 1000
 PRESIGNED_QUERY = ("X-Amz-Signature", "X-Amz-Credential", "Signature", "AWSAccessKeyId")
 CORS_NAMES = frozenset(
@@ -196,13 +199,21 @@ class FormReader:
         decoder = MultipartDecoder(self.boundary, max_parts=MAX_PARTS)
         part: Field | File | None = None
         value = bytearray()
+        received = 0
         try:
             while True:
                 event = decoder.next_event()
                 if isinstance(event, NeedData):
                     if decoder.complete:
                         raise malformed()  # the body ended inside the form
-                    decoder.receive_data(body.read(READ_BYTES) or None)
+                    wanted = READ_BYTES
+                    if not self.file_seen:
+                        if received > MAX_PRE_FILE_BYTES:
+                            raise fields_too_large()
+                        wanted = min(wanted, MAX_PRE_FILE_BYTES + 1 - received)
+                    chunk = body.read(wanted)
+                    received += len(chunk)
+                    decoder.receive_data(chunk or None)
                     continue
                 if isinstance(event, Epilogue):
                     break

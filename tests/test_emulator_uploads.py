@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tracemalloc
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack import emulator, post_policy
+from devstack import emulator, emulator_server, post_policy
 from devstack.post_policy import PostForm
+from devstack.s3_guard import S3Guard
 from tests.resources import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,29 +310,32 @@ def test_a_refusal_to_a_browser_carries_the_cors_headers(endpoint: str) -> None:
     assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
 
 
+Part = tuple[str, str | None, bytes]  # name, filename (None for a field), value
+
+
+def multipart(parts: list[Part], boundary: str, closing: bool = True) -> bytes:
+    """A multipart/form-data body of `parts`, with its closing boundary if `closing`."""
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+        + (f'; filename="{filename}"'.encode() if filename else b"")
+        + b"\r\n\r\n"
+        + value
+        + b"\r\n"
+        for name, filename, value in parts
+    )
+    return body + f"--{boundary}--\r\n".encode() if closing else body
+
+
 def test_fields_after_the_file_are_ignored_as_s3_ignores_them(endpoint: str) -> None:
     key = "uploads/acme/trailing/photo.jpg"
     post = presign(endpoint, key)
     boundary = "b0undary"
-    parts: list[tuple[str, str | None, bytes]] = [
-        (name, None, value.encode()) for name, value in post["fields"].items()
-    ]
+    parts: list[Part] = [(name, None, value.encode()) for name, value in post["fields"].items()]
     parts += [("file", "photo.jpg", JPEG), ("key", None, b"uploads/globex/victim/x.jpg")]
     parts += [("x-amz-meta-owner", None, b"globex")]
-    body = (
-        b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
-            + (f'; filename="{filename}"'.encode() if filename else b"")
-            + b"\r\n\r\n"
-            + value
-            + b"\r\n"
-            for name, filename, value in parts
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
     response = requests.post(
         post["url"],
-        data=body,
+        data=multipart(parts, boundary),
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         timeout=30,
     )
@@ -384,6 +389,106 @@ def test_a_cors_preflight_is_answered(endpoint: str) -> None:
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+
+
+# --- the guard's reading, in this process ----------------------------------------------
+
+
+class Body:
+    """A request body made as it is read (`head`, then `size` bytes of `fill`), counting
+    what the guard reads of it."""
+
+    def __init__(self, head: bytes, size: int = 0, fill: bytes = b"x") -> None:
+        self.head = head
+        self.left = size
+        self.fill = fill
+        self.taken = 0
+
+    def read(self, size: int) -> bytes:
+        if self.taken < len(self.head):
+            chunk = self.head[self.taken : self.taken + size]
+        else:
+            chunk = self.fill * min(size, self.left)
+            self.left -= len(chunk)
+        self.taken += len(chunk)
+        return chunk
+
+
+def through_guard(body: Body, boundary: str = "b0undary") -> tuple[int, str, bytes, int]:
+    """The guard's answer to a form posted to BUCKET (status, S3 error code), what it
+    passed on to moto, and the peak of the memory allocated meanwhile."""
+    passed: list[bytes] = []
+
+    def moto(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        passed.append(environ["wsgi.input"].read())
+        start_response("204 No Content", [])
+        return [b""]
+
+    guard = S3Guard(
+        moto, emulator_server.emulator_secret, emulator.REGION, lambda _: True, lambda *_: {}
+    )
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": f"/{BUCKET}",
+        "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        "wsgi.input": body,
+    }
+    statuses: list[str] = []
+    tracemalloc.start()
+    try:
+        result = guard(environ, lambda status, *_: statuses.append(status))
+        content = b"".join(result)
+        if hasattr(result, "close"):
+            result.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    code = ET.fromstring(content).findtext("Code") or "" if content else ""
+    return int(statuses[0].split()[0]), code, b"".join(passed), peak
+
+
+def form_parts(key: str, *extra: Part) -> list[Part]:
+    """A genuine form's fields (signed for now), `extra` fields, then the file."""
+    fields = presign("http://127.0.0.1:9", key)["fields"].items()
+    return [(name, None, value.encode()) for name, value in fields] + [
+        *extra,
+        ("file", "photo.jpg", JPEG),
+    ]
+
+
+JUNK = 16 << 20
+PRE_FILE_BODIES: dict[str, Callable[[], Body]] = {
+    "no boundary": lambda: Body(b"", JUNK),
+    "an endless part header": lambda: Body(
+        b'--b0undary\r\nContent-Disposition: form-data; name="key"\r\nX: ', JUNK
+    ),
+    "900 parts of 2 KB names": lambda: Body(
+        multipart(
+            form_parts("k", *[(f"x-ignore-{i:03}-{'n' * 2048}", None, b"") for i in range(900)]),
+            "b0undary",
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("make_body", PRE_FILE_BODIES.values(), ids=PRE_FILE_BODIES)
+def test_what_precedes_the_file_is_bounded_as_s3_bounds_the_fields(
+    make_body: Callable[[], Body],
+) -> None:
+    """werkzeug's decoder buffers a preamble and a part's headers whole: the guard reads
+    no more than S3's 20 KB of fields and their headers before the file."""
+    body = make_body()
+    status, code, passed, peak = through_guard(body)
+    assert (status, code, passed) == (400, "MaxPostPreDataLengthExceededError", b"")
+    assert body.taken < 512 << 10
+    assert peak < 1 << 20
+
+
+def test_fields_of_nearly_20_kb_are_read() -> None:
+    body = Body(multipart(form_parts("k", ("x-ignore-note", None, b"n" * 19_000)), "b0undary"))
+    status, _, passed, _ = through_guard(body)
+    assert status == 204
+    assert JPEG in passed
 
 
 # --- the policy check on its own ---------------------------------------------------------
