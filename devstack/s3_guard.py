@@ -7,8 +7,9 @@ front of its S3 application (a WSGI middleware, in the emulator's process) this 
   bucket, key, content type, size range, every field covered by the policy), reading the
   body once, in chunks, into a spooled temporary file that moto then reads instead: the
   fields before the file part (at most 20 KB, as on S3), the file part's bytes, nothing
-  after it (S3 ignores fields after the file; moto would not). Nothing is stored unless
-  the form passes; the file's bytes are never held in memory whole by this check.
+  after it (S3 ignores fields after the file; moto would not): that is not even read.
+  Nothing is stored unless the form passes; the file's bytes are never held in memory
+  whole by this check.
 - refuses any other request that carries no signature (no Authorization header, no
   presigned query string) with 403 AccessDenied, as S3 answers a stranger for a private
   bucket: listing, reading, writing. CORS preflights (OPTIONS) still pass, as on S3.
@@ -217,8 +218,6 @@ class FormReader:
                     continue
                 if isinstance(event, Epilogue):
                     break
-                if self.file_done:
-                    continue  # S3 ignores whatever follows the file
                 if isinstance(event, Field | File):
                     part = event
                     value.clear()
@@ -227,6 +226,10 @@ class FormReader:
                 elif isinstance(event, Data) and part is not None:
                     if self.file_seen:
                         self.file_data(event)
+                        if self.file_done:
+                            # S3 ignores whatever follows the file: left unread, for the
+                            # server to skip (or to close the connection).
+                            break
                     else:
                         self.field_data(part.name, value, event)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -11,6 +11,7 @@ One emulator serves the module, in a subprocess on a free port, as in test_devst
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import tracemalloc
@@ -346,6 +347,32 @@ def test_fields_after_the_file_are_ignored_as_s3_ignores_them(endpoint: str) -> 
     assert versions(endpoint, "uploads/globex/victim/x.jpg") == []
 
 
+def test_the_connection_goes_on_after_a_form_followed_by_junk(endpoint: str) -> None:
+    """The guard stops reading at the end of the file; the server skips the rest."""
+    key = "uploads/acme/junk/photo.jpg"
+    body = multipart(form_parts(key), "b0undary") + os.urandom(2 << 20)
+    connection = http.client.HTTPConnection(endpoint.removeprefix("http://"), timeout=30)
+    try:
+        connection.request(
+            "POST",
+            f"/{BUCKET}",
+            body,
+            {"Content-Type": "multipart/form-data; boundary=b0undary"},
+        )
+        response = connection.getresponse()
+        assert response.status == 204, response.read()
+        response.read()
+        sock = connection.sock
+        connection.request("GET", f"/{BUCKET}")
+        listing = connection.getresponse()
+        assert listing.status == 403
+        assert ET.fromstring(listing.read()).findtext("Code") == "AccessDenied"
+        assert connection.sock is sock
+    finally:
+        connection.close()
+    assert stored(endpoint, key) == (JPEG, "image/jpeg")
+
+
 # --- unsigned requests -----------------------------------------------------------------
 
 
@@ -480,6 +507,16 @@ def test_what_precedes_the_file_is_bounded_as_s3_bounds_the_fields(
     body = make_body()
     status, code, passed, peak = through_guard(body)
     assert (status, code, passed) == (400, "MaxPostPreDataLengthExceededError", b"")
+    assert body.taken < 512 << 10
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("after", [b"--b0undary--\r\n", b"--b0undary\r\nX: "])
+def test_what_follows_the_file_is_not_even_read(after: bytes) -> None:
+    body = Body(multipart(form_parts("k"), "b0undary", closing=False) + after, JUNK)
+    status, _, passed, peak = through_guard(body)
+    assert status == 204
+    assert JPEG in passed
     assert body.taken < 512 << 10
     assert peak < 1 << 20
 
