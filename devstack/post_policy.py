@@ -187,7 +187,7 @@ def check_signature(
             {"AWSAccessKeyId": access_key},
         )
     expected = sign_policy(policy_text, secret, day, region)
-    if not hmac.compare_digest(expected, fields["x-amz-signature"]):
+    if not hmac.compare_digest(expected.encode(), fields["x-amz-signature"].encode("utf-8")):
         # SignatureDoesNotMatch: 403 Forbidden.
         raise Refusal(
             403,

@@ -613,3 +613,16 @@ def test_broken_policies_and_forms_are_refused_as_s3_refuses_them(
     with pytest.raises(post_policy.Refusal) as refused:
         check(signed_form(policy, **fields))
     assert (refused.value.status, refused.value.code) == (status, code)
+
+
+POLICY: dict[str, Any] = {
+    "expiration": "2026-12-04T12:05:00Z",
+    "conditions": [{"bucket": BUCKET}, {"key": "k"}, *SIGNING_CONDITIONS],
+}
+
+
+def test_a_signature_that_is_not_ascii_does_not_match() -> None:
+    form = signed_form(POLICY, key="k")
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(PostForm(BUCKET, {**form.fields, "x-amz-signature": "é" * 64}))
+    assert (refused.value.status, refused.value.code) == (403, "SignatureDoesNotMatch")
