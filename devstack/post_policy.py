@@ -200,7 +200,7 @@ def check_signature(
 def decode_policy(policy_text: str) -> dict[str, Any]:
     try:
         policy = json.loads(base64.b64decode(policy_text, validate=True))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:  # RecursionError: nested deep
         raise invalid_policy("Invalid JSON.") from exc
     if not isinstance(policy, dict):
         raise invalid_policy("Invalid JSON.")

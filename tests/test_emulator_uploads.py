@@ -626,3 +626,9 @@ def test_a_signature_that_is_not_ascii_does_not_match() -> None:
     with pytest.raises(post_policy.Refusal) as refused:
         check(PostForm(BUCKET, {**form.fields, "x-amz-signature": "é" * 64}))
     assert (refused.value.status, refused.value.code) == (403, "SignatureDoesNotMatch")
+
+
+def test_a_deeply_nested_policy_is_malformed() -> None:
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form(b"[" * 5000 + b"]" * 5000, key="k"))
+    assert (refused.value.status, refused.value.code) == (400, "InvalidPolicyDocument")
