@@ -117,7 +117,7 @@ def check(
     size_range: SizeRange | None = None
     for condition in conditions:
         if isinstance(condition, SizeRange):
-            size_range = condition
+            size_range = condition if size_range is None else size_range.within(condition)
             continue
         covered.add(condition.name)
         if not condition.holds(form):
@@ -247,6 +247,11 @@ class Match:
 class SizeRange:
     least: int
     most: int
+
+    def within(self, other: SizeRange) -> SizeRange:
+        """The sizes both ranges allow (none if they do not meet): S3 applies every
+        `content-length-range` of a policy."""
+        return SizeRange(max(self.least, other.least), min(self.most, other.most))
 
 
 def parse_conditions(policy: Mapping[str, Any]) -> list[Match | SizeRange]:

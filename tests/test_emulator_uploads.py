@@ -632,3 +632,16 @@ def test_a_deeply_nested_policy_is_malformed() -> None:
     with pytest.raises(post_policy.Refusal) as refused:
         check(signed_form(b"[" * 5000 + b"]" * 5000, key="k"))
     assert (refused.value.status, refused.value.code) == (400, "InvalidPolicyDocument")
+
+
+def test_every_content_length_range_applies() -> None:
+    narrow, wide = ["content-length-range", 1, 10], ["content-length-range", 0, 100]
+    for ranges in ([narrow, wide], [wide, narrow]):
+        policy = {**POLICY, "conditions": [*POLICY["conditions"], *ranges]}
+        assert check(signed_form(policy, key="k")) == post_policy.SizeRange(1, 10)
+    disjoint = [["content-length-range", 1, 10], ["content-length-range", 20, 30]]
+    policy = {**POLICY, "conditions": [*POLICY["conditions"], *disjoint]}
+    size_range = check(signed_form(policy, key="k"))
+    for size in (5, 25):
+        with pytest.raises(post_policy.Refusal):
+            post_policy.check_size(size, size_range)
