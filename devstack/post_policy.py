@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,7 +167,8 @@ def check_signature(
         len(parts) != 5
         or parts[3:] != [SERVICE, SCOPE_TERMINATOR]
         or parts[2] != region
-        or not date.startswith(parts[1])
+        or not re.fullmatch("[0-9]{8}", parts[1])
+        or date[:8] != parts[1]
         or len(date) != len("YYYYMMDDTHHMMSSZ")
     ):
         raise Refusal(

@@ -645,3 +645,29 @@ def test_every_content_length_range_applies() -> None:
     for size in (5, 25):
         with pytest.raises(post_policy.Refusal):
             post_policy.check_size(size, size_range)
+
+
+@pytest.mark.parametrize(
+    ("day", "date"),
+    [
+        ("", "20261204T120000Z"),
+        ("2026120", "20261204T120000Z"),
+        ("20261203", "20261204T120000Z"),
+        ("2026120٤", "2026120٤T120000Z"),
+    ],
+)
+def test_the_credential_s_date_is_x_amz_date_s_day(day: str, date: str) -> None:
+    form = signed_form(POLICY, key="k")
+    credential = f"{emulator.ACCESS_KEY_ID}/{day}/{emulator.REGION}/s3/aws4_request"
+    signature = post_policy.sign_policy(
+        form.fields["policy"], emulator.SECRET_ACCESS_KEY, day, emulator.REGION
+    )
+    fields = {
+        **form.fields,
+        "x-amz-credential": credential,
+        "x-amz-date": date,
+        "x-amz-signature": signature,
+    }
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(PostForm(BUCKET, fields))
+    assert (refused.value.status, refused.value.code) == (400, "InvalidArgument")
