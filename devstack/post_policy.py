@@ -41,6 +41,8 @@ SCOPE_TERMINATOR = "aws4_request"
 # Fields S3 never asks a condition for: the signature itself, what it signs, the file.
 UNCONDITIONED = frozenset({"policy", "x-amz-signature", "file"})
 IGNORED_PREFIX = "x-ignore-"
+# ISO 8601 in UTC, with or without milliseconds: the forms S3 reads (and boto3 writes).
+EXPIRATION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z")
 SIGNATURE_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
 
 
@@ -213,12 +215,13 @@ def check_expiration(policy: Mapping[str, Any], now: datetime) -> None:
     expiration = policy.get("expiration")
     if expiration is None:
         raise invalid_policy("Policy missing expiration.")
+    invalid = invalid_policy(f"Invalid 'expiration' value: '{expiration}'")
+    if not isinstance(expiration, str) or not EXPIRATION.fullmatch(expiration):
+        raise invalid
     try:
-        expires = datetime.fromisoformat(str(expiration).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise invalid_policy(f"Invalid 'expiration' value: '{expiration}'") from exc
-    if expires.tzinfo is None:
-        raise invalid_policy(f"Invalid 'expiration' value: '{expiration}'")
+        expires = datetime.fromisoformat(expiration[:-1]).replace(tzinfo=UTC)
+    except ValueError as exc:  # a month 13, an hour 25
+        raise invalid from exc
     if expires <= now:
         raise access_denied("Invalid according to Policy: Policy expired.")
 

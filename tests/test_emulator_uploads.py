@@ -671,3 +671,29 @@ def test_the_credential_s_date_is_x_amz_date_s_day(day: str, date: str) -> None:
     with pytest.raises(post_policy.Refusal) as refused:
         check(PostForm(BUCKET, fields))
     assert (refused.value.status, refused.value.code) == (400, "InvalidArgument")
+
+
+@pytest.mark.parametrize(
+    "expiration",
+    [
+        "2026-12-04T12:05:00+00:00",
+        "2026-12-04 12:05:00Z",
+        "2026-12-04T12:05Z",
+        "20261204T120500Z",
+        "2026-12-04T12:05:00.000001Z",
+        "2026-12-04T12:05:00,000Z",
+        "2026-12-04T12:05:00.000Z\n",
+        "2026-12-04T25:05:00Z",
+        "\uff12\uff10\uff12\uff16-12-04T12:05:00Z",
+        1796385900,
+    ],
+)
+def test_an_expiration_s3_does_not_read_is_malformed(expiration: Any) -> None:
+    with pytest.raises(post_policy.Refusal) as refused:
+        check(signed_form({**POLICY, "expiration": expiration}, key="k"))
+    assert (refused.value.status, refused.value.code) == (400, "InvalidPolicyDocument")
+
+
+@pytest.mark.parametrize("expiration", ["2026-12-04T12:05:00Z", "2026-12-04T12:05:00.000Z"])
+def test_both_forms_of_expiration_boto3_writes_are_read(expiration: str) -> None:
+    check(signed_form({**POLICY, "expiration": expiration}, key="k"))
