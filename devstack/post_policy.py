@@ -46,7 +46,9 @@ EXPIRATION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 SIGNATURE_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
 
 
-@dataclass(frozen=True)
+# Not frozen: Python sets an exception's __context__ and __notes__. eq=False: hashed and
+# compared by identity, as exceptions are.
+@dataclass(eq=False)
 class Refusal(Exception):
     """S3's answer to a form it refuses: status, error code, message, extra elements."""
 

@@ -11,6 +11,7 @@ One emulator serves the module, in a subprocess on a free port, as in test_devst
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -697,3 +698,20 @@ def test_an_expiration_s3_does_not_read_is_malformed(expiration: Any) -> None:
 @pytest.mark.parametrize("expiration", ["2026-12-04T12:05:00Z", "2026-12-04T12:05:00.000Z"])
 def test_both_forms_of_expiration_boto3_writes_are_read(expiration: str) -> None:
     check(signed_form({**POLICY, "expiration": expiration}, key="k"))
+
+
+def test_a_refusal_takes_notes_and_context() -> None:
+    def refuse() -> None:
+        raise post_policy.access_denied()
+
+    def refuse_while_unwinding() -> None:
+        with contextlib.ExitStack() as stack:
+            stack.callback(refuse)
+            raise ValueError("first")
+
+    refusal = post_policy.access_denied()
+    refusal.add_note("seen in a test")
+    assert refusal.__notes__ == ["seen in a test"]
+    with pytest.raises(post_policy.Refusal) as raised:
+        refuse_while_unwinding()
+    assert isinstance(raised.value.__context__, ValueError)
