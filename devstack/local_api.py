@@ -86,19 +86,28 @@ class GatewayRequestHandler(ChaliceRequestHandler):
         try:
             route = self.route_matcher.match_route(self.path).route
         except ValueError:
-            self._parse_payload()  # read, so that the connection can go on
             code, message = GATEWAY_RESPONSES[NO_SUCH_ROUTE]
             status = int(GATEWAY_STATUS_CODES.get(NO_SUCH_ROUTE, HTTPStatus.FORBIDDEN))
-            self.answer(status, error_body(code, message))
+            self.answer(status, error_body(code, message), **self.body_unread())
             return
         served = self.routes[route]
         if self.command not in served and not (self.command == "OPTIONS" and self.cors(served)):
-            self._parse_payload()
             error = FRAMEWORK_ERRORS["MethodNotAllowedError"]
             allow = ", ".join(sorted(served))
-            self.answer(error.status, error_body(error.code, error.message), Allow=allow)
+            body = error_body(error.code, error.message)
+            self.answer(error.status, body, Allow=allow, **self.body_unread())
             return
         super()._generic_handle()
+
+    def body_unread(self) -> dict[str, str]:
+        """The headers of an answer that leaves the request's body unread (it may be of any
+        size, or its Content-Length not even a number): if one was announced, the
+        connection closes after the answer."""
+        length = self.headers.get("Content-Length")
+        if (length is None or length.strip() == "0") and "Transfer-Encoding" not in self.headers:
+            return {}
+        self.close_connection = True
+        return {"Connection": "close"}
 
     # ChaliceRequestHandler binds these to its own _generic_handle.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle

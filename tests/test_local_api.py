@@ -123,3 +123,40 @@ def test_a_malformed_request_answers_400_as_json(api: str) -> None:
 def test_the_routes_still_answer(api: str) -> None:
     response = call(api, "GET", "/health")
     assert response.status_code == 200, response.text
+
+
+def raw_exchange(api: str, request: bytes) -> bytes:
+    """What the server answers `request` with, up to its closing the connection."""
+    host, port = api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/admin", b"404"), ("DELETE", "/uploads", b"405")],
+)
+@pytest.mark.parametrize("length", ["abc", "100000000"])
+def test_a_refusal_reads_no_body_and_closes(
+    api: str, method: str, path: str, status: bytes, length: str
+) -> None:
+    """Not even an announced 100 MB is read (nor waited for) before the answer."""
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nxyz"
+    head, _, body = raw_exchange(api, request.encode()).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status), head
+    assert b"Connection: close" in head
+    assert body.startswith(b'{"error": {"code": ')
+
+
+def test_a_refusal_without_a_body_keeps_the_connection(api: str) -> None:
+    request = (
+        b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+        + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    received = raw_exchange(api, request)
+    assert received.count(b"HTTP/1.1 404") == 2
+    assert b"HTTP/1.1 200" in received
