@@ -300,7 +300,9 @@ def test_a_form_without_a_file_is_refused(endpoint: str) -> None:
     key = "uploads/acme/nofile/photo.jpg"
     post = presign(endpoint, key)
     response = requests.post(
-        post["url"], files={name: (None, value) for name, value in post["fields"].items()}
+        post["url"],
+        files={name: (None, value) for name, value in post["fields"].items()},
+        timeout=30,
     )
     assert refused(endpoint, response, key)[:2] == (400, "IncorrectNumberOfFilesInPostRequest")
 
