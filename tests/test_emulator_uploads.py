@@ -273,6 +273,13 @@ def test_a_form_signed_with_another_secret_or_key_is_refused(endpoint: str) -> N
     assert refused(endpoint, send(stranger), key)[:2] == (403, "InvalidAccessKeyId")
 
 
+def test_a_signature_that_is_not_ascii_is_refused(endpoint: str) -> None:
+    key = "uploads/acme/non-ascii/photo.jpg"
+    post = presign(endpoint, key)
+    post["fields"]["x-amz-signature"] = "é" * 64
+    assert refused(endpoint, send(post), key)[:2] == (403, "SignatureDoesNotMatch")
+
+
 def test_a_field_the_policy_does_not_cover_is_refused(endpoint: str) -> None:
     key = "uploads/acme/extra/photo.jpg"
     post = presign(endpoint, key)
