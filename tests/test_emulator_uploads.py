@@ -480,7 +480,7 @@ def through_guard(body: Body, boundary: str = "b0undary") -> tuple[int, str, byt
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    code = ET.fromstring(content).findtext("Code") or "" if content else ""
+    code = (ET.fromstring(content).findtext("Code") or "") if content else ""
     return int(statuses[0].split()[0]), code, b"".join(passed), peak
 
 
@@ -521,7 +521,11 @@ def test_what_precedes_the_file_is_bounded_as_s3_bounds_the_fields(
     assert peak < 1 << 20
 
 
-@pytest.mark.parametrize("after", [b"--b0undary--\r\n", b"--b0undary\r\nX: "])
+@pytest.mark.parametrize(
+    "after",
+    [b"--b0undary--\r\n", b"--b0undary\r\nX: "],
+    ids=["after the closing boundary", "in a later part's header"],
+)
 def test_what_follows_the_file_is_not_even_read(after: bytes) -> None:
     body = Body(multipart(form_parts("k"), "b0undary", closing=False) + after, JUNK)
     status, _, passed, peak = through_guard(body)
