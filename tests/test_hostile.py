@@ -421,9 +421,10 @@ def test_directories_and_entries_per_file_are_capped() -> None:
 
 
 def test_exif_blocks_per_file_are_capped() -> None:
-    exif = hostile.exif_block(hostile.exif_chain(1))
-    segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
-    jpeg = hostile.jpeg_with_exif(hostile.exif_chain(1))
+    # Pillow joins a JPEG's Exif segments into one block; each MPF segment is one.
+    index = b"MPF\x00" + hostile.exif_chain(1)
+    segment = b"\xff\xe2" + struct.pack(">H", len(index) + 2) + index
+    jpeg = hostile.jpeg_with_mpf(hostile.exif_chain(1))
 
     assert render(jpeg[:2] + segment * (metadata.MAX_BLOCKS - 1) + jpeg[2:], [AS_IS]).outputs
     with pytest.raises(ImageTooLarge):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import CorruptImage, ImageTooLarge
-from chalicelib.imaging import frames, isobmff
+from chalicelib.imaging import isobmff
 
 # Real files hold a few dozen entries per IFD, well under 200 (a camera's Exif IFD ~70);
 # the TIFF, Exif and DNG specifications together name fewer than 400 tags.
@@ -301,33 +301,54 @@ def _unpack(layout: str, view: memoryview, position: int) -> int | None:
 
 # --- where each container keeps its directories ----------------------------------------------
 
-_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+_JPEG_SOS = 0xDA
 _JPEG_APP1, _JPEG_APP2 = 0xE1, 0xE2
-_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
+# Markers Pillow's JpegImagePlugin knows without a handler: nothing follows them to skip.
+# EOI is one, so Pillow reads on past it, as it does past any of these.
+_JPEG_BARE = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})
 
 
-def _jpeg_blocks(data: bytes) -> Iterator[memoryview]:
-    """Every APP1 Exif and APP2 MPF segment's TIFF structure before the first scan (Pillow
-    reads no segment past it at open)."""
+def _jpeg_blocks(data: bytes) -> Iterator[bytes | memoryview]:
+    """The EXIF block and the MPF segments Pillow's ``JpegImageFile._open`` collects.
+
+    Markers are walked as Pillow walks them, up to the first scan (SOS), the only place it
+    stops without failing: byte by byte over junk, past fill bytes, stuffed zeros and the
+    markers without a segment, EOI included. Every APP1 Exif segment is joined into one
+    block as Pillow joins them (the first whole, the others without their "Exif\\0\\0"),
+    so an IFD in one segment may point into the next ones. Where Pillow would fail (a marker
+    it does not know, the end of the file), what was collected is still checked.
+    """
     view = memoryview(data)
+    exif: list[memoryview] = []
     position, end = 2, len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF or data[position + 1] in (0x00, 0xFF):
-            position = frames.next_marker(data, position + 1)  # junk, skipped as Pillow does
+    while position + 2 <= end:
+        if data[position] != 0xFF:
+            position = data.find(b"\xff", position + 1)
+            if position < 0:
+                break
             continue
         marker = data[position + 1]
-        if marker in (_JPEG_SOS, _JPEG_EOI):
-            return
-        if marker in _JPEG_STANDALONE:
+        if marker == 0xFF:  # a fill byte: the next FF starts the marker
+            position += 1
+            continue
+        if marker == 0x00 or marker in _JPEG_BARE:
             position += 2
             continue
+        if marker < 0xC0 or position + 4 > end:
+            break  # Pillow finds no marker there, or runs out of file: it opens nothing
         length = int.from_bytes(data[position + 2 : position + 4], "big")
-        payload = view[position + 4 : position + 2 + length]
+        payload = view[position + 4 : position + 2 + max(length, 2)]
+        if marker == _JPEG_SOS:
+            break
         if marker == _JPEG_APP1 and bytes(payload[:6]) == _EXIF_PREFIX:
-            yield payload
+            exif.append(payload[6:] if exif else payload)
         elif marker == _JPEG_APP2 and bytes(payload[:4]) == b"MPF\x00":
             yield payload[4:]
         position += 2 + max(length, 2)
+    if len(exif) == 1:
+        yield exif[0]
+    elif exif:
+        yield b"".join(exif)  # at most the file's size
 
 
 # Chunks walked one by one in a PNG or WebP (~0.4 us each in Python): a 25 MiB PNG in
