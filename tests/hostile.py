@@ -827,4 +827,9 @@ METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
     "jpeg-exif-across-segments": jpeg_exif_across_segments,
     "jpeg-exif-after-eoi": partial(jpeg_exif_across_segments, after_eoi=True),
     "jpeg-mpf-after-eoi": jpeg_mpf_after_eoi,
+    "tiff-mm-bigtiff-header": tiff_read_as_classic_by_pillow,
+    "jpeg-swapped-magic": lambda: jpeg_with_exif(
+        swapped_magic(exif_bomb("ifd0", blob_bytes=JPEG_BOMB_BLOB)), jfif=False
+    ),
+    "avif-exif-before-its-header": avif_exif_before_its_header,
 }

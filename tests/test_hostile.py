@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, TiffImagePlugin
 
 from bench import memory
 from chalicelib.errors import (
@@ -26,7 +26,7 @@ from chalicelib.errors import (
     UnsupportedFormat,
 )
 from chalicelib.imaging import colour as colour_module
-from chalicelib.imaging import metadata, probe, render
+from chalicelib.imaging import metadata, probe, render, tiffheader
 from chalicelib.imaging.budget import deadline
 from chalicelib.imaging.decode import MAX_JPEG_SCANS, MAX_SIDE
 from chalicelib.imaging.frames import gif_frames, jpeg_scans, tiff_pages
@@ -466,15 +466,44 @@ def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
         b"II*\x00" + struct.pack("<I", 1 << 20) + bytes(64),
         b"II*\x00" + struct.pack("<I", 0) + bytes(64),
         hostile.tiff_grey(4, 4)[:20],
+        b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + b"\x00\x00",
         b"MM\x00+" + struct.pack(">HHQ", 8, 0, 16) + b"\x00\x00",
     ],
-    ids=["first-ifd-outside", "no-first-ifd", "first-ifd-cut-short", "bigtiff-count-cut-short"],
+    ids=[
+        "first-ifd-outside",
+        "no-first-ifd",
+        "first-ifd-cut-short",
+        "bigtiff-count-cut-short",
+        "mm-bigtiff-read-as-classic",  # its first IFD at bytes 4-8: 524,288, past the end
+    ],
 )
 def test_a_tiff_whose_first_directory_cannot_be_read_is_corrupt(data: bytes) -> None:
     with pytest.raises(CorruptImage):
         metadata.check(data, "TIFF")
     with pytest.raises(CorruptImage):
         render(data, DEFAULT_PRESETS)
+
+
+@pytest.mark.parametrize("prefix", TiffImagePlugin.PREFIXES)
+def test_tiff_headers_are_read_as_pillow_reads_them(prefix: bytes) -> None:
+    header = prefix + bytes(12)
+    layout = tiffheader.layout(header)
+    # As TiffImageFile._open reads it: 8 bytes, 8 more for BigTIFF.
+    pillows = TiffImagePlugin.ImageFileDirectory_v2(header[: 16 if header[2] == 43 else 8])
+
+    assert tuple(TiffImagePlugin.PREFIXES) == tiffheader.PREFIXES
+    assert layout == tiffheader.Layout(pillows._endian, big=pillows._bigtiff)
+    assert tiffheader.layout(prefix[:2] + bytes(14)) is None
+
+
+def test_a_big_endian_bigtiff_header_starts_a_classic_tiff_as_for_pillow() -> None:
+    data = hostile.tiff_read_as_classic_by_pillow()
+    patched = data[:-1] + b"\x40"  # no bomb left to refuse: only its pages are counted
+    patched = patched.replace(struct.pack(">I", hostile.BOMB_BLOB), struct.pack(">I", 1))
+
+    assert tiff_pages(data, 10) == 1
+    assert tiff_pages(data[:0x0008_0000], 10) == 0  # not the BigTIFF IFD at 16
+    assert rendered_pixel(patched) == (0x40, 0x40, 0x40)
 
 
 def test_sub_directory_loops_end_the_walk() -> None:

@@ -16,9 +16,10 @@ file carries first, without copying anything, and refuses what would cost too mu
   Python object when the tag is read (~36 bytes an integer, ~145 a rational).
 
 The walk covers IFD0, the sub-IFDs (Exif, GPS, Interop, TIFF SubIFDs) and the chain of
-next IFDs (a thumbnail's IFD1, later TIFF pages); it is loop-safe, and its cost is bounded
-by the caps. A TIFF file whose first IFD lies outside it or is cut short is corrupt;
-elsewhere a malformed block is left to Pillow, which reads what it can.
+next IFDs (a thumbnail's IFD1, later TIFF pages), each structure's header read by Pillow's
+rule (``tiffheader``); it is loop-safe, and its cost is bounded by the caps. A TIFF file
+whose first IFD lies outside it or is cut short is corrupt; elsewhere a malformed block is
+left to Pillow, which reads what it can.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import CorruptImage, ImageTooLarge
-from chalicelib.imaging import isobmff
+from chalicelib.imaging import isobmff, tiffheader
+from chalicelib.imaging.tiffheader import Layout
 
 # Real files hold a few dozen entries per IFD, well under 200 (a camera's Exif IFD ~70);
 # the TIFF, Exif and DNG specifications together name fewer than 400 tags.
@@ -72,38 +74,6 @@ _XMP_ORIENTATION = r'tiff:Orientation(="|>)([0-9])'
 
 class UnreadableExif(ValueError):
     """An EXIF block without a TIFF header: Pillow's ``getexif`` raises on it."""
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where a TIFF structure keeps its numbers: classic TIFF or BigTIFF, either byte order."""
-
-    endian: str
-    big: bool
-
-    @property
-    def count_format(self) -> str:
-        return self.endian + ("Q" if self.big else "H")
-
-    @property
-    def offset_format(self) -> str:
-        return self.endian + ("Q" if self.big else "I")
-
-    @property
-    def entry_format(self) -> str:
-        return self.endian + ("HHQQ" if self.big else "HHII")
-
-    @property
-    def entry_bytes(self) -> int:
-        return 20 if self.big else 12
-
-    @property
-    def inline_bytes(self) -> int:
-        return 8 if self.big else 4
-
-    def inline(self, value: int) -> bytes:
-        """An entry's value field as stored, for values kept in it."""
-        return value.to_bytes(self.inline_bytes, "little" if self.endian == "<" else "big")
 
 
 @dataclass
@@ -147,7 +117,7 @@ def _embedded_blocks(data: bytes, format_name: str, tally: _Tally) -> Iterator[b
     if format_name == "WEBP":
         return _webp_blocks(data)
     if format_name in ("AVIF", "HEIF"):
-        return iter(_isobmff_blocks(data))
+        return iter(_isobmff_blocks(data, format_name))
     return iter(())
 
 
@@ -158,26 +128,13 @@ def _strip_exif_prefix(block: bytes | memoryview) -> memoryview:
     return view
 
 
-def _layout(view: memoryview) -> _Layout | None:
-    order = bytes(view[:2])
-    if len(view) < 8 or order not in (b"II", b"MM"):
-        return None
-    endian = "<" if order == b"II" else ">"
-    magic = struct.unpack_from(endian + "H", view, 2)[0]
-    if magic == 42:
-        return _Layout(endian, big=False)
-    if magic == 43 and len(view) >= 16:
-        return _Layout(endian, big=True)
-    return None
-
-
 def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
-    layout = _layout(view)
+    layout = tiffheader.layout(view)
     if layout is None:
         if strict:
             raise CorruptImage("The TIFF file has no valid header.")
         return  # Pillow refuses it as well, and reads no directory from it
-    first = struct.unpack_from(layout.offset_format, view, 8 if layout.big else 4)[0]
+    first = struct.unpack_from(layout.offset_format, view, layout.first_offset_at)[0]
     if strict and not first:
         raise CorruptImage("The TIFF file has no first directory.")
     # Offsets waiting to be read; True for the main chain, whose next pointers are followed.
@@ -207,7 +164,7 @@ def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
                 pending.append((following, True))
 
 
-def _entries(view: memoryview, layout: _Layout, offset: int, *, strict: bool) -> memoryview | None:
+def _entries(view: memoryview, layout: Layout, offset: int, *, strict: bool) -> memoryview | None:
     """The entries of the IFD at ``offset``, as many as the block holds (Pillow reads those).
 
     With ``strict`` (a TIFF file's first IFD), an IFD outside the block or cut short is corrupt.
@@ -231,7 +188,7 @@ def _entries(view: memoryview, layout: _Layout, offset: int, *, strict: bool) ->
 
 def _check_entries(
     view: memoryview,
-    layout: _Layout,
+    layout: Layout,
     entries: memoryview,
     tally: _Tally,
     pending: list[tuple[int, bool]],
@@ -262,7 +219,7 @@ def _check_entries(
     return data_bytes
 
 
-def _sub_ifds(view: memoryview, layout: _Layout, kind: int, count: int, value: int) -> list[int]:
+def _sub_ifds(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> list[int]:
     """The offsets a sub-IFD entry names: inline, or an array of at most MAX_IFDS."""
     if kind not in (4, 13, 16):
         return []
@@ -357,7 +314,7 @@ def _jpeg_blocks(data: bytes) -> Iterator[bytes | memoryview]:
 # looked at too, which can only make the check stricter, and past MAX_BLOCKS matches the
 # file is refused.
 MAX_WALKED_CHUNKS = 4096
-_TIFF_AHEAD = rb"(?:Exif\x00\x00)*(?:II\*\x00|MM\x00\*|II\+\x00|MM\x00\+)"
+_TIFF_AHEAD = rb"(?:Exif\x00\x00)*(?:" + b"|".join(map(re.escape, tiffheader.PREFIXES)) + rb")"
 _PNG_EXIF_CHUNK = re.compile(rb"eXIf(?=" + _TIFF_AHEAD + rb")")
 _PNG_EXIF_TEXT = re.compile(rb"tEXt(?=exif\x00)")
 _PNG_RAW_PROFILE = re.compile(re.escape(_RAW_PROFILE_KEY + b"\x00"))
@@ -496,10 +453,10 @@ def _webp_blocks(data: bytes) -> Iterator[memoryview]:
         yield view[found + 8 : found + 8 + length]
 
 
-def _isobmff_blocks(data: bytes) -> list[bytes | memoryview]:
+def _isobmff_blocks(data: bytes, format_name: str) -> list[bytes | memoryview]:
     """The Exif items of a HEIF or AVIF file, once its boxes are within libheif's limits."""
     isobmff.check_structure(data)
-    return isobmff.exif_payloads(data)
+    return isobmff.exif_payloads(data, format_name)
 
 
 # --- orientation ------------------------------------------------------------------------------
@@ -531,10 +488,10 @@ def orientation(info: Mapping[Any, object]) -> int | None:
 def _ifd0_orientation(view: memoryview) -> int | None:
     if not view:
         return None
-    layout = _layout(view)
+    layout = tiffheader.layout(view)
     if layout is None or layout.big:  # Pillow's Exif reads 8 bytes of header, too few for BigTIFF
         raise UnreadableExif("The EXIF has no TIFF header.")
-    first = struct.unpack_from(layout.offset_format, view, 8 if layout.big else 4)[0]
+    first = struct.unpack_from(layout.offset_format, view, layout.first_offset_at)[0]
     count = _unpack(layout.count_format, view, first)
     if count is None:
         return None
@@ -554,7 +511,7 @@ def _ifd0_orientation(view: memoryview) -> int | None:
 _SKIPPED = object()
 
 
-def _first_value(view: memoryview, layout: _Layout, kind: int, count: int, value: int) -> object:
+def _first_value(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> object:
     """The first value of an entry as Pillow loads it: an int for the integer types, another
     object (never an orientation) for the rest, _SKIPPED if its data is not all there."""
     size = count * _TYPE_SIZES[kind]
