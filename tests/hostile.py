@@ -742,8 +742,7 @@ def tiff_read_as_classic_by_pillow() -> bytes:
 
 
 RATIONAL, SRATIONAL = 5, 10
-# Under the cap on other numeric values (metadata.MAX_NUMERIC_VALUES): ~210 bytes each in
-# Pillow, ~360 where its AVIF plugin writes the EXIF again.
+# Under the cap on integers (metadata.MAX_NUMERIC_VALUES), far past the one on rationals.
 BOMB_RATIONALS = (1 << 19) - 64
 
 
@@ -832,4 +831,6 @@ METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
         swapped_magic(exif_bomb("ifd0", blob_bytes=JPEG_BOMB_BLOB)), jfif=False
     ),
     "avif-exif-before-its-header": avif_exif_before_its_header,
+    "tiff-rationals": tiff_rationals,
+    "avif-rationals": avif_rationals,
 }

@@ -451,6 +451,17 @@ def test_numeric_values_are_capped_even_without_overlap() -> None:
         render(hostile.tiff_many_strips(at_cap + 1), [AS_IS])
 
 
+def test_rational_values_have_their_own_smaller_cap() -> None:
+    at_cap = metadata.MAX_RATIONAL_VALUES
+
+    assert rendered_pixel(hostile.tiff_rationals(at_cap)) == (0x80, 0x80, 0x80)
+    assert render(hostile.avif_rationals(at_cap), [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.tiff_rationals(at_cap + 1), [AS_IS])
+    with pytest.raises(ImageTooLarge):
+        render(hostile.avif_rationals(at_cap + 1), [AS_IS])
+
+
 def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
     many = metadata.MAX_WALKED_CHUNKS + 10
     spam = b"eXIfII*\x00" * (metadata.MAX_BLOCKS + 1)

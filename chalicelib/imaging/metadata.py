@@ -12,8 +12,9 @@ file carries first, without copying anything, and refuses what would cost too mu
 - out-of-line tag data (count x type size, clamped to the block as Pillow's read is)
   summing past the block's size by more than ``OVERLAP_ALLOWANCE``: data that does not
   overlap can never sum past its block, so only overlapping entries get there;
-- more numeric values out of line than ``MAX_NUMERIC_VALUES``: Pillow turns each into a
-  Python object when the tag is read (~36 bytes an integer, ~145 a rational).
+- more numeric values out of line than ``MAX_NUMERIC_VALUES``, or rationals than
+  ``MAX_RATIONAL_VALUES``: Pillow turns each into a Python object when the tag is read
+  (~36 bytes an integer, ~210 a rational, ~360 where its AVIF plugin writes the EXIF again).
 
 The walk covers IFD0, the sub-IFDs (Exif, GPS, Interop, TIFF SubIFDs) and the chain of
 next IFDs (a thumbnail's IFD1, later TIFF pages), each structure's header read by Pillow's
@@ -48,9 +49,13 @@ MAX_ENTRIES = 65536
 # 64 KiB is the size of a JPEG's whole Exif segment.
 OVERLAP_ALLOWANCE = 64 << 10
 # Strip or tile offsets and byte counts of a 65,535-row image stored a row per strip,
-# planar with 4 samples: 2 x 4 x 65,535 values. Past that, ~36 bytes a value (~145 for a
-# rational) once Pillow reads the tag.
+# planar with 4 samples: 2 x 4 x 65,535 values. Past that, ~36 bytes a value once Pillow
+# reads the tag. Rationals (RATIONAL, SRATIONAL) are not counted here.
 MAX_NUMERIC_VALUES = 1 << 19
+# Rationals: ~210 bytes each once Pillow reads the tag (an IFDRational and its Fraction),
+# ~360 where Pillow's AVIF plugin writes the EXIF again (Exif.tobytes). Real files hold
+# tens: resolutions, exposure, GPS coordinates, a DNG's colour matrices a few dozen more.
+MAX_RATIONAL_VALUES = 4096
 # EXIF blocks in a file (JPEG segments, PNG or WebP chunks, HEIF items): one is the rule,
 # two are seen (an editor's beside the camera's); each costs a walk.
 MAX_BLOCKS = 64
@@ -65,6 +70,7 @@ _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 _TYPE_SIZES |= {13: 4, 16: 8}
 _BYTE_TYPES = frozenset({1, 2, 7})  # BYTE, ASCII, UNDEFINED: read as one bytes or str
 _INTEGER_TYPES = frozenset({3, 4, 6, 8, 9, 13, 16})
+_RATIONAL_TYPES = frozenset({5, 10})
 # Exif, GPS, Interop and SubIFDs: tags whose values are offsets of further IFDs.
 _SUB_IFD_TAGS = frozenset({0x8769, 0x8825, 0xA005, 0x014A})
 _ORIENTATION = 0x0112
@@ -84,6 +90,7 @@ class _Tally:
     ifds: int = 0
     entries: int = 0
     numeric_values: int = 0
+    rational_values: int = 0
     text_bytes: int = 0
 
 
@@ -214,7 +221,9 @@ def _check_entries(
             continue
         inside = min(size, block_size - value) if value < block_size else 0
         data_bytes += inside
-        if inside == size and kind not in _BYTE_TYPES:
+        if inside == size and kind in _RATIONAL_TYPES:
+            tally.rational_values += count
+        elif inside == size and kind not in _BYTE_TYPES:
             tally.numeric_values += count
     return data_bytes
 
@@ -246,6 +255,11 @@ def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
         raise ImageTooLarge(
             f"The image's metadata holds more than {MAX_NUMERIC_VALUES} numeric values.",
             detail=f"metadata numeric values: {MAX_NUMERIC_VALUES}",
+        )
+    if tally.rational_values > MAX_RATIONAL_VALUES:
+        raise ImageTooLarge(
+            f"The image's metadata holds more than {MAX_RATIONAL_VALUES} rational values.",
+            detail=f"metadata rational values: {MAX_RATIONAL_VALUES}",
         )
 
 
