@@ -442,6 +442,14 @@ def test_overlap_is_tolerated_up_to_the_allowance() -> None:
         render(over, [AS_IS])
 
 
+def test_overlap_is_bounded_per_page_not_per_file() -> None:
+    # Pillow loads one page's directory at a time: pages sharing a profile copy it once each.
+    shared = hostile.tiff_pages_sharing_a_profile()
+
+    assert tiff_pages(shared, 10) == 2
+    assert rendered_pixel(shared) == (0x80, 0x80, 0x80)
+
+
 def test_numeric_values_are_capped_even_without_overlap() -> None:
     # Two arrays (offsets and byte counts) of one value per strip.
     at_cap = metadata.MAX_NUMERIC_VALUES // 2

@@ -9,12 +9,15 @@ file carries first, without copying anything, and refuses what would cost too mu
 
 - more entries in one IFD, IFDs or entries in the file than ``MAX_ENTRIES_PER_IFD``,
   ``MAX_IFDS`` or ``MAX_ENTRIES``;
-- out-of-line tag data (count x type size, clamped to the block as Pillow's read is)
-  summing past the block's size by more than ``OVERLAP_ALLOWANCE``: data that does not
-  overlap can never sum past its block, so only overlapping entries get there;
-- more numeric values out of line than ``MAX_NUMERIC_VALUES``, or rationals than
-  ``MAX_RATIONAL_VALUES``: Pillow turns each into a Python object when the tag is read
-  (~36 bytes an integer, ~210 a rational, ~360 where its AVIF plugin writes the EXIF again).
+- out-of-line tag data (count x type size, clamped to the block as Pillow's read is) of
+  one member of the IFD chain (an IFD with its sub-IFDs: a TIFF page, an EXIF's IFD0 or
+  IFD1; Pillow loads one at a time) summing past the block's size by more than
+  ``OVERLAP_ALLOWANCE``: data that does not overlap can never sum past its block, so only
+  overlapping entries get there;
+- more numeric values out of line in the file than ``MAX_NUMERIC_VALUES``, or rationals in
+  one member of the chain than ``MAX_RATIONAL_VALUES``: Pillow turns each into a Python
+  object when the tag is read (~36 bytes an integer, ~210 a rational, ~360 where its AVIF
+  plugin writes the EXIF again).
 
 The walk covers IFD0, the sub-IFDs (Exif, GPS, Interop, TIFF SubIFDs) and the chain of
 next IFDs (a thumbnail's IFD1, later TIFF pages), each structure's header read by Pillow's
@@ -52,9 +55,10 @@ OVERLAP_ALLOWANCE = 64 << 10
 # planar with 4 samples: 2 x 4 x 65,535 values. Past that, ~36 bytes a value once Pillow
 # reads the tag. Rationals (RATIONAL, SRATIONAL) are not counted here.
 MAX_NUMERIC_VALUES = 1 << 19
-# Rationals: ~210 bytes each once Pillow reads the tag (an IFDRational and its Fraction),
-# ~360 where Pillow's AVIF plugin writes the EXIF again (Exif.tobytes). Real files hold
-# tens: resolutions, exposure, GPS coordinates, a DNG's colour matrices a few dozen more.
+# Rationals in one member of an IFD chain (see _check_member): ~210 bytes each once Pillow
+# reads the tag (an IFDRational and its Fraction), ~360 where Pillow's AVIF plugin writes
+# the EXIF again (Exif.tobytes). Real files hold tens: resolutions, exposure, GPS
+# coordinates, a DNG's colour matrices a few dozen more.
 MAX_RATIONAL_VALUES = 4096
 # EXIF blocks in a file (JPEG segments, PNG or WebP chunks, HEIF items): one is the rule,
 # two are seen (an editor's beside the camera's); each costs a walk.
@@ -90,8 +94,15 @@ class _Tally:
     ifds: int = 0
     entries: int = 0
     numeric_values: int = 0
-    rational_values: int = 0
     text_bytes: int = 0
+
+
+@dataclass
+class _Member:
+    """What one member of an IFD chain (an IFD with its sub-IFDs) has cost so far."""
+
+    data_bytes: int = 0
+    rational_values: int = 0
 
 
 # --- the check ---------------------------------------------------------------------------
@@ -144,12 +155,26 @@ def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
     first = struct.unpack_from(layout.offset_format, view, layout.first_offset_at)[0]
     if strict and not first:
         raise CorruptImage("The TIFF file has no first directory.")
-    # Offsets waiting to be read; True for the main chain, whose next pointers are followed.
-    pending: list[tuple[int, bool]] = [(first, True)]
     seen: set[int] = set()
-    data_bytes = 0
+    head = first
+    while head and head not in seen:
+        head = _check_member(view, layout, head, seen, tally, strict=strict and head == first)
+
+
+def _check_member(
+    view: memoryview, layout: Layout, head: int, seen: set[int], tally: _Tally, *, strict: bool
+) -> int:
+    """Walk one member of the IFD chain, the IFD at ``head`` and its sub-IFDs, skipping IFDs
+    in ``seen`` (each is walked once per block); the next member's offset, 0 if none.
+
+    Pillow loads one member at a time (a TIFF page, an EXIF's IFD0 or its thumbnail's IFD1,
+    each with its sub-IFDs), so that is what the overlap and rational caps bound.
+    """
+    member = _Member()
+    pending = [head]
+    following = 0
     while pending:
-        offset, main_chain = pending.pop()
+        offset = pending.pop()
         if offset in seen:
             continue
         seen.add(offset)
@@ -159,16 +184,15 @@ def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
                 f"The image's metadata has more than {MAX_IFDS} directories.",
                 detail=f"metadata directories: {MAX_IFDS}",
             )
-        entries = _entries(view, layout, offset, strict=strict and offset == first)
+        entries = _entries(view, layout, offset, strict=strict and offset == head)
         if entries is None:
             continue
-        data_bytes += _check_entries(view, layout, entries, tally, pending)
-        _check_totals(tally, data_bytes, len(view))
-        if main_chain:
+        _check_entries(view, layout, entries, tally, member, pending)
+        _check_totals(tally, member, len(view))
+        if offset == head:
             next_at = offset + struct.calcsize(layout.count_format) + len(entries)
-            following = _unpack(layout.offset_format, view, next_at)
-            if following:
-                pending.append((following, True))
+            following = _unpack(layout.offset_format, view, next_at) or 0
+    return following
 
 
 def _entries(view: memoryview, layout: Layout, offset: int, *, strict: bool) -> memoryview | None:
@@ -198,10 +222,11 @@ def _check_entries(
     layout: Layout,
     entries: memoryview,
     tally: _Tally,
-    pending: list[tuple[int, bool]],
-) -> int:
-    """Out-of-line bytes of ``entries`` Pillow would copy; counts entries and numeric values,
-    and queues the sub-IFDs they point at."""
+    member: _Member,
+    pending: list[int],
+) -> None:
+    """Adds up the out-of-line bytes of ``entries`` Pillow would copy and their numeric
+    values, counts the entries and queues the sub-IFDs they point at."""
     tally.entries += len(entries) // layout.entry_bytes
     if tally.entries > MAX_ENTRIES:
         raise ImageTooLarge(
@@ -209,23 +234,21 @@ def _check_entries(
             detail=f"metadata entries: {MAX_ENTRIES}",
         )
     block_size = len(view)
-    data_bytes = 0
     for tag, kind, count, value in struct.iter_unpack(layout.entry_format, entries):
         unit = _TYPE_SIZES.get(kind)
         if unit is None or not count:
             continue
         size = count * unit
         if tag in _SUB_IFD_TAGS:
-            pending.extend((child, False) for child in _sub_ifds(view, layout, kind, count, value))
+            pending.extend(_sub_ifds(view, layout, kind, count, value))
         if size <= layout.inline_bytes:
             continue
         inside = min(size, block_size - value) if value < block_size else 0
-        data_bytes += inside
+        member.data_bytes += inside
         if inside == size and kind in _RATIONAL_TYPES:
-            tally.rational_values += count
+            member.rational_values += count
         elif inside == size and kind not in _BYTE_TYPES:
             tally.numeric_values += count
-    return data_bytes
 
 
 def _sub_ifds(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> list[int]:
@@ -244,10 +267,10 @@ def _sub_ifds(view: memoryview, layout: Layout, kind: int, count: int, value: in
     return [offset for (offset,) in struct.iter_unpack(offset_format, array)]
 
 
-def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
-    if data_bytes > block_size + OVERLAP_ALLOWANCE:
+def _check_totals(tally: _Tally, member: _Member, block_size: int) -> None:
+    if member.data_bytes > block_size + OVERLAP_ALLOWANCE:
         raise ImageTooLarge(
-            f"The image's metadata entries overlap: {data_bytes} bytes of tag data"
+            f"The image's metadata entries overlap: {member.data_bytes} bytes of tag data"
             f" in a block of {block_size}.",
             detail="metadata: overlapping tags",
         )
@@ -256,7 +279,7 @@ def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
             f"The image's metadata holds more than {MAX_NUMERIC_VALUES} numeric values.",
             detail=f"metadata numeric values: {MAX_NUMERIC_VALUES}",
         )
-    if tally.rational_values > MAX_RATIONAL_VALUES:
+    if member.rational_values > MAX_RATIONAL_VALUES:
         raise ImageTooLarge(
             f"The image's metadata holds more than {MAX_RATIONAL_VALUES} rational values.",
             detail=f"metadata rational values: {MAX_RATIONAL_VALUES}",
