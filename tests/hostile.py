@@ -671,6 +671,130 @@ def _exif_item_bomb(image_format: str, bombed: str) -> bytes:
     return with_exif_item(image_format, exif_bomb(bombed))
 
 
+def _exif_segments(blocks: Sequence[bytes]) -> bytes:
+    """APP1 segments, each "Exif\\0\\0" and one of ``blocks``."""
+    return b"".join(
+        b"\xff\xe1" + struct.pack(">H", len(block) + 8) + exif_block(block) for block in blocks
+    )
+
+
+def jpeg_exif_across_segments(*, after_eoi: bool = False) -> bytes:
+    """A JPEG whose IFD0 (in the first APP1 Exif segment) points its BOMB_ENTRIES tags at a
+    BOMB_BLOB in the segments after it: Pillow joins every Exif segment into one block. With
+    ``after_eoi``, the segments follow an EOI marker, which Pillow's marker loop reads past."""
+    blob_at = 8 + 2 + 12 * BOMB_ENTRIES + 4
+    ifd0 = b"II*\x00" + struct.pack("<IH", 8, BOMB_ENTRIES)
+    ifd0 += b"".join(
+        struct.pack("<HHII", _BOMB_TAG + i, UNDEFINED, BOMB_BLOB, blob_at)
+        for i in range(BOMB_ENTRIES)
+    )
+    ifd0 += struct.pack("<I", 0)
+    piece = 65_000
+    pieces = [bytes(min(piece, BOMB_BLOB - at)) for at in range(0, BOMB_BLOB, piece)]
+    data = encode(noise((16, 16)), "JPEG", quality=90)  # JFIF without a resolution unit
+    eoi = b"\xff\xd9" if after_eoi else b""
+    return data[:2] + eoi + _exif_segments([ifd0, *pieces]) + data[2:]
+
+
+def jpeg_mpf_after_eoi() -> bytes:
+    data = jpeg_with_mpf(exif_bomb("ifd0", blob_bytes=JPEG_BOMB_BLOB))
+    return data[:2] + b"\xff\xd9" + data[2:]
+
+
+def swapped_magic(structure: bytes) -> bytes:
+    """A little-endian TIFF structure with its magic number's bytes swapped ("II\\0*"):
+    Pillow reads it as it would "II*\\0"."""
+    assert structure.startswith(b"II*\x00")
+    return b"II\x00*" + structure[4:]
+
+
+def avif_exif_before_its_header() -> bytes:
+    """An AVIF whose Exif item holds an IFD0 bomb with a swapped magic, then a tiny standard
+    TIFF where the item's offset field points: libavif checks only that the offset leads to
+    the first standard header, and hands Pillow every byte after the offset field."""
+    bomb = swapped_magic(exif_bomb("ifd0"))
+    data = with_exif_item("AVIF", bomb + b"II*\x00" + struct.pack("<IHI", 8, 0, 0))
+    at = data.index(bomb)
+    return data[: at - 4] + struct.pack(">I", len(bomb)) + data[at:]
+
+
+def tiff_read_as_classic_by_pillow() -> bytes:
+    """A big-endian BigTIFF header ("MM\\0+") over an empty BigTIFF IFD; Pillow decides BigTIFF
+    by the third byte alone and reads it as classic TIFF, its first IFD at bytes 4-8 (524,288):
+    there a 1x1 page with BOMB_ENTRIES tags all pointing at one BOMB_BLOB."""
+    ifd_at = 0x0008_0000
+    head = b"MM\x00+" + struct.pack(">HHQ", 8, 0, 16) + struct.pack(">QQ", 0, 0)
+    page = [(256, LONG, 1), (257, LONG, 1), (258, SHORT, 8), (259, SHORT, 1), (262, SHORT, 1)]
+    page += [(273, LONG, -1), (277, SHORT, 1), (278, LONG, 1), (279, LONG, 1)]
+    count = len(page) + BOMB_ENTRIES
+    blob_at = ifd_at + 2 + 12 * count + 4
+    entries = b""
+    for tag, kind, value in page:
+        number = blob_at + BOMB_BLOB if value == -1 else value
+        field = struct.pack(">HH", number, 0) if kind == SHORT else struct.pack(">I", number)
+        entries += struct.pack(">HHI", tag, kind, 1) + field
+    entries += b"".join(
+        struct.pack(">HHII", _BOMB_TAG + i, UNDEFINED, BOMB_BLOB, blob_at)
+        for i in range(BOMB_ENTRIES)
+    )
+    ifd = struct.pack(">H", count) + entries + struct.pack(">I", 0)
+    return head.ljust(ifd_at, b"\x00") + ifd + bytes(BOMB_BLOB) + b"\x80"
+
+
+RATIONAL, SRATIONAL = 5, 10
+# Under the cap on integers (metadata.MAX_NUMERIC_VALUES), far past the one on rationals.
+BOMB_RATIONALS = (1 << 19) - 64
+
+
+def _rationals(count: int) -> bytes:
+    return b"".join(struct.pack("<II", 72 + i, 1 + i % 7) for i in range(count))
+
+
+def tiff_rationals(count: int = BOMB_RATIONALS) -> bytes:
+    """A 1x1 TIFF whose XResolution holds ``count`` rationals (Pillow reads it at open)."""
+    entries: list[tuple[int, int, int, int | bytes]] = [
+        (256, LONG, 1, 1),
+        (257, LONG, 1, 1),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 1),
+        (273, LONG, 1, -1),
+        (277, SHORT, 1, 1),
+        (278, LONG, 1, 1),
+        (279, LONG, 1, 1),
+        (282, RATIONAL, count, _rationals(count)),
+        (296, SHORT, 1, 2),
+    ]
+    return tiff(entries, pixels=b"\x80")
+
+
+def avif_rationals(count: int = BOMB_RATIONALS) -> bytes:
+    """An AVIF (no irot) whose EXIF says orientation 6 and holds ``count`` rationals: Pillow's
+    AVIF plugin sees the orientations differ and writes the whole EXIF again."""
+    data_at = 8 + 2 + 12 * 2 + 4
+    exif = b"II*\x00" + struct.pack("<IH", 8, 2)
+    exif += struct.pack("<HHIHH", 0x0112, SHORT, 1, 6, 0)
+    exif += struct.pack("<HHII", _BOMB_TAG, RATIONAL, count, data_at) + struct.pack("<I", 0)
+    return with_exif_item("AVIF", exif + _rationals(count))
+
+
+def tiff_pages_sharing_a_profile(profile_bytes: int = 600_000) -> bytes:
+    """A valid 2-page 1x1 TIFF whose pages share one ICC profile by offset: Pillow loads one
+    page's directory at a time, so the profile is copied once per page read, not twice."""
+    ifd_bytes = 2 + 12 * 10 + 4
+    first, second = 8, 8 + ifd_bytes
+    profile_at = second + ifd_bytes
+    pixel_at = profile_at + profile_bytes
+
+    def page(following: int) -> bytes:
+        entries = _one_by_one_ifd(pixel_at, following)[2:-4]
+        entries += struct.pack("<HHII", 34675, UNDEFINED, profile_bytes, profile_at)
+        return struct.pack("<H", 10) + entries + struct.pack("<I", following)
+
+    header = b"II*\x00" + struct.pack("<I", first)
+    return header + page(second) + page(0) + bytes(profile_bytes) + b"\x80"
+
+
 # Each ends `image_too_large` before Pillow reads a directory. Name: container-directory.
 METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
     **{f"tiff-{where}": partial(tiff_structure, where, pages=True) for where in DIRECTORIES[:4]},
@@ -699,4 +823,14 @@ METADATA_BOMBS: dict[str, Callable[[], bytes]] = {
         for image_format in ("WEBP", "AVIF", "HEIF")
         for where in DIRECTORIES
     },
+    "jpeg-exif-across-segments": jpeg_exif_across_segments,
+    "jpeg-exif-after-eoi": partial(jpeg_exif_across_segments, after_eoi=True),
+    "jpeg-mpf-after-eoi": jpeg_mpf_after_eoi,
+    "tiff-mm-bigtiff-header": tiff_read_as_classic_by_pillow,
+    "jpeg-swapped-magic": lambda: jpeg_with_exif(
+        swapped_magic(exif_bomb("ifd0", blob_bytes=JPEG_BOMB_BLOB)), jfif=False
+    ),
+    "avif-exif-before-its-header": avif_exif_before_its_header,
+    "tiff-rationals": tiff_rationals,
+    "avif-rationals": avif_rationals,
 }

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, TiffImagePlugin
 
 from bench import memory
 from chalicelib.errors import (
@@ -26,7 +26,7 @@ from chalicelib.errors import (
     UnsupportedFormat,
 )
 from chalicelib.imaging import colour as colour_module
-from chalicelib.imaging import metadata, probe, render
+from chalicelib.imaging import metadata, probe, render, tiffheader
 from chalicelib.imaging.budget import deadline
 from chalicelib.imaging.decode import MAX_JPEG_SCANS, MAX_SIDE
 from chalicelib.imaging.frames import gif_frames, jpeg_scans, tiff_pages
@@ -421,9 +421,10 @@ def test_directories_and_entries_per_file_are_capped() -> None:
 
 
 def test_exif_blocks_per_file_are_capped() -> None:
-    exif = hostile.exif_block(hostile.exif_chain(1))
-    segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
-    jpeg = hostile.jpeg_with_exif(hostile.exif_chain(1))
+    # Pillow joins a JPEG's Exif segments into one block; each MPF segment is one.
+    index = b"MPF\x00" + hostile.exif_chain(1)
+    segment = b"\xff\xe2" + struct.pack(">H", len(index) + 2) + index
+    jpeg = hostile.jpeg_with_mpf(hostile.exif_chain(1))
 
     assert render(jpeg[:2] + segment * (metadata.MAX_BLOCKS - 1) + jpeg[2:], [AS_IS]).outputs
     with pytest.raises(ImageTooLarge):
@@ -441,6 +442,14 @@ def test_overlap_is_tolerated_up_to_the_allowance() -> None:
         render(over, [AS_IS])
 
 
+def test_overlap_is_bounded_per_page_not_per_file() -> None:
+    # Pillow loads one page's directory at a time: pages sharing a profile copy it once each.
+    shared = hostile.tiff_pages_sharing_a_profile()
+
+    assert tiff_pages(shared, 10) == 2
+    assert rendered_pixel(shared) == (0x80, 0x80, 0x80)
+
+
 def test_numeric_values_are_capped_even_without_overlap() -> None:
     # Two arrays (offsets and byte counts) of one value per strip.
     at_cap = metadata.MAX_NUMERIC_VALUES // 2
@@ -448,6 +457,17 @@ def test_numeric_values_are_capped_even_without_overlap() -> None:
     assert rendered_pixel(hostile.tiff_many_strips(at_cap)) == (0x80, 0x80, 0x80)
     with pytest.raises(ImageTooLarge):
         render(hostile.tiff_many_strips(at_cap + 1), [AS_IS])
+
+
+def test_rational_values_have_their_own_smaller_cap() -> None:
+    at_cap = metadata.MAX_RATIONAL_VALUES
+
+    assert rendered_pixel(hostile.tiff_rationals(at_cap)) == (0x80, 0x80, 0x80)
+    assert render(hostile.avif_rationals(at_cap), [AS_IS]).outputs
+    with pytest.raises(ImageTooLarge):
+        render(hostile.tiff_rationals(at_cap + 1), [AS_IS])
+    with pytest.raises(ImageTooLarge):
+        render(hostile.avif_rationals(at_cap + 1), [AS_IS])
 
 
 def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
@@ -465,15 +485,44 @@ def test_a_file_of_many_chunks_is_searched_past_the_walk() -> None:
         b"II*\x00" + struct.pack("<I", 1 << 20) + bytes(64),
         b"II*\x00" + struct.pack("<I", 0) + bytes(64),
         hostile.tiff_grey(4, 4)[:20],
+        b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + b"\x00\x00",
         b"MM\x00+" + struct.pack(">HHQ", 8, 0, 16) + b"\x00\x00",
     ],
-    ids=["first-ifd-outside", "no-first-ifd", "first-ifd-cut-short", "bigtiff-count-cut-short"],
+    ids=[
+        "first-ifd-outside",
+        "no-first-ifd",
+        "first-ifd-cut-short",
+        "bigtiff-count-cut-short",
+        "mm-bigtiff-read-as-classic",  # its first IFD at bytes 4-8: 524,288, past the end
+    ],
 )
 def test_a_tiff_whose_first_directory_cannot_be_read_is_corrupt(data: bytes) -> None:
     with pytest.raises(CorruptImage):
         metadata.check(data, "TIFF")
     with pytest.raises(CorruptImage):
         render(data, DEFAULT_PRESETS)
+
+
+@pytest.mark.parametrize("prefix", TiffImagePlugin.PREFIXES)
+def test_tiff_headers_are_read_as_pillow_reads_them(prefix: bytes) -> None:
+    header = prefix + bytes(12)
+    layout = tiffheader.layout(header)
+    # As TiffImageFile._open reads it: 8 bytes, 8 more for BigTIFF.
+    pillows = TiffImagePlugin.ImageFileDirectory_v2(header[: 16 if header[2] == 43 else 8])
+
+    assert tuple(TiffImagePlugin.PREFIXES) == tiffheader.PREFIXES
+    assert layout == tiffheader.Layout(pillows._endian, big=pillows._bigtiff)
+    assert tiffheader.layout(prefix[:2] + bytes(14)) is None
+
+
+def test_a_big_endian_bigtiff_header_starts_a_classic_tiff_as_for_pillow() -> None:
+    data = hostile.tiff_read_as_classic_by_pillow()
+    patched = data[:-1] + b"\x40"  # no bomb left to refuse: only its pages are counted
+    patched = patched.replace(struct.pack(">I", hostile.BOMB_BLOB), struct.pack(">I", 1))
+
+    assert tiff_pages(data, 10) == 1
+    assert tiff_pages(data[:0x0008_0000], 10) == 0  # not the BigTIFF IFD at 16
+    assert rendered_pixel(patched) == (0x40, 0x40, 0x40)
 
 
 def test_sub_directory_loops_end_the_walk() -> None:

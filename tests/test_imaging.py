@@ -362,6 +362,10 @@ ORIENTATION_BLOCKS = {
     "out-of-range": _exif((0x0112, 3, 1, _short(9))),
     "none": _exif((0x010F, 2, 2, b"X\x00")),
     "double-prefix": b"Exif\x00\x00" + _exif((0x0112, 3, 1, _short(6))),
+    # Headers Pillow accepts besides the standard two (see tiffheader).
+    "swapped-magic": b"II\x00*" + _exif((0x0112, 3, 1, _short(6)))[4:],
+    "big-endian-swapped-magic": b"MM*\x00" + _exif((0x0112, 3, 1, _short(8, ">")), endian=">")[4:],
+    "big-endian-bigtiff-magic": b"MM\x00+" + _exif((0x0112, 3, 1, _short(7, ">")), endian=">")[4:],
     "ifd-outside": b"II*\x00" + struct.pack("<I", 4096) + bytes(8),
     "count-only": b"II*\x00" + struct.pack("<IH", 8, 3),
     "empty": b"",

@@ -300,9 +300,21 @@ def test_a_heif_saved_by_pillow_heif_gives_the_exif_written() -> None:
 def test_an_avif_saved_by_pillow_gives_the_exif_written() -> None:
     tiff = exif_block(orientation=None)  # Pillow moves an orientation to irot/imir boxes
 
-    payloads = isobmff.exif_payloads(encode(noise((32, 32)), "AVIF", exif=tiff))
+    payloads = isobmff.exif_payloads(encode(noise((32, 32)), "AVIF", exif=tiff), "AVIF")
 
     assert [bytes(payload) for payload in payloads] == [tiff]
+
+
+def test_an_avif_exif_is_read_from_right_after_the_offset_field() -> None:
+    """libavif checks that the offset leads to the first standard TIFF header, then hands
+    Pillow every byte after the offset field: Pillow reads a header with a swapped magic
+    number before it, where pillow-heif would skip to the offset."""
+    swapped = b"II\x00*" + struct.pack("<IH", 8, 0) + bytes(4)
+    tiff = exif_block(orientation=None)
+    data = with_exif(Item(2, b"Exif", exif_item(tiff, offset=len(swapped), prefix=swapped)))
+
+    assert [bytes(payload) for payload in isobmff.exif_payloads(data, "AVIF")] == [swapped + tiff]
+    assert [bytes(payload) for payload in isobmff.exif_payloads(data, "HEIF")] == [tiff]
 
 
 def test_a_file_without_exif_has_none() -> None:

@@ -14,6 +14,8 @@ import struct
 
 from PIL import Image
 
+from chalicelib.imaging import tiffheader
+
 _GIF_IMAGE, _GIF_EXTENSION, _GIF_TRAILER = 0x2C, 0x21, 0x3B
 _GIF_HEADER_BYTES = 13  # signature, version and logical screen descriptor
 _GIF_IMAGE_DESCRIPTOR_BYTES = 10
@@ -78,23 +80,22 @@ def _skip_sub_blocks(data: bytes, position: int) -> int:
 def tiff_pages(data: bytes, limit: int) -> int:
     """Image file directories on the main chain of a TIFF or BigTIFF, up to ``limit + 1``.
 
-    A chain that loops back on itself ends where it first repeats, as Pillow's does.
+    The header is read as Pillow reads it (``tiffheader``). A chain that loops back on
+    itself ends where it first repeats, as Pillow's does.
     """
-    endian = "<" if data[:2] == b"II" else ">"
-    if data[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF: 8-byte counts and offsets
-        count_layout, offset_layout, entry_bytes, first_offset_at = "Q", "Q", 20, 8
-    else:
-        count_layout, offset_layout, entry_bytes, first_offset_at = "H", "I", 12, 4
-    count_layout, offset_layout = endian + count_layout, endian + offset_layout
-    count_bytes = struct.calcsize(count_layout)
-    offset = _unpack(offset_layout, data, first_offset_at)
+    layout = tiffheader.layout(data)
+    if layout is None:
+        return 0
+    count_bytes = struct.calcsize(layout.count_format)
+    offset = _unpack(layout.offset_format, data, layout.first_offset_at)
     seen: set[int] = set()
     while offset and offset not in seen and len(seen) <= limit:
-        entries = _unpack(count_layout, data, offset)
+        entries = _unpack(layout.count_format, data, offset)
         if entries is None:
             break
         seen.add(offset)
-        offset = _unpack(offset_layout, data, offset + count_bytes + entries * entry_bytes)
+        next_at = offset + count_bytes + entries * layout.entry_bytes
+        offset = _unpack(layout.offset_format, data, next_at)
     return len(seen)
 
 

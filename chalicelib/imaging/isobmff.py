@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from chalicelib.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from chalicelib.imaging import tiffheader
 
 # libheif's default security limits (libheif/security_limits.cc) and constants
 # (libheif/security_limits.h). A child past ``MAX_CHILDREN_PER_BOX`` is only refused once
@@ -51,7 +52,6 @@ _CONTAINERS = {b"meta": 4, b"iprp": 0, b"ipco": 0, b"grpl": 0, b"dinf": 0}
 _PARSED_TOP_LEVEL = frozenset({b"meta", b"moov"})
 _ENTITY_GROUPS = frozenset({b"altr", b"ster", b"pymd"})
 _DERIVED_IMAGES = frozenset({b"grid", b"iovl"})
-_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 _EXIF_PREFIX = b"Exif\x00\x00"
 
 
@@ -108,8 +108,9 @@ class _Walk:
             raise ImageTooLarge(f"The HEIF/AVIF file has more than {MAX_BOXES} boxes.")
 
 
-def exif_payloads(data: bytes) -> list[bytes | memoryview]:
-    """Each Exif item's TIFF data ("II*\\0" or "MM\\0*" onward), as readers would find it.
+def exif_payloads(data: bytes, format_name: str = "HEIF") -> list[bytes | memoryview]:
+    """Each Exif item's TIFF data, from the header Pillow reads in what the reader of
+    ``format_name`` hands it (libavif for "AVIF", pillow-heif for "HEIF"), to the item's end.
 
     Extents outside the file are clamped. An item in one extent is returned as a view of
     ``data``; several extents are joined, never more bytes in all than the file holds.
@@ -134,7 +135,7 @@ def exif_payloads(data: bytes) -> list[bytes | memoryview]:
             if budget < 0:
                 raise CorruptImage("The HEIF/AVIF Exif items claim more bytes than the file has.")
             buffer, start, end = _item_bytes(data, ranges)
-            tiff = _tiff_header(buffer, start, end)
+            tiff = _tiff_header(buffer, start, end, avif=format_name == "AVIF")
             if tiff is not None:
                 payloads.append(memoryview(buffer)[tiff:end])
     return payloads
@@ -434,25 +435,28 @@ def _item_bytes(data: bytes, ranges: list[tuple[int, int]]) -> tuple[bytes, int,
     return joined, 0, len(joined)
 
 
-def _tiff_header(buffer: bytes, start: int, end: int) -> int | None:
-    """Where readers find the TIFF header of the Exif item ``buffer[start:end]``, if anywhere.
+def _tiff_header(buffer: bytes, start: int, end: int, *, avif: bool) -> int | None:
+    """Where Pillow's ``Exif.load`` finds a TIFF header in the Exif item ``buffer[start:end]``.
 
-    As pillow-heif does: skip the 4-byte offset field and the offset it holds, backing up
-    over an "Exif\\0\\0" the offset skipped (Pillow skips one itself), or just the field
-    when the offset leaves 4 bytes or fewer. libavif, for Pillow's AVIF plugin, refuses an
-    item whose offset does not lead to the TIFF header. Data that is not TIFF there is
-    never parsed, by either.
+    What it is handed: for AVIF, every byte after the item's 4-byte offset field (libavif
+    checks only that the offset leads to the first standard TIFF header, and hands on all,
+    whatever lies before that header); for HEIF, what pillow-heif keeps: past the field and
+    the offset it holds, backing up over an "Exif\\0\\0" the offset skipped, or past just the
+    field when the offset leaves 4 bytes or fewer. ``Exif.load`` skips any "Exif\\0\\0" there
+    and reads the header by ``tiffheader``'s rule; None where it would read no TIFF.
     """
     if end - start < 8:
         return None
-    skip = start + 4 + int.from_bytes(buffer[start : start + 4], "big")
-    if end - skip <= 4:
-        skip = start + 4
-    elif skip - start >= 6 and buffer[skip - 6 : skip] == _EXIF_PREFIX:
-        skip -= 6
-    if buffer.startswith(_EXIF_PREFIX, skip):
+    skip = start + 4
+    if not avif:
+        skip += int.from_bytes(buffer[start : start + 4], "big")
+        if end - skip <= 4:
+            skip = start + 4
+        elif skip - start >= 6 and buffer[skip - 6 : skip] == _EXIF_PREFIX:
+            skip -= 6
+    while buffer.startswith(_EXIF_PREFIX, skip):
         skip += len(_EXIF_PREFIX)
-    return skip if buffer[skip : skip + 4] in _TIFF_HEADERS else None
+    return skip if tiffheader.layout(memoryview(buffer)[skip:end]) is not None else None
 
 
 def _derived_sizes(data: bytes, meta: _Meta) -> list[tuple[int, int]]:

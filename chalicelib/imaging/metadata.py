@@ -9,16 +9,21 @@ file carries first, without copying anything, and refuses what would cost too mu
 
 - more entries in one IFD, IFDs or entries in the file than ``MAX_ENTRIES_PER_IFD``,
   ``MAX_IFDS`` or ``MAX_ENTRIES``;
-- out-of-line tag data (count x type size, clamped to the block as Pillow's read is)
-  summing past the block's size by more than ``OVERLAP_ALLOWANCE``: data that does not
-  overlap can never sum past its block, so only overlapping entries get there;
-- more numeric values out of line than ``MAX_NUMERIC_VALUES``: Pillow turns each into a
-  Python object when the tag is read (~36 bytes an integer, ~145 a rational).
+- out-of-line tag data (count x type size, clamped to the block as Pillow's read is) of
+  one member of the IFD chain (an IFD with its sub-IFDs: a TIFF page, an EXIF's IFD0 or
+  IFD1; Pillow loads one at a time) summing past the block's size by more than
+  ``OVERLAP_ALLOWANCE``: data that does not overlap can never sum past its block, so only
+  overlapping entries get there;
+- more numeric values out of line in the file than ``MAX_NUMERIC_VALUES``, or rationals in
+  one member of the chain than ``MAX_RATIONAL_VALUES``: Pillow turns each into a Python
+  object when the tag is read (~36 bytes an integer, ~210 a rational, ~360 where its AVIF
+  plugin writes the EXIF again).
 
 The walk covers IFD0, the sub-IFDs (Exif, GPS, Interop, TIFF SubIFDs) and the chain of
-next IFDs (a thumbnail's IFD1, later TIFF pages); it is loop-safe, and its cost is bounded
-by the caps. A TIFF file whose first IFD lies outside it or is cut short is corrupt;
-elsewhere a malformed block is left to Pillow, which reads what it can.
+next IFDs (a thumbnail's IFD1, later TIFF pages), each structure's header read by Pillow's
+rule (``tiffheader``); it is loop-safe, and its cost is bounded by the caps. A TIFF file
+whose first IFD lies outside it or is cut short is corrupt; elsewhere a malformed block is
+left to Pillow, which reads what it can.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import CorruptImage, ImageTooLarge
-from chalicelib.imaging import frames, isobmff
+from chalicelib.imaging import isobmff, tiffheader
+from chalicelib.imaging.tiffheader import Layout
 
 # Real files hold a few dozen entries per IFD, well under 200 (a camera's Exif IFD ~70);
 # the TIFF, Exif and DNG specifications together name fewer than 400 tags.
@@ -46,9 +52,14 @@ MAX_ENTRIES = 65536
 # 64 KiB is the size of a JPEG's whole Exif segment.
 OVERLAP_ALLOWANCE = 64 << 10
 # Strip or tile offsets and byte counts of a 65,535-row image stored a row per strip,
-# planar with 4 samples: 2 x 4 x 65,535 values. Past that, ~36 bytes a value (~145 for a
-# rational) once Pillow reads the tag.
+# planar with 4 samples: 2 x 4 x 65,535 values. Past that, ~36 bytes a value once Pillow
+# reads the tag. Rationals (RATIONAL, SRATIONAL) are not counted here.
 MAX_NUMERIC_VALUES = 1 << 19
+# Rationals in one member of an IFD chain (see _check_member): ~210 bytes each once Pillow
+# reads the tag (an IFDRational and its Fraction), ~360 where Pillow's AVIF plugin writes
+# the EXIF again (Exif.tobytes). Real files hold tens: resolutions, exposure, GPS
+# coordinates, a DNG's colour matrices a few dozen more.
+MAX_RATIONAL_VALUES = 4096
 # EXIF blocks in a file (JPEG segments, PNG or WebP chunks, HEIF items): one is the rule,
 # two are seen (an editor's beside the camera's); each costs a walk.
 MAX_BLOCKS = 64
@@ -63,6 +74,7 @@ _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 _TYPE_SIZES |= {13: 4, 16: 8}
 _BYTE_TYPES = frozenset({1, 2, 7})  # BYTE, ASCII, UNDEFINED: read as one bytes or str
 _INTEGER_TYPES = frozenset({3, 4, 6, 8, 9, 13, 16})
+_RATIONAL_TYPES = frozenset({5, 10})
 # Exif, GPS, Interop and SubIFDs: tags whose values are offsets of further IFDs.
 _SUB_IFD_TAGS = frozenset({0x8769, 0x8825, 0xA005, 0x014A})
 _ORIENTATION = 0x0112
@@ -74,38 +86,6 @@ class UnreadableExif(ValueError):
     """An EXIF block without a TIFF header: Pillow's ``getexif`` raises on it."""
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where a TIFF structure keeps its numbers: classic TIFF or BigTIFF, either byte order."""
-
-    endian: str
-    big: bool
-
-    @property
-    def count_format(self) -> str:
-        return self.endian + ("Q" if self.big else "H")
-
-    @property
-    def offset_format(self) -> str:
-        return self.endian + ("Q" if self.big else "I")
-
-    @property
-    def entry_format(self) -> str:
-        return self.endian + ("HHQQ" if self.big else "HHII")
-
-    @property
-    def entry_bytes(self) -> int:
-        return 20 if self.big else 12
-
-    @property
-    def inline_bytes(self) -> int:
-        return 8 if self.big else 4
-
-    def inline(self, value: int) -> bytes:
-        """An entry's value field as stored, for values kept in it."""
-        return value.to_bytes(self.inline_bytes, "little" if self.endian == "<" else "big")
-
-
 @dataclass
 class _Tally:
     """What the directories of one file have cost so far."""
@@ -115,6 +95,14 @@ class _Tally:
     entries: int = 0
     numeric_values: int = 0
     text_bytes: int = 0
+
+
+@dataclass
+class _Member:
+    """What one member of an IFD chain (an IFD with its sub-IFDs) has cost so far."""
+
+    data_bytes: int = 0
+    rational_values: int = 0
 
 
 # --- the check ---------------------------------------------------------------------------
@@ -147,7 +135,7 @@ def _embedded_blocks(data: bytes, format_name: str, tally: _Tally) -> Iterator[b
     if format_name == "WEBP":
         return _webp_blocks(data)
     if format_name in ("AVIF", "HEIF"):
-        return iter(_isobmff_blocks(data))
+        return iter(_isobmff_blocks(data, format_name))
     return iter(())
 
 
@@ -158,34 +146,35 @@ def _strip_exif_prefix(block: bytes | memoryview) -> memoryview:
     return view
 
 
-def _layout(view: memoryview) -> _Layout | None:
-    order = bytes(view[:2])
-    if len(view) < 8 or order not in (b"II", b"MM"):
-        return None
-    endian = "<" if order == b"II" else ">"
-    magic = struct.unpack_from(endian + "H", view, 2)[0]
-    if magic == 42:
-        return _Layout(endian, big=False)
-    if magic == 43 and len(view) >= 16:
-        return _Layout(endian, big=True)
-    return None
-
-
 def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
-    layout = _layout(view)
+    layout = tiffheader.layout(view)
     if layout is None:
         if strict:
             raise CorruptImage("The TIFF file has no valid header.")
         return  # Pillow refuses it as well, and reads no directory from it
-    first = struct.unpack_from(layout.offset_format, view, 8 if layout.big else 4)[0]
+    first = struct.unpack_from(layout.offset_format, view, layout.first_offset_at)[0]
     if strict and not first:
         raise CorruptImage("The TIFF file has no first directory.")
-    # Offsets waiting to be read; True for the main chain, whose next pointers are followed.
-    pending: list[tuple[int, bool]] = [(first, True)]
     seen: set[int] = set()
-    data_bytes = 0
+    head = first
+    while head and head not in seen:
+        head = _check_member(view, layout, head, seen, tally, strict=strict and head == first)
+
+
+def _check_member(
+    view: memoryview, layout: Layout, head: int, seen: set[int], tally: _Tally, *, strict: bool
+) -> int:
+    """Walk one member of the IFD chain, the IFD at ``head`` and its sub-IFDs, skipping IFDs
+    in ``seen`` (each is walked once per block); the next member's offset, 0 if none.
+
+    Pillow loads one member at a time (a TIFF page, an EXIF's IFD0 or its thumbnail's IFD1,
+    each with its sub-IFDs), so that is what the overlap and rational caps bound.
+    """
+    member = _Member()
+    pending = [head]
+    following = 0
     while pending:
-        offset, main_chain = pending.pop()
+        offset = pending.pop()
         if offset in seen:
             continue
         seen.add(offset)
@@ -195,19 +184,18 @@ def _check_block(view: memoryview, tally: _Tally, *, strict: bool) -> None:
                 f"The image's metadata has more than {MAX_IFDS} directories.",
                 detail=f"metadata directories: {MAX_IFDS}",
             )
-        entries = _entries(view, layout, offset, strict=strict and offset == first)
+        entries = _entries(view, layout, offset, strict=strict and offset == head)
         if entries is None:
             continue
-        data_bytes += _check_entries(view, layout, entries, tally, pending)
-        _check_totals(tally, data_bytes, len(view))
-        if main_chain:
+        _check_entries(view, layout, entries, tally, member, pending)
+        _check_totals(tally, member, len(view))
+        if offset == head:
             next_at = offset + struct.calcsize(layout.count_format) + len(entries)
-            following = _unpack(layout.offset_format, view, next_at)
-            if following:
-                pending.append((following, True))
+            following = _unpack(layout.offset_format, view, next_at) or 0
+    return following
 
 
-def _entries(view: memoryview, layout: _Layout, offset: int, *, strict: bool) -> memoryview | None:
+def _entries(view: memoryview, layout: Layout, offset: int, *, strict: bool) -> memoryview | None:
     """The entries of the IFD at ``offset``, as many as the block holds (Pillow reads those).
 
     With ``strict`` (a TIFF file's first IFD), an IFD outside the block or cut short is corrupt.
@@ -231,13 +219,14 @@ def _entries(view: memoryview, layout: _Layout, offset: int, *, strict: bool) ->
 
 def _check_entries(
     view: memoryview,
-    layout: _Layout,
+    layout: Layout,
     entries: memoryview,
     tally: _Tally,
-    pending: list[tuple[int, bool]],
-) -> int:
-    """Out-of-line bytes of ``entries`` Pillow would copy; counts entries and numeric values,
-    and queues the sub-IFDs they point at."""
+    member: _Member,
+    pending: list[int],
+) -> None:
+    """Adds up the out-of-line bytes of ``entries`` Pillow would copy and their numeric
+    values, counts the entries and queues the sub-IFDs they point at."""
     tally.entries += len(entries) // layout.entry_bytes
     if tally.entries > MAX_ENTRIES:
         raise ImageTooLarge(
@@ -245,24 +234,24 @@ def _check_entries(
             detail=f"metadata entries: {MAX_ENTRIES}",
         )
     block_size = len(view)
-    data_bytes = 0
     for tag, kind, count, value in struct.iter_unpack(layout.entry_format, entries):
         unit = _TYPE_SIZES.get(kind)
         if unit is None or not count:
             continue
         size = count * unit
         if tag in _SUB_IFD_TAGS:
-            pending.extend((child, False) for child in _sub_ifds(view, layout, kind, count, value))
+            pending.extend(_sub_ifds(view, layout, kind, count, value))
         if size <= layout.inline_bytes:
             continue
         inside = min(size, block_size - value) if value < block_size else 0
-        data_bytes += inside
-        if inside == size and kind not in _BYTE_TYPES:
+        member.data_bytes += inside
+        if inside == size and kind in _RATIONAL_TYPES:
+            member.rational_values += count
+        elif inside == size and kind not in _BYTE_TYPES:
             tally.numeric_values += count
-    return data_bytes
 
 
-def _sub_ifds(view: memoryview, layout: _Layout, kind: int, count: int, value: int) -> list[int]:
+def _sub_ifds(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> list[int]:
     """The offsets a sub-IFD entry names: inline, or an array of at most MAX_IFDS."""
     if kind not in (4, 13, 16):
         return []
@@ -278,10 +267,10 @@ def _sub_ifds(view: memoryview, layout: _Layout, kind: int, count: int, value: i
     return [offset for (offset,) in struct.iter_unpack(offset_format, array)]
 
 
-def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
-    if data_bytes > block_size + OVERLAP_ALLOWANCE:
+def _check_totals(tally: _Tally, member: _Member, block_size: int) -> None:
+    if member.data_bytes > block_size + OVERLAP_ALLOWANCE:
         raise ImageTooLarge(
-            f"The image's metadata entries overlap: {data_bytes} bytes of tag data"
+            f"The image's metadata entries overlap: {member.data_bytes} bytes of tag data"
             f" in a block of {block_size}.",
             detail="metadata: overlapping tags",
         )
@@ -289,6 +278,11 @@ def _check_totals(tally: _Tally, data_bytes: int, block_size: int) -> None:
         raise ImageTooLarge(
             f"The image's metadata holds more than {MAX_NUMERIC_VALUES} numeric values.",
             detail=f"metadata numeric values: {MAX_NUMERIC_VALUES}",
+        )
+    if member.rational_values > MAX_RATIONAL_VALUES:
+        raise ImageTooLarge(
+            f"The image's metadata holds more than {MAX_RATIONAL_VALUES} rational values.",
+            detail=f"metadata rational values: {MAX_RATIONAL_VALUES}",
         )
 
 
@@ -301,33 +295,54 @@ def _unpack(layout: str, view: memoryview, position: int) -> int | None:
 
 # --- where each container keeps its directories ----------------------------------------------
 
-_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+_JPEG_SOS = 0xDA
 _JPEG_APP1, _JPEG_APP2 = 0xE1, 0xE2
-_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
+# Markers Pillow's JpegImagePlugin knows without a handler: nothing follows them to skip.
+# EOI is one, so Pillow reads on past it, as it does past any of these.
+_JPEG_BARE = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})
 
 
-def _jpeg_blocks(data: bytes) -> Iterator[memoryview]:
-    """Every APP1 Exif and APP2 MPF segment's TIFF structure before the first scan (Pillow
-    reads no segment past it at open)."""
+def _jpeg_blocks(data: bytes) -> Iterator[bytes | memoryview]:
+    """The EXIF block and the MPF segments Pillow's ``JpegImageFile._open`` collects.
+
+    Markers are walked as Pillow walks them, up to the first scan (SOS), the only place it
+    stops without failing: byte by byte over junk, past fill bytes, stuffed zeros and the
+    markers without a segment, EOI included. Every APP1 Exif segment is joined into one
+    block as Pillow joins them (the first whole, the others without their "Exif\\0\\0"),
+    so an IFD in one segment may point into the next ones. Where Pillow would fail (a marker
+    it does not know, the end of the file), what was collected is still checked.
+    """
     view = memoryview(data)
+    exif: list[memoryview] = []
     position, end = 2, len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF or data[position + 1] in (0x00, 0xFF):
-            position = frames.next_marker(data, position + 1)  # junk, skipped as Pillow does
+    while position + 2 <= end:
+        if data[position] != 0xFF:
+            position = data.find(b"\xff", position + 1)
+            if position < 0:
+                break
             continue
         marker = data[position + 1]
-        if marker in (_JPEG_SOS, _JPEG_EOI):
-            return
-        if marker in _JPEG_STANDALONE:
+        if marker == 0xFF:  # a fill byte: the next FF starts the marker
+            position += 1
+            continue
+        if marker == 0x00 or marker in _JPEG_BARE:
             position += 2
             continue
+        if marker < 0xC0 or position + 4 > end:
+            break  # Pillow finds no marker there, or runs out of file: it opens nothing
         length = int.from_bytes(data[position + 2 : position + 4], "big")
-        payload = view[position + 4 : position + 2 + length]
+        payload = view[position + 4 : position + 2 + max(length, 2)]
+        if marker == _JPEG_SOS:
+            break
         if marker == _JPEG_APP1 and bytes(payload[:6]) == _EXIF_PREFIX:
-            yield payload
+            exif.append(payload[6:] if exif else payload)
         elif marker == _JPEG_APP2 and bytes(payload[:4]) == b"MPF\x00":
             yield payload[4:]
         position += 2 + max(length, 2)
+    if len(exif) == 1:
+        yield exif[0]
+    elif exif:
+        yield b"".join(exif)  # at most the file's size
 
 
 # Chunks walked one by one in a PNG or WebP (~0.4 us each in Python): a 25 MiB PNG in
@@ -336,7 +351,7 @@ def _jpeg_blocks(data: bytes) -> Iterator[memoryview]:
 # looked at too, which can only make the check stricter, and past MAX_BLOCKS matches the
 # file is refused.
 MAX_WALKED_CHUNKS = 4096
-_TIFF_AHEAD = rb"(?:Exif\x00\x00)*(?:II\*\x00|MM\x00\*|II\+\x00|MM\x00\+)"
+_TIFF_AHEAD = rb"(?:Exif\x00\x00)*(?:" + b"|".join(map(re.escape, tiffheader.PREFIXES)) + rb")"
 _PNG_EXIF_CHUNK = re.compile(rb"eXIf(?=" + _TIFF_AHEAD + rb")")
 _PNG_EXIF_TEXT = re.compile(rb"tEXt(?=exif\x00)")
 _PNG_RAW_PROFILE = re.compile(re.escape(_RAW_PROFILE_KEY + b"\x00"))
@@ -475,10 +490,10 @@ def _webp_blocks(data: bytes) -> Iterator[memoryview]:
         yield view[found + 8 : found + 8 + length]
 
 
-def _isobmff_blocks(data: bytes) -> list[bytes | memoryview]:
+def _isobmff_blocks(data: bytes, format_name: str) -> list[bytes | memoryview]:
     """The Exif items of a HEIF or AVIF file, once its boxes are within libheif's limits."""
     isobmff.check_structure(data)
-    return isobmff.exif_payloads(data)
+    return isobmff.exif_payloads(data, format_name)
 
 
 # --- orientation ------------------------------------------------------------------------------
@@ -510,10 +525,10 @@ def orientation(info: Mapping[Any, object]) -> int | None:
 def _ifd0_orientation(view: memoryview) -> int | None:
     if not view:
         return None
-    layout = _layout(view)
+    layout = tiffheader.layout(view)
     if layout is None or layout.big:  # Pillow's Exif reads 8 bytes of header, too few for BigTIFF
         raise UnreadableExif("The EXIF has no TIFF header.")
-    first = struct.unpack_from(layout.offset_format, view, 8 if layout.big else 4)[0]
+    first = struct.unpack_from(layout.offset_format, view, layout.first_offset_at)[0]
     count = _unpack(layout.count_format, view, first)
     if count is None:
         return None
@@ -533,7 +548,7 @@ def _ifd0_orientation(view: memoryview) -> int | None:
 _SKIPPED = object()
 
 
-def _first_value(view: memoryview, layout: _Layout, kind: int, count: int, value: int) -> object:
+def _first_value(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> object:
     """The first value of an entry as Pillow loads it: an int for the integer types, another
     object (never an orientation) for the rest, _SKIPPED if its data is not all there."""
     size = count * _TYPE_SIZES[kind]
