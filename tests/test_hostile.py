@@ -420,6 +420,20 @@ def test_directories_and_entries_per_file_are_capped() -> None:
         render(hostile.png_with_exif(hostile.exif_chain(ifds_at_cap + 1, entries_each)), [AS_IS])
 
 
+def test_sub_ifd_arrays_count_against_the_directory_cap_as_they_are_queued() -> None:
+    # One IFD of SubIFDs entries, each naming an array of more offsets than the cap: they
+    # are refused as too many directories before millions of offsets are queued.
+    entries, offsets = metadata.MAX_ENTRIES_PER_IFD, metadata.MAX_IFDS + 1
+    array_at = 8 + 2 + entries * 12 + 4
+    ifd = struct.pack("<H", entries)
+    ifd += struct.pack("<HHII", 0x014A, 4, offsets, array_at) * entries + bytes(4)
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 8) * offsets
+
+    with pytest.raises(ImageTooLarge) as caught:
+        metadata.check(data, "TIFF")
+    assert caught.value.detail == f"metadata directories: {metadata.MAX_IFDS}"
+
+
 def test_exif_blocks_per_file_are_capped() -> None:
     # Pillow joins a JPEG's Exif segments into one block; each MPF segment is one.
     index = b"MPF\x00" + hostile.exif_chain(1)

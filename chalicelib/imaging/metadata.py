@@ -180,10 +180,7 @@ def _check_member(
         seen.add(offset)
         tally.ifds += 1
         if tally.ifds > MAX_IFDS:
-            raise ImageTooLarge(
-                f"The image's metadata has more than {MAX_IFDS} directories.",
-                detail=f"metadata directories: {MAX_IFDS}",
-            )
+            raise _too_many_directories()
         entries = _entries(view, layout, offset, strict=strict and offset == head)
         if entries is None:
             continue
@@ -193,6 +190,13 @@ def _check_member(
             next_at = offset + struct.calcsize(layout.count_format) + len(entries)
             following = _unpack(layout.offset_format, view, next_at) or 0
     return following
+
+
+def _too_many_directories() -> ImageTooLarge:
+    return ImageTooLarge(
+        f"The image's metadata has more than {MAX_IFDS} directories.",
+        detail=f"metadata directories: {MAX_IFDS}",
+    )
 
 
 def _entries(view: memoryview, layout: Layout, offset: int, *, strict: bool) -> memoryview | None:
@@ -241,6 +245,10 @@ def _check_entries(
         size = count * unit
         if tag in _SUB_IFD_TAGS:
             pending.extend(_sub_ifds(view, layout, kind, count, value))
+            # Each queued offset is a directory to walk (repeats are skipped only then):
+            # past the cap, refuse now rather than queue millions first.
+            if tally.ifds + len(pending) > MAX_IFDS:
+                raise _too_many_directories()
         if size <= layout.inline_bytes:
             continue
         inside = min(size, block_size - value) if value < block_size else 0
