@@ -546,13 +546,33 @@ def test_sub_directory_loops_end_the_walk() -> None:
     metadata.check(b"II*\x00" + exif[4:], "TIFF")
 
 
-def test_legitimate_photos_pass_the_metadata_check() -> None:
-    # Camera and phone JPEGs with EXIF, GPS and maker notes (shared/ beside the clone).
-    photos = sorted((Path(__file__).resolve().parents[2] / "shared/corpus/photos").glob("*.jpg"))
-    assert photos
+def camera_exif() -> bytes:
+    """EXIF as a phone writes it: IFD0 with make, model, orientation and resolution, an Exif
+    IFD with rationals, a date and a maker note, and a GPS IFD ("Exif\\0\\0" first)."""
+    exif = Image.Exif()
+    exif.update({0x010F: "Phone Maker", 0x0110: "Model 12", 0x0112: 6, 0x011A: 72.0})
+    exif.get_ifd(0x8769).update(
+        {0x829A: 1 / 120, 0x829D: 1.8, 0x9003: "2026:12:04 10:00:00", 0x927C: bytes(4096)}
+    )
+    exif.get_ifd(0x8825).update({1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 39.2)})
+    return exif.tobytes()
 
-    for photo in photos:
-        metadata.check(photo.read_bytes(), "JPEG")
+
+def test_legitimate_photos_pass_the_metadata_check() -> None:
+    # A phone-style photo made here, widened by the camera and phone JPEGs of the shared
+    # corpus (EXIF, GPS and maker notes) where it lies beside the clone.
+    exif = camera_exif()
+    photo = encode(noise((64, 48)), "JPEG", exif=exif)
+    made = {"made-phone.jpg": photo}
+    corpus = Path(__file__).resolve().parents[2] / "shared/corpus/photos"
+    found = {path.name: path.read_bytes() for path in sorted(corpus.glob("*.jpg"))}
+
+    for name, data in {**made, **found}.items():
+        metadata.check(data, "JPEG")
+        with Image.open(io.BytesIO(data)) as image:
+            expected = image.getexif().get(0x0112)
+            assert metadata.orientation(image.info) == expected, name
+    assert metadata.orientation({"exif": exif}) == 6
 
 
 # --- peak memory ------------------------------------------------------------------------------
