@@ -1,8 +1,9 @@
-"""The imaging engine, on tiny in-memory images and on the real photo corpus."""
+"""The imaging engine, on tiny in-memory images and on real photos (samples/photos/)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -11,7 +12,7 @@ import struct
 import subprocess
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,9 @@ from tests.images import (
     with_orientation,
     without_adobe_marker,
 )
+from tests.samples import corpus_photos, phone_name, phone_photo, sample_photo
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "photos"
 
 # A box no test image reaches: the output is the source's pixels, untouched by resampling.
 AS_IS = Preset("as-is", 4096, 4096, "contain", "PNG", 100)
@@ -1071,20 +1072,25 @@ def test_cli_runs_as_a_module(tmp_path: Path) -> None:
     ]
 
 
-# --- the real photo corpus --------------------------------------------------------------------
+# --- real photos: the repository's samples, phone photos made from them ----------------------
+
+# Phone photos made at test time from the samples, widened by the shared corpus's own where it
+# lies beside the clone (never required).
+PHONE_PHOTOS = [
+    pytest.param(functools.partial(phone_photo, source), id=phone_name(source))
+    for source in ("BytheWater.jpg", "Kite.jpg")
+] + [
+    pytest.param(path.read_bytes, id=f"corpus-{path.name}")
+    for path in corpus_photos()
+    if path.name.startswith("phone-")
+]
 
 
-@pytest.fixture(scope="module")
-def corpus() -> Path:
-    # Part of the project's test setup (shared/ beside the clone): missing is a failure.
-    assert CORPUS.is_dir(), f"photo corpus not found at {CORPUS}"
-    return CORPUS
-
-
-@pytest.mark.parametrize("name", ["phone-EveningGlow-o6-gps.jpg", "phone-Path-o6-gps.jpg"])
-def test_phone_photos_come_out_upright_without_gps(corpus: Path, name: str) -> None:
-    data = (corpus / name).read_bytes()
+@pytest.mark.parametrize("load", PHONE_PHOTOS)
+def test_phone_photos_come_out_upright_without_gps(load: Callable[[], bytes]) -> None:
+    data = load()
     assert Image.open(io.BytesIO(data)).size == (3024, 4032)  # stored rotated
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)  # with a GPS position
 
     result = render(data, DEFAULT_PRESETS)
 
@@ -1099,8 +1105,8 @@ def test_phone_photos_come_out_upright_without_gps(corpus: Path, name: str) -> N
         assert b"GPS" not in output.data
 
 
-def test_phone_photo_thumbnail_matches_the_upright_picture(corpus: Path) -> None:
-    data = (corpus / "phone-Path-o6-gps.jpg").read_bytes()
+def test_phone_photo_thumbnail_matches_the_upright_picture() -> None:
+    data = phone_photo("BytheWater.jpg")
     reference = Image.open(io.BytesIO(data))
     reference.draft("RGB", (378, 504))
     upright = reference.transpose(Image.Transpose.ROTATE_270).resize((512, 384))
@@ -1111,8 +1117,8 @@ def test_phone_photo_thumbnail_matches_the_upright_picture(corpus: Path) -> None
     assert mean_difference(small, upright.transpose(Image.Transpose.ROTATE_180)) > 12
 
 
-def test_an_icc_profiled_photo_renders(corpus: Path) -> None:
-    data = (corpus / "Kite.jpg").read_bytes()
+def test_an_icc_profiled_photo_renders() -> None:
+    data = sample_photo("Kite.jpg")
     assert "icc_profile" in Image.open(io.BytesIO(data)).info
 
     result = render(data, DEFAULT_PRESETS)

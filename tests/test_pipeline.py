@@ -21,7 +21,7 @@ from devstack.lambda_events import s3_object_created_event
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.job_errors import assert_fixed_message
 from tests.pipeline import Pipeline
-from tests.samples import corpus_photo, jpeg, png
+from tests.samples import jpeg, phone_photo, png
 
 
 def derived_keys(pipeline: Pipeline) -> list[str]:
@@ -72,14 +72,12 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
 
 
 def test_a_phone_photo_comes_back_upright_and_clean(pipeline: Pipeline) -> None:
-    job = pipeline.process(
-        corpus_photo("phone-Path-o6-gps.jpg"), filename="IMG 0001.jpg", contentType="image/jpeg"
-    )
+    job = pipeline.process(phone_photo(), filename="IMG 0001.jpg", contentType="image/jpeg")
     assert job["status"] == "COMPLETED", job["error"]
     assert job["error"] is None
     assert job["source"] == {
         "contentType": "image/jpeg",
-        "bytes": len(corpus_photo("phone-Path-o6-gps.jpg")),
+        "bytes": len(phone_photo()),
         "width": 4032,
         "height": 3024,
         "format": "JPEG",

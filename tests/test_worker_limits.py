@@ -11,7 +11,7 @@ from chalicelib import worker
 from devstack.lambda_events import SqsPoller
 from tests.hostile import gif_frames
 from tests.pipeline import Pipeline
-from tests.samples import corpus_photo
+from tests.samples import sample_photo
 
 
 def test_the_budget_is_the_configured_one_without_a_clock() -> None:
@@ -42,7 +42,7 @@ def test_a_render_cut_short_by_the_invocation_is_retried_not_failed(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upload = pipeline.request_upload()
-    pipeline.post_file(upload, corpus_photo("Kite.jpg"))
+    pipeline.post_file(upload, sample_photo("Kite.jpg"))
     pipeline.notify_upload(pipeline.source_key(upload))
     monkeypatch.setattr(worker, "MIN_RENDER_SECONDS", 0.0)
 
