@@ -33,18 +33,18 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from infra.stack import ENVIRONMENT_OUTPUTS
 from tests.job_errors import assert_fixed_message
+from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "photos"
 AWS_CLI = REPO / ".venv" / "bin" / "aws"
 REGION = "us-east-1"
-PHONE_PHOTO = "phone-Path-o6-gps.jpg"
 
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 JOB_TIMEOUT = 60.0
 BATCH_TIMEOUT = 120.0
 BATCH_SIZE = 20
+PHONE_SOURCES = ("BytheWater.jpg", "Kite.jpg")  # phone photos made from these samples
 JOB_POLL = 0.02  # one job, polled as tightly as a latency measurement needs
 BATCH_POLL = 0.05  # the batch, one listing per poll
 HTTP_TIMEOUT = 30.0
@@ -300,10 +300,13 @@ class LocalStack:
         return done.stdout
 
 
-def photo(name: str) -> bytes:
-    path = CORPUS / name
-    assert path.is_file(), f"test corpus missing: {path} (shared/corpus/photos beside the repo)"
-    return path.read_bytes()
+def batch_photos() -> dict[str, bytes]:
+    """The sample photos and phone photos made from two of them, widened by the shared
+    corpus's photos where it lies beside the clone."""
+    photos = {path.name: path.read_bytes() for path in sorted(SAMPLES.glob("*.jpg"))}
+    photos |= {phone_name(source): phone_photo(source) for source in PHONE_SOURCES}
+    photos |= {path.name: path.read_bytes() for path in corpus_photos()}
+    return dict(sorted(photos.items()))
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], stack: LocalStack) -> None:
@@ -440,7 +443,7 @@ class Finished:
 @pytest.fixture(scope="module")
 def phone_job(stack: LocalStack) -> Finished:
     upload = stack.upload(
-        "acme", photo(PHONE_PHOTO), filename="phone photo.jpg", content_type="image/jpeg"
+        "acme", phone_photo(), filename="phone photo.jpg", content_type="image/jpeg"
     )
     job, seen = stack.wait("acme", upload.job_id)
     return Finished(upload=upload, job=job, latency_ms=(seen - upload.posted_at) * 1000)
@@ -448,7 +451,7 @@ def phone_job(stack: LocalStack) -> Finished:
 
 def upright_reference() -> Image.Image:
     """The phone photo as it should look: EXIF orientation applied, decoded at 1/8."""
-    source = Image.open(io.BytesIO(photo(PHONE_PHOTO)))
+    source = Image.open(io.BytesIO(phone_photo()))
     source.draft("RGB", (source.width // 8, source.height // 8))
     return ImageOps.exif_transpose(source).convert("RGB")
 
@@ -474,7 +477,7 @@ def test_a_phone_photo_comes_back_upright_and_clean(
     assert job["filename"] == "phone photo.jpg"
     assert job["source"] == {
         "contentType": "image/jpeg",
-        "bytes": len(photo(PHONE_PHOTO)),
+        "bytes": len(phone_photo()),
         "width": 4032,
         "height": 3024,
         "format": "JPEG",
@@ -539,7 +542,10 @@ def test_the_aws_cli_sees_the_outputs(stack: LocalStack, phone_job: Finished) ->
 def test_bad_sources_fail_with_their_code(stack: LocalStack) -> None:
     cases = {
         "corrupt_image": stack.upload(
-            "acme", photo("BytheWater.jpg")[:3000], filename="cut.jpg", content_type="image/jpeg"
+            "acme",
+            sample_photo("BytheWater.jpg")[:3000],
+            filename="cut.jpg",
+            content_type="image/jpeg",
         ),
         "unsupported_format": stack.upload(
             "acme",
@@ -564,9 +570,8 @@ def nearest_rank(values: list[float], fraction: float) -> float:
 
 
 def test_a_batch_of_photos_all_complete(stack: LocalStack, record_property: Any) -> None:
-    names = sorted(path.name for path in CORPUS.glob("*.jpg"))
-    assert names, f"test corpus missing: {CORPUS}"
-    photos = [(name, photo(name)) for name in names]
+    photos = list(batch_photos().items())
+    assert len(photos) >= 5, [name for name, _ in photos]
     work = [photos[i % len(photos)] for i in range(BATCH_SIZE)]
 
     uploaded: dict[str, float] = {}  # job id -> when its file's POST returned

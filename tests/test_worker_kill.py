@@ -33,6 +33,7 @@ import requests
 from PIL import Image
 
 from devstack import runner
+from tests.samples import phone_photo
 from tests.test_local_stack import (
     EXPECTED_OUTPUTS,
     HTTP_TIMEOUT,
@@ -43,13 +44,12 @@ from tests.test_local_stack import (
     descendants,
     free_ports,
     make_run,
-    photo,
     user_environment,
 )
 
 VISIBILITY_SECONDS = 5
 TENANT = "acme"
-PHOTOS = ("phone-Path-o6-gps.jpg", "phone-EveningGlow-o6-gps.jpg")
+PHOTOS = ("BytheWater.jpg", "Kite.jpg")  # phone photos made from these samples
 UPLOADS = 6
 WORKER = "worker-0"
 RESTARTED = "process died; restarting it"
@@ -197,7 +197,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_no_job_is_lost(running: Runni
     job_ids = [
         stack.upload(
             TENANT,
-            photo(PHOTOS[i % len(PHOTOS)]),
+            phone_photo(PHOTOS[i % len(PHOTOS)]),
             filename=f"photo-{i}.jpg",
             content_type="image/jpeg",
         ).job_id
