@@ -8,6 +8,7 @@ and with a Pillow built with SIMD resampling (Pillow-SIMD, in a venv of its own;
 nothing but Pillow) to see what a SIMD resampler would give back:
 
     python -m bench.resizes                                     # this venv's Pillow
+    python -m bench.resizes --ceiling R.json --photos DIR       # another result's photos
     /path/to/simd-venv/bin/python -m bench.resizes --out /tmp/resizes-simd.json
 """
 
@@ -65,7 +66,9 @@ def resize_ms(photo: Path, outputs: dict[str, tuple[int, int]], gap: float, runs
     return statistics.median(times)
 
 
-def run(result_path: Path, runs: int, quick: bool, core: int | None) -> dict[str, Any]:
+def run(
+    result_path: Path, runs: int, quick: bool, core: int | None, photos: Path = bench.CORPUS
+) -> dict[str, Any]:
     import PIL
 
     pinning = bench.pin(core, required=not quick)
@@ -79,7 +82,7 @@ def run(result_path: Path, runs: int, quick: bool, core: int | None) -> dict[str
                 output["preset"]: (output["width"], output["height"])
                 for output in image["engines"][name]["outputs"]
             }
-            photo = bench.CORPUS / image["name"]
+            photo = photos / image["name"]
             per_floor[name][image["name"]] = round(resize_ms(photo, outputs, gap, runs), 2)
     floors = {
         name: {
@@ -109,12 +112,17 @@ def run(result_path: Path, runs: int, quick: bool, core: int | None) -> dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.resizes", description=__doc__)
     parser.add_argument("--ceiling", type=Path, default=ceiling.DEFAULT_OUT)
+    parser.add_argument(
+        "--photos", type=Path, default=bench.CORPUS, help="where the result's photos are"
+    )
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="two photos, nothing written")
     parser.add_argument("--core", type=int)
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args(argv)
-    result = run(arguments.ceiling, arguments.runs, arguments.quick, arguments.core)
+    result = run(
+        arguments.ceiling, arguments.runs, arguments.quick, arguments.core, arguments.photos
+    )
     for name, floor in result["floors"].items():
         line = f"{name}: resizes {floor['resize_ms_per_image']} ms per image"
         line += f" (Pillow {result['pillow']})"
