@@ -19,9 +19,9 @@ from PIL import Image, ImageCms
 
 from bench import engine as bench
 from chalicelib.presets import DEFAULT_PRESETS
+from tests.samples import SAMPLES, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "photos"
 
 
 def _run(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,10 +44,19 @@ def _pyvips_importable() -> bool:
 
 
 @pytest.fixture(scope="module")
-def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    assert CORPUS.is_dir(), f"photo corpus not found at {CORPUS}"
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample photos and a phone photo made from one (--quick takes the first and the
+    last name: a plain photo and the phone photo)."""
+    samples = sorted(path.name for path in SAMPLES.glob("*.jpg"))
+    return write_photos(tmp_path_factory.mktemp("photos"), samples, ["Kite.jpg"])
+
+
+@pytest.fixture(scope="module")
+def quick_result(
+    tmp_path_factory: pytest.TempPathFactory, photos: Path
+) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench") / "engine.json"
-    completed = _run(str(CORPUS), "--quick", "--out", str(out))
+    completed = _run(str(photos), "--quick", "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     return json.loads(out.read_text(encoding="utf-8")), completed.stdout
 
@@ -99,14 +108,14 @@ def test_quick_run_measures_every_engine_it_can_run(
     assert "speed_vs_baseline" in result["comparison"]["goal"]
 
 
-def test_runs_and_says_so_without_pyvips(tmp_path: Path) -> None:
+def test_runs_and_says_so_without_pyvips(tmp_path: Path, photos: Path) -> None:
     shim = tmp_path / "shim" / "pyvips"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('pyvips hidden by the test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), str(REPO)])}
     out = tmp_path / "engine.json"
     completed = _run(
-        str(CORPUS), "--quick", "--no-rss", "--engines", "engine,pyvips", "--out", str(out), env=env
+        str(photos), "--quick", "--no-rss", "--engines", "engine,pyvips", "--out", str(out), env=env
     )
     assert completed.returncode == 0, completed.stderr
     assert "skipping pyvips" in completed.stderr
@@ -146,18 +155,19 @@ def test_metadata_is_found_in_jpeg_and_webp() -> None:
 def test_srgb_profiles_are_recognised() -> None:
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     assert bench.icc_is_srgb(srgb)
-    with Image.open(CORPUS / "Kite.jpg") as photo:
+    with Image.open(SAMPLES / "Kite.jpg") as photo:
         assert bench.icc_is_srgb(photo.info["icc_profile"])  # "sRGB IEC61966-2.1"
     assert not bench.icc_is_srgb(b"\0" * 200)
 
 
-def test_the_pipeline_benchmark_runs_on_the_local_stack(tmp_path: Path) -> None:
+def test_the_pipeline_benchmark_runs_on_the_local_stack(tmp_path: Path, photos: Path) -> None:
     """A smoke run of bench.pipeline (5 + 5 jobs): it starts the stack, measures and writes
     well-formed results. Not a timing assertion."""
     out = tmp_path / "pipeline.json"
+    arguments = [str(photos), "--quick", "--workers", "1", "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.pipeline", "--quick", "--workers", "1", "--out", str(out)],
-        cwd=Path(__file__).resolve().parents[1],
+        [sys.executable, "-m", "bench.pipeline", *arguments],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
@@ -171,4 +181,7 @@ def test_the_pipeline_benchmark_runs_on_the_local_stack(tmp_path: Path) -> None:
     assert result["burst"]["jobs"] == 5
     assert result["burst"]["jobs_per_second"] > 0
     assert set(result["burst"]["latency_ms"]) == {"p50", "p95", "p99"}
-    assert len(result["engine"]["ms_per_photo"]) == len(result["photos"]) == 11
+    names = sorted(path.name for path in photos.glob("*.jpg"))
+    assert len(names) == 4  # the three samples and a phone photo
+    assert result["photos"] == names
+    assert len(result["engine"]["ms_per_photo"]) == len(names)

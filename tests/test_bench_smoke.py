@@ -17,13 +17,14 @@ import pytest
 
 from bench import ceiling, coldstart, memory, resizes
 from bench import engine as bench_engine
+from tests.samples import write_photos
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run_quick(module: str, out: Path) -> dict[str, Any]:
+def _run_quick(module: str, out: Path, *arguments: str) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", "--out", str(out), *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -47,8 +48,22 @@ def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def ceiling_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run_quick("bench.ceiling", tmp_path_factory.mktemp("ceiling") / "result.json")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain sample photo and a phone photo (the first and the last name: --quick's two)."""
+    return write_photos(tmp_path_factory.mktemp("photos"), ["BytheWater.jpg"], ["Kite.jpg"])
+
+
+@pytest.fixture(scope="module")
+def ceiling_out(tmp_path_factory: pytest.TempPathFactory, photos: Path) -> Path:
+    out = tmp_path_factory.mktemp("ceiling") / "result.json"
+    _run_quick("bench.ceiling", out, str(photos))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ceiling_result(ceiling_out: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(ceiling_out.read_text(encoding="utf-8"))
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +166,17 @@ def test_ceiling_floors_reproduce_the_engine_outputs(ceiling_result: dict[str, A
             assert isinstance(entry["ms_left_per_image_at_goal"], float)
 
 
-def test_resizes_quick_run_times_each_floors_resizes(tmp_path: Path) -> None:
-    result = _run_quick("bench.resizes", tmp_path / "resizes.json")
+def test_resizes_quick_run_times_each_floors_resizes(
+    tmp_path: Path, ceiling_out: Path, photos: Path
+) -> None:
+    result = _run_quick(
+        "bench.resizes",
+        tmp_path / "resizes.json",
+        "--ceiling",
+        str(ceiling_out),
+        "--photos",
+        str(photos),
+    )
     assert result["schema"] == resizes.SCHEMA
     assert set(result["floors"]) == set(ceiling.DRAFT_GAPS)
     for floor in result["floors"].values():

@@ -9,14 +9,19 @@ import sys
 from pathlib import Path
 
 from bench import soak
+from tests.samples import SAMPLES, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_quick_soak_loses_nothing(tmp_path: Path) -> None:
+    # The sample photos and phone photos made from two of them (orientation and GPS to handle).
+    samples = sorted(path.name for path in SAMPLES.glob("*.jpg"))
+    photos = write_photos(tmp_path / "photos", samples, ["BytheWater.jpg", "Kite.jpg"])
     out = tmp_path / "soak.json"
+    arguments = [str(photos), "--quick", "--workers", "2", "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--quick", "--workers", "2", "--out", str(out)],
+        [sys.executable, "-m", "bench.soak", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -37,7 +42,7 @@ def test_a_quick_soak_loses_nothing(tmp_path: Path) -> None:
     assert result["ok"] is True
 
     # Every kind was sent, and each ended as it must (KIND_CYCLE: 30 uploads give each
-    # bad kind twice, two corpus originals and twenty resized photos).
+    # bad kind twice, two originals and twenty resized photos).
     by_kind = counts["by_kind"]
     assert by_kind["photo"] == {"COMPLETED": 20}
     assert by_kind["original"] == {"COMPLETED": 2}
