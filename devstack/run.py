@@ -79,7 +79,7 @@ def banner(
     api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
 ) -> str:
     tenant, key = next(iter(keys.items()))
-    photo = PROJECT.parent / "shared" / "corpus" / "photos" / "Kite.jpg"
+    photo = PROJECT / "samples" / "photos" / "Kite.jpg"
     key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
     return f"""
 media-pipeline local stack
