@@ -33,6 +33,7 @@ from chalicelib.imaging.frames import gif_frames, jpeg_scans, tiff_pages
 from chalicelib.presets import DEFAULT_PRESETS, Preset
 from tests import hostile
 from tests.images import decode, encode, near, noise, png_bytes, rgb_icc_profile, solid
+from tests.samples import corpus_photos
 
 AS_IS = Preset("as-is", 4096, 4096, "contain", "PNG", 100)
 SMALL = Preset("small", 16, 16, "cover", "JPEG", 90)
@@ -564,8 +565,7 @@ def test_legitimate_photos_pass_the_metadata_check() -> None:
     exif = camera_exif()
     photo = encode(noise((64, 48)), "JPEG", exif=exif)
     made = {"made-phone.jpg": photo}
-    corpus = Path(__file__).resolve().parents[2] / "shared/corpus/photos"
-    found = {path.name: path.read_bytes() for path in sorted(corpus.glob("*.jpg"))}
+    found = {path.name: path.read_bytes() for path in corpus_photos()}
 
     for name, data in {**made, **found}.items():
         metadata.check(data, "JPEG")
