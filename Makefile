@@ -1,18 +1,23 @@
 # media-pipeline: `make run` (the whole pipeline on this machine), `make test` (lint, types,
 # tests) and `make deploy STAGE=...` (AWS).
-PYTHON ?= python3
+# The functions run on Lambda's python3.13, and Chalice takes the runtime from the interpreter
+# it runs under: .venv is always CPython 3.13, found as python3.13 on PATH or in pyenv.
+PYTHON_VERSION := 3.13
+PYTHON ?= $(shell bin/find-python $(PYTHON_VERSION))
 STAGE  ?= dev
 TENANT ?=
 PARAMS ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
 .PHONY: install lint format types test run bench soak fuzz deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { bin/find-python --help-install $(PYTHON_VERSION) >&2; exit 1; }
+	@bin/find-python --is $(PYTHON_VERSION) $(BIN)/python || { echo "rebuilding $(VENV) with $(PYTHON)"; rm -rf $(VENV); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'pip>=24,<26.3'  # chalice packages with pip and requires <26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
