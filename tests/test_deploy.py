@@ -153,6 +153,28 @@ def test_the_cost_estimate_prices_compute_at_the_configured_memory() -> None:
     assert estimate.total > estimate.lines["Lambda worker compute"]
 
 
+def test_the_cost_estimate_prices_the_access_log_lines_deploy_sets() -> None:
+    # Every variable of the format has a sample: the estimate follows the format's changes.
+    variables = set(re.findall(r"\$context\.([A-Za-z.]+)", deploy.ACCESS_LOG_FORMAT))
+    assert variables == set(cost.ACCESS_LOG_SAMPLES)
+    line = cost.access_log_line_bytes()
+    keys_alone = re.sub(r"\$context\.[A-Za-z.]+", "", deploy.ACCESS_LOG_FORMAT)
+    assert len(keys_alone) + len(variables) < line < 1024
+    logs = cost.estimate(engine_ms=100, overhead_ms=0).lines[
+        "CloudWatch Logs: API access log lines"
+    ]
+    per_gb = cost.PRICES["cloudwatch_logs_ingested_gb"]
+    assert logs == pytest.approx(1e6 * cost.API_REQUESTS * line / 1e9 * per_gb)
+
+
+def test_the_monthly_cost_counts_every_alarm_of_the_template() -> None:
+    resources = stack.load_template()["Resources"].values()
+    alarms = [r for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
+    monthly = cost.monthly_per_stage()
+    assert monthly[f"CloudWatch alarms ({len(alarms)})"] == pytest.approx(0.10 * len(alarms))
+    assert monthly["CloudWatch dashboard (1)"] == pytest.approx(3.00)
+
+
 def test_template_parameters_come_from_key_value_pairs() -> None:
     assert deploy.parse_parameters(["AlarmEmail=ops@example.com", "UploadOrigins=a,b"]) == {
         "AlarmEmail": "ops@example.com",
