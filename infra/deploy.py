@@ -202,6 +202,7 @@ def apply_access_logs(
 # with it. `make deploy` leaves a role that is set alone, and sets this one only where none
 # is: outside any stack, kept by `make destroy`, one for every stage of the account.
 LOGS_ROLE_NAME = "media-pipeline-apigateway-logs"
+LOGS_ROLE_POLICY = "write-access-logs"
 # How long a new role may take to become assumable by API Gateway (IAM is eventually
 # consistent): its account settings refuse it until then.
 LOGS_ROLE_SETTLE_SECONDS = 60.0
@@ -265,18 +266,18 @@ def _logs_role(iam: Any, log_group_arn: str) -> str:
     from botocore.exceptions import ClientError
 
     try:
+        role = iam.get_role(RoleName=LOGS_ROLE_NAME)["Role"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
         role = iam.create_role(
             RoleName=LOGS_ROLE_NAME,
             AssumeRolePolicyDocument=json.dumps(logs_role_trust_policy()),
             Description="API Gateway writes the media-pipeline stages' access logs with it.",
         )["Role"]
-    except ClientError as exc:
-        if _error_code(exc) != "EntityAlreadyExists":
-            raise
-        role = iam.get_role(RoleName=LOGS_ROLE_NAME)["Role"]
     iam.put_role_policy(
         RoleName=LOGS_ROLE_NAME,
-        PolicyName="write-access-logs",
+        PolicyName=LOGS_ROLE_POLICY,
         PolicyDocument=json.dumps(logs_role_policy(log_group_arn)),
     )
     return str(role["Arn"])
@@ -290,21 +291,24 @@ def ensure_api_gateway_logs_role(
     settle_seconds: float = LOGS_ROLE_SETTLE_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """The account's API Gateway CloudWatch Logs role in this region: the one already set,
-    untouched, or else LOGS_ROLE_NAME, created and set. Returns its ARN."""
+    """The account's API Gateway CloudWatch Logs role in this region: one already set is
+    left as it is (the app's own gets its policy brought up to date); where none is,
+    LOGS_ROLE_NAME, created if need be, and set. Returns the role's ARN."""
     from botocore.exceptions import ClientError
 
-    current = apigateway.get_account().get("cloudwatchRoleArn")
-    if current:
-        return str(current)
+    current = str(apigateway.get_account().get("cloudwatchRoleArn") or "")
+    if current and not current.endswith(f":role/{LOGS_ROLE_NAME}"):
+        return current
     role_arn = _logs_role(iam, log_group_arn)
+    if current == role_arn:
+        return role_arn
     operations = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role_arn}]
     waited = 0.0
     while True:
         try:
             apigateway.update_account(patchOperations=operations)
         except ClientError as exc:
-            # A role minutes old may not be assumable yet: API Gateway refuses it for now.
+            # A role seconds old may not be assumable yet: API Gateway refuses it for now.
             if _error_code(exc) != "BadRequestException" or waited >= settle_seconds:
                 raise
             sleep(5.0)

@@ -460,7 +460,9 @@ def test_an_access_log_line_is_json_with_the_request_and_the_tenant_never_the_ke
 
 
 def role_policy(iam: Any) -> dict[str, Any]:
-    document = iam.get_role_policy(RoleName=deploy.LOGS_ROLE_NAME, PolicyName="write-access-logs")
+    document = iam.get_role_policy(
+        RoleName=deploy.LOGS_ROLE_NAME, PolicyName=deploy.LOGS_ROLE_POLICY
+    )
     policy: dict[str, Any] = document["PolicyDocument"]
     return policy if isinstance(policy, dict) else json.loads(policy)
 
@@ -503,8 +505,23 @@ def test_an_account_without_a_logging_role_gets_the_apps_own(
         "logs:DescribeLogStreams",
         "logs:PutLogEvents",
     }
-    # A second deploy (or another stage's) finds it set and changes nothing.
+    # A second deploy (or another stage's) finds it set, and only brings its policy up to
+    # date (here: undoes a hand edit).
+    iam.put_role_policy(
+        RoleName=deploy.LOGS_ROLE_NAME,
+        PolicyName=deploy.LOGS_ROLE_POLICY,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"}
+                ],
+            }
+        ),
+    )
     assert deploy.ensure_api_gateway_logs_role(apigateway, iam, destination) == role_arn
+    assert role_policy(iam) == policy
+    assert apigateway.get_account()["cloudwatchRoleArn"] == role_arn
     roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
     assert roles.count(deploy.LOGS_ROLE_NAME) == 1
 
