@@ -1,7 +1,8 @@
 """The errors alarm of every Lambda function, written into infra/template.yaml.
 
-    python -m infra.alarms          # rewrite the generated block of the template
-    python -m infra.alarms --check  # exit 1 if the template's block is not what this renders
+    python -m infra.alarms                   # rewrite the generated block of the template
+    python -m infra.alarms --check           # exit 1 if the block is not what this renders
+    python -m infra.alarms --functions dev   # the functions Chalice deploys for a stage
 
 The template stays plain CloudFormation (no macro, no transform: cfn-lint, moto and every
 CloudFormation client read it as is); the alarms are rendered from ERRORS_ALARMS, one
