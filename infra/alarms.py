@@ -38,7 +38,7 @@ class ErrorsAlarm:
     function: str  # the Chalice name, as in .chalice/config.json's lambda_functions
     role: str  # the alarm is media-pipeline-<stage>-<role>-errors
     logical_id: str
-    why: str  # what an error means, and why this threshold
+    why: str  # what an error means, and why this threshold; {function} is the function
     period: int = 60
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
@@ -59,7 +59,7 @@ ERRORS_ALARMS = (
         role="api",
         logical_id="ApiErrorsAlarm",
         why=(
-            "The API function (api_handler) failed an invocation: a timeout, a crash or an "
+            "The API function ({function}) failed an invocation: a timeout, a crash or an "
             "init error, which the app's own error handling never sees, answered 502 to a "
             "client. Any one pages."
         ),
@@ -69,7 +69,7 @@ ERRORS_ALARMS = (
         role="authorizer",
         logical_id="AuthorizerErrorsAlarm",
         why=(
-            "The authorizer (api_key) failed an invocation: API Gateway answers 500 to every "
+            "The authorizer ({function}) failed an invocation: API Gateway answers 500 to every "
             "request it could not authorize. Any one pages."
         ),
     ),
@@ -78,7 +78,7 @@ ERRORS_ALARMS = (
         role="dispatcher",
         logical_id="DispatcherErrorsAlarm",
         why=(
-            "The dispatcher (dispatch_upload) failed invocations in 3 of the last 5 minutes: "
+            "The dispatcher ({function}) failed invocations in 3 of the last 5 minutes: "
             "uploads are not being queued. A single failure does not alarm: Lambda retries "
             "an S3 event twice, and the sweeper dispatches an upload whose event was lost."
         ),
@@ -90,7 +90,7 @@ ERRORS_ALARMS = (
         role="worker",
         logical_id="WorkerErrorsAlarm",
         why=(
-            "The worker (make_thumbnails) failed invocations in 3 of the last 5 minutes: a "
+            "The worker ({function}) failed invocations in 3 of the last 5 minutes: a "
             "bug, or AWS failing for minutes on end. A single failed batch does not alarm: "
             "its messages are retried by themselves, and dead-lettered (another alarm) if "
             "they keep failing."
@@ -103,7 +103,7 @@ ERRORS_ALARMS = (
         role="dead-letter-handler",
         logical_id="DeadLetterHandlerErrorsAlarm",
         why=(
-            "The dead-letter handler (fail_dead_letters) failed: dead-lettered jobs are not "
+            "The dead-letter handler ({function}) failed: dead-lettered jobs are not "
             "being ended FAILED. Its letters come back after the DLQ's visibility timeout; "
             "it runs rarely, so any failure in 5 minutes pages."
         ),
@@ -114,7 +114,7 @@ ERRORS_ALARMS = (
         role="sweeper",
         logical_id="SweeperErrorsAlarm",
         why=(
-            "The sweeper (sweep_jobs) failed: jobs whose upload event or queue message was "
+            "The sweeper ({function}) failed: jobs whose upload event or queue message was "
             "lost are not being ended or dispatched. It retries on its next run (5 minutes), "
             "so any failure in 5 minutes pages; look for the cause in its logs."
         ),
@@ -125,7 +125,7 @@ ERRORS_ALARMS = (
 
 def render_alarm(alarm: ErrorsAlarm) -> str:
     description = textwrap.fill(
-        f"{alarm.why} {MISSING_DATA}",
+        f"{alarm.why.format(function=alarm.function)} {MISSING_DATA}",
         width=92,
         initial_indent=" " * 8,
         subsequent_indent=" " * 8,
