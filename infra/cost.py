@@ -5,8 +5,10 @@
 Measures the engine on the photos (median per image, this machine, one process), adds a
 per-image allowance for the S3 and DynamoDB round trips the worker makes around it, and
 prices the Lambda compute at the worker's configured memory and architecture together
-with every other per-image request (API Gateway, S3, SQS, DynamoDB). Prices are AWS list
-prices for us-east-1 (on-demand, no free tier); edit PRICES for another region.
+with every other per-image request (API Gateway, S3, SQS, DynamoDB) and the API's access
+log lines; then what a stage costs a month whatever its traffic (alarms, dashboard).
+Prices are AWS list prices for us-east-1 (on-demand, no free tier); edit PRICES for
+another region.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ PRICES = {
     "sqs_request": 0.40 / 1e6,
     "dynamodb_write_unit": 0.625 / 1e6,
     "dynamodb_read_unit": 0.125 / 1e6,
+    "cloudwatch_logs_ingested_gb": 0.50,
+    "cloudwatch_alarm_month": 0.10,  # standard resolution, one metric
+    "cloudwatch_dashboard_month": 3.00,  # beyond the account's first three
 }
 
 # Requests per image, from the code: POST /uploads and (say) three polls of GET /jobs/{id};
@@ -49,6 +54,64 @@ DYNAMODB_WRITE_UNITS = 19
 # +0.5: POST /uploads counts the tenant's PENDING jobs (eventually consistent, one 4 KB unit
 # while it has a few).
 DYNAMODB_READ_UNITS = 4.5
+
+
+# What a typical access-log value is as long as (infra/deploy.py's ACCESS_LOG_FIELDS): a
+# GET /jobs/{jobId} of a UUID job, authorized from the authorizer's cache; a variable not
+# listed here is taken as 16 characters.
+ACCESS_LOG_SAMPLES = {
+    "requestId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "extendedRequestId": "Zx3JHGxwIAMEb2Q=",
+    "identity.sourceIp": "203.0.113.195",
+    "requestTime": "04/Dec/2026:17:55:00 +0000",
+    "requestTimeEpoch": "1796406900000",
+    "httpMethod": "GET",
+    "resourcePath": "/jobs/{job_id}",
+    "path": "/api/jobs/0f8fad5b-d9cb-469f-a165-70867728950e",
+    "status": "200",
+    "protocol": "HTTP/1.1",
+    "responseLength": "912",
+    "responseLatency": "38",
+    "integrationLatency": "35",
+    "integration.status": "200",
+    "integration.error": "-",
+    "error.responseType": "-",
+    "authorizer.status": "-",
+    "authorizer.latency": "-",
+    "authorizer.error": "-",
+    "authorizer.tenant": "acme-corp",
+}
+# CloudWatch Logs counts each event as its message plus 26 bytes.
+LOG_EVENT_OVERHEAD_BYTES = 26
+
+
+def access_log_line_bytes() -> int:
+    """The size of a typical access-log event, from the format `make deploy` sets."""
+    import re
+
+    from infra.deploy import ACCESS_LOG_FORMAT
+
+    line = re.sub(
+        r"\$context\.([A-Za-z.]+)",
+        lambda match: ACCESS_LOG_SAMPLES.get(match.group(1), "x" * 16),
+        ACCESS_LOG_FORMAT,
+    )
+    return len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES
+
+
+def monthly_per_stage() -> dict[str, float]:
+    """What a deployed stage costs a month with no traffic at all: its alarms and dashboard."""
+    from infra import stack
+
+    resources = stack.load_template()["Resources"].values()
+    alarms = sum(1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Alarm")
+    dashboards = sum(
+        1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Dashboard"
+    )
+    return {
+        f"CloudWatch alarms ({alarms})": alarms * PRICES["cloudwatch_alarm_month"],
+        f"CloudWatch dashboard ({dashboards})": dashboards * PRICES["cloudwatch_dashboard_month"],
+    }
 
 
 @dataclass(frozen=True)
@@ -104,6 +167,11 @@ def estimate(engine_ms: float, overhead_ms: float) -> Estimate:
         "SQS": million * (1 + SQS_REQUESTS_PER_BATCH / batch_size) * PRICES["sqs_request"],
         "DynamoDB writes": million * DYNAMODB_WRITE_UNITS * PRICES["dynamodb_write_unit"],
         "DynamoDB reads": million * DYNAMODB_READ_UNITS * PRICES["dynamodb_read_unit"],
+        "CloudWatch Logs: API access log lines": million
+        * API_REQUESTS
+        * access_log_line_bytes()
+        / 1e9
+        * PRICES["cloudwatch_logs_ingested_gb"],
     }
     return Estimate(engine_ms, worker_ms, memory_mb, architecture, batch_size, lines)
 
@@ -130,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, dollars in result.lines.items():
         print(f"  {name:<52} ${dollars:8.2f}")
     print(f"  {'total per million images':<52} ${result.total:8.2f}")
+    print("a stage, a month, whatever its traffic:")
+    for name, dollars in monthly_per_stage().items():
+        print(f"  {name:<52} ${dollars:8.2f}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """`make deploy STAGE=...` and `make destroy STAGE=...`.
 
-deploy: the data-plane stack (CloudFormation) -> its outputs into the stage's Chalice
-config (environment variables and one IAM policy file per function) -> `chalice deploy`
-building from the offline wheelhouse -> API Gateway responses in the API's error shape
--> the stage's throttling limits.
+deploy: the data-plane stack (CloudFormation) -> API Gateway's CloudWatch Logs role for
+the account, when it has none -> the stack's outputs into the stage's Chalice config
+(environment variables and one IAM policy file per function) -> `chalice deploy` building
+from the offline wheelhouse -> API Gateway responses in the API's error shape -> the
+stage's throttling limits and access logs.
 
 destroy: `chalice delete`, then the buckets are emptied (CloudFormation cannot delete a
 bucket with objects in it) and the stack is deleted.
@@ -16,12 +17,16 @@ import json
 import math
 import shutil
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra import policies, stack
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIG = Path(".chalice") / "config.json"
@@ -139,6 +144,179 @@ def apply_throttling(
     )
 
 
+# --- access logs ------------------------------------------------------------------------
+
+# One JSON line per request in the stage's access-log group (the stack's ApiAccessLogGroup).
+# Every value is quoted, so a line is valid JSON even where API Gateway writes "-" for a
+# value it does not have. Never the API key: it travels in the Authorization header, which
+# is not logged; the tenant is what the authorizer resolved it to.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "requestTimeEpoch": "$context.requestTimeEpoch",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integration.status",
+    "integrationError": "$context.integration.error",
+    "errorType": "$context.error.responseType",
+    "authorizerStatus": "$context.authorizer.status",
+    "authorizerLatency": "$context.authorizer.latency",
+    "authorizerError": "$context.authorizer.error",
+    "tenant": "$context.authorizer.tenant",
+}
+ACCESS_LOG_FORMAT = json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
+
+
+def access_log_patch_operations(
+    destination_arn: str, log_format: str = ACCESS_LOG_FORMAT
+) -> list[dict[str, str]]:
+    """update_stage operations sending the stage's access logs to the log group
+    `destination_arn` (the group's own ARN, without the ":*" of its GetAtt) in `log_format`."""
+    return [
+        {"op": "replace", "path": "/accessLogSettings/destinationArn", "value": destination_arn},
+        {"op": "replace", "path": "/accessLogSettings/format", "value": log_format},
+    ]
+
+
+def apply_access_logs(
+    apigateway: Any, rest_api_id: str, api_stage: str, destination_arn: str
+) -> None:
+    apigateway.update_stage(
+        restApiId=rest_api_id,
+        stageName=api_stage,
+        patchOperations=access_log_patch_operations(destination_arn),
+    )
+
+
+# API Gateway writes logs with one IAM role per account and region (its account settings'
+# cloudwatchRoleArn), shared by every API there. It is not a stage's to own: a stack that
+# held the setting (AWS::ApiGateway::Account) would take every other stage's logging down
+# with it. `make deploy` leaves a role that is set alone, and sets this one only where none
+# is: outside any stack, kept by `make destroy`, one for every stage of the account.
+LOGS_ROLE_NAME = "media-pipeline-apigateway-logs"
+LOGS_ROLE_POLICY = "write-access-logs"
+# How long a new role may take to become assumable by API Gateway (IAM is eventually
+# consistent): its account settings refuse it until then.
+LOGS_ROLE_SETTLE_SECONDS = 60.0
+
+
+def _arn_account(arn: str) -> tuple[str, str]:
+    """(partition, account) of an ARN."""
+    _, partition, _, _, account, _ = arn.split(":", 5)
+    return partition, account
+
+
+def logs_role_trust_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "apigateway.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def logs_role_policy(log_group_arn: str) -> dict[str, Any]:
+    """What API Gateway needs to write the access logs of every stage of the app, in any
+    region of the account: its log groups are the stacks' (it creates none), and it reads
+    none of the events it writes. Not AWS's managed AmazonAPIGatewayPushToCloudWatchLogs,
+    which grants that on every log group."""
+    partition, account = _arn_account(log_group_arn)
+    groups = f"arn:{partition}:logs:*:{account}:log-group:{stack.APP_NAME}-*-api-access"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "FindLogGroups",
+                "Effect": "Allow",
+                "Action": ["logs:DescribeLogGroups"],
+                "Resource": [f"arn:{partition}:logs:*:{account}:log-group:*"],
+            },
+            {
+                "Sid": "WriteAccessLogs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": [groups, f"{groups}:log-stream:*"],
+            },
+        ],
+    }
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _logs_role(iam: Any, log_group_arn: str) -> str:
+    """The app's logging role (created if absent), its policy brought up to date."""
+    from botocore.exceptions import ClientError
+
+    try:
+        role = iam.get_role(RoleName=LOGS_ROLE_NAME)["Role"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
+        role = iam.create_role(
+            RoleName=LOGS_ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(logs_role_trust_policy()),
+            Description="API Gateway writes the media-pipeline stages' access logs with it.",
+        )["Role"]
+    iam.put_role_policy(
+        RoleName=LOGS_ROLE_NAME,
+        PolicyName=LOGS_ROLE_POLICY,
+        PolicyDocument=json.dumps(logs_role_policy(log_group_arn)),
+    )
+    return str(role["Arn"])
+
+
+def ensure_api_gateway_logs_role(
+    apigateway: Any,
+    iam: Any,
+    log_group_arn: str,
+    *,
+    settle_seconds: float = LOGS_ROLE_SETTLE_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """The account's API Gateway CloudWatch Logs role in this region: one already set is
+    left as it is (the app's own gets its policy brought up to date); where none is,
+    LOGS_ROLE_NAME, created if need be, and set. Returns the role's ARN."""
+    from botocore.exceptions import ClientError
+
+    current = str(apigateway.get_account().get("cloudwatchRoleArn") or "")
+    if current and not current.endswith(f":role/{LOGS_ROLE_NAME}"):
+        return current
+    role_arn = _logs_role(iam, log_group_arn)
+    if current == role_arn:
+        return role_arn
+    operations = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role_arn}]
+    waited = 0.0
+    while True:
+        try:
+            apigateway.update_account(patchOperations=operations)
+        except ClientError as exc:
+            # A role seconds old may not be assumable yet: API Gateway refuses it for now.
+            if _error_code(exc) != "BadRequestException" or waited >= settle_seconds:
+                raise
+            sleep(5.0)
+            waited += 5.0
+        else:
+            return role_arn
+
+
 def api_gateway_stage(project_dir: Path, stage: str) -> str:
     """The API Gateway stage Chalice deploys the stage's REST API to."""
     config = json.loads((project_dir / CONFIG).read_text())
@@ -223,6 +401,10 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
 
     throttling = stage_throttling(PROJECT, stage)  # a bad setting stops the deploy up front
     outputs = stack.deploy(boto3.client("cloudformation"), stage, parameters)
+    # Before anything of the stage changes: a deployer who may not set it stops here.
+    ensure_api_gateway_logs_role(
+        boto3.client("apigateway"), boto3.client("iam"), outputs["ApiAccessLogGroupArn"]
+    )
     write_stage_config(PROJECT, stage, outputs)
     # First the build `make package` audits (target wheels only, nothing compiled here):
     # chalice deploy below makes the same zip from the same wheelhouse.
@@ -240,6 +422,7 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     apply_gateway_responses(apigateway, rest_api_id)
     apigateway.create_deployment(restApiId=rest_api_id, stageName=api_stage)
     apply_throttling(apigateway, rest_api_id, api_stage, throttling)
+    apply_access_logs(apigateway, rest_api_id, api_stage, outputs["ApiAccessLogGroupArn"])
     print(json.dumps({"stage": stage, **outputs}, indent=2))
 
 

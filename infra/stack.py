@@ -64,6 +64,9 @@ OUTPUTS = (
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",
+    # The API's access logs: `make deploy` points the API stage's accessLogSettings there.
+    "ApiAccessLogGroup",
+    "ApiAccessLogGroupArn",
 )
 
 NO_UPDATES = "No updates are to be performed"
@@ -119,10 +122,26 @@ def worker_timeout_seconds(stage: str) -> int:
     return int(config.lambda_timeout)
 
 
+def log_retention_days(stage: str) -> int:
+    """The stage's log retention, as Chalice resolves it (log_retention_in_days) for the
+    functions' log groups; 0 when none is set, which Chalice leaves to never expire."""
+    from chalice.config import Config
+
+    config = Config(
+        chalice_stage=stage, config_from_disk=json.loads(CHALICE_CONFIG_PATH.read_text())
+    )
+    retention = config.log_retention_in_days
+    return 0 if retention is None else int(retention)
+
+
 def default_parameters(stage: str) -> dict[str, str]:
     """The parameters every deploy passes: the stage, and what follows from Chalice's config."""
     visibility = VISIBILITY_TIMEOUT_FACTOR * worker_timeout_seconds(stage)
-    return {"Stage": stage, "QueueVisibilityTimeoutSeconds": str(visibility)}
+    return {
+        "Stage": stage,
+        "QueueVisibilityTimeoutSeconds": str(visibility),
+        "LogRetentionDays": str(log_retention_days(stage)),
+    }
 
 
 # --- deploy, read, delete -------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.exceptions import ClientError
 from chalice.config import Config
 from moto import mock_aws
 
@@ -147,6 +151,28 @@ def test_the_cost_estimate_prices_compute_at_the_configured_memory() -> None:
     slower = cost.estimate(engine_ms=200, overhead_ms=0)
     assert slower.lines["Lambda worker compute"] == pytest.approx(2 * compute)
     assert estimate.total > estimate.lines["Lambda worker compute"]
+
+
+def test_the_cost_estimate_prices_the_access_log_lines_deploy_sets() -> None:
+    # Every variable of the format has a sample: the estimate follows the format's changes.
+    variables = set(re.findall(r"\$context\.([A-Za-z.]+)", deploy.ACCESS_LOG_FORMAT))
+    assert variables == set(cost.ACCESS_LOG_SAMPLES)
+    line = cost.access_log_line_bytes()
+    keys_alone = re.sub(r"\$context\.[A-Za-z.]+", "", deploy.ACCESS_LOG_FORMAT)
+    assert len(keys_alone) + len(variables) < line < 1024
+    logs = cost.estimate(engine_ms=100, overhead_ms=0).lines[
+        "CloudWatch Logs: API access log lines"
+    ]
+    per_gb = cost.PRICES["cloudwatch_logs_ingested_gb"]
+    assert logs == pytest.approx(1e6 * cost.API_REQUESTS * line / 1e9 * per_gb)
+
+
+def test_the_monthly_cost_counts_every_alarm_of_the_template() -> None:
+    resources = stack.load_template()["Resources"].values()
+    alarms = [r for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
+    monthly = cost.monthly_per_stage()
+    assert monthly[f"CloudWatch alarms ({len(alarms)})"] == pytest.approx(0.10 * len(alarms))
+    assert monthly["CloudWatch dashboard (1)"] == pytest.approx(3.00)
 
 
 def test_template_parameters_come_from_key_value_pairs() -> None:
@@ -346,3 +372,235 @@ def test_the_functions_shipped_are_those_chalice_recorded(tmp_path: Path) -> Non
     ]
     (deployed / "dev.json").write_text(json.dumps({"resources": resources}))
     assert deploy.deployed_functions(tmp_path, "dev") == ["arn:a", "arn:b"]
+
+
+# --- access logs ------------------------------------------------------------------------
+
+
+def deployed_api_stage(apigateway: Any, project: Path) -> tuple[str, str]:
+    """A REST API with one method, deployed to the stage Chalice would deploy it to."""
+    api_id = apigateway.create_rest_api(name="media-pipeline")["id"]
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(
+        restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE"
+    )
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    api_stage = deploy.api_gateway_stage(project, STAGE)
+    apigateway.create_deployment(restApiId=api_id, stageName=api_stage)
+    return api_id, api_stage
+
+
+def test_access_logs_land_on_the_api_stage_beside_its_throttling(
+    aws: Queues, project: Path, outputs: dict[str, str]
+) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    api_id, api_stage = deployed_api_stage(apigateway, project)
+    destination = outputs["ApiAccessLogGroupArn"]
+    deploy.apply_throttling(apigateway, api_id, api_stage, deploy.DEFAULT_THROTTLING)
+    deploy.apply_access_logs(apigateway, api_id, api_stage, destination)
+    deploy.apply_access_logs(apigateway, api_id, api_stage, destination)  # a second deploy
+    described = apigateway.get_stage(restApiId=api_id, stageName=api_stage)
+    assert described["accessLogSettings"] == {
+        "destinationArn": destination,
+        "format": deploy.ACCESS_LOG_FORMAT,
+    }
+    assert described["methodSettings"]["*/*"]["throttlingBurstLimit"] == 100
+    # The destination is the stack's log group, by its own ARN.
+    groups = boto3.client("logs", region_name=REGION).describe_log_groups(
+        logGroupNamePrefix=outputs["ApiAccessLogGroup"]
+    )["logGroups"]
+    assert [group["logGroupArn"] for group in groups] == [destination]
+
+
+def test_the_access_log_patch_sets_destination_and_format() -> None:
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:media-pipeline-dev-api-access"
+    assert deploy.access_log_patch_operations(arn, '{"requestId":"$context.requestId"}') == [
+        {"op": "replace", "path": "/accessLogSettings/destinationArn", "value": arn},
+        {
+            "op": "replace",
+            "path": "/accessLogSettings/format",
+            "value": '{"requestId":"$context.requestId"}',
+        },
+    ]
+    assert deploy.access_log_patch_operations(arn)[1]["value"] == deploy.ACCESS_LOG_FORMAT
+
+
+def test_an_access_log_line_is_json_with_the_request_and_the_tenant_never_the_key() -> None:
+    log_format = deploy.ACCESS_LOG_FORMAT
+    assert "\n" not in log_format
+    variables = re.findall(r"\$context\.[A-Za-z.]+", log_format)
+    # What API Gateway writes: each variable replaced by its value ("-" when it has none).
+    line = re.sub(r"\$context\.[A-Za-z.]+", "-", log_format)
+    assert set(json.loads(line)) == set(deploy.ACCESS_LOG_FIELDS)
+    for variable in (
+        "requestId",
+        "extendedRequestId",
+        "identity.sourceIp",
+        "requestTime",
+        "httpMethod",
+        "resourcePath",
+        "path",
+        "status",
+        "protocol",
+        "responseLength",
+        "responseLatency",
+        "integrationLatency",
+        "integration.error",
+        "authorizer.error",
+        "authorizer.latency",
+    ):
+        assert f"$context.{variable}" in variables, variable
+    # The tenant, under the key the authorizer hands API Gateway.
+    for key in auth.authorizer_context(None)["context"]:
+        assert f"$context.authorizer.{key}" in variables, key
+    # Nothing that could carry the key: no header, no API Gateway API key, no request body.
+    lowered = log_format.lower()
+    for secret in ("authorization", "apikey", "header", "$input", "$method", "requestoverride"):
+        assert secret not in lowered, secret
+
+
+def role_policy(iam: Any) -> dict[str, Any]:
+    document = iam.get_role_policy(
+        RoleName=deploy.LOGS_ROLE_NAME, PolicyName=deploy.LOGS_ROLE_POLICY
+    )
+    policy: dict[str, Any] = document["PolicyDocument"]
+    return policy if isinstance(policy, dict) else json.loads(policy)
+
+
+def granted(policy: dict[str, Any], action: str, resource: str) -> bool:
+    return any(
+        action in statement["Action"]
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in statement["Resource"])
+        for statement in policy["Statement"]
+    )
+
+
+def test_an_account_without_a_logging_role_gets_the_apps_own(
+    aws: Queues, outputs: dict[str, str]
+) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    assert not apigateway.get_account().get("cloudwatchRoleArn")
+    destination = outputs["ApiAccessLogGroupArn"]
+    role_arn = deploy.ensure_api_gateway_logs_role(apigateway, iam, destination)
+    assert apigateway.get_account()["cloudwatchRoleArn"] == role_arn
+    role = iam.get_role(RoleName=deploy.LOGS_ROLE_NAME)["Role"]
+    assert role["Arn"] == role_arn
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert trust["Action"] == "sts:AssumeRole"
+    # It writes the access logs of every stage of the app, and nothing else.
+    policy = role_policy(iam)
+    other_stage = destination.replace(f"-{STAGE}-", "-prod-")
+    for group in (destination, other_stage):
+        assert granted(policy, "logs:CreateLogStream", group), group
+        assert granted(policy, "logs:PutLogEvents", f"{group}:log-stream:abc"), group
+    not_ours = destination.replace("media-pipeline-test-api-access", "/aws/lambda/other")
+    assert not granted(policy, "logs:PutLogEvents", f"{not_ours}:log-stream:abc")
+    assert not granted(policy, "logs:CreateLogStream", not_ours)
+    actions = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert actions == {
+        "logs:DescribeLogGroups",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    }
+    # A second deploy (or another stage's) finds it set, and only brings its policy up to
+    # date (here: undoes a hand edit).
+    iam.put_role_policy(
+        RoleName=deploy.LOGS_ROLE_NAME,
+        PolicyName=deploy.LOGS_ROLE_POLICY,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"}
+                ],
+            }
+        ),
+    )
+    assert deploy.ensure_api_gateway_logs_role(apigateway, iam, destination) == role_arn
+    assert role_policy(iam) == policy
+    assert apigateway.get_account()["cloudwatchRoleArn"] == role_arn
+    roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert roles.count(deploy.LOGS_ROLE_NAME) == 1
+
+
+def test_the_apps_role_made_in_another_region_is_reused(
+    aws: Queues, outputs: dict[str, str]
+) -> None:
+    # IAM is global, API Gateway's account settings are per region.
+    iam = boto3.client("iam", region_name=REGION)
+    existing = iam.create_role(
+        RoleName=deploy.LOGS_ROLE_NAME,
+        AssumeRolePolicyDocument=json.dumps(deploy.logs_role_trust_policy()),
+    )["Role"]["Arn"]
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    destination = outputs["ApiAccessLogGroupArn"]
+    assert deploy.ensure_api_gateway_logs_role(apigateway, iam, destination) == existing
+    assert apigateway.get_account()["cloudwatchRoleArn"] == existing
+    assert granted(role_policy(iam), "logs:PutLogEvents", f"{destination}:log-stream:x")
+
+
+def test_an_account_logging_role_already_set_is_left_alone(
+    aws: Queues, outputs: dict[str, str]
+) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    theirs = "arn:aws:iam::123456789012:role/the-accounts-own"
+    apigateway.update_account(
+        patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": theirs}]
+    )
+    destination = outputs["ApiAccessLogGroupArn"]
+    assert deploy.ensure_api_gateway_logs_role(apigateway, iam, destination) == theirs
+    assert apigateway.get_account()["cloudwatchRoleArn"] == theirs
+    with pytest.raises(ClientError) as absent:
+        iam.get_role(RoleName=deploy.LOGS_ROLE_NAME)
+    assert absent.value.response["Error"]["Code"] == "NoSuchEntity"
+
+
+def refuse_account_updates(apigateway: Any, times: int) -> None:
+    """Answer UpdateAccount as AWS does while a new role is not assumable yet, `times` times."""
+    refused: list[int] = []
+
+    def not_yet(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if len(refused) >= times:
+            return None
+        refused.append(1)
+        error = {"Code": "BadRequestException", "Message": "The role ARN is not assumable yet."}
+        return AWSResponse("", 400, HTTPHeaders(), None), {
+            "Error": error,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+    apigateway.meta.events.register("before-call.apigateway.UpdateAccount", not_yet)
+
+
+def test_a_new_logging_role_is_set_once_iam_lets_api_gateway_assume_it(
+    aws: Queues, outputs: dict[str, str]
+) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    refuse_account_updates(apigateway, times=2)
+    slept: list[float] = []
+    role_arn = deploy.ensure_api_gateway_logs_role(
+        apigateway, iam, outputs["ApiAccessLogGroupArn"], sleep=slept.append
+    )
+    assert slept == [5.0, 5.0]
+    assert apigateway.get_account()["cloudwatchRoleArn"] == role_arn
+
+
+def test_a_logging_role_refused_for_too_long_stops_the_deploy(
+    aws: Queues, outputs: dict[str, str]
+) -> None:
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    refuse_account_updates(apigateway, times=100)
+    slept: list[float] = []
+    with pytest.raises(ClientError) as refused:
+        deploy.ensure_api_gateway_logs_role(
+            apigateway, iam, outputs["ApiAccessLogGroupArn"], settle_seconds=10, sleep=slept.append
+        )
+    assert refused.value.response["Error"]["Code"] == "BadRequestException"
+    assert sum(slept) == 10
+    assert not apigateway.get_account().get("cloudwatchRoleArn")

@@ -8,13 +8,13 @@ property is checked twice instead: in the template itself, and through the API a
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from moto import mock_aws
 
 from chalicelib.jobs import OPEN_JOBS_INDEX, OPEN_SHARD, STATUS_INDEX, STATUS_SINCE, TENANT_INDEX
 from chalicelib.observability import APP_NAME, METRICS_NAMESPACE
-from infra import stack
+from infra import alarms, policies, stack
 from tests.resources import MOTO_SKIPPED_TYPES, REGION, STAGE, moto_skips_quietly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,49 +159,92 @@ def test_the_visibility_timeout_is_six_times_the_workers_lambda_timeout() -> Non
     assert int(properties("JobsDlq")["VisibilityTimeout"]) >= 6 * dead_letters
 
 
-def _function(module: ast.Module, name: str) -> ast.FunctionDef:
-    """The top-level function `name` of a parsed module."""
-    (found,) = [
-        node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == name
-    ]
-    return found
+@cache
+def chalice_functions(stage: str) -> dict[str, str]:
+    """{function: deployed name} as `chalice deploy` would create them for the stage, from
+    Chalice's own application graph of app.py and .chalice/config.json. In a process of its
+    own: importing app.py fixes the event sources' names from the environment of whichever
+    test imports it first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.alarms", "--functions", stage],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    functions: dict[str, str] = json.loads(done.stdout)
+    return functions
 
 
-def test_alarms_watch_the_functions_chalice_deploys() -> None:
-    # Chalice names a stage's function <app>-<stage>-<function> and its REST API <app>,
-    # deployed to the stage's api_gateway_stage.
-    config = Config(chalice_stage="dev", config_from_disk=CHALICE_CONFIG)
-    assert config.app_name == APP_NAME
-    # Chalice names a function after the decorated Python function: make_thumbnails is the
-    # jobs queue's handler in app.py (read, not imported: importing app.py fixes the
-    # event sources' names from the environment of whichever test imports it first).
-    module = ast.parse((REPO / "app.py").read_text())
-    (decorator,) = _function(module, "make_thumbnails").decorator_list
-    assert isinstance(decorator, ast.Call)
-    assert ast.unparse(decorator.func) == "app.on_sqs_message"
-    queue = next(k.value for k in decorator.keywords if k.arg == "queue")
-    assert "JOBS_QUEUE" in ast.unparse(queue)
-    (schedule,) = _function(module, "sweep_jobs").decorator_list
-    assert isinstance(schedule, ast.Call)
-    assert ast.unparse(schedule.func) == "app.schedule"
-    alarms = resources_of_type("AWS::CloudWatch::Alarm")
-    functions = {
-        json.dumps(dimension["Value"])
-        for alarm in alarms.values()
-        if alarm["Properties"]["Namespace"] == "AWS/Lambda"
-        for dimension in alarm["Properties"]["Dimensions"]
+def lambda_errors_alarms() -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: body["Properties"]
+        for logical_id, body in resources_of_type("AWS::CloudWatch::Alarm").items()
+        if body["Properties"]["Namespace"] == "AWS/Lambda"
+        and body["Properties"]["MetricName"] == "Errors"
+    }
+
+
+def substitute_stage(value: Any, stage: str) -> str:
+    """A `!Sub` of the Stage parameter alone, resolved."""
+    text = value["Fn::Sub"]
+    assert isinstance(text, str)
+    assert set(re.findall(r"\$\{([^}]+)\}", text)) <= {"Stage"}, text
+    return text.replace("${Stage}", stage)
+
+
+def test_chalice_deploys_the_functions_the_project_declares() -> None:
+    # The app graph is the source of truth for the alarms below; it must see every function.
+    functions = chalice_functions("dev")
+    assert set(functions) == set(CHALICE_CONFIG["lambda_functions"])
+    assert set(functions) == set(policies.FUNCTIONS)
+    # Chalice names a stage's function <app>-<stage>-<function>, but the REST API's <app>-<stage>.
+    assert functions["api_handler"] == "media-pipeline-dev"
+    assert functions["make_thumbnails"] == "media-pipeline-dev-make_thumbnails"
+
+
+@pytest.mark.parametrize("stage", ["dev", STAGE])
+def test_every_function_chalice_deploys_has_an_errors_alarm(stage: str) -> None:
+    watched = {
+        substitute_stage(dimension["Value"], stage): logical_id
+        for logical_id, alarm in lambda_errors_alarms().items()
+        for dimension in alarm["Dimensions"]
         if dimension["Name"] == "FunctionName"
     }
-    assert functions == {
-        json.dumps({"Fn::Sub": f"{config.app_name}-${{Stage}}-{function}"})
-        for function in ("make_thumbnails", "sweep_jobs")
-    }
-    api = [
-        {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
-        for alarm in alarms.values()
-        if alarm["Properties"]["Namespace"] == "AWS/ApiGateway"
-    ]
-    assert api == [{"ApiName": config.app_name, "Stage": config.api_gateway_stage}]
+    deployed = chalice_functions(stage)
+    missing = {function for function, name in deployed.items() if name not in watched}
+    assert not missing, f"functions without an errors alarm: {sorted(missing)}"
+    assert set(watched) == set(deployed.values()), "an alarm watches no deployed function"
+
+
+def test_the_errors_alarms_are_generated_and_uniform() -> None:
+    # One per function, rendered by infra/alarms.py: the template's block is its output.
+    assert stack.template_body().count(alarms.BEGIN) == 1
+    assert alarms.with_block(stack.template_body()) == stack.template_body(), (
+        "stale errors alarms: run python -m infra.alarms"
+    )
+    assert alarms.main(["--check"]) == 0
+    by_id = lambda_errors_alarms()
+    assert set(by_id) == {alarm.logical_id for alarm in alarms.ERRORS_ALARMS}
+    names = set()
+    for alarm in alarms.ERRORS_ALARMS:
+        props = by_id[alarm.logical_id]
+        name = substitute_stage(props["AlarmName"], "dev")
+        assert re.fullmatch(r"media-pipeline-dev-[a-z-]+-errors", name), name
+        names.add(name)
+        (dimension,) = props["Dimensions"]
+        assert (
+            substitute_stage(dimension["Value"], "dev") == chalice_functions("dev")[alarm.function]
+        )
+        assert props["Statistic"] == "Sum"
+        assert int(props["Threshold"]) == 0
+        assert props["OKActions"] == [{"Ref": "AlarmTopic"}]
+        # Why missing data is healthy is said where the alarm is read.
+        assert "notBreaching" in props["AlarmDescription"]
+        assert alarm.function in props["AlarmDescription"]
+    assert len(names) == len(alarms.ERRORS_ALARMS)
+    # The names that existed before every function had one still work.
+    assert {"media-pipeline-dev-worker-errors", "media-pipeline-dev-sweeper-errors"} <= names
 
 
 def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
@@ -209,13 +252,13 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
         logical_id: body["Properties"]
         for logical_id, body in resources_of_type("AWS::CloudWatch::Alarm").items()
     }
+    errors = {alarm.logical_id: "Errors" for alarm in alarms.ERRORS_ALARMS}
     assert {logical_id: alarm["MetricName"] for logical_id, alarm in by_id.items()} == {
         "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
-        "WorkerErrorsAlarm": "Errors",
         "WorkerThrottlesAlarm": "Throttles",
-        "SweeperErrorsAlarm": "Errors",
         "Api5xxAlarm": "5XXError",
+        **errors,
     }
     for alarm in by_id.values():
         assert alarm["TreatMissingData"] == "notBreaching", alarm["AlarmName"]
@@ -226,24 +269,47 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
         {"Name": "FunctionName", "Value": {"Fn::Sub": "media-pipeline-${Stage}-sweep_jobs"}}
     ]
     assert int(sweeper["Threshold"]) == 0
-    alarms = {
+    alarms_by_metric = {
         alarm["MetricName"]: alarm
         for logical_id, alarm in by_id.items()
-        if logical_id != "SweeperErrorsAlarm"
+        if logical_id not in errors
     }
-    dlq = alarms["ApproximateNumberOfMessagesVisible"]
+    dlq = alarms_by_metric["ApproximateNumberOfMessagesVisible"]
     assert dlq["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsDlq", "QueueName"]}}
     ]
-    age = alarms["ApproximateAgeOfOldestMessage"]
+    age = alarms_by_metric["ApproximateAgeOfOldestMessage"]
     assert age["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["JobsQueue", "QueueName"]}
-    for metric in ("ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "5XXError"):
-        assert int(alarms[metric]["Threshold"]) == 0, metric
+    for metric in ("ApproximateNumberOfMessagesVisible", "Throttles", "5XXError"):
+        assert int(alarms_by_metric[metric]["Threshold"]) == 0, metric
     # One batch failing transiently is retried by itself: only failures in 3 of 5 minutes
     # (a bug, or AWS failing for minutes) page anyone.
     worker = by_id["WorkerErrorsAlarm"]
     assert (int(worker["DatapointsToAlarm"]), int(worker["EvaluationPeriods"])) == (3, 5)
     assert int(worker["Period"]) == 60
+    api = [
+        {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        for alarm in resources_of_type("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["Namespace"] == "AWS/ApiGateway"
+    ]
+    config = Config(chalice_stage="dev", config_from_disk=CHALICE_CONFIG)
+    assert config.app_name == APP_NAME
+    assert api == [{"ApiName": config.app_name, "Stage": config.api_gateway_stage}]
+
+
+def test_the_errors_alarms_resolve_against_the_deployed_stack(cloudformation: Any) -> None:
+    # moto's CloudFormation skips alarms: their values are resolved as CloudFormation would
+    # for the deployed stack, and must name its topic and the functions Chalice deploys.
+    outputs = deploy(cloudformation)
+    with moto_skips_quietly():
+        resolver = stack.Resolver.for_stack(cloudformation, STAGE)
+    deployed = chalice_functions(STAGE)
+    for alarm in alarms.ERRORS_ALARMS:
+        props = resolver.resolve(RESOURCES[alarm.logical_id]["Properties"])
+        assert props["AlarmName"] == f"media-pipeline-{STAGE}-{alarm.role}-errors"
+        assert props["Dimensions"] == [{"Name": "FunctionName", "Value": deployed[alarm.function]}]
+        assert props["AlarmActions"] == [outputs["AlarmTopicArn"]]
+        assert props["OKActions"] == [outputs["AlarmTopicArn"]]
 
 
 def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
@@ -360,6 +426,8 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
     assert outputs["JobsTableArn"].endswith(":table/media-pipeline-test-jobs")
     assert outputs["UploadsBucketArn"] == f"arn:aws:s3:::media-pipeline-test-uploads-{suffix}"
     assert outputs["AlarmTopicArn"].endswith(":media-pipeline-test-alarms")
+    assert outputs["ApiAccessLogGroup"] == "media-pipeline-test-api-access"
+    assert outputs["ApiAccessLogGroupArn"].endswith(":log-group:media-pipeline-test-api-access")
 
 
 def test_moto_skips_only_the_alarms_and_bucket_policies(cloudformation: Any) -> None:
@@ -476,6 +544,69 @@ def test_the_dashboard_shows_the_pipeline(cloudformation: Any) -> None:
     ):
         assert metric in text, metric
     assert f'"{METRICS_NAMESPACE}", "UploadsCreated", "service", "{APP_NAME}"' in text
+    # Every function's errors, each of which has an alarm.
+    errors = {
+        metric[3]
+        for widget in body["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        if metric[:3] == ["AWS/Lambda", "Errors", "FunctionName"]
+    }
+    assert errors == set(chalice_functions(STAGE).values())
+    # The stage's own 4xx and 5xx, from its access log (API Gateway's metrics are per API
+    # name, which every stage's API shares).
+    (access,) = [widget for widget in body["widgets"] if widget["type"] == "log"]
+    query = access["properties"]["query"]
+    assert query.startswith(f"SOURCE '{outputs['ApiAccessLogGroup']}' |")
+    for term in ("status", "(?<clientError>4)", "(?<serverError>5)", "by bin(1m)"):
+        assert term in query, term
+    assert access["properties"]["region"] == REGION
+
+
+def logs() -> Any:
+    return boto3.client("logs", region_name=REGION)
+
+
+def test_the_access_log_group_keeps_the_stages_log_retention(cloudformation: Any) -> None:
+    retention = Config(chalice_stage=STAGE, config_from_disk=CHALICE_CONFIG).log_retention_in_days
+    assert retention == 30
+    assert stack.default_parameters(STAGE)["LogRetentionDays"] == str(retention)
+    outputs = deploy(cloudformation)
+    assert outputs["ApiAccessLogGroup"] == "media-pipeline-test-api-access"
+    (group,) = logs().describe_log_groups(logGroupNamePrefix=outputs["ApiAccessLogGroup"])[
+        "logGroups"
+    ]
+    assert group["retentionInDays"] == retention
+    # The group's own ARN (no ":*"), as API Gateway's accessLogSettings take it.
+    arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:media-pipeline-test-api-access"
+    assert outputs["ApiAccessLogGroupArn"] == group["logGroupArn"] == arn
+    stack.delete(cloudformation, STAGE, poll_seconds=1)
+    assert logs().describe_log_groups(logGroupNamePrefix="media-pipeline-test")["logGroups"] == []
+
+
+def test_access_logs_never_expire_where_chalice_sets_no_retention(cloudformation: Any) -> None:
+    deploy(cloudformation, LogRetentionDays="0")
+    (group,) = logs().describe_log_groups(logGroupNamePrefix="media-pipeline-test-api-access")[
+        "logGroups"
+    ]
+    assert "retentionInDays" not in group
+
+
+def test_the_log_retention_is_the_one_chalice_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = json.loads(json.dumps(CHALICE_CONFIG))
+    config["stages"]["prod"] = {"log_retention_in_days": 90}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setattr(stack, "CHALICE_CONFIG_PATH", path)
+    assert stack.log_retention_days("prod") == 90
+    assert stack.log_retention_days("dev") == 30
+    del config["log_retention_in_days"]
+    path.write_text(json.dumps(config))
+    assert stack.log_retention_days("dev") == 0  # Chalice's log groups never expire then
+    allowed = {int(v) for v in TEMPLATE["Parameters"]["LogRetentionDays"]["AllowedValues"]}
+    assert {0, 30, 90} <= allowed
 
 
 def test_the_alarm_email_is_subscribed_only_when_given(cloudformation: Any) -> None:
