@@ -346,3 +346,37 @@ def test_the_functions_shipped_are_those_chalice_recorded(tmp_path: Path) -> Non
     ]
     (deployed / "dev.json").write_text(json.dumps({"resources": resources}))
     assert deploy.deployed_functions(tmp_path, "dev") == ["arn:a", "arn:b"]
+
+
+def test_the_routes_with_a_key_go_through_the_authorizer_in_chalices_swagger() -> None:
+    """API Gateway reads a route's `security` from the Swagger document Chalice imports:
+    each must name the custom authorizer, never Chalice's `api_key` (an API Gateway usage
+    plan key, `api_key_required`), which an authorizer of that name would be replaced by."""
+    from chalice.deploy.swagger import SwaggerGenerator
+
+    from app import app
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:media-pipeline-test-"
+    deployed = {
+        "api_handler_arn": f"{arn}api_handler",
+        "api_handler_name": "media-pipeline-test",
+        "lambda_functions": {
+            f"media-pipeline-test-{policies.AUTHORIZER}": {"arn": f"{arn}{policies.AUTHORIZER}"}
+        },
+    }
+    swagger = SwaggerGenerator(REGION, deployed).generate_swagger(app)
+    secured = {
+        (path, method): operation["security"]
+        for path, operations in swagger["paths"].items()
+        for method, operation in operations.items()
+        if "security" in operation
+    }
+    assert set(secured) == {("/uploads", "post"), ("/jobs/{job_id}", "get"), ("/jobs", "get")}
+    assert all(security == [{policies.AUTHORIZER: []}] for security in secured.values())
+    definition = swagger["securityDefinitions"][policies.AUTHORIZER]
+    assert definition["x-amazon-apigateway-authtype"] == "custom"
+    assert definition["name"] == "Authorization"
+    authorizer = definition["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "token"
+    assert authorizer["authorizerUri"].endswith(f"{arn}{policies.AUTHORIZER}/invocations")
+    assert authorizer["authorizerResultTtlInSeconds"] == 60
