@@ -5,8 +5,9 @@ config (environment variables and one IAM policy file per function) -> `chalice 
 building from the offline wheelhouse -> API Gateway responses in the API's error shape
 -> the stage's throttling limits.
 
-destroy: `chalice delete`, then the buckets are emptied (CloudFormation cannot delete a
-bucket with objects in it) and the stack is deleted.
+destroy: `chalice delete`, then the functions' log groups (Chalice only drops their
+retention policy), then the buckets are emptied (CloudFormation cannot delete a bucket
+with objects in it) and the stack is deleted.
 """
 
 from __future__ import annotations
@@ -243,10 +244,31 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     print(json.dumps({"stage": stage, **outputs}, indent=2))
 
 
+def function_log_groups(stage: str) -> list[str]:
+    """The log groups of the stage's functions: `/aws/lambda/<function name>`, as Lambda
+    names them, and as Chalice names the ones it gives a retention (the same, but for the
+    REST API's function, which Chalice names `<app>-<stage>` and its group `...-api_handler`)."""
+    prefix = f"/aws/lambda/{stack.stack_name(stage)}"
+    return [prefix] + [f"{prefix}-{function}" for function in policies.FUNCTIONS]
+
+
+def delete_log_groups(logs: Any, names: list[str]) -> list[str]:
+    """Delete the log groups of `names` that exist; returns those deleted."""
+    deleted = []
+    for name in names:
+        try:
+            logs.delete_log_group(logGroupName=name)
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+        deleted.append(name)
+    return deleted
+
+
 def destroy(stage: str) -> None:
     import boto3
 
     _chalice("delete", "--stage", stage)
+    delete_log_groups(boto3.client("logs"), function_log_groups(stage))
     cloudformation = boto3.client("cloudformation")
     outputs = stack.outputs(cloudformation, stage)
     s3 = boto3.resource("s3")

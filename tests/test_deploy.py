@@ -380,3 +380,22 @@ def test_the_routes_with_a_key_go_through_the_authorizer_in_chalices_swagger() -
     assert authorizer["type"] == "token"
     assert authorizer["authorizerUri"].endswith(f"{arn}{policies.AUTHORIZER}/invocations")
     assert authorizer["authorizerResultTtlInSeconds"] == 60
+
+
+def test_destroy_deletes_the_log_groups_of_the_stages_functions_only() -> None:
+    with mock_aws():
+        logs = boto3.client("logs", region_name=REGION)
+        ours = deploy.function_log_groups(STAGE)
+        others = [
+            f"/aws/lambda/media-pipeline-{STAGE}2-{policies.WORKER}",  # stage test2
+            f"/aws/lambda/media-pipeline-{STAGE}2",
+            "/aws/lambda/another-app",
+        ]
+        for name in [*ours, *others]:
+            logs.create_log_group(logGroupName=name)
+        assert f"/aws/lambda/media-pipeline-{STAGE}" in ours  # the REST API's, Lambda's name
+        assert f"/aws/lambda/media-pipeline-{STAGE}-{policies.API}" in ours  # Chalice's name
+        assert deploy.delete_log_groups(logs, ours) == ours
+        left = [group["logGroupName"] for group in logs.describe_log_groups()["logGroups"]]
+        assert sorted(left) == sorted(others)
+        assert deploy.delete_log_groups(logs, ours) == []  # nothing left to delete
