@@ -420,6 +420,10 @@ def main(argv: list[str] | None = None) -> None:
     from devstack.emulator import add_version_ids_to_s3_events
 
     add_version_ids_to_s3_events()
+    # What AWS does and moto does not, for `make deploy` against the emulator.
+    from devstack.emulator_gaps import fill_gaps
+
+    fill_gaps()
     from moto import server
 
     server.main(argv)
