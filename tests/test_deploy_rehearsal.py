@@ -49,12 +49,6 @@ TENANT, KEY = "acme", "rehearsal-key-0123456789"
 READY_SECONDS = 120
 DEPLOY_SECONDS = 600
 
-pytestmark = pytest.mark.skipif(
-    sys.version_info[:2] != package.PYTHON_VERSION,
-    reason=f"the package targets {package.RUNTIME}: deploying needs that interpreter",
-)
-
-
 # --- the copy and the emulator ----------------------------------------------------------
 
 
@@ -394,6 +388,8 @@ def template_alarms(aws: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def deployed(project: Path, emulator: Emulator) -> dict[str, Any]:
     """The stage after `make deploy`, after a second one, and after `make destroy`."""
+    if sys.version_info[:2] != package.PYTHON_VERSION:
+        pytest.skip(f"the package targets {package.RUNTIME}: deploying needs that interpreter")
     aws = clients(emulator)
     started = time.monotonic()
     make(project, emulator, "deploy")
