@@ -438,7 +438,7 @@ def build_lambda_package(root: Path) -> dict[str, Any]:
     """Copy what the Lambda zip holds into ``root``, with the bytecode the zip ships.
 
     The sources are copied without their caches, then compiled as ``make package``
-    compiles them (unchecked-hash pyc for CPython 3.11).
+    compiles them (unchecked-hash pyc for the runtime, CPython 3.13).
     """
     import chalice
     import chalice.app

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec
+from typing import Any
 
 from chalice.app import Request, Response
 
@@ -28,7 +28,6 @@ from chalicelib.errors import (
 )
 from chalicelib.observability import logger
 
-P = ParamSpec("P")
 JSON_HEADERS = {"Content-Type": "application/json"}
 RETRY_AFTER_SECONDS = 1
 
@@ -56,7 +55,7 @@ def api_error_response(error: ApiError, **headers: str) -> Response:
     return error_response(error.status, error.code, error.message, **headers)
 
 
-def json_api(view: Callable[P, Response]) -> Callable[P, Response]:
+def json_api[**P](view: Callable[P, Response]) -> Callable[P, Response]:
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:

@@ -74,7 +74,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import zip_longest
-from typing import TypeVar
 
 from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
@@ -99,8 +98,6 @@ ERRORS = "errors"  # AWS failed; the job is tried again next run (a failed re-se
 SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK})
 
 Rule = Callable[[jobs.OpenJob], str]
-T = TypeVar("T")
-R = TypeVar("R")  # what to do with a job (a Rule, in a run)
 
 UPLOAD_EXPIRED_MESSAGE = job_error_message(UPLOAD_EXPIRED)
 STUCK_MESSAGE = job_error_message(STUCK)
@@ -182,7 +179,7 @@ def sweep(now: datetime | None = None) -> SweepReport:
     return report
 
 
-def fair_share(overdue: list[tuple[R, jobs.OpenJob]]) -> list[tuple[R, jobs.OpenJob]]:
+def fair_share[R](overdue: list[tuple[R, jobs.OpenJob]]) -> list[tuple[R, jobs.OpenJob]]:
     """`overdue` in the order a run takes them: one job of each tenant in turn, tenants
     whose oldest job is oldest first; a tenant's turns go to its statuses in turn, and
     within a status to its oldest job first."""
@@ -193,7 +190,7 @@ def fair_share(overdue: list[tuple[R, jobs.OpenJob]]) -> list[tuple[R, jobs.Open
     return _round_robin([_round_robin(list(by_status.values())) for by_status in queues.values()])
 
 
-def _round_robin(queues: list[list[T]]) -> list[T]:
+def _round_robin[T](queues: list[list[T]]) -> list[T]:
     """The first of each queue, then the second of each, and so on."""
     return [item for turn in zip_longest(*queues) for item in turn if item is not None]
 

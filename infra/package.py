@@ -4,16 +4,16 @@ Chalice's packager resolves the requirements with pip *for the build host*, and 
 finds no wheel for the Lambda runtime it silently builds the sdist here: a zip that crashes
 on Lambda. This module never lets it:
 
-1. `fill_wheelhouse` downloads binary wheels only, for CPython 3.11 on manylinux with glibc
-   <= 2.26 (the python3.11 runtime, Amazon Linux 2) for the target machine, with their
-   dependencies, into `.cache/wheelhouse/<arch>`. What is cached is reused without the
+1. `fill_wheelhouse` downloads binary wheels only, for CPython 3.13 on manylinux with glibc
+   <= 2.34 (the python3.13 runtime, Amazon Linux 2023) for the target machine, with their
+   dependencies, into `.cache/wheelhouse/<runtime>-<arch>`. What is cached is reused without the
    network; a requirement that has no such wheel fails here.
 2. `build_package` runs `chalice package` on a clean copy of the project with pip confined
    to that wheelhouse (`offline_pip_environment`): no index, no user pip configuration,
    binary wheels only, the target's platform tags. Chalice has nothing to compile and
    nothing to download.
    `add_bytecode` then adds to the zip the bytecode of every .py, compiled here for
-   CPython 3.11 as unchecked-hash pyc (PEP 552) in `__pycache__/<name>.cpython-311.pyc`:
+   CPython 3.13 as unchecked-hash pyc (PEP 552) in `__pycache__/<name>.cpython-313.pyc`:
    Lambda's task root is read-only, so without them every packaged module would be
    compiled at each cold start. Unchecked, because a timestamp pyc would be judged stale
    against the zip's timestamps and Lambda's extraction, and a checked one would hash
@@ -42,6 +42,7 @@ import os
 import py_compile
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -60,21 +61,22 @@ WHEELHOUSE_ROOT = PROJECT / ".cache" / "wheelhouse"
 DEFAULT_STAGE = "dev"
 
 # The Lambda runtime: Chalice picks it from the interpreter it runs on.
-RUNTIME = "python3.11"
-PYTHON_VERSION = (3, 11)
-ABI = "cp311"
-RUNTIME_GLIBC = (2, 26)  # Amazon Linux 2, as in chalice.deploy.packager._RUNTIME_GLIBC
+PYTHON_VERSION = (3, 13)
+RUNTIME = "python{}.{}".format(*PYTHON_VERSION)
+ABI = "cp{}{}".format(*PYTHON_VERSION)
+RUNTIME_GLIBC = (2, 34)  # Amazon Linux 2023, as in chalice.deploy.packager._RUNTIME_GLIBC
 OLDEST_PEP600_GLIBC_MINOR = 17  # manylinux2014 == manylinux_2_17
 
 # Lambda architecture -> the machine in wheel tags, and the ELF e_machine of its objects.
 MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
 
-# The bytecode Lambda's python3.11 loads: CPython 3.11's magic number (3495), cache tag,
-# and the PEP 552 flags of an unchecked hash-based pyc (bit 0 hash-based, bit 1
-# check_source unset).
-RUNTIME_MAGIC = (3495).to_bytes(2, "little") + b"\r\n"
-CACHE_TAG = "cpython-311"
+# The bytecode Lambda's python3.13 loads: CPython 3.13's magic number (3571, fixed for
+# every 3.13.x release), cache tag, and the PEP 552 flags of an unchecked hash-based pyc
+# (bit 0 hash-based, bit 1 check_source unset).
+RUNTIME_MAGIC = (3571).to_bytes(2, "little") + b"\r\n"
+CACHE_TAG = "cpython-{}{}".format(*PYTHON_VERSION)
+INTERPRETER = "CPython {}.{}".format(*PYTHON_VERSION)
 UNCHECKED_HASH_FLAGS = 0b01
 PYC_HEADER_SIZE = 16  # magic, flags, 8-byte source hash
 
@@ -160,7 +162,7 @@ class Wheel:
         return cls(filename, normalise(parts[0]), parts[1], tags)
 
     def compatible(self, arch: str) -> bool:
-        """Installable on the python3.11 runtime of `arch`."""
+        """Installable on the Lambda runtime (RUNTIME) of `arch`."""
         return any(_tag_compatible(tag, arch) for tag in self.tags)
 
     def native(self, arch: str) -> bool:
@@ -225,7 +227,8 @@ def wheels_in(wheelhouse: Path, arch: str) -> list[Path]:
 
 
 def default_wheelhouse(arch: str, project_dir: Path = PROJECT) -> Path:
-    return project_dir / ".cache" / "wheelhouse" / arch
+    """One per runtime and machine: a wheelhouse filled for an earlier runtime stays apart."""
+    return project_dir / ".cache" / "wheelhouse" / f"{RUNTIME}-{arch}"
 
 
 def _pip_selection(arch: str) -> list[str]:
@@ -493,7 +496,7 @@ def build_package(
 
 
 def require_runtime_bytecode() -> None:
-    """Bytecode compiled here must be what Lambda's python3.11 loads as it is."""
+    """Bytecode compiled here must be what Lambda's runtime loads as it is."""
     interpreter = f"{sys.implementation.name} {sys.implementation.cache_tag}"
     if (
         sys.implementation.name != "cpython"
@@ -501,8 +504,8 @@ def require_runtime_bytecode() -> None:
         or importlib.util.MAGIC_NUMBER != RUNTIME_MAGIC
     ):
         raise PackagingError(
-            f"the package ships bytecode for CPython 3.11 ({CACHE_TAG}, magic "
-            f"{RUNTIME_MAGIC!r}): run this with CPython 3.11, not {interpreter} "
+            f"the package ships bytecode for {INTERPRETER} ({CACHE_TAG}, magic "
+            f"{RUNTIME_MAGIC!r}): run this with {INTERPRETER}, not {interpreter} "
             f"(magic {importlib.util.MAGIC_NUMBER!r})"
         )
 
@@ -682,6 +685,69 @@ def elf_machine(data: bytes) -> int | None:
     return int.from_bytes(data[18:20], "little" if data[5] == 1 else "big")
 
 
+_SHT_GNU_VERNEED = 0x6FFFFFFE
+_GLIBC_VERSION = re.compile(rb"GLIBC_(\d+)\.(\d+)(?:\.\d+)?")
+
+
+def glibc_versions_needed(data: bytes) -> set[tuple[int, int]]:
+    """The glibc symbol versions a 64-bit ELF object needs (its GNU version-needs section).
+
+    What the dynamic loader checks at load time, whatever a wheel's tag claims: an object
+    needing GLIBC_2.38 fails to load on a runtime with glibc 2.34.
+    """
+    if len(data) < 64 or data[4] != 2:  # ELFCLASS64; elf_machine judges the rest
+        return set()
+    order = "<" if data[5] == 1 else ">"
+    section_table, entry_size, count = (
+        struct.unpack_from(order + "Q", data, 0x28)[0],
+        *struct.unpack_from(order + "HH", data, 0x3A),
+    )
+    sections = [
+        struct.unpack_from(order + "IIQQQQIIQQ", data, section_table + index * entry_size)
+        for index in range(count)
+    ]
+    needed = set()
+    for _, kind, _, _, offset, _, link, number, _, _ in sections:
+        if kind != _SHT_GNU_VERNEED:
+            continue
+        strings = sections[link][4]
+        for name in _verneed_names(data, order, offset, number, strings):
+            found = _GLIBC_VERSION.fullmatch(name)
+            if found:
+                needed.add((int(found[1]), int(found[2])))
+    return needed
+
+
+def _verneed_names(data: bytes, order: str, offset: int, number: int, strings: int) -> list[bytes]:
+    """The version names of `number` Elf64_Verneed entries at `offset` and their aux lists."""
+    names = []
+    for _ in range(number):
+        _, aux_count, _, aux, next_need = struct.unpack_from(order + "HHIII", data, offset)
+        at = offset + aux
+        for _ in range(aux_count):
+            _, _, _, name, next_aux = struct.unpack_from(order + "IHHII", data, at)
+            start = strings + name
+            names.append(data[start : data.index(b"\0", start)])
+            at += next_aux
+        offset += next_need
+    return names
+
+
+def glibc_problems(name: str, data: bytes) -> list[str]:
+    """`name` must load on the runtime's glibc; unreadable version tables are a problem too."""
+    try:
+        needed = glibc_versions_needed(data)
+    except (struct.error, ValueError, IndexError):
+        return [f"{name}: its ELF version tables cannot be read"]
+    newest = max(needed, default=None)
+    if newest is not None and newest > RUNTIME_GLIBC:
+        return [
+            f"{name}: needs GLIBC_{newest[0]}.{newest[1]}, newer than the runtime's "
+            f"{RUNTIME_GLIBC[0]}.{RUNTIME_GLIBC[1]}"
+        ]
+    return []
+
+
 def is_shared_library(name: str, data: bytes) -> bool:
     return bool(_SHARED_LIBRARY.search(PurePosixPath(name).name)) or data.startswith(_ELF_MAGIC)
 
@@ -721,6 +787,8 @@ def shared_library_problems(zip_path: Path, wheelhouse: Path, arch: str) -> list
             problems.append(
                 f"{name}: ELF e_machine {found}, not {expected_machine} ({machine(arch)})"
             )
+        else:
+            problems += glibc_problems(name, data)
     return problems
 
 
@@ -756,7 +824,7 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
 
 
 def bytecode_problems(zip_path: Path) -> list[str]:
-    """The only caches are one unchecked-hash CPython 3.11 pyc per .py, of that source."""
+    """The only caches are one unchecked-hash pyc of the runtime per .py, of that source."""
     entries = dict(_zip_entries(zip_path))
     sources = {bytecode_path(name): name for name in entries if is_source(name)}
     problems = [
@@ -776,13 +844,13 @@ def bytecode_problems(zip_path: Path) -> list[str]:
 
 
 def pyc_problems(pyc: bytes, source: bytes) -> list[str]:
-    """What keeps `pyc` from being the unchecked-hash 3.11 bytecode of `source`."""
+    """What keeps `pyc` from being the runtime's unchecked-hash bytecode of `source`."""
     if len(pyc) < PYC_HEADER_SIZE:
         return ["truncated header"]
     flags = int.from_bytes(pyc[4:8], "little")
     problems = []
     if pyc[:4] != RUNTIME_MAGIC:
-        problems.append(f"magic {pyc[:4]!r}, not CPython 3.11's {RUNTIME_MAGIC!r}")
+        problems.append(f"magic {pyc[:4]!r}, not {INTERPRETER}'s {RUNTIME_MAGIC!r}")
     if flags != UNCHECKED_HASH_FLAGS:
         kind = "timestamp-based" if flags == 0 else f"flags {flags:#04b}"
         problems.append(f"{kind}, not unchecked hash-based (flags 0b01)")
@@ -824,7 +892,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default=DEFAULT_STAGE)
     parser.add_argument("--arch", choices=sorted(MACHINES), help="default: the stage's")
     parser.add_argument("--out", type=Path, help="default: build/package/<stage>")
-    parser.add_argument("--wheelhouse", type=Path, help="default: .cache/wheelhouse/<arch>")
+    parser.add_argument(
+        "--wheelhouse", type=Path, help="default: .cache/wheelhouse/<runtime>-<arch>"
+    )
     parser.add_argument("--offline", action="store_true", help="never download: cache only")
     args = parser.parse_args(argv)
     arch = args.arch or configured_architecture(PROJECT, args.stage)

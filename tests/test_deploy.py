@@ -317,7 +317,7 @@ def test_every_function_gets_the_audited_package(tmp_path: Path) -> None:
         functions = [
             lambda_client.create_function(
                 FunctionName=f"media-pipeline-test-{name}",
-                Runtime="python3.11",
+                Runtime="python3.13",
                 Role=role,
                 Handler="app.handler",
                 Code={"ZipFile": chalice_zip},
@@ -326,7 +326,7 @@ def test_every_function_gets_the_audited_package(tmp_path: Path) -> None:
         ]
         audited = tmp_path / "deployment.zip"
         audited.write_bytes(
-            _zip_of({"app.py": b"# audited\n", "__pycache__/app.cpython-311.pyc": b"\x00"})
+            _zip_of({"app.py": b"# audited\n", "__pycache__/app.cpython-313.pyc": b"\x00"})
         )
         deploy.ship_audited_package(lambda_client, functions, audited)
         expected = base64.b64encode(hashlib.sha256(audited.read_bytes()).digest()).decode()

@@ -353,8 +353,19 @@ ORIENTATION_BLOCKS = {
     "two-shorts-inline": _exif((0x0112, 3, 2, _short(2) + _short(9))),
     "three-shorts-out-of-line": _exif((0x0112, 3, 3, struct.pack("<I", 22))),
     "out-of-line-past-the-end": _exif((0x0112, 3, 40, struct.pack("<I", 22))),
-    "last-entry-wins": _exif((0x0112, 3, 1, _short(6)), (0x0112, 3, 1, _short(3))),
+    "first-entry-wins": _exif((0x0112, 3, 1, _short(6)), (0x0112, 3, 1, _short(3))),
     "unreadable-last-entry": _exif((0x0112, 3, 1, _short(6)), (0x0112, 3, 99, b"\xff" * 4)),
+    "unreadable-first-entry": _exif((0x0112, 3, 99, b"\xff" * 4), (0x0112, 3, 1, _short(3))),
+    # Out-of-line data past the block's size (54 bytes) is counted even when skipped ...
+    "out-of-line-budget-spent": _exif(
+        (0x010E, 2, 200, struct.pack("<I", 8)), (0x0112, 3, 3, struct.pack("<I", 40))
+    ),
+    # ... but a duplicate, skipped unread, is not (32 + 6 bytes of 66, not 32 + 32 + 6).
+    "duplicate-not-counted": _exif(
+        (0x010E, 2, 32, struct.pack("<I", 8)),
+        (0x010E, 2, 32, struct.pack("<I", 8)),
+        (0x0112, 3, 3, struct.pack("<I", 52)),
+    ),
     "rational": _exif((0x0112, 5, 1, struct.pack("<I", 22))),
     "byte": _exif((0x0112, 1, 1, b"\x06")),
     "ascii": _exif((0x0112, 2, 2, b"6\x00")),

@@ -1,11 +1,11 @@
 """The Lambda deployment package: built offline from runtime wheels only, and nothing else.
 
 The package is built once for the module, as `make package` builds it: the wheelhouse in
-.cache/wheelhouse/<arch> is filled (online the first time, from the cache after that) and
+.cache/wheelhouse/<runtime>-<arch> is filled (online the first time, from the cache after that) and
 `chalice package` runs with pip confined to it. The zip must then hold the app, and the
 runtime requirements exactly as their manylinux wheels for the Lambda machine ship them:
 no host-built object, no test, dev tool or AWS SDK, and for bytecode exactly one
-unchecked-hash CPython 3.11 pyc per .py, which the runtime loads instead of compiling.
+unchecked-hash CPython 3.13 pyc per .py, which the runtime loads instead of compiling.
 The checkers are themselves proven to fail on small synthetic packages.
 """
 
@@ -21,6 +21,7 @@ import json
 import os
 import py_compile
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ CONFIG: dict[str, Any] = json.loads((REPO / ".chalice" / "config.json").read_tex
 ARCH = package.configured_architecture(REPO, STAGE)
 MACHINE = package.MACHINES[ARCH]
 WORKER = "make_thumbnails"
-EXTENSION = rf"\.cpython-311-{MACHINE}-linux-gnu\.so"
+EXTENSION = rf"\.cpython-313-{MACHINE}-linux-gnu\.so"
 ALWAYS_FORBIDDEN = {"boto3", "botocore", "s3transfer"}  # the Lambda runtime provides them
 CHALICE_RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # what Chalice vendors itself
 
@@ -148,7 +149,7 @@ def test_template_targets_the_runtime_and_architecture(built: Built) -> None:
     functions = package.lambda_functions(built.template_path)
     assert set(functions) == set(CONFIG["lambda_functions"])
     for name, function in functions.items():
-        assert function["runtime"] == "python3.11", name
+        assert function["runtime"] == "python3.13", name
         assert function["architectures"] == [ARCH], name
     assert package.template_problems(built.template_path, ARCH) == []
 
@@ -208,9 +209,9 @@ def test_everything_the_app_needs_is_there(built: Built) -> None:
 
 # --- its bytecode -------------------------------------------------------------------------
 
-# CPython 3.11's magic number (3495, unchanged through 3.11.x): the bytecode built on this
-# interpreter is the bytecode Lambda's python3.11 loads.
-PYTHON_311_MAGIC = b"\xa7\r\r\n"
+# CPython 3.13's magic number (3571, unchanged through 3.13.x): the bytecode built on this
+# interpreter is the bytecode Lambda's python3.13 loads.
+PYTHON_313_MAGIC = b"\xf3\r\r\n"
 PACKAGED_BY_APP = {"app", "chalicelib", "chalice", "aws_lambda_powertools", "jmespath"}
 
 # Run in the extracted package: records every module the import system compiles from
@@ -235,8 +236,8 @@ print(json.dumps({"compiled": compiled, "modules": modules}))
 
 
 def test_the_interpreter_builds_bytecode_for_the_runtime() -> None:
-    assert importlib.util.MAGIC_NUMBER == PYTHON_311_MAGIC == package.RUNTIME_MAGIC
-    assert sys.implementation.cache_tag == package.CACHE_TAG == "cpython-311"
+    assert importlib.util.MAGIC_NUMBER == PYTHON_313_MAGIC == package.RUNTIME_MAGIC
+    assert sys.implementation.cache_tag == package.CACHE_TAG == "cpython-313"
 
 
 def test_every_module_has_its_unchecked_hash_bytecode(built: Built) -> None:
@@ -247,10 +248,10 @@ def test_every_module_has_its_unchecked_hash_bytecode(built: Built) -> None:
     with zipfile.ZipFile(built.zip_path) as deployment:
         for name in ("app.py", "chalicelib/api.py", "typing_extensions.py"):
             pyc = deployment.read(package.bytecode_path(name))
-            assert pyc[:4] == PYTHON_311_MAGIC, name
+            assert pyc[:4] == PYTHON_313_MAGIC, name
             assert int.from_bytes(pyc[4:8], "little") == 0b01, name  # hash-based, unchecked
             assert pyc[8:16] == importlib.util.source_hash(deployment.read(name)), name
-    assert "chalicelib/__pycache__/api.cpython-311.pyc" in caches
+    assert "chalicelib/__pycache__/api.cpython-313.pyc" in caches
     assert package.bytecode_problems(built.zip_path) == []
 
 
@@ -293,8 +294,8 @@ def test_packaged_app_imports_from_its_bytecode(built: Built, tmp_path: Path) ->
 def test_build_refuses_an_interpreter_without_the_runtimes_bytecode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-312")
-    with pytest.raises(package.PackagingError, match=r"CPython 3\.11"):
+    monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-314")
+    with pytest.raises(package.PackagingError, match=r"CPython 3\.13"):
         package.build_package(STAGE, tmp_path / "out", package.default_wheelhouse(ARCH), ARCH)
     assert not (tmp_path / "out").exists()
 
@@ -318,6 +319,36 @@ def elf(e_machine: int, payload: bytes = b"") -> bytes:
     header[16:18] = (3).to_bytes(2, "little")  # ET_DYN
     header[18:20] = e_machine.to_bytes(2, "little")
     return bytes(header) + payload
+
+
+def elf_needing(e_machine: int, *versions: str) -> bytes:
+    """A 64-bit ELF object whose GNU version-needs section asks libc.so.6 for `versions`
+    (e.g. "GLIBC_2.17"), as the dynamic loader reads it: a string table and one Verneed
+    entry with an aux entry per version."""
+    strings = b"\0libc.so.6\0" + b"".join(v.encode() + b"\0" for v in versions)
+    name_at, offsets = 11, []
+    for version in versions:
+        offsets.append(name_at)
+        name_at += len(version) + 1
+    strings_at = 64
+    needs_at = strings_at + len(strings) + (-len(strings) % 8)
+    needs = struct.pack("<HHIII", 1, len(versions), 1, 16, 0) + b"".join(
+        struct.pack("<IHHII", 0, 0, 2 + i, at, 16 if i + 1 < len(versions) else 0)
+        for i, at in enumerate(offsets)
+    )
+    sections_at = needs_at + len(needs)
+    sections = (
+        bytes(64)
+        + struct.pack(  # the null section, .dynstr, .gnu.version_r
+            "<IIQQQQIIQQ", 1, 3, 0, 0, strings_at, len(strings), 0, 0, 1, 0
+        )
+        + struct.pack("<IIQQQQIIQQ", 9, 0x6FFFFFFE, 0, 0, needs_at, len(needs), 1, 1, 8, 0)
+    )
+    header = bytearray(elf(e_machine))
+    header[0x28:0x30] = sections_at.to_bytes(8, "little")
+    header[0x3A:0x3E] = struct.pack("<HH", 64, 3)
+    body = strings.ljust(needs_at - strings_at, b"\0") + needs
+    return bytes(header) + body + sections
 
 
 AARCH64, X86_64 = 183, 62
@@ -345,7 +376,7 @@ def write_zip(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-GOOD_TAGS = "cp311-cp311-manylinux_2_17_aarch64"
+GOOD_TAGS = "cp313-cp313-manylinux_2_28_aarch64"
 
 
 @pytest.mark.parametrize(
@@ -361,14 +392,14 @@ GOOD_TAGS = "cp311-cp311-manylinux_2_17_aarch64"
             id="rebuilt-on-the-host",
         ),
         pytest.param(
-            "cp311-cp311-manylinux_2_17_x86_64",
+            "cp313-cp313-manylinux_2_28_x86_64",
             elf(X86_64),
             elf(X86_64),
             ["not a manylinux wheel", "e_machine 62"],
             id="x86_64-wheel",
         ),
         pytest.param(
-            "cp311-cp311-manylinux_2_28_aarch64",
+            "cp313-cp313-manylinux_2_35_aarch64",
             elf(AARCH64),
             elf(AARCH64),
             ["not a manylinux wheel"],
@@ -378,7 +409,7 @@ GOOD_TAGS = "cp311-cp311-manylinux_2_17_aarch64"
             "py3-none-any", elf(AARCH64), elf(AARCH64), ["not a manylinux wheel"], id="pure-wheel"
         ),
         pytest.param(
-            "cp312-cp312-manylinux_2_17_aarch64",
+            "cp312-cp312-manylinux_2_28_aarch64",
             elf(AARCH64),
             elf(AARCH64),
             ["not a manylinux wheel"],
@@ -386,6 +417,27 @@ GOOD_TAGS = "cp311-cp311-manylinux_2_17_aarch64"
         ),
         pytest.param(GOOD_TAGS, elf(X86_64), elf(X86_64), ["e_machine 62"], id="mislabelled"),
         pytest.param(GOOD_TAGS, b"not elf", b"not elf", ["not an ELF object"], id="not-elf"),
+        pytest.param(
+            GOOD_TAGS,
+            elf_needing(AARCH64, "GLIBC_2.17", "GLIBC_2.34"),
+            elf_needing(AARCH64, "GLIBC_2.17", "GLIBC_2.34"),
+            [],
+            id="needs-the-runtimes-glibc",
+        ),
+        pytest.param(
+            GOOD_TAGS,
+            elf_needing(AARCH64, "GLIBC_2.17", "GLIBC_2.38"),
+            elf_needing(AARCH64, "GLIBC_2.17", "GLIBC_2.38"),
+            ["needs GLIBC_2.38, newer than the runtime's 2.34"],
+            id="object-built-for-a-newer-glibc",
+        ),
+        pytest.param(
+            GOOD_TAGS,
+            elf_needing(AARCH64, "GLIBC_2.17")[:-40],
+            elf_needing(AARCH64, "GLIBC_2.17")[:-40],
+            ["ELF version tables cannot be read"],
+            id="truncated-version-tables",
+        ),
     ],
 )
 def test_shared_library_checker(
@@ -396,6 +448,21 @@ def test_shared_library_checker(
     problems = package.shared_library_problems(deployment, tmp_path / "wheels", "arm64")
     assert all(any(e in p for p in problems) for e in expected), problems
     assert bool(problems) == bool(expected), problems
+
+
+def test_every_packaged_library_loads_on_the_runtimes_glibc(built: Built) -> None:
+    """The real objects, read as the loader reads them: Pillow's and pillow-heif's need
+    glibc versions, all within the runtime's."""
+    with zipfile.ZipFile(built.zip_path) as deployment:
+        needed = {
+            name: package.glibc_versions_needed(deployment.read(name))
+            for name in built.names
+            if package.is_shared_library(name, deployment.read(name))
+        }
+    assert any(name.startswith("PIL/") for name in needed)
+    assert any(name.startswith("pillow_heif") for name in needed)
+    assert all(versions for versions in needed.values()), needed
+    assert max(max(versions) for versions in needed.values()) <= package.RUNTIME_GLIBC
 
 
 def test_shared_library_checker_finds_a_library_no_wheel_ships(tmp_path: Path) -> None:
@@ -414,7 +481,7 @@ def synthetic_project(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     (project / "chalicelib" / "__pycache__").mkdir(parents=True)
     (project / "app.py").write_text("from chalice import Chalice\n")
     (project / "chalicelib" / "__init__.py").write_text('"""lib"""\n')
-    (project / "chalicelib" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"pyc")
+    (project / "chalicelib" / "__pycache__" / "__init__.cpython-313.pyc").write_bytes(b"pyc")
     wheel = make_wheel(
         tmp_path / "wheels", "fake-1.0-py3-none-any.whl", {"fake/__init__.py": b"x = 1\n"}
     )
@@ -471,7 +538,7 @@ def test_forbidden_entries_checker() -> None:
         "infra/package.py",
         ".venv/bin/python",
         "requirements-dev.txt",
-        "chalicelib/__pycache__/api.cpython-311.pyc",
+        "chalicelib/__pycache__/api.cpython-313.pyc",
         "PIL/Image.pyc",
         "pytest-9.2.0.dist-info/METADATA",
         "boto3/__init__.py",
@@ -480,7 +547,7 @@ def test_forbidden_entries_checker() -> None:
     ]
     assert [entry.split(":")[0] for entry in forbidden_entries(bad, dev)] == bad
     compiled = [package.bytecode_path(name) for name in clean if name.endswith(".py")]
-    assert "chalicelib/__pycache__/api.cpython-311.pyc" in compiled
+    assert "chalicelib/__pycache__/api.cpython-313.pyc" in compiled
     assert forbidden_entries(clean + compiled, dev) == []
 
 
@@ -490,7 +557,7 @@ def test_wheelhouse_refuses_anything_but_runtime_wheels(tmp_path: Path) -> None:
         f"fake-1.0-{GOOD_TAGS}.whl"
     ]
     (tmp_path / "fake-1.0.tar.gz").write_bytes(b"sdist")
-    make_wheel(tmp_path, "other-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", {})
+    make_wheel(tmp_path, "other-1.0-cp313-cp313-manylinux_2_35_aarch64.whl", {})
     with pytest.raises(package.PackagingError, match=r"fake-1\.0\.tar\.gz, other-1\.0"):
         package.wheels_in(tmp_path, "arm64")
 
@@ -517,7 +584,7 @@ def mutated(files: dict[str, bytes], mutation: str, scratch: Path) -> dict[str, 
     elif mutation == "pyc-of-another-source":
         files[pyc] = pyc_of(b"x = 2\n", modes.UNCHECKED_HASH, scratch)
     elif mutation == "other-python":
-        files[pyc] = (3439).to_bytes(2, "little") + b"\r\n" + files[pyc][4:]  # 3.10
+        files[pyc] = (3495).to_bytes(2, "little") + b"\r\n" + files[pyc][4:]  # 3.11
     elif mutation == "broken-code":
         files[pyc] = files[pyc][: package.PYC_HEADER_SIZE] + b"\xe3"
     elif mutation == "stray-cache":
@@ -533,7 +600,7 @@ def mutated(files: dict[str, bytes], mutation: str, scratch: Path) -> dict[str, 
         ("checked-hash-pyc", "flags 0b11"),
         ("missing-pyc", "app.py: no bytecode"),
         ("pyc-of-another-source", "another source"),
-        ("other-python", "not CPython 3.11's"),
+        ("other-python", "not CPython 3.13's"),
         ("broken-code", "not its source's"),
         ("stray-cache", "chalicelib/stale.pyc: a bytecode cache of no source"),
     ],

@@ -543,33 +543,39 @@ def _ifd0_orientation(view: memoryview) -> int | None:
     start = first + struct.calcsize(layout.count_format)
     present = min(count, (len(view) - start) // layout.entry_bytes)
     entries = view[start : start + present * layout.entry_bytes]
-    found: int | None = None
+    # As Pillow 13 loads an IFD: the first entry of a tag it reads wins (later ones are
+    # skipped unread); an entry of an unknown type, an empty one, or one whose data is not
+    # all there is skipped; and once the out-of-line data of the entries read so far passes
+    # the block's size, every further out-of-line entry is skipped.
+    read_tags: set[int] = set()
+    out_of_line = 0
     for tag, kind, number, value in struct.iter_unpack(layout.entry_format, entries):
-        if tag == _ORIENTATION and kind in _TYPE_SIZES and number:
-            # Pillow keeps the last entry of a tag; one it cannot read whole it skips.
-            read = _first_value(view, layout, kind, number, value)
-            if read is not _SKIPPED:
-                found = read if isinstance(read, int) else -1
-    return found
+        if tag in read_tags or kind not in _TYPE_SIZES:
+            continue
+        size = number * _TYPE_SIZES[kind]
+        if size > layout.inline_bytes:
+            out_of_line += size
+            if out_of_line > len(view) or value + size > len(view):
+                continue
+        if not size:
+            continue
+        if tag == _ORIENTATION:
+            read = _first_value(view, layout, kind, size, value)
+            return read if isinstance(read, int) else -1
+        read_tags.add(tag)
+    return None
 
 
-_SKIPPED = object()
-
-
-def _first_value(view: memoryview, layout: Layout, kind: int, count: int, value: int) -> object:
-    """The first value of an entry as Pillow loads it: an int for the integer types, another
-    object (never an orientation) for the rest, _SKIPPED if its data is not all there."""
-    size = count * _TYPE_SIZES[kind]
-    if size > layout.inline_bytes and value + size > len(view):
-        return _SKIPPED
+def _first_value(view: memoryview, layout: Layout, kind: int, size: int, value: int) -> int | None:
+    """The first value of an entry whose data is all there, as Pillow loads it: an int for
+    the integer types, None (never an orientation) for the rest."""
     if kind not in _INTEGER_TYPES:
         return None
     letter = {3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q"}[kind]
     fmt = layout.endian + letter
-    if size > layout.inline_bytes:
-        first: int = struct.unpack_from(fmt, view, value)[0]
-        return first
-    return struct.unpack_from(fmt, layout.inline(value))[0]
+    source, at = (view, value) if size > layout.inline_bytes else (layout.inline(value), 0)
+    first: int = struct.unpack_from(fmt, source, at)[0]
+    return first
 
 
 def _xmp_orientation(info: Mapping[Any, object]) -> int | None:
