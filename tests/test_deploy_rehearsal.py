@@ -595,6 +595,13 @@ def test_every_alarm_of_the_template_is_deployed(deployed: dict[str, Any]) -> No
     for name, declared in expected.items():
         assert {key: alarms[name].get(key) for key in declared} == declared, name
     assert len(alarms) >= 6
+    # ... and each watches what the stage deployed: its functions, its REST API.
+    functions = {arn.rsplit(":", 1)[-1] for arn in deployed["first"]["arns"].values()}
+    watched = {"FunctionName": functions, "ApiName": {deployed["first"]["rest api"]["name"]}}
+    for name, alarm in alarms.items():
+        for dimension in alarm["Dimensions"]:
+            if dimension["Name"] in watched:
+                assert dimension["Value"] in watched[dimension["Name"]], name
 
 
 def test_a_second_deploy_changes_nothing(deployed: dict[str, Any]) -> None:
