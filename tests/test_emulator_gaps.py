@@ -130,10 +130,11 @@ def operation(*security: str) -> dict[str, Any]:
 
 
 def swagger(ttl: int, paths: dict[str, Any]) -> dict[str, Any]:
-    """A Swagger 2.0 document as Chalice writes it (no `info.description`)."""
+    """A Swagger 2.0 document as Chalice writes it (with an `info.description`, which
+    Chalice leaves out: that is the next gap's)."""
     return {
         "swagger": "2.0",
-        "info": {"version": "1.0", "title": "gap-api"},
+        "info": {"version": "1.0", "title": "gap-api", "description": "probe"},
         "schemes": ["https"],
         "paths": paths,
         "definitions": {"Empty": {"type": "object", "title": "Empty Schema"}},
