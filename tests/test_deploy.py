@@ -399,3 +399,17 @@ def test_destroy_deletes_the_log_groups_of_the_stages_functions_only() -> None:
         left = [group["logGroupName"] for group in logs.describe_log_groups()["logGroups"]]
         assert sorted(left) == sorted(others)
         assert deploy.delete_log_groups(logs, ours) == []  # nothing left to delete
+
+
+def test_the_rest_apis_function_keeps_its_logs_as_long_as_the_others(project: Path) -> None:
+    """Chalice names the REST API's function <app>-<stage> but gives the retention to a
+    log group named after `api_handler`: the group Lambda writes to gets it too."""
+    days = deploy.api_handler_log_retention(project, STAGE)
+    assert days == 30
+    with mock_aws():
+        logs = boto3.client("logs", region_name=REGION)
+        name = deploy.retain_api_handler_logs(logs, STAGE, days)
+        assert name == f"/aws/lambda/media-pipeline-{STAGE}"
+        assert deploy.retain_api_handler_logs(logs, STAGE, days) == name  # again: no error
+        (group,) = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        assert (group["logGroupName"], group["retentionInDays"]) == (name, days)

@@ -212,7 +212,15 @@ def read_function(aws: Mapping[str, Any], arn: str) -> dict[str, Any]:
             for name in names
         },
         "code sha256": configuration["CodeSha256"],
+        "log retention": log_retention(aws, f"/aws/lambda/{configuration['FunctionName']}"),
     }
+
+
+def log_retention(aws: Mapping[str, Any], name: str) -> int | None:
+    """The retention of the log group Lambda writes the function's logs to (None: the
+    group is absent, or keeps them forever)."""
+    groups = aws["logs"].describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    return next((g.get("retentionInDays") for g in groups if g["logGroupName"] == name), None)
 
 
 def read_event_sources(aws: Mapping[str, Any], arn: str) -> list[dict[str, Any]]:
@@ -486,6 +494,7 @@ def test_each_function_is_deployed_as_configured(project: Path, deployed: dict[s
             function["role"]: policies.policy_document(name, STAGE, outputs)
         }, name
         assert function["code sha256"] == code_sha, name  # the audited zip, not chalice's
+        assert function["log retention"] == config.log_retention_in_days, name
     assert stage["functions"][policies.WORKER]["reserved concurrency"] == 20
 
 
