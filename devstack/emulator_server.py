@@ -31,6 +31,9 @@ tests/test_devstack.py checks them):
 
 And one makes its S3 refuse what S3 refuses (`guard_s3`, devstack.s3_guard): browser-form
 uploads are checked against their POST policy, and unsigned requests refused.
+
+Last, devstack.emulator_gaps teaches moto what `make deploy` needs of AWS and moto does not
+do (Chalice's Swagger 2.0 import, CloudFormation alarms, ...): each gap named and tested.
 """
 
 from __future__ import annotations
