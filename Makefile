@@ -1,5 +1,6 @@
 # media-pipeline: `make run` (the whole pipeline on this machine), `make test` (lint, types,
-# tests) and `make deploy STAGE=...` (AWS).
+# tests), `make emulator` (the local AWS emulator alone) and `make deploy STAGE=...` (AWS, or
+# the emulator when AWS_ENDPOINT_URL points at it).
 # The functions run on Lambda's python3.13, and Chalice takes the runtime from the interpreter
 # it runs under: .venv is always CPython 3.13, found as python3.13 on PATH or in pyenv.
 PYTHON_VERSION := 3.13
@@ -11,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
-.PHONY: install lint format types test run bench soak fuzz deploy destroy package api-key cost clean
+.PHONY: install lint format types test run emulator bench soak fuzz deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
@@ -41,6 +42,9 @@ test: lint types
 
 run: install
 	$(BIN)/python -m devstack.run
+
+emulator: install
+	$(BIN)/python -m devstack.run --emulator
 
 bench: install
 	$(BIN)/python -m bench.engine

@@ -30,8 +30,10 @@ app = Chalice(app_name=APP_NAME, configure_logs=False)
 configure_logging()
 
 
+# Not named `api_key`: Chalice's Swagger gives that security name to `api_key_required`
+# routes, so API Gateway would demand a usage-plan key and never run this authorizer.
 @app.authorizer(ttl_seconds=int(os.environ.get("AUTHORIZER_TTL_SECONDS", "60")))
-def api_key(auth_request: AuthRequest) -> AuthResponse:
+def key_authorizer(auth_request: AuthRequest) -> AuthResponse:
     return AuthResponse(routes=["*"], **auth.authorizer_context(auth_request.token))
 
 
@@ -50,17 +52,17 @@ def openapi_document() -> Response:
     return api.openapi_document(app.current_request)
 
 
-@app.route("/uploads", methods=["POST"], authorizer=api_key)
+@app.route("/uploads", methods=["POST"], authorizer=key_authorizer)
 def create_upload() -> Response:
     return api.create_upload(app.current_request)
 
 
-@app.route("/jobs/{job_id}", methods=["GET"], authorizer=api_key)
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=key_authorizer)
 def get_job(job_id: str) -> Response:
     return api.get_job(app.current_request, job_id)
 
 
-@app.route("/jobs", methods=["GET"], authorizer=api_key)
+@app.route("/jobs", methods=["GET"], authorizer=key_authorizer)
 def list_jobs() -> Response:
     return api.list_jobs(app.current_request)
 

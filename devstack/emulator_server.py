@@ -31,6 +31,9 @@ tests/test_devstack.py checks them):
 
 And one makes its S3 refuse what S3 refuses (`guard_s3`, devstack.s3_guard): browser-form
 uploads are checked against their POST policy, and unsigned requests refused.
+
+Last, devstack.emulator_gaps teaches moto what `make deploy` needs of AWS and moto does not
+do (Chalice's Swagger 2.0 import, CloudFormation alarms, ...): each gap named and tested.
 """
 
 from __future__ import annotations
@@ -420,6 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     from devstack.emulator import add_version_ids_to_s3_events
 
     add_version_ids_to_s3_events()
+    # What AWS does and moto does not, for `make deploy` against the emulator.
+    from devstack.emulator_gaps import fill_gaps
+
+    fill_gaps()
     from moto import server
 
     server.main(argv)

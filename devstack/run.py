@@ -3,6 +3,10 @@
     EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 SWEEP_INTERVAL_SECONDS=60 \
         LOCAL_QUEUE_VISIBILITY_SECONDS=360 python -m devstack.run
 
+`make emulator` (`python -m devstack.run --emulator`) starts only its first part: the
+emulator, provisioned as stage `local` with the API keys seeded, for `make deploy` and
+`chalice local --stage local`; it prints the variables those need.
+
 Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
 the REST API with Chalice's local server and runs the event runner (devstack.runner) with
 the app's own handlers, replacing a worker process that dies. Stops everything on Ctrl-C
@@ -16,14 +20,17 @@ another worker (a duplicate, which the worker skips or renders identically).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from devstack import emulator, runner
 
@@ -105,6 +112,30 @@ Ctrl-C stops everything.
 Ready."""
 
 
+def shell_exports(variables: dict[str, str]) -> str:
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
+
+
+def emulator_banner(
+    endpoint: str, aws: dict[str, str], app: dict[str, str], keys: dict[str, str]
+) -> str:
+    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
+    return f"""
+media-pipeline emulator (stage {emulator.STAGE} provisioned)
+  Emulator   {endpoint}
+{key_lines}
+
+Any AWS client, `make deploy STAGE=<name>` and `make destroy STAGE=<name>` included:
+{shell_exports(aws)}
+
+`chalice local --stage {emulator.STAGE}` also needs the stage's resource names:
+{shell_exports(app)}
+  .venv/bin/chalice local --stage {emulator.STAGE} --port 8000
+
+Ctrl-C stops it.
+Ready."""
+
+
 class LocalStack:
     def __init__(
         self,
@@ -114,8 +145,10 @@ class LocalStack:
         api_keys: dict[str, str],
         sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS,
         queue_visibility_seconds: int | None = None,
+        emulator_only: bool = False,
     ) -> None:
         self.emulator = emulator.Emulator(HOST, emulator_port)
+        self.emulator_only = emulator_only
         self.api_keys = api_keys
         self.api_port = api_port
         self.workers = workers
@@ -138,7 +171,9 @@ class LocalStack:
         finally:
             self._stop()
 
-    def _start(self) -> None:
+    def _start_emulator(self) -> tuple[Any, dict[str, str], dict[str, str]]:
+        """The emulator, provisioned as stage `local` with the keys seeded: the session, the
+        stack's outputs and tenant -> key."""
         self.emulator.start()
         emulator.apply_environment(self.emulator.environment())
         import boto3
@@ -149,10 +184,19 @@ class LocalStack:
         outputs = emulator.provision(session, self.queue_visibility_seconds)
         # Only now may the app be imported: its decorators read these names.
         emulator.apply_environment(stack.environment(outputs))
+        return session, outputs, seed_api_keys(self.api_keys)
+
+    def _start(self) -> None:
+        session, outputs, keys = self._start_emulator()
+        if self.emulator_only:
+            from infra import stack
+
+            aws, app = self.emulator.environment(), stack.environment(outputs)
+            print(emulator_banner(self.emulator.endpoint, aws, app, keys), flush=True)
+            return
         s3_events_url = emulator.route_s3_notifications(
             session, outputs["UploadsBucket"], runner.s3_notification()
         )
-        keys = seed_api_keys(self.api_keys)
         triggers = runner.sqs_triggers()
         self._processes = runner.function_processes(
             triggers[runner.WORKER], self.workers, s3_events_url
@@ -204,7 +248,14 @@ class LocalStack:
         runner.stop_resource_tracker()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__)
+    parser.add_argument(
+        "--emulator",
+        action="store_true",
+        help="only the emulator, provisioned as stage local with the keys seeded (make emulator)",
+    )
+    emulator_only = parser.parse_args(argv).emulator
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("devstack").setLevel(logging.INFO)
     stack = LocalStack(
@@ -218,6 +269,7 @@ def main() -> int:
         queue_visibility_seconds=parse_visibility_seconds(
             os.environ.get("LOCAL_QUEUE_VISIBILITY_SECONDS")
         ),
+        emulator_only=emulator_only,
     )
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -6,13 +6,15 @@ the account, when it has none -> the stack's outputs into the stage's Chalice co
 from the offline wheelhouse -> API Gateway responses in the API's error shape -> the
 stage's throttling limits and access logs.
 
-destroy: `chalice delete`, then the buckets are emptied (CloudFormation cannot delete a
-bucket with objects in it) and the stack is deleted.
+destroy: `chalice delete`, then the functions' log groups (Chalice only drops their
+retention policy), then the buckets are emptied (CloudFormation cannot delete a bucket
+with objects in it) and the stack is deleted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -356,6 +358,28 @@ def ship_audited_package(lambda_client: Any, functions: list[str], zip_path: Pat
         settled.wait(FunctionName=function)
 
 
+def api_handler_log_retention(project_dir: Path, stage: str) -> int | None:
+    """The REST API function's log retention in days, as configured for Chalice."""
+    from chalice.config import Config
+
+    config = json.loads((project_dir / CONFIG).read_text())
+    function = Config(chalice_stage=stage, function_name=policies.API, config_from_disk=config)
+    days = function.log_retention_in_days
+    return int(days) if days is not None else None
+
+
+def retain_api_handler_logs(logs: Any, stage: str, days: int) -> str:
+    """Give the REST API function's own log group the configured retention. Chalice gives
+    it to `/aws/lambda/<app>-<stage>-api_handler`, but names that function `<app>-<stage>`,
+    and Lambda logs to `/aws/lambda/<function name>`: without this, its logs are kept
+    forever. Returns the group's name."""
+    name = f"/aws/lambda/{stack.stack_name(stage)}"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=name)
+    logs.put_retention_policy(logGroupName=name, retentionInDays=days)
+    return name
+
+
 def _chalice(*arguments: str, env: Mapping[str, str] | None = None) -> None:
     from infra import package
 
@@ -416,6 +440,9 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     _chalice("deploy", "--stage", stage, env=chalice_environment(wheelhouse, variables))
     audited = PROJECT / "build" / "package" / stage / package.DEPLOYMENT_ZIP
     ship_audited_package(boto3.client("lambda"), deployed_functions(PROJECT, stage), audited)
+    retention = api_handler_log_retention(PROJECT, stage)
+    if retention is not None:
+        retain_api_handler_logs(boto3.client("logs"), stage, retention)
     apigateway = boto3.client("apigateway")
     rest_api_id = _rest_api_id(PROJECT, stage)
     api_stage = api_gateway_stage(PROJECT, stage)
@@ -426,10 +453,31 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     print(json.dumps({"stage": stage, **outputs}, indent=2))
 
 
+def function_log_groups(stage: str) -> list[str]:
+    """The log groups of the stage's functions: `/aws/lambda/<function name>`, as Lambda
+    names them, and as Chalice names the ones it gives a retention (the same, but for the
+    REST API's function, which Chalice names `<app>-<stage>` and its group `...-api_handler`)."""
+    prefix = f"/aws/lambda/{stack.stack_name(stage)}"
+    return [prefix] + [f"{prefix}-{function}" for function in policies.FUNCTIONS]
+
+
+def delete_log_groups(logs: Any, names: list[str]) -> list[str]:
+    """Delete the log groups of `names` that exist; returns those deleted."""
+    deleted = []
+    for name in names:
+        try:
+            logs.delete_log_group(logGroupName=name)
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+        deleted.append(name)
+    return deleted
+
+
 def destroy(stage: str) -> None:
     import boto3
 
     _chalice("delete", "--stage", stage)
+    delete_log_groups(boto3.client("logs"), function_log_groups(stage))
     cloudformation = boto3.client("cloudformation")
     outputs = stack.outputs(cloudformation, stage)
     s3 = boto3.resource("s3")

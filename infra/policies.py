@@ -24,7 +24,7 @@ OPEN_JOBS_INDEX = "open-jobs-index"
 
 # The Chalice names of the Lambda functions app.py declares ("api_handler" is the REST API).
 API = "api_handler"
-AUTHORIZER = "api_key"
+AUTHORIZER = "key_authorizer"
 DISPATCHER = "dispatch_upload"
 WORKER = "make_thumbnails"
 DEAD_LETTERS = "fail_dead_letters"

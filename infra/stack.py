@@ -267,6 +267,8 @@ def _failures(cloudformation: CloudFormationClient, name: str) -> str:
 # - AWS::S3::BucketPolicy and AWS::CloudWatch::Alarm: resources moto skips with a warning.
 #   Deliberately not created either: the bucket policies only deny requests without TLS,
 #   which an emulator served over plain HTTP receives; alarms have nothing to watch locally.
+#   (The emulator's server creates the alarms itself, devstack.emulator_gaps, so that a
+#   deploy rehearsed against it shows them; moto in-process, as the tests use it, does not.)
 # Everything else the app relies on moto does apply: the queues' visibility timeout,
 # retention, redrive policy and SSE; the tables' keys and index; bucket encryption.
 EMULATOR_GAPS: dict[str, tuple[str, ...]] = {

@@ -155,16 +155,24 @@ def _generate_private_key(key_spec: str) -> Any:
     return moto.kms.utils.generate_private_key(key_spec)
 
 
-@contextmanager
-def running_emulator(cwd: str | os.PathLike[str]) -> Iterator[str]:
-    """`devstack.emulator_server` in a process of its own on a free 127.0.0.1 port, with
-    none of the tests' AWS variables; its endpoint while the block runs, stopped after."""
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (for a server a test starts there)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_emulator(
+    cwd: str | os.PathLike[str], module: str = "devstack.emulator_server", port: int | None = None
+) -> Iterator[str]:
+    """`devstack.emulator_server` (or `module`, such as plain `moto.server`) in a process of
+    its own on a free 127.0.0.1 port (or `port`), with none of the tests' AWS variables; its
+    endpoint while the block runs, stopped by its pid after."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.emulator_server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -184,4 +192,8 @@ def running_emulator(cwd: str | os.PathLike[str]) -> Iterator[str]:
         yield endpoint
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -604,3 +604,70 @@ def test_a_logging_role_refused_for_too_long_stops_the_deploy(
     assert refused.value.response["Error"]["Code"] == "BadRequestException"
     assert sum(slept) == 10
     assert not apigateway.get_account().get("cloudwatchRoleArn")
+
+
+def test_the_routes_with_a_key_go_through_the_authorizer_in_chalices_swagger() -> None:
+    """API Gateway reads a route's `security` from the Swagger document Chalice imports:
+    each must name the custom authorizer, never Chalice's `api_key` (an API Gateway usage
+    plan key, `api_key_required`), which an authorizer of that name would be replaced by."""
+    from chalice.deploy.swagger import SwaggerGenerator
+
+    from app import app
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:media-pipeline-test-"
+    deployed = {
+        "api_handler_arn": f"{arn}api_handler",
+        "api_handler_name": "media-pipeline-test",
+        "lambda_functions": {
+            f"media-pipeline-test-{policies.AUTHORIZER}": {"arn": f"{arn}{policies.AUTHORIZER}"}
+        },
+    }
+    swagger = SwaggerGenerator(REGION, deployed).generate_swagger(app)
+    secured = {
+        (path, method): operation["security"]
+        for path, operations in swagger["paths"].items()
+        for method, operation in operations.items()
+        if "security" in operation
+    }
+    assert set(secured) == {("/uploads", "post"), ("/jobs/{job_id}", "get"), ("/jobs", "get")}
+    assert all(security == [{policies.AUTHORIZER: []}] for security in secured.values())
+    definition = swagger["securityDefinitions"][policies.AUTHORIZER]
+    assert definition["x-amazon-apigateway-authtype"] == "custom"
+    assert definition["name"] == "Authorization"
+    authorizer = definition["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "token"
+    assert authorizer["authorizerUri"].endswith(f"{arn}{policies.AUTHORIZER}/invocations")
+    assert authorizer["authorizerResultTtlInSeconds"] == 60
+
+
+def test_destroy_deletes_the_log_groups_of_the_stages_functions_only() -> None:
+    with mock_aws():
+        logs = boto3.client("logs", region_name=REGION)
+        ours = deploy.function_log_groups(STAGE)
+        others = [
+            f"/aws/lambda/media-pipeline-{STAGE}2-{policies.WORKER}",  # stage test2
+            f"/aws/lambda/media-pipeline-{STAGE}2",
+            "/aws/lambda/another-app",
+        ]
+        for name in [*ours, *others]:
+            logs.create_log_group(logGroupName=name)
+        assert f"/aws/lambda/media-pipeline-{STAGE}" in ours  # the REST API's, Lambda's name
+        assert f"/aws/lambda/media-pipeline-{STAGE}-{policies.API}" in ours  # Chalice's name
+        assert deploy.delete_log_groups(logs, ours) == ours
+        left = [group["logGroupName"] for group in logs.describe_log_groups()["logGroups"]]
+        assert sorted(left) == sorted(others)
+        assert deploy.delete_log_groups(logs, ours) == []  # nothing left to delete
+
+
+def test_the_rest_apis_function_keeps_its_logs_as_long_as_the_others(project: Path) -> None:
+    """Chalice names the REST API's function <app>-<stage> but gives the retention to a
+    log group named after `api_handler`: the group Lambda writes to gets it too."""
+    days = deploy.api_handler_log_retention(project, STAGE)
+    assert days == 30
+    with mock_aws():
+        logs = boto3.client("logs", region_name=REGION)
+        name = deploy.retain_api_handler_logs(logs, STAGE, days)
+        assert name == f"/aws/lambda/media-pipeline-{STAGE}"
+        assert deploy.retain_api_handler_logs(logs, STAGE, days) == name  # again: no error
+        (group,) = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        assert (group["logGroupName"], group["retentionInDays"]) == (name, days)
