@@ -415,8 +415,9 @@ def test_make_emulator_prints_what_aws_clients_and_chalice_local_need(emulator: 
     assert emulator.app["JOBS_TABLE"] == "media-pipeline-local-jobs"
     assert f"API key    {TENANT}: {KEY}" in emulator.banner
     recipe = subprocess.run(
-        ["make", "-n", "-o", "install", "emulator"],
+        ["make", "--no-print-directory", "-n", "-o", "install", "emulator"],
         cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")},
         capture_output=True,
         text=True,
         check=True,
