@@ -182,6 +182,29 @@ class UploadExpired(SourceError):
     code = "upload_expired"
 
 
+# --- Webhooks ---------------------------------------------------------------------------
+
+
+class InvalidWebhookSecret(MediaPipelineError):
+    """A stored endpoint secret is not ``whsec_`` + base64 of 24 to 64 bytes."""
+
+    code = "invalid_webhook_secret"
+
+
+class EndpointRefused(MediaPipelineError):
+    """A webhook URL the service will not call (the outbound guard): its form, scheme,
+    port, or an address it names or resolves to outside the public internet."""
+
+    code = "endpoint_refused"
+
+
+class DeliveryUnreachable(MediaPipelineError):
+    """A delivery attempt got no HTTP answer: the name did not resolve, the connection
+    failed or was reset, TLS failed, or no response came within the timeout."""
+
+    code = "delivery_unreachable"
+
+
 # --- What a FAILED job says --------------------------------------------------------------
 
 # One fixed text per failure code: the only text a job's `error.message` carries, so no
