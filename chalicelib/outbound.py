@@ -47,6 +47,10 @@ class OutboundPolicy:
 
     allow_http: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    ca_file: str | None = None  # certificates to trust instead of the system's
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def schemes(self) -> tuple[str, ...]:
         return ("https", "http") if self.allow_http else ("https",)
@@ -171,7 +175,7 @@ def post(
     """POST `body` to `endpoint` once: its answer's status, or DeliveryUnreachable."""
     address = resolve_endpoint(endpoint, policy, resolve)
     started = time.monotonic()
-    pool = _pool(endpoint, address, timeout_seconds)
+    pool = _pool(endpoint, address, timeout_seconds, policy)
     try:
         response = pool.urlopen(
             "POST",
@@ -192,7 +196,9 @@ def post(
     return Answer(response.status, retry_after, (time.monotonic() - started) * 1000)
 
 
-def _pool(endpoint: Endpoint, address: str, timeout_seconds: float) -> urllib3.HTTPConnectionPool:
+def _pool(
+    endpoint: Endpoint, address: str, timeout_seconds: float, policy: OutboundPolicy
+) -> urllib3.HTTPConnectionPool:
     timeout = urllib3.Timeout(total=timeout_seconds)
     if endpoint.scheme == "http":
         return urllib3.HTTPConnectionPool(address, endpoint.port, timeout=timeout, maxsize=1)
@@ -203,7 +209,7 @@ def _pool(endpoint: Endpoint, address: str, timeout_seconds: float) -> urllib3.H
         maxsize=1,
         server_hostname=endpoint.host,
         assert_hostname=endpoint.host,
-        ssl_context=ssl.create_default_context(),
+        ssl_context=policy.tls_context(),
     )
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chalicelib import outbound
 from chalicelib.errors import DeliveryUnreachable, EndpointRefused
@@ -205,3 +211,158 @@ def test_a_closed_port_is_unreachable(receiver: Receiver) -> None:
     endpoint = outbound.parse_endpoint("http://127.0.0.1:9/in", LOCAL)  # discard: not served
     with pytest.raises(DeliveryUnreachable, match=r"NewConnectionError|ConnectTimeoutError"):
         outbound.post(endpoint, b"{}", {}, LOCAL, timeout_seconds=2)
+
+
+# --- https: the checked address, the URL's name for TLS ------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca_file: str
+    server_chain: str
+    server_key: str
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+    )
+
+
+def make_certificates(directory: Path, server_name: str, ca_name: str = "test CA") -> Certificates:
+    """A CA of the test's own and a server certificate it signed for `server_name`."""
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = (
+        _certificate(ca_name, ca_name, ca_key, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        _certificate(server_name, ca_name, server_key, ca_key)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = Certificates(
+        str(directory / f"{ca_name}.pem"),
+        str(directory / "server.pem"),
+        str(directory / "server.key"),
+    )
+    Path(paths.ca_file).write_bytes(ca.public_bytes(pem))
+    Path(paths.server_chain).write_bytes(server.public_bytes(pem))
+    Path(paths.server_key).write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@pytest.fixture
+def tls_receiver(receiver: Receiver, tmp_path: Path) -> Iterator[tuple[Receiver, Certificates]]:
+    """A TLS front for the receiver: a second server on 127.0.0.1 that terminates TLS with
+    a certificate for hooks.example.test and passes the request on."""
+    certificates = make_certificates(tmp_path, "hooks.example.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.server_chain, certificates.server_key)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            receiver.requests.append((self.path, {"host": self.headers["Host"]}, body))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    receiver.port = server.server_address[1]
+    yield receiver, certificates
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def tls_policy(ca_file: str) -> outbound.OutboundPolicy:
+    return outbound.OutboundPolicy(
+        allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),), ca_file=ca_file
+    )
+
+
+def test_https_verifies_the_urls_name_on_the_pinned_address(
+    tls_receiver: tuple[Receiver, Certificates],
+) -> None:
+    receiver, certificates = tls_receiver
+    policy = tls_policy(certificates.ca_file)
+    endpoint = outbound.parse_endpoint(f"https://hooks.example.test:{receiver.port}/in", policy)
+    answer = outbound.post(endpoint, b"{}", {}, policy, resolve=to_loopback)
+    assert answer.status == 204
+    assert [(path, headers["host"]) for path, headers, _ in receiver.requests] == [
+        ("/in", f"hooks.example.test:{receiver.port}")
+    ]
+
+
+def test_https_refuses_a_certificate_for_another_name(
+    tls_receiver: tuple[Receiver, Certificates],
+) -> None:
+    receiver, certificates = tls_receiver
+    policy = tls_policy(certificates.ca_file)
+    endpoint = outbound.parse_endpoint(f"https://other.example.test:{receiver.port}/in", policy)
+    with pytest.raises(DeliveryUnreachable, match="SSLError"):
+        outbound.post(endpoint, b"{}", {}, policy, resolve=lambda host, port: ["127.0.0.1"])
+    assert receiver.requests == []
+
+
+def test_https_refuses_a_certificate_from_an_untrusted_ca(
+    tls_receiver: tuple[Receiver, Certificates], tmp_path: Path
+) -> None:
+    receiver, _ = tls_receiver
+    stranger = make_certificates(tmp_path, "hooks.example.test", ca_name="another CA")
+    policy = tls_policy(stranger.ca_file)
+    endpoint = outbound.parse_endpoint(f"https://hooks.example.test:{receiver.port}/in", policy)
+    with pytest.raises(DeliveryUnreachable, match="SSLError"):
+        outbound.post(endpoint, b"{}", {}, policy, resolve=to_loopback)
+    assert receiver.requests == []
