@@ -1,4 +1,4 @@
-"""bench.ceiling, bench.resizes, bench.coldstart and bench.memory in quick mode: they run,
+"""bench.coldstart and bench.memory in quick mode: they run,
 and their results are whole.
 
 No timing or memory figure is asserted: these check that the benchmarks work, not how
@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import ceiling, coldstart, memory, resizes
-from bench import engine as bench_engine
-from tests.samples import write_photos
+from bench import coldstart, memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,25 +43,6 @@ def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
 @pytest.fixture(scope="module")
 def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _run_quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A plain sample photo and a phone photo (the first and the last name: --quick's two)."""
-    return write_photos(tmp_path_factory.mktemp("photos"), ["BytheWater.jpg"], ["Kite.jpg"])
-
-
-@pytest.fixture(scope="module")
-def ceiling_out(tmp_path_factory: pytest.TempPathFactory, photos: Path) -> Path:
-    out = tmp_path_factory.mktemp("ceiling") / "result.json"
-    _run_quick("bench.ceiling", out, str(photos))
-    return out
-
-
-@pytest.fixture(scope="module")
-def ceiling_result(ceiling_out: Path) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(ceiling_out.read_text(encoding="utf-8"))
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -136,58 +115,3 @@ def test_memory_quick_run_measures_every_case(memory_result: dict[str, Any]) -> 
             assert summary["goal"] is None
         else:
             assert isinstance(summary["goal"]["met"], bool)
-
-
-def test_ceiling_floors_reproduce_the_engine_outputs(ceiling_result: dict[str, Any]) -> None:
-    """The floor at the engine's own scaling encodes exactly the engine's pixels, and the one
-    at libvips's scaling renders a sharper large output: the floors measure real renders."""
-    result = ceiling_result
-    assert result["schema"] == ceiling.SCHEMA
-    engines = result["engines"]
-    engine = engines[bench_engine.ENGINE]
-    at_engine_quality = engines[ceiling.ENGINE_QUALITY]
-    at_equal_quality = engines[ceiling.EQUAL_QUALITY]
-    for image in result["images"]:
-        ours = image["engines"][bench_engine.ENGINE]["outputs"]
-        floor = image["engines"][ceiling.ENGINE_QUALITY]["outputs"]
-        assert [o["bytes"] for o in floor] == [o["bytes"] for o in ours], image["name"]
-        assert [o["preset"] for o in floor] == ["thumb", "small", "large"]
-    assert at_engine_quality["ssim"] == engine["ssim"]
-    large = "large"
-    assert (
-        at_equal_quality["ssim"]["by_preset_mean"][large] > engine["ssim"]["by_preset_mean"][large]
-    )
-    for name in ceiling.DRAFT_GAPS:
-        entry = result["ceiling"][name]
-        assert entry["engine_time_over_floor"] > 0
-        if engines.get(bench_engine.PYVIPS, {}).get("available"):
-            assert entry["max_speedup_vs_pyvips"] > 0
-            assert isinstance(entry["free_resize_reaches_goal"], bool)
-            assert isinstance(entry["ms_left_per_image_at_goal"], float)
-
-
-def test_resizes_quick_run_times_each_floors_resizes(
-    tmp_path: Path, ceiling_out: Path, photos: Path
-) -> None:
-    result = _run_quick(
-        "bench.resizes",
-        tmp_path / "resizes.json",
-        "--ceiling",
-        str(ceiling_out),
-        "--photos",
-        str(photos),
-    )
-    assert result["schema"] == resizes.SCHEMA
-    assert set(result["floors"]) == set(ceiling.DRAFT_GAPS)
-    for floor in result["floors"].values():
-        assert len(floor["per_image"]) == 2
-        assert floor["resize_ms_per_image"] > 0
-
-
-def test_resizes_picks_the_engines_dct_scaling() -> None:
-    """libvips's rule (gap 2) decodes the corpus's 2560x1600 photos whole for a 1024 px
-    output; the engine's own (gap 1) at half size; both take 1/4 for a 256 px one."""
-    assert resizes.dct_scale((2560, 1600), (1024, 640), 2.0) == 1
-    assert resizes.dct_scale((2560, 1600), (1024, 640), 1.0) == 2
-    assert resizes.dct_scale((2560, 1600), (256, 160), 2.0) == 4
-    assert resizes.dct_scale((5120, 2880), (1024, 576), 2.0) == 2
