@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import write_result
+from bench.output import add_output_arguments, write_result
 from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets, presets_to_json
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ if TYPE_CHECKING:
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
-DEFAULT_OUT = PROJECT / "bench" / "results" / "engine.json"
+# Per sample, left out of the committed summary: every run's time, every output's figures.
+RAW_PARTS = ("images.*.engines.*.runs_ms", "images.*.engines.*.outputs")
 SCHEMA = "media-pipeline/bench-engine/1"
 
 ENGINE = "engine"
@@ -1164,11 +1165,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="two photos, one run, pinning optional: a smoke test"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"JSON result (default {DEFAULT_OUT.relative_to(PROJECT)}; none with --quick)",
-    )
+    add_output_arguments(parser, "engine")
     parser.add_argument(
         "--engines",
         type=_engine_list,
@@ -1223,7 +1220,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(profile_engine(photos, _presets(arguments.presets_json), arguments.repeats or 3))
         return 0
     result = run_benchmark(arguments)
-    out = arguments.out if arguments.out is not None else None if arguments.quick else DEFAULT_OUT
     print(format_settings(result))
     print()
     print(format_table(result))
@@ -1233,7 +1229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_goal(result))
     for warning in result["warnings"]:
         print(f"WARNING: {warning}")
-    write_result(result, out)
+    write_result("engine", result, arguments, trial=arguments.quick, raw=RAW_PARTS)
     return 0
 
 

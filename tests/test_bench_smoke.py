@@ -7,6 +7,7 @@ fast or how small anything is.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import coldstart, memory
+from bench import coldstart, memory, output
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,3 +116,38 @@ def test_memory_quick_run_measures_every_case(memory_result: dict[str, Any]) -> 
             assert summary["goal"] is None
         else:
             assert isinstance(summary["goal"]["met"], bool)
+
+
+def test_a_summary_leaves_out_the_raw_parts_and_keeps_every_figure() -> None:
+    runs = {"median_ms": 1.5, "runs_ms": [1.0, 2.0], "outputs": [{"ssim": 0.9}]}
+    result: dict[str, Any] = {
+        "images": [{"name": "a.jpg", "engines": {"engine": runs}}],
+        "cpus": [2, 3],
+    }
+    raw = ("images.*.engines.*.runs_ms", "images.*.engines.*.outputs")
+    summary = output.summarised(result, raw)
+    assert summary == {
+        "images": [{"name": "a.jpg", "engines": {"engine": {"median_ms": 1.5}}}],
+        "cpus": [2, 3],
+    }
+    assert result["images"][0]["engines"]["engine"] == runs  # the result itself is untouched
+    assert json.loads(output.compact(result)) == result
+    wide = {"samples": list(range(100)), "short": [1, 2]}
+    assert output.compact(wide).splitlines()[-2:] == ['  "short": [1, 2]', "}"]
+
+
+def test_a_full_run_writes_the_result_and_its_summary_a_quick_one_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output, "RAW", tmp_path / "raw")
+    monkeypatch.setattr(output, "SUMMARIES", tmp_path / "summaries")
+    result = {"settings": {"quick": False}, "samples": [1, 2, 3]}
+    nothing_named = argparse.Namespace(out=None, summary=None)
+    output.write_result("b", result, nothing_named, trial=True, raw=("samples",))
+    assert not tmp_path.joinpath("raw").exists()
+    assert not tmp_path.joinpath("summaries").exists()
+    output.write_result("b", result, nothing_named, trial=False, raw=("samples",))
+    assert json.loads((tmp_path / "raw" / "b.json").read_text()) == result
+    assert json.loads((tmp_path / "summaries" / "b.json").read_text()) == {
+        "settings": {"quick": False}
+    }

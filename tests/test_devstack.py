@@ -37,7 +37,7 @@ from devstack.emulator_server import (
     unix_time,
     unix_time_millis,
 )
-from tests.resources import running_emulator
+from devstack.launch import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -273,7 +273,7 @@ def test_every_speedup_applies_to_this_moto() -> None:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    with running_emulator(REPO) as endpoint:
+    with running_emulator() as endpoint:
         yield endpoint
 
 
