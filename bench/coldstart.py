@@ -44,7 +44,6 @@ import io
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -59,8 +58,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.output import add_output_arguments, child_report, write_result
-from devstack.launch import MOTO_SERVER, running_emulator
+from bench.output import add_output_arguments, child_report, machine, write_result
+from devstack import emulator
+from devstack.launch import MOTO_SERVER, running_emulator, user_environment
 from infra.package import compile_tree
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -231,14 +231,7 @@ def emulated_stack() -> Iterator[Stack]:
         from chalicelib.config import reset_settings
         from infra import stack
 
-        aws = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "S3_ADDRESSING_STYLE": "path",
-        }
+        aws = emulator.aws_environment(endpoint)
         for variable in [name for name in os.environ if name.startswith("AWS_")]:
             del os.environ[variable]  # no profile, session token or endpoint of the caller's
         os.environ.update(aws)
@@ -259,19 +252,11 @@ def child_environment(stack: Stack) -> dict[str, str]:
     first process writes the project's .pyc and the samples measure warm imports; the
     Lambda-package variants turn it off again.
     """
-    from infra import stack as infra_stack
-
-    dropped = {
-        *infra_stack.ENVIRONMENT_OUTPUTS,
-        "PRESETS",
-        "S3_ADDRESSING_STYLE",
-        "PYTHONPATH",
-        "PYTHONDONTWRITEBYTECODE",
-    }
     keep = {
         key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "POWERTOOLS_")) and key not in dropped
+        for key, value in user_environment().items()
+        if not key.startswith("POWERTOOLS_")
+        and key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
     }
     return {**keep, **stack.environment}
 
@@ -560,7 +545,7 @@ def run_benchmark(repeats: int, quick: bool, photo_path: Path = PHOTO) -> dict[s
     if not photo_path.is_file():
         raise SystemExit(f"photo not found: {photo_path}")
     photo = photo_path.read_bytes()
-    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    machine_at_start = machine()
     with emulated_stack() as stack, tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
         package_root = Path(tmp)
         package = build_lambda_package(package_root)
@@ -590,11 +575,7 @@ def run_benchmark(repeats: int, quick: bool, photo_path: Path = PHOTO) -> dict[s
         "schema": SCHEMA,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpu_model": _cpu_model(),
-            "logical_cpus": os.cpu_count(),
-            "architecture": platform.machine(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
+            **machine_at_start,
             "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
         },
         "versions": _versions(),
@@ -673,17 +654,6 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # --- reporting ----------------------------------------------------------------------------------

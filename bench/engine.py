@@ -40,7 +40,6 @@ import importlib
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -52,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import add_output_arguments, write_result
+from bench.output import add_output_arguments, machine, write_result
 from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets, presets_to_json
 
 if TYPE_CHECKING:
@@ -530,41 +529,6 @@ def idle_share(cpus: Sequence[int], seconds: float = 0.5) -> dict[int, float]:
             total = after[cpu][1] - before[cpu][1]
             shares[cpu] = round((after[cpu][0] - before[cpu][0]) / total, 2) if total else 0.0
     return shares
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_model": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gib": _memory_gib(),
-        "architecture": platform.machine(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
-            return value.strip()
-    return platform.processor() or "unknown"
-
-
-def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / MIB, 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def versions(pyvips: Any | None) -> dict[str, Any]:

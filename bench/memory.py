@@ -51,8 +51,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import add_output_arguments, child_report, write_result
+from bench.output import add_output_arguments, child_report, machine, write_result
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -563,7 +561,7 @@ def run_benchmark(quick: bool, *, checked: bool = True) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine(),
         "versions": _versions(),
         "settings": {
             "quick": quick,
@@ -588,25 +586,6 @@ def run_benchmark(quick: bool, *, checked: bool = True) -> dict[str, Any]:
         },
         "cases": cases,
         "hostile": hostile,
-    }
-
-
-def _machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "logical_cpus": os.cpu_count(),
-        "architecture": platform.machine(),
-        "python": platform.python_version(),
-        "load_average": [round(value, 2) for value in os.getloadavg()],
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,36 @@ PROJECT = Path(__file__).resolve().parents[1]
 RAW = PROJECT / "out" / "bench"
 SUMMARIES = PROJECT / "bench" / "results"
 LINE = 100  # a summary's containers that fit in this many characters stay on one line
+
+
+def machine() -> dict[str, Any]:
+    """The machine a benchmark runs on, and its load as it starts."""
+    cpu = _proc_field("/proc/cpuinfo", ("model name", "Model", "Hardware", "cpu model"))
+    memory = _proc_field("/proc/meminfo", ("MemTotal",))  # in kB
+    return {
+        "cpu_model": cpu or platform.processor() or "unknown",
+        "logical_cpus": os.cpu_count(),
+        "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None,
+        "architecture": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def _proc_field(path: str, keys: tuple[str, ...]) -> str:
+    """The value of the first line of `path` (`key: value` lines) whose key is one of
+    `keys`; empty if there is none."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            return value.strip()
+    return ""
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import requests
 
-from bench.output import add_output_arguments, write_result
+from bench.output import add_output_arguments, machine, write_result
 from devstack import launch
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -231,7 +230,7 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     expected_throughput = engine_images_per_second * workers
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "photos": [path.name for path in paths],
         "workers": workers,
         "engine": {

@@ -31,7 +31,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import threading
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench.output import add_output_arguments, write_result
+from bench.output import add_output_arguments, machine, write_result
 from bench.pipeline import (
     API_KEY,
     CORPUS,
@@ -374,7 +373,7 @@ def run(
     seconds = ended - started
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "settings": {
             "uploads": uploads,
             "clients": clients,

@@ -201,18 +201,22 @@ class Launched:
     stopped: Stopped | None = None
 
     def log_text(self) -> str:
-        if self.log is None:
-            return ""
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log) if self.log else ""
 
     def log_tail(self, lines: int = 80) -> str:
-        if self.log is None:
-            return "(no log)"
-        tail = "\n".join(self.log_text().splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log} ---\n{tail}\n--- end of log ---"
+        return log_tail(self.log, lines) if self.log else "(no log)"
+
+
+def read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def log_tail(path: Path, lines: int = 80) -> str:
+    tail = "\n".join(read_log(path).splitlines()[-lines:])
+    return f"--- last {lines} lines of {path} ---\n{tail}\n--- end of log ---"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -138,31 +139,25 @@ Ctrl-C stops it.
 Ready."""
 
 
+@dataclass
 class LocalStack:
-    def __init__(
-        self,
-        emulator_port: int,
-        api_port: int,
-        workers: int,
-        api_keys: dict[str, str],
-        sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS,
-        queue_visibility_seconds: int | None = None,
-        emulator_only: bool = False,
-    ) -> None:
-        self.endpoint = f"http://{HOST}:{emulator_port}"
-        self.emulator_port = emulator_port
-        self._emulator = contextlib.ExitStack()
-        self.emulator_only = emulator_only
-        self.api_keys = api_keys
-        self.api_port = api_port
-        self.workers = workers
-        self.sweep_interval = sweep_interval
-        self.queue_visibility_seconds = queue_visibility_seconds
-        self.stop_requested = threading.Event()
-        self._threads_stop = threading.Event()
-        self._server: object | None = None
-        self._processes: runner.ProcessPool | None = None
-        self._threads: list[threading.Thread] = []
+    emulator_port: int
+    api_port: int
+    workers: int
+    api_keys: dict[str, str]
+    sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS
+    queue_visibility_seconds: int | None = None
+    emulator_only: bool = False
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    _threads_stop: threading.Event = field(default_factory=threading.Event)
+    _emulator: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _server: object | None = None
+    _processes: runner.ProcessPool | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.emulator_port}"
 
     @property
     def api(self) -> str:

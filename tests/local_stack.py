@@ -66,12 +66,7 @@ class LocalStack:
         return self.settings.keys
 
     def log_tail(self, lines: int = 80) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no log: {exc})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log} ---\n{tail}\n--- end of log ---"
+        return launch.log_tail(self.log, lines)
 
     def call(
         self,

@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import coldstart, memory, output
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run_quick(module: str, out: Path, *arguments: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out), *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+from tests.benchmarks import quick
 
 
 def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
@@ -43,12 +26,12 @@ def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
 
 @pytest.fixture(scope="module")
 def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run_quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")
+    return quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")[0]
 
 
 @pytest.fixture(scope="module")
 def memory_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run_quick("bench.memory", tmp_path_factory.mktemp("memory") / "result.json")
+    return quick("bench.memory", tmp_path_factory.mktemp("memory") / "result.json")[0]
 
 
 def test_coldstart_quick_run_measures_every_variant(coldstart_result: dict[str, Any]) -> None:
