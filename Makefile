@@ -48,8 +48,6 @@ emulator: install
 
 bench: install
 	$(BIN)/python -m bench.engine
-	$(BIN)/python -m bench.ceiling
-	$(BIN)/python -m bench.resizes --out bench/results/resizes-pillow.json
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.memory

@@ -44,16 +44,13 @@ import io
 import json
 import math
 import os
-import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
@@ -61,17 +58,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.output import child_report, write_result
-from devstack.emulator import die_with_parent
+from bench.output import add_output_arguments, child_report, machine, write_result
+from devstack import emulator
+from devstack.launch import MOTO_SERVER, running_emulator, user_environment
 from infra.package import compile_tree
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The repository's sample, byte-identical to the shared corpus's Kite.jpg: the benchmark needs
 # nothing beside the clone.
 PHOTO = PROJECT / "samples" / "photos" / "Kite.jpg"
-DEFAULT_OUT = PROJECT / "bench" / "results" / "coldstart.json"
 SCHEMA = "media-pipeline/bench-coldstart/1"
-HOST = "127.0.0.1"
 REGION = "us-east-1"
 STAGE = "bench"
 TENANT = "bench"
@@ -211,12 +207,6 @@ CHILD_CODE = {variant: child_code(variant) for variant in VARIANTS}
 # --- AWS: a moto server for the whole run ------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Stack:
     """The moto server's endpoint, its stack's outputs, and what a child's environment needs."""
@@ -227,42 +217,6 @@ class Stack:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """``python -m moto.server`` on a free port, until the end of the block: its endpoint."""
-    port = free_port()
-    endpoint = f"http://{HOST}:{port}"
-    process = subprocess.Popen(  # noqa: S603 - our interpreter, moto's own server
-        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # a Ctrl-C of the benchmark reaches it only through `finally`
-        preexec_fn=die_with_parent,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(endpoint):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto's server did not start on {endpoint}")
-            time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _answers(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # noqa: S310 - http
-            return True
-    except OSError:
-        return False
-
-
-@contextmanager
 def emulated_stack() -> Iterator[Stack]:
     """A moto server provisioned from infra/template.yaml (stage ``bench``), as the local
     stack provisions its emulator; stopped at the end.
@@ -270,21 +224,14 @@ def emulated_stack() -> Iterator[Stack]:
     This process is configured for it too (chalicelib's settings and clients), to make the
     jobs the children process.
     """
-    with moto_server() as endpoint:
+    with running_emulator(command=MOTO_SERVER) as endpoint:
         import boto3
 
         from chalicelib.clients import reset_clients
         from chalicelib.config import reset_settings
         from infra import stack
 
-        aws = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "S3_ADDRESSING_STYLE": "path",
-        }
+        aws = emulator.aws_environment(endpoint)
         for variable in [name for name in os.environ if name.startswith("AWS_")]:
             del os.environ[variable]  # no profile, session token or endpoint of the caller's
         os.environ.update(aws)
@@ -305,19 +252,11 @@ def child_environment(stack: Stack) -> dict[str, str]:
     first process writes the project's .pyc and the samples measure warm imports; the
     Lambda-package variants turn it off again.
     """
-    from infra import stack as infra_stack
-
-    dropped = {
-        *infra_stack.ENVIRONMENT_OUTPUTS,
-        "PRESETS",
-        "S3_ADDRESSING_STYLE",
-        "PYTHONPATH",
-        "PYTHONDONTWRITEBYTECODE",
-    }
     keep = {
         key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "POWERTOOLS_")) and key not in dropped
+        for key, value in user_environment().items()
+        if not key.startswith("POWERTOOLS_")
+        and key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
     }
     return {**keep, **stack.environment}
 
@@ -606,7 +545,7 @@ def run_benchmark(repeats: int, quick: bool, photo_path: Path = PHOTO) -> dict[s
     if not photo_path.is_file():
         raise SystemExit(f"photo not found: {photo_path}")
     photo = photo_path.read_bytes()
-    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    machine_at_start = machine()
     with emulated_stack() as stack, tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
         package_root = Path(tmp)
         package = build_lambda_package(package_root)
@@ -636,11 +575,7 @@ def run_benchmark(repeats: int, quick: bool, photo_path: Path = PHOTO) -> dict[s
         "schema": SCHEMA,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpu_model": _cpu_model(),
-            "logical_cpus": os.cpu_count(),
-            "architecture": platform.machine(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
+            **machine_at_start,
             "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
         },
         "versions": _versions(),
@@ -721,17 +656,6 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 # --- reporting ----------------------------------------------------------------------------------
 
 
@@ -794,11 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="one sample per variant, no warm-up: a smoke test"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"JSON result (default {DEFAULT_OUT.relative_to(PROJECT)}; none with --quick)",
-    )
+    add_output_arguments(parser, "coldstart")
     parser.add_argument(
         "--photo",
         type=Path,
@@ -808,7 +728,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     repeats = arguments.repeats or (1 if arguments.quick else DEFAULT_REPEATS)
     result = run_benchmark(repeats, arguments.quick, arguments.photo)
-    out = arguments.out if arguments.out is not None else None if arguments.quick else DEFAULT_OUT
     print(format_table(result))
     print()
     print(format_importtime(result))
@@ -816,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_goal(result))
     for warning in result["warnings"]:
         print(f"WARNING: {warning}")
-    write_result(result, out)
+    write_result("coldstart", result, arguments, trial=arguments.quick)
     return 0
 
 

@@ -40,7 +40,6 @@ import importlib
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -52,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import write_result
+from bench.output import add_output_arguments, machine, write_result
 from chalicelib.presets import DEFAULT_PRESETS, Preset, load_presets, presets_to_json
 
 if TYPE_CHECKING:
@@ -64,7 +63,8 @@ if TYPE_CHECKING:
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
-DEFAULT_OUT = PROJECT / "bench" / "results" / "engine.json"
+# Per sample, left out of the committed summary: every run's time, every output's figures.
+RAW_PARTS = ("images.*.engines.*.runs_ms", "images.*.engines.*.outputs")
 SCHEMA = "media-pipeline/bench-engine/1"
 
 ENGINE = "engine"
@@ -529,41 +529,6 @@ def idle_share(cpus: Sequence[int], seconds: float = 0.5) -> dict[int, float]:
             total = after[cpu][1] - before[cpu][1]
             shares[cpu] = round((after[cpu][0] - before[cpu][0]) / total, 2) if total else 0.0
     return shares
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_model": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gib": _memory_gib(),
-        "architecture": platform.machine(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
-            return value.strip()
-    return platform.processor() or "unknown"
-
-
-def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / MIB, 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def versions(pyvips: Any | None) -> dict[str, Any]:
@@ -1164,11 +1129,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="two photos, one run, pinning optional: a smoke test"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"JSON result (default {DEFAULT_OUT.relative_to(PROJECT)}; none with --quick)",
-    )
+    add_output_arguments(parser, "engine")
     parser.add_argument(
         "--engines",
         type=_engine_list,
@@ -1223,7 +1184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(profile_engine(photos, _presets(arguments.presets_json), arguments.repeats or 3))
         return 0
     result = run_benchmark(arguments)
-    out = arguments.out if arguments.out is not None else None if arguments.quick else DEFAULT_OUT
     print(format_settings(result))
     print()
     print(format_table(result))
@@ -1233,7 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_goal(result))
     for warning in result["warnings"]:
         print(f"WARNING: {warning}")
-    write_result(result, out)
+    write_result("engine", result, arguments, trial=arguments.quick, raw=RAW_PARTS)
     return 0
 
 

@@ -51,8 +51,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,13 +59,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.output import child_report, write_result
+from bench.output import add_output_arguments, child_report, machine, write_result
 
 if TYPE_CHECKING:
     from PIL import Image
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = PROJECT / "bench" / "results" / "memory.json"
 SCHEMA = "media-pipeline/bench-memory/1"
 MARKER = "BENCH-MEMORY "
 MIB = 1024 * 1024
@@ -564,7 +561,7 @@ def run_benchmark(quick: bool, *, checked: bool = True) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine(),
         "versions": _versions(),
         "settings": {
             "quick": quick,
@@ -589,25 +586,6 @@ def run_benchmark(quick: bool, *, checked: bool = True) -> dict[str, Any]:
         },
         "cases": cases,
         "hostile": hostile,
-    }
-
-
-def _machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "logical_cpus": os.cpu_count(),
-        "architecture": platform.machine(),
-        "python": platform.python_version(),
-        "load_average": [round(value, 2) for value in os.getloadavg()],
     }
 
 
@@ -712,17 +690,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unchecked",
         action="store_true",
         help="only the hostile files, with metadata.check off (gigabytes each; no JSON"
-        " unless --out)",
+        " unless --out or --summary)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"JSON result (default {DEFAULT_OUT.relative_to(PROJECT)}; none with --quick)",
-    )
+    add_output_arguments(parser, "memory")
     arguments = parser.parse_args(argv)
     result = run_benchmark(arguments.quick, checked=not arguments.unchecked)
     only_a_trial = arguments.quick or arguments.unchecked
-    out = arguments.out if arguments.out is not None else None if only_a_trial else DEFAULT_OUT
     print(format_hostile(result))
     print()
     print(format_table(result))
@@ -730,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_stages(result))
     print()
     print(format_paths(result))
-    write_result(result, out)
+    write_result("memory", result, arguments, trial=only_a_trial, raw=("cases.*.stages",))
     return 0
 
 

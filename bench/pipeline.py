@@ -2,7 +2,7 @@
 
     python -m bench.pipeline [--burst 200] [--sequential 20] [--workers N] [--quick]
 
-Starts `python -m devstack.run` on free ports, then:
+Starts `python -m devstack.run` on free ports (devstack.launch), then:
 - low load: uploads photos one at a time and measures, per job, the time from "the
   presigned POST returned" to the job's COMPLETED write (`updatedAt`, written by the worker
   on this same machine's clock, so no polling delay is counted), against the engine's own
@@ -11,7 +11,8 @@ Starts `python -m devstack.run` on free ports, then:
   them; throughput (jobs/s) and latency percentiles, against the engine's throughput on
   the same photos times the number of worker processes.
 
-Writes bench/results/pipeline.json and prints a summary.
+Writes out/bench/pipeline.json and its summary bench/results/pipeline.json (bench.output)
+and prints the figures.
 """
 
 from __future__ import annotations
@@ -19,12 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,102 +31,25 @@ from typing import Any
 
 import requests
 
-from bench.output import write_result
+from bench.output import add_output_arguments, machine, write_result
+from devstack import launch
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
-RESULTS = PROJECT / "bench" / "results" / "pipeline.json"
 API_KEY = "bench-key-0123456789abcdefghijklmnop"
 CLIENT_THREADS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LocalStack:
-    """`python -m devstack.run` in its own session, stopped by SIGTERM to that session."""
-
-    workers: int
-    api_port: int = field(default_factory=free_port)
-    emulator_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def __enter__(self) -> LocalStack:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-            "PORT": str(self.api_port),
-            "EMULATOR_PORT": str(self.emulator_port),
-            "WORKERS": str(self.workers),
-            "DEV_API_KEYS": f"bench:{API_KEY}",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.run"],
-            cwd=PROJECT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the local stack exited with {self.process.returncode}")
-            try:
-                if requests.get(f"{self.api}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise SystemExit("the local stack did not become ready")
-
-    def __exit__(self, *_: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(60)
 
 
 def process_roles(root: int) -> dict[int, str]:
     """The stack's processes by role: api (devstack.run: API server and dead-letter
     poller), emulator, worker-N, s3-events."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     roles = {root: "api"}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in roles:
-                roles[pid] = _role(pid)
-                frontier.append(pid)
-    return {pid: role for pid, role in roles.items() if role}
-
-
-def _role(pid: int) -> str:
-    try:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-    if "devstack.emulator_server" in command:
-        return "emulator"
-    if name.startswith("worker-") or name == "s3-events":
-        return name
-    return ""  # multiprocessing's resource tracker and the like
+    for proc in launch.descendants(root):
+        if "devstack.emulator_server" in proc.command:
+            roles[proc.pid] = "emulator"
+        elif proc.name.startswith("worker-") or proc.name == "s3-events":
+            roles[proc.pid] = proc.name
+    return roles  # not multiprocessing's resource tracker and the like
 
 
 def proc_files(root: int, name: str) -> dict[str, str]:
@@ -299,10 +218,10 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     photos = [path.read_bytes() for path in paths]
     engine = engine_ms(photos)
     engine_images_per_second = len(photos) / (sum(engine) / 1000)
-    with LocalStack(workers) as stack:
-        assert stack.process is not None
+    settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
+    with launch.local_stack(settings) as stack:
         meter = CpuMeter(stack.process.pid)
-        client = Client(stack.api)
+        client = Client(settings.api)
         client.upload(photos[0])  # warm every path once before measuring
         sequential_results = low_load(client, photos, sequential)
         burst_results = burst(client, photos, burst_size, meter)
@@ -311,7 +230,7 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     expected_throughput = engine_images_per_second * workers
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "photos": [path.name for path in paths],
         "workers": workers,
         "engine": {
@@ -364,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=22)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="5 + 5 jobs: a smoke run")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_output_arguments(parser, "pipeline")
     args = parser.parse_args(argv)
     burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
     result = run(burst_size, sequential, args.workers, args.photos)
@@ -388,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {cpu['engine_ms_per_job']} ms, {cpu['engine_share_of_worker_cpu']:.0%}); "
         + ", ".join(f"{role} {ms}" for role, ms in cpu["ms_per_job_by_process"].items())
     )
-    write_result(result, args.out)
+    write_result("pipeline", result, args, trial=args.quick)
     return 0
 
 

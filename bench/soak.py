@@ -2,7 +2,7 @@
 
     python -m bench.soak [--uploads 1000] [--clients 4] [--workers N] [--quick] [--out FILE]
 
-Starts `python -m devstack.run` on free ports (bench.pipeline's LocalStack), then each of
+Starts `python -m devstack.run` on free ports (devstack.launch), then each of
 `--clients` threads does, over plain HTTP and one upload at a time, what a client does:
 POST /uploads, the presigned POST of the file to the emulated S3, then GET /jobs/{id}
 every `--poll` seconds until the job is COMPLETED or FAILED. The files cycle through
@@ -19,7 +19,8 @@ status, lost and unexpected jobs, and the RSS of each of the stack's processes a
 warm-up, every few seconds, and at the end (the emulator keeps every object in memory,
 so its growth is compared with the bytes stored).
 
-Writes bench/results/soak.json (nothing with --quick unless --out is given) and exits 1
+Writes out/bench/soak.json and its summary bench/results/soak.json (nothing with --quick
+unless --out or --summary is given) and exits 1
 if a job was lost or unexpected, or a 5xx was seen.
 """
 
@@ -30,7 +31,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import threading
 import time
 from collections import Counter
@@ -43,18 +43,16 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench.output import write_result
+from bench.output import add_output_arguments, machine, write_result
 from bench.pipeline import (
     API_KEY,
     CORPUS,
-    PROJECT,
-    LocalStack,
     completed_at,
     percentile,
     proc_files,
 )
+from devstack import launch
 
-RESULTS = PROJECT / "bench" / "results" / "soak.json"
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
 HTTP_TIMEOUT = 60.0
 RESIZED_SIDE = 1280
@@ -354,9 +352,9 @@ def run(
 ) -> dict[str, Any]:
     files = payloads(photo_dir)
     plan = schedule(uploads, files)
-    with LocalStack(workers) as stack:
-        assert stack.process is not None
-        soak = Soak(stack.api, poll, job_timeout)
+    settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
+    with launch.local_stack(settings) as stack:
+        soak = Soak(settings.api, poll, job_timeout)
         warm = soak.upload(-1, files["photo"][0])  # every path once, before measuring
         if warm.status != "COMPLETED":
             raise SystemExit(f"the warm-up job did not complete: {warm}")
@@ -375,7 +373,7 @@ def run(
     seconds = ended - started
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "settings": {
             "uploads": uploads,
             "clients": clients,
@@ -444,13 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between GETs of a job")
     parser.add_argument("--job-timeout", type=float, default=180.0)
     parser.add_argument("--quick", action="store_true", help="30 uploads, 2 clients")
-    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS}")
+    add_output_arguments(parser, "soak")
     args = parser.parse_args(argv)
     uploads, clients = (30, 2) if args.quick else (args.uploads, args.clients)
-    out = args.out if args.out is not None or args.quick else RESULTS
     result = run(uploads, clients, args.workers, args.poll, args.job_timeout, args.photos)
     print(summary(result))
-    write_result(result, out)
+    write_result("soak", result, args, trial=args.quick, raw=("rss_mib.timeline",))
     return 0 if result["ok"] else 1
 
 

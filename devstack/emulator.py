@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-import requests
 
 from infra import stack
 
@@ -35,76 +29,16 @@ def visibility_bounds() -> tuple[int, int]:
     return int(declared["MinValue"]), int(declared["MaxValue"])
 
 
-@dataclass
-class Emulator:
-    host: str
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def environment(self) -> dict[str, str]:
-        """What every AWS client of the local stack needs: the endpoint, its credentials."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "S3_ADDRESSING_STYLE": "path",
-        }
-
-    def start(self, timeout: float = 30.0) -> None:
-        if _answers(self.endpoint):
-            raise SystemExit(f"something already listens on {self.endpoint}: set EMULATOR_PORT")
-        self.process = subprocess.Popen(  # noqa: S603 - our interpreter, our arguments
-            [
-                sys.executable,
-                "-m",
-                "devstack.emulator_server",
-                "-H",
-                self.host,
-                "-p",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # Its own process group: Ctrl-C (sent to the terminal's group) must not stop
-            # the emulator before the handlers that still talk to it; the stack stops it last.
-            process_group=0,
-            preexec_fn=die_with_parent,
-        )
-        deadline = time.monotonic() + timeout
-        while not _answers(self.endpoint):
-            if self.process.poll() is not None:
-                raise SystemExit(f"the emulator exited with status {self.process.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the emulator did not answer on {self.endpoint}")
-            time.sleep(0.1)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def die_with_parent() -> None:
-    """In a child server's process (as `preexec_fn`): be sent SIGTERM when the process
-    that started it dies, so a crash can never leave it running."""
-    if sys.platform == "linux":
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """What every AWS client of the local stack needs: the endpoint, its credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "S3_ADDRESSING_STYLE": "path",
+    }
 
 
 def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,14 +63,6 @@ def add_version_ids_to_s3_events() -> None:
     from moto.s3 import notifications
 
     notifications._get_s3_event = s3_events_with_version_ids(notifications._get_s3_event)
-
-
-def _answers(endpoint: str) -> bool:
-    try:
-        requests.get(f"{endpoint}/moto-api/", timeout=1)
-    except requests.RequestException:
-        return False
-    return True
 
 
 def provision(session: Any, queue_visibility_seconds: int | None = None) -> dict[str, str]:
@@ -170,18 +96,6 @@ def route_s3_notifications(session: Any, bucket: str, notification: dict[str, An
         },
     )
     return str(queue_url)
-
-
-def wait_for_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
 def apply_environment(variables: dict[str, str]) -> None:

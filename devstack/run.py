@@ -21,6 +21,7 @@ another worker (a duplicate, which the worker skips or renders identically).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -28,11 +29,13 @@ import shlex
 import signal
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devstack import emulator, runner
+from devstack import emulator, launch, runner
 
 HOST = "127.0.0.1"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -136,29 +139,25 @@ Ctrl-C stops it.
 Ready."""
 
 
+@dataclass
 class LocalStack:
-    def __init__(
-        self,
-        emulator_port: int,
-        api_port: int,
-        workers: int,
-        api_keys: dict[str, str],
-        sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS,
-        queue_visibility_seconds: int | None = None,
-        emulator_only: bool = False,
-    ) -> None:
-        self.emulator = emulator.Emulator(HOST, emulator_port)
-        self.emulator_only = emulator_only
-        self.api_keys = api_keys
-        self.api_port = api_port
-        self.workers = workers
-        self.sweep_interval = sweep_interval
-        self.queue_visibility_seconds = queue_visibility_seconds
-        self.stop_requested = threading.Event()
-        self._threads_stop = threading.Event()
-        self._server: object | None = None
-        self._processes: runner.ProcessPool | None = None
-        self._threads: list[threading.Thread] = []
+    emulator_port: int
+    api_port: int
+    workers: int
+    api_keys: dict[str, str]
+    sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS
+    queue_visibility_seconds: int | None = None
+    emulator_only: bool = False
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    _threads_stop: threading.Event = field(default_factory=threading.Event)
+    _emulator: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _server: object | None = None
+    _processes: runner.ProcessPool | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.emulator_port}"
 
     @property
     def api(self) -> str:
@@ -174,8 +173,13 @@ class LocalStack:
     def _start_emulator(self) -> tuple[Any, dict[str, str], dict[str, str]]:
         """The emulator, provisioned as stage `local` with the keys seeded: the session, the
         stack's outputs and tenant -> key."""
-        self.emulator.start()
-        emulator.apply_environment(self.emulator.environment())
+        if launch.answers(f"{self.endpoint}/moto-api/"):
+            raise SystemExit(f"something already listens on {self.endpoint}: set EMULATOR_PORT")
+        try:
+            self._emulator.enter_context(launch.running_emulator(self.emulator_port))
+        except launch.LaunchError as exc:
+            raise SystemExit(f"the emulator did not start: {exc}") from None
+        emulator.apply_environment(emulator.aws_environment(self.endpoint))
         import boto3
 
         from infra import stack
@@ -191,8 +195,8 @@ class LocalStack:
         if self.emulator_only:
             from infra import stack
 
-            aws, app = self.emulator.environment(), stack.environment(outputs)
-            print(emulator_banner(self.emulator.endpoint, aws, app, keys), flush=True)
+            aws, app = emulator.aws_environment(self.endpoint), stack.environment(outputs)
+            print(emulator_banner(self.endpoint, aws, app, keys), flush=True)
             return
         s3_events_url = emulator.route_s3_notifications(
             session, outputs["UploadsBucket"], runner.s3_notification()
@@ -219,8 +223,12 @@ class LocalStack:
         for thread in self._threads:
             thread.start()
         self._serve_api()
-        emulator.wait_for_http(f"{self.api}/health")
-        print(banner(self.api, self.emulator.endpoint, outputs, keys, self.workers), flush=True)
+        deadline = time.monotonic() + 30
+        while not launch.answers(f"{self.api}/health", 200):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.api}/health did not answer within 30 s")
+            time.sleep(0.05)
+        print(banner(self.api, self.endpoint, outputs, keys, self.workers), flush=True)
 
     def _serve_api(self) -> None:
         from chalice.config import Config
@@ -243,7 +251,7 @@ class LocalStack:
             self._processes.stop()
         for thread in self._threads:
             thread.join(runner.LONG_POLL_SECONDS + 5)
-        self.emulator.stop()
+        self._emulator.close()
         self._processes = None  # its semaphores go with it, before the tracker stops
         runner.stop_resource_tracker()
 

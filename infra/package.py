@@ -57,7 +57,6 @@ import chalice.app
 from chalice.config import Config
 
 PROJECT = Path(__file__).resolve().parents[1]
-WHEELHOUSE_ROOT = PROJECT / ".cache" / "wheelhouse"
 DEFAULT_STAGE = "dev"
 
 # The Lambda runtime: Chalice picks it from the interpreter it runs on.

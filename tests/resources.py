@@ -6,10 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,7 +15,6 @@ from typing import Any
 from unittest.mock import patch
 
 import boto3
-import requests
 
 from infra import stack
 
@@ -153,47 +148,3 @@ def _generate_private_key(key_spec: str) -> Any:
     import moto.kms.utils
 
     return moto.kms.utils.generate_private_key(key_spec)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 (for a server a test starts there)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_emulator(
-    cwd: str | os.PathLike[str], module: str = "devstack.emulator_server", port: int | None = None
-) -> Iterator[str]:
-    """`devstack.emulator_server` (or `module`, such as plain `moto.server`) in a process of
-    its own on a free 127.0.0.1 port (or `port`), with none of the tests' AWS variables; its
-    endpoint while the block runs, stopped by its pid after."""
-    port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

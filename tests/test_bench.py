@@ -6,7 +6,6 @@ No timing is asserted: these check that the benchmark works, not how fast anythi
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -19,21 +18,10 @@ from PIL import Image, ImageCms
 
 from bench import engine as bench
 from chalicelib.presets import DEFAULT_PRESETS
+from tests.benchmarks import quick
 from tests.samples import SAMPLES, write_photos
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.engine", *arguments],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def _pyvips_importable() -> bool:
@@ -56,9 +44,8 @@ def quick_result(
     tmp_path_factory: pytest.TempPathFactory, photos: Path
 ) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench") / "engine.json"
-    completed = _run(str(photos), "--quick", "--out", str(out))
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(out.read_text(encoding="utf-8")), completed.stdout
+    result, completed = quick("bench.engine", out, str(photos))
+    return result, completed.stdout
 
 
 def test_quick_run_measures_every_engine_it_can_run(
@@ -114,12 +101,9 @@ def test_runs_and_says_so_without_pyvips(tmp_path: Path, photos: Path) -> None:
     (shim / "__init__.py").write_text("raise ImportError('pyvips hidden by the test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), str(REPO)])}
     out = tmp_path / "engine.json"
-    completed = _run(
-        str(photos), "--quick", "--no-rss", "--engines", "engine,pyvips", "--out", str(out), env=env
-    )
-    assert completed.returncode == 0, completed.stderr
+    arguments = (str(photos), "--no-rss", "--engines", "engine,pyvips")
+    result, completed = quick("bench.engine", out, *arguments, env=env)
     assert "skipping pyvips" in completed.stderr
-    result = json.loads(out.read_text(encoding="utf-8"))
     assert result["engines"]["engine"]["available"] is True
     assert result["engines"]["pyvips"]["available"] is False
     assert "pyvips cannot be imported" in result["engines"]["pyvips"]["reason"]
@@ -163,18 +147,8 @@ def test_srgb_profiles_are_recognised() -> None:
 def test_the_pipeline_benchmark_runs_on_the_local_stack(tmp_path: Path, photos: Path) -> None:
     """A smoke run of bench.pipeline (5 + 5 jobs): it starts the stack, measures and writes
     well-formed results. Not a timing assertion."""
-    out = tmp_path / "pipeline.json"
-    arguments = [str(photos), "--quick", "--workers", "1", "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.pipeline", *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(out.read_text())
+    arguments = (str(photos), "--workers", "1")
+    result, _ = quick("bench.pipeline", tmp_path / "pipeline.json", *arguments, timeout=300)
     assert result["workers"] == 1
     assert result["low_load"]["jobs"] == 5
     assert result["low_load"]["latency_ms_p50"] > 0

@@ -1,4 +1,4 @@
-"""bench.ceiling, bench.resizes, bench.coldstart and bench.memory in quick mode: they run,
+"""bench.coldstart and bench.memory in quick mode: they run,
 and their results are whole.
 
 No timing or memory figure is asserted: these check that the benchmarks work, not how
@@ -7,33 +7,15 @@ fast or how small anything is.
 
 from __future__ import annotations
 
+import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import ceiling, coldstart, memory, resizes
-from bench import engine as bench_engine
-from tests.samples import write_photos
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run_quick(module: str, out: Path, *arguments: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out), *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+from bench import coldstart, memory, output
+from tests.benchmarks import quick
 
 
 def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
@@ -44,31 +26,12 @@ def _positive_statistic(summary: dict[str, Any], measure: str) -> None:
 
 @pytest.fixture(scope="module")
 def coldstart_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run_quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A plain sample photo and a phone photo (the first and the last name: --quick's two)."""
-    return write_photos(tmp_path_factory.mktemp("photos"), ["BytheWater.jpg"], ["Kite.jpg"])
-
-
-@pytest.fixture(scope="module")
-def ceiling_out(tmp_path_factory: pytest.TempPathFactory, photos: Path) -> Path:
-    out = tmp_path_factory.mktemp("ceiling") / "result.json"
-    _run_quick("bench.ceiling", out, str(photos))
-    return out
-
-
-@pytest.fixture(scope="module")
-def ceiling_result(ceiling_out: Path) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(ceiling_out.read_text(encoding="utf-8"))
-    return result
+    return quick("bench.coldstart", tmp_path_factory.mktemp("coldstart") / "result.json")[0]
 
 
 @pytest.fixture(scope="module")
 def memory_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run_quick("bench.memory", tmp_path_factory.mktemp("memory") / "result.json")
+    return quick("bench.memory", tmp_path_factory.mktemp("memory") / "result.json")[0]
 
 
 def test_coldstart_quick_run_measures_every_variant(coldstart_result: dict[str, Any]) -> None:
@@ -138,56 +101,36 @@ def test_memory_quick_run_measures_every_case(memory_result: dict[str, Any]) -> 
             assert isinstance(summary["goal"]["met"], bool)
 
 
-def test_ceiling_floors_reproduce_the_engine_outputs(ceiling_result: dict[str, Any]) -> None:
-    """The floor at the engine's own scaling encodes exactly the engine's pixels, and the one
-    at libvips's scaling renders a sharper large output: the floors measure real renders."""
-    result = ceiling_result
-    assert result["schema"] == ceiling.SCHEMA
-    engines = result["engines"]
-    engine = engines[bench_engine.ENGINE]
-    at_engine_quality = engines[ceiling.ENGINE_QUALITY]
-    at_equal_quality = engines[ceiling.EQUAL_QUALITY]
-    for image in result["images"]:
-        ours = image["engines"][bench_engine.ENGINE]["outputs"]
-        floor = image["engines"][ceiling.ENGINE_QUALITY]["outputs"]
-        assert [o["bytes"] for o in floor] == [o["bytes"] for o in ours], image["name"]
-        assert [o["preset"] for o in floor] == ["thumb", "small", "large"]
-    assert at_engine_quality["ssim"] == engine["ssim"]
-    large = "large"
-    assert (
-        at_equal_quality["ssim"]["by_preset_mean"][large] > engine["ssim"]["by_preset_mean"][large]
-    )
-    for name in ceiling.DRAFT_GAPS:
-        entry = result["ceiling"][name]
-        assert entry["engine_time_over_floor"] > 0
-        if engines.get(bench_engine.PYVIPS, {}).get("available"):
-            assert entry["max_speedup_vs_pyvips"] > 0
-            assert isinstance(entry["free_resize_reaches_goal"], bool)
-            assert isinstance(entry["ms_left_per_image_at_goal"], float)
+def test_a_summary_leaves_out_the_raw_parts_and_keeps_every_figure() -> None:
+    runs = {"median_ms": 1.5, "runs_ms": [1.0, 2.0], "outputs": [{"ssim": 0.9}]}
+    result: dict[str, Any] = {
+        "images": [{"name": "a.jpg", "engines": {"engine": runs}}],
+        "cpus": [2, 3],
+    }
+    raw = ("images.*.engines.*.runs_ms", "images.*.engines.*.outputs")
+    summary = output.summarised(result, raw)
+    assert summary == {
+        "images": [{"name": "a.jpg", "engines": {"engine": {"median_ms": 1.5}}}],
+        "cpus": [2, 3],
+    }
+    assert result["images"][0]["engines"]["engine"] == runs  # the result itself is untouched
+    assert json.loads(output.compact(result)) == result
+    wide = {"samples": list(range(100)), "short": [1, 2]}
+    assert output.compact(wide).splitlines()[-2:] == ['  "short": [1, 2]', "}"]
 
 
-def test_resizes_quick_run_times_each_floors_resizes(
-    tmp_path: Path, ceiling_out: Path, photos: Path
+def test_a_full_run_writes_the_result_and_its_summary_a_quick_one_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = _run_quick(
-        "bench.resizes",
-        tmp_path / "resizes.json",
-        "--ceiling",
-        str(ceiling_out),
-        "--photos",
-        str(photos),
-    )
-    assert result["schema"] == resizes.SCHEMA
-    assert set(result["floors"]) == set(ceiling.DRAFT_GAPS)
-    for floor in result["floors"].values():
-        assert len(floor["per_image"]) == 2
-        assert floor["resize_ms_per_image"] > 0
-
-
-def test_resizes_picks_the_engines_dct_scaling() -> None:
-    """libvips's rule (gap 2) decodes the corpus's 2560x1600 photos whole for a 1024 px
-    output; the engine's own (gap 1) at half size; both take 1/4 for a 256 px one."""
-    assert resizes.dct_scale((2560, 1600), (1024, 640), 2.0) == 1
-    assert resizes.dct_scale((2560, 1600), (1024, 640), 1.0) == 2
-    assert resizes.dct_scale((2560, 1600), (256, 160), 2.0) == 4
-    assert resizes.dct_scale((5120, 2880), (1024, 576), 2.0) == 2
+    monkeypatch.setattr(output, "RAW", tmp_path / "raw")
+    monkeypatch.setattr(output, "SUMMARIES", tmp_path / "summaries")
+    result = {"settings": {"quick": False}, "samples": [1, 2, 3]}
+    nothing_named = argparse.Namespace(out=None, summary=None)
+    output.write_result("b", result, nothing_named, trial=True, raw=("samples",))
+    assert not tmp_path.joinpath("raw").exists()
+    assert not tmp_path.joinpath("summaries").exists()
+    output.write_result("b", result, nothing_named, trial=False, raw=("samples",))
+    assert json.loads((tmp_path / "raw" / "b.json").read_text()) == result
+    assert json.loads((tmp_path / "summaries" / "b.json").read_text()) == {
+        "settings": {"quick": False}
+    }

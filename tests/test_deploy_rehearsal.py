@@ -19,14 +19,11 @@ import base64
 import hashlib
 import json
 import os
-import queue
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,8 +37,8 @@ from botocore.config import Config as BotoConfig
 from chalice.app import S3EventConfig, SQSEventConfig
 from chalice.config import Config
 
+from devstack import launch
 from infra import deploy, package, policies, stack
-from tests.resources import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = "rehearsal"
@@ -75,7 +72,6 @@ def copy_project(destination: Path) -> Path:
 
 @dataclass
 class Emulator:
-    process: subprocess.Popen[str]
     aws: dict[str, str]  # its first export line: what any AWS client needs
     app: dict[str, str]  # its second: stage local's resource names, for chalice local
     banner: str
@@ -87,49 +83,27 @@ def exported(line: str) -> dict[str, str]:
     return dict(word.split("=", 1) for word in words[1:])
 
 
-def _lines(stream: Any, lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_project(tmp_path_factory.mktemp("rehearsal"))
 
 
 @pytest.fixture(scope="module")
-def emulator(project: Path) -> Iterator[Emulator]:
+def emulator(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """`make emulator`'s command, in the copy, on a free port; stopped by its pid."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    environment |= {"EMULATOR_PORT": str(free_port()), "DEV_API_KEYS": f"{TENANT}:{KEY}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.run", "--emulator"],
-        cwd=project,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True).start()
-    try:
-        banner: list[str] = []
-        deadline = time.monotonic() + READY_SECONDS
-        while not banner or banner[-1].strip() != "Ready.":
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, "make emulator exited:\n" + "".join(banner)
-            banner.append(line)
-        exports = [exported(line) for line in banner if line.startswith("export ")]
-        assert len(exports) == 2, "".join(banner)
-        yield Emulator(process, exports[0], exports[1], "".join(banner))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    environment = launch.user_environment() | {
+        "EMULATOR_PORT": str(launch.free_ports(1)[0]),
+        "DEV_API_KEYS": f"{TENANT}:{KEY}",
+    }
+    command = (sys.executable, "-m", "devstack.run", "--emulator")
+    log = tmp_path_factory.mktemp("make-emulator") / "output.log"
+    with launch.launched(
+        command, environment, launch.printed_ready, log=log, cwd=project, timeout=READY_SECONDS
+    ) as running:
+        banner = running.log_text()
+        exports = [exported(line) for line in banner.splitlines() if line.startswith("export ")]
+        assert len(exports) == 2, banner
+        yield Emulator(exports[0], exports[1], banner)
 
 
 def aws_environment(emulator: Emulator) -> dict[str, str]:
@@ -430,7 +404,7 @@ def test_chalice_local_answers_the_whole_api_against_the_emulator(
 ) -> None:
     """`chalice local --stage local` with make emulator's two export lines: the key make
     emulator seeded is taken, jobs are written to and read from the emulated stage local."""
-    port = free_port()
+    port = launch.free_ports(1)[0]
     environment = aws_environment(emulator) | emulator.app
     server = subprocess.Popen(
         [

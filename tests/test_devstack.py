@@ -29,7 +29,7 @@ from moto.core.utils import get_service_model
 from moto.core.utils import unix_time as moto_unix_time
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from devstack import emulator_server
+from devstack import emulator_server, launch
 from devstack.emulator_server import (
     fast_dynamodb_serializer,
     is_message_retained,
@@ -37,7 +37,7 @@ from devstack.emulator_server import (
     unix_time,
     unix_time_millis,
 )
-from tests.resources import running_emulator
+from devstack.launch import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -273,7 +273,7 @@ def test_every_speedup_applies_to_this_moto() -> None:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    with running_emulator(REPO) as endpoint:
+    with running_emulator() as endpoint:
         yield endpoint
 
 
@@ -378,3 +378,25 @@ def test_no_read_sees_half_an_update(emulator: str) -> None:
     for thread in threads:
         thread.join()
     assert not torn, f"{len(torn)} half-applied updates read, e.g. {torn[0]}"
+
+
+def test_the_launcher_gives_the_stack_its_settings_and_none_of_the_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "PRESETS": "[]",
+        "AWS_PROFILE": "production",
+        "JOBS_TABLE": "someone-elses-table",
+        "WORKERS": "9",
+        "BENCH_KEPT": "yes",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = launch.Settings(keys={"acme": "k" * 20}, emulator_port=4001, api_port=4002)
+    environment = settings.environment()
+    assert not {"PRESETS", "AWS_PROFILE", "JOBS_TABLE"} & set(environment)
+    assert environment["BENCH_KEPT"] == "yes"
+    assert environment["WORKERS"] == "1"
+    assert (environment["EMULATOR_PORT"], environment["PORT"]) == ("4001", "4002")
+    assert environment["DEV_API_KEYS"] == "acme:" + "k" * 20
+    assert "LOCAL_QUEUE_VISIBILITY_SECONDS" not in environment
+    assert settings.api == "http://127.0.0.1:4002"

@@ -21,7 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devstack.emulator_gaps import GAPS
-from tests.resources import REGION, running_emulator
+from devstack.launch import MOTO_SERVER, running_emulator
+from tests.resources import REGION
 
 REPO = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
@@ -32,13 +33,13 @@ AUTHORIZER_URI = URI.replace("gap-probe", "gap-probe-authorizer")
 
 @pytest.fixture(scope="module")
 def plain() -> Iterator[str]:
-    with running_emulator(REPO, module="moto.server") as endpoint:
+    with running_emulator(command=MOTO_SERVER) as endpoint:
         yield endpoint
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    with running_emulator(REPO) as endpoint:
+    with running_emulator() as endpoint:
         yield endpoint
 
 

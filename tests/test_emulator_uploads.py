@@ -28,9 +28,9 @@ import requests
 from botocore.config import Config
 
 from devstack import emulator, emulator_server, post_policy
+from devstack.launch import running_emulator
 from devstack.post_policy import PostForm
 from devstack.s3_guard import S3Guard
-from tests.resources import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "uploads-bucket"
@@ -42,7 +42,7 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    with running_emulator(REPO) as url:
+    with running_emulator() as url:
         s3 = client(url)
         for bucket in (BUCKET, OTHER_BUCKET):
             s3.create_bucket(Bucket=bucket)

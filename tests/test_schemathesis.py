@@ -16,11 +16,8 @@ Two checks are configured rather than run as they come:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -32,11 +29,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.test_local_stack import descendants, free_ports, kill, survivors, user_environment
+from devstack import launch
 
-REPO = Path(__file__).resolve().parents[1]
-READY_TIMEOUT = 90.0
-STOP_TIMEOUT = 30.0
 RUN_TIMEOUT = 240.0
 HTTP_TIMEOUT = 10.0
 TENANT = "schemathesis"
@@ -71,56 +65,13 @@ class Api:
         return "\n".join(kept[-lines:])
 
 
-def wait_for_health(process: subprocess.Popen[bytes], api: Api) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the local stack exited {process.returncode}\n{api.log_tail()}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{api.url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"/health did not answer within {READY_TIMEOUT:.0f} s\n{api.log_tail()}")
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """`python -m devstack.run` on free ports with one key; stopped by process id."""
-    emulator_port, api_port = free_ports(2)
-    key = secrets.token_urlsafe(30)
+    settings = launch.Settings(keys={TENANT: secrets.token_urlsafe(30)})
     log = tmp_path_factory.mktemp("schemathesis-stack") / "stack.log"
-    env = user_environment()
-    env.update(
-        EMULATOR_PORT=str(emulator_port),
-        PORT=str(api_port),
-        DEV_API_KEYS=f"{TENANT}:{key}",
-        WORKERS="1",
-    )
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.run"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    local = Api(url=f"http://127.0.0.1:{api_port}", key=key, log=log)
-    tree = []
-    try:
-        wait_for_health(process, local)
-        yield local
-    finally:
-        tree = descendants(process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        kill(survivors(process.pid, tree))
+    with launch.local_stack(settings, log):
+        yield Api(url=settings.api, key=settings.keys[TENANT], log=log)
 
 
 def test_the_api_conforms_to_its_openapi_document(

@@ -3,34 +3,19 @@ lost, no 5xx, and every kind of file ends the way it must. No timing is asserted
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from bench import soak
+from tests.benchmarks import quick
 from tests.samples import SAMPLES, write_photos
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_quick_soak_loses_nothing(tmp_path: Path) -> None:
     # The sample photos and phone photos made from two of them (orientation and GPS to handle).
     samples = sorted(path.name for path in SAMPLES.glob("*.jpg"))
     photos = write_photos(tmp_path / "photos", samples, ["BytheWater.jpg", "Kite.jpg"])
-    out = tmp_path / "soak.json"
-    arguments = [str(photos), "--quick", "--workers", "2", "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.is_file(), done.stdout + done.stderr
-    result = json.loads(out.read_text(encoding="utf-8"))
-    assert done.returncode == 0, done.stdout + done.stderr
+    arguments = (str(photos), "--workers", "2")
+    result, _ = quick("bench.soak", tmp_path / "soak.json", *arguments)
 
     counts = result["counts"]
     assert counts["uploads"] == counts["jobs_created"] == 30

@@ -33,19 +33,9 @@ import requests
 from PIL import Image
 
 from devstack import runner
+from devstack.launch import Proc, Settings, descendants
+from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, JOB_POLL, REGION, LocalStack, make_run
 from tests.samples import phone_photo
-from tests.test_local_stack import (
-    EXPECTED_OUTPUTS,
-    HTTP_TIMEOUT,
-    JOB_POLL,
-    REGION,
-    LocalStack,
-    Proc,
-    descendants,
-    free_ports,
-    make_run,
-    user_environment,
-)
 
 VISIBILITY_SECONDS = 5
 TENANT = "acme"
@@ -71,22 +61,14 @@ class Running:
 @pytest.fixture
 def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
     """`make run` as tests/test_local_stack.py starts it, stopped the same way."""
-    emulator_port, api_port = free_ports(2)
     local = LocalStack(
-        api_port=api_port,
-        emulator_port=emulator_port,
-        keys={TENANT: secrets.token_urlsafe(30)},
+        Settings(
+            keys={TENANT: secrets.token_urlsafe(30)},
+            queue_visibility_seconds=VISIBILITY_SECONDS,
+        ),
         log=tmp_path / "make-run.log",
     )
-    env = user_environment()
-    env.update(
-        EMULATOR_PORT=str(emulator_port),
-        PORT=str(api_port),
-        DEV_API_KEYS=f"{TENANT}:{local.keys[TENANT]}",
-        WORKERS="1",
-        LOCAL_QUEUE_VISIBILITY_SECONDS=str(VISIBILITY_SECONDS),
-    )
-    with make_run(local, env, request) as make:
+    with make_run(local, request) as make:
         yield Running(stack=local, make=make)
 
 
