@@ -333,7 +333,7 @@ def queue_job(photo: bytes) -> QueuedJob:
     """A job as the dispatcher leaves it: source uploaded, QUEUED, its message received."""
     from chalicelib import clients, jobs, storage
     from chalicelib.config import settings
-    from chalicelib.dispatch import job_message
+    from chalicelib.job_message import JobMessage
     from chalicelib.presets import load_presets
     from devstack.lambda_events import sqs_event
 
@@ -355,7 +355,8 @@ def queue_job(photo: bytes) -> QueuedJob:
     queue_url = clients.queue_url(config.jobs_queue)
     sqs = clients.sqs()
     sqs.send_message(
-        QueueUrl=queue_url, MessageBody=job_message(job_id, TENANT, config.uploads_bucket, key)
+        QueueUrl=queue_url,
+        MessageBody=JobMessage(job_id, TENANT, config.uploads_bucket, key).to_body(),
     )
     for _ in range(50):
         messages = sqs.receive_message(

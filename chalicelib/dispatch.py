@@ -22,13 +22,12 @@ When the write is refused, it returns the job as it stood:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
 from chalice.app import S3Event
 
-from chalicelib import clients, jobs, storage
+from chalicelib import clients, job_message, jobs, storage
 from chalicelib.config import settings
 from chalicelib.errors import TransientError
 from chalicelib.observability import job_fields, logger, metric
@@ -64,6 +63,7 @@ def handle_s3_event(event: dict[str, Any]) -> None:
         except TransientError:
             logger.exception("dispatch failed; the event will be retried")
             failed += 1
+
     if failed:
         raise TransientError(f"{failed} S3 record(s) could not be dispatched")
 
@@ -115,7 +115,7 @@ def dispatch(stored: storage.StoredObject) -> str:
 
 
 def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> str:
-    if current is None or current.tenant != upload.tenant or current.source_key != upload.key:
+    if current is None or not current.owns(upload):
         logger.warning("skipping object that belongs to no job", extra={"key": upload.key})
         return NOT_A_JOB
     fields = job_fields(upload.job_id, status=current.status, versionId=upload.version_id)
@@ -139,14 +139,6 @@ def _optional_str(fields: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def job_message(
-    job_id: str, tenant: str, bucket: str, key: str, version_id: str | None = None
-) -> str:
-    return json.dumps(
-        {"jobId": job_id, "tenant": tenant, "bucket": bucket, "key": key, "versionId": version_id}
-    )
-
-
 def send_again(job: jobs.Job) -> None:
     """Send the message of a QUEUED job again, naming the version it pinned, as a retried
     event does when it finds the job QUEUED on its version (`_handle_refused`). The worker
@@ -156,7 +148,7 @@ def send_again(job: jobs.Job) -> None:
 
 
 def _send_job_message(upload: jobs.Upload, bucket: str) -> None:
-    body = job_message(upload.job_id, upload.tenant, bucket, upload.key, upload.version_id)
+    body = job_message.build(upload, bucket).to_body()
     queue_url = clients.queue_url(settings().jobs_queue)
     with clients.aws_errors("send job message"):
         clients.sqs().send_message(QueueUrl=queue_url, MessageBody=body)

@@ -151,8 +151,25 @@ class TransientError(MediaPipelineError):
     code = "transient_error"
 
 
+class BatchIncomplete(TransientError):
+    """Some records of an SQS batch failed; they return to the queue for another try."""
+
+
+class InvocationEnding(TransientError):
+    """The render ran out of what was left of the invocation, not of its own budget: the
+    image may be fine, so the record goes back to the queue for a fresh invocation."""
+
+
+class SweepIncomplete(TransientError):
+    """Some jobs could not be swept; the next run tries them again."""
+
+
 class ConfigurationError(MediaPipelineError):
     code = "configuration_error"
+
+
+class PresetError(ValueError):
+    """A preset or a preset configuration is invalid; the message says what and where."""
 
 
 class StaleTransition(MediaPipelineError):
@@ -171,6 +188,18 @@ class ContentMismatch(SourceError):
     """The file's signature names another accepted format than the content type declared."""
 
     code = "content_mismatch"
+
+
+class SourceGone(SourceError):
+    """The uploaded object version no longer exists."""
+
+    code = PROCESSING_FAILED
+
+
+class PresetRemoved(SourceError):
+    """A preset the job asked for is no longer configured."""
+
+    code = PROCESSING_FAILED
 
 
 # --- Jobs the sweeper ends --------------------------------------------------------------

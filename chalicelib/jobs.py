@@ -108,6 +108,11 @@ class Job:
     def has_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or time.time())
 
+    def owns(self, upload: Upload) -> bool:
+        """Whether `upload` is this job's source: the tenant and key it was created for
+        (whichever version of it)."""
+        return self.tenant == upload.tenant and self.source_key == upload.key
+
 
 def new_job_id() -> str:
     return str(uuid.uuid4())

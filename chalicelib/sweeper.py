@@ -80,6 +80,7 @@ from chalicelib.config import settings
 from chalicelib.errors import (
     PROCESSING_FAILED,
     StaleTransition,
+    SweepIncomplete,
     TransientError,
     UploadExpired,
     job_error_message,
@@ -101,10 +102,6 @@ Rule = Callable[[jobs.OpenJob], str]
 
 UPLOAD_EXPIRED_MESSAGE = job_error_message(UPLOAD_EXPIRED)
 STUCK_MESSAGE = job_error_message(STUCK)
-
-
-class SweepIncomplete(TransientError):
-    """Some jobs could not be handled; the next run tries them again."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +201,7 @@ def _apply(rule: Rule, job: jobs.OpenJob) -> str:
     except TransientError:
         logger.exception("job not swept; the next run retries", extra=job_fields(job.job_id))
         return ERRORS
+
     if action in SWEPT:
         metric("JobsSwept", 1, action=action)
     return action

@@ -22,7 +22,7 @@ import pytest
 
 from chalicelib import clients, jobs, sweeper
 from chalicelib.config import reset_settings, settings
-from chalicelib.errors import StaleTransition, TransientError
+from chalicelib.errors import StaleTransition, SweepIncomplete, TransientError
 from devstack import runner
 from infra import stack
 from tests.faults import aws_fault
@@ -339,7 +339,7 @@ def test_a_failed_resend_spends_its_turn_and_the_next_interval_sends_it(
 
     with (
         aws_fault(clients.sqs(), "SendMessage", code="InternalError", status=500, times=1),
-        pytest.raises(sweeper.SweepIncomplete),
+        pytest.raises(SweepIncomplete),
     ):
         sweeper.sweep(now=after(requeue_age()))
 
@@ -603,7 +603,7 @@ def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> N
 
     with (
         aws_fault(clients.s3(), "ListObjectVersions", code="InternalError", status=500, times=1),
-        pytest.raises(sweeper.SweepIncomplete),
+        pytest.raises(SweepIncomplete),
     ):
         sweeper.sweep(now=now)
     assert sorted(current(job_id).status for job_id in created) == ["FAILED", "PENDING"]
