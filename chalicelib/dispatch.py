@@ -29,7 +29,7 @@ from chalice.app import S3Event
 
 from chalicelib import clients, job_message, jobs, storage
 from chalicelib.config import settings
-from chalicelib.errors import TransientError
+from chalicelib.errors import TransientError, UnexpectedAwsError
 from chalicelib.observability import job_fields, logger, metric
 
 TEST_EVENT = "s3:TestEvent"
@@ -63,7 +63,10 @@ def handle_s3_event(event: dict[str, Any]) -> None:
         except TransientError:
             logger.exception("dispatch failed; the event will be retried")
             failed += 1
-
+        except UnexpectedAwsError as exc:
+            fields = {"awsErrorCode": exc.aws_code, "operation": exc.operation}
+            logger.exception("dispatch failed on an AWS error no retry cures", extra=fields)
+            failed += 1
     if failed:
         raise TransientError(f"{failed} S3 record(s) could not be dispatched")
 

@@ -151,6 +151,17 @@ class TransientError(MediaPipelineError):
     code = "transient_error"
 
 
+class UnexpectedAwsError(MediaPipelineError):
+    """An AWS call failed in a way no retry cures (a denied permission, a missing resource,
+    a malformed request): a bug or a misconfiguration, answered 500 and logged with the
+    AWS error code."""
+
+    def __init__(self, operation: str, aws_code: str) -> None:
+        super().__init__(f"{operation} failed: {aws_code}")
+        self.operation = operation
+        self.aws_code = aws_code
+
+
 class BatchIncomplete(TransientError):
     """Some records of an SQS batch failed; they return to the queue for another try."""
 

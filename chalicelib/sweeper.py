@@ -82,6 +82,7 @@ from chalicelib.errors import (
     StaleTransition,
     SweepIncomplete,
     TransientError,
+    UnexpectedAwsError,
     UploadExpired,
     job_error_message,
 )
@@ -201,7 +202,10 @@ def _apply(rule: Rule, job: jobs.OpenJob) -> str:
     except TransientError:
         logger.exception("job not swept; the next run retries", extra=job_fields(job.job_id))
         return ERRORS
-
+    except UnexpectedAwsError as exc:
+        fields = job_fields(job.job_id, awsErrorCode=exc.aws_code, operation=exc.operation)
+        logger.exception("job not swept: an AWS error no retry cures", extra=fields)
+        return ERRORS
     if action in SWEPT:
         metric("JobsSwept", 1, action=action)
     return action
@@ -230,7 +234,7 @@ def _reject_later_upload(job: jobs.OpenJob, other: storage.StoredObject) -> None
     failure only leaves it to the uploads lifecycle rule: the job itself is dispatched."""
     try:
         dispatch.dispatch(other)
-    except TransientError:
+    except (TransientError, UnexpectedAwsError):
         logger.warning(
             "later upload not rejected; the lifecycle rule will expire it",
             extra=job_fields(job.job_id, versionId=other.version_id),

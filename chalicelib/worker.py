@@ -34,6 +34,7 @@ from chalicelib.errors import (
     SourceGone,
     StaleTransition,
     TransientError,
+    UnexpectedAwsError,
     public_message,
 )
 from chalicelib.formats import DECLARED_FORMATS
@@ -67,7 +68,15 @@ def _process_record(record: sqs_batch.SqsRecord, remaining_millis: RemainingMill
     if message is None:
         logger.error("dropping malformed job message", extra={"messageId": record.message_id})
         return
-    _process_message(message, remaining_millis)
+    try:
+        _process_message(message, remaining_millis)
+    except UnexpectedAwsError as exc:
+        # A bug or a misconfiguration, not a busy AWS: said loudly, with the AWS code. The
+        # record fails as any other does: back to the queue, at last to the dead-letter
+        # handler, which ends the job FAILED.
+        fields = job_fields(message.job_id, awsErrorCode=exc.aws_code, operation=exc.operation)
+        logger.error("job message failed on an AWS error no retry cures", extra=fields)
+        raise
 
 
 def _process_message(message: JobMessage, remaining_millis: RemainingMillis | None) -> None:
@@ -187,7 +196,7 @@ def _discard_source(message: JobMessage) -> None:
         return
     try:
         storage.delete_source(message.bucket, message.key, message.version_id)
-    except TransientError:
+    except (TransientError, UnexpectedAwsError):
         logger.warning(
             "source not deleted; the lifecycle rule will expire it",
             extra=job_fields(message.job_id),

@@ -574,6 +574,37 @@ def test_job_messages_carry_their_redrives(extra: dict[str, Any], redrives: int 
     assert (message.redrives if message else None) == redrives
 
 
+def test_a_non_transient_aws_error_fails_the_record_loudly_with_its_code(
+    pipeline: Pipeline,
+) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    from chalicelib.observability import logger
+
+    handler: Any = logger.handlers[0]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        with aws_fault(clients.s3(), "GetObject", code="AccessDenied", status=403) as denied:
+            attempts = pipeline.worker().drain()
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert attempts == dead_letters.MAX_RECEIVE_COUNT == denied.failed
+    failures = [line for line in lines if line["message"].startswith("job message failed")]
+    assert len(failures) == dead_letters.MAX_RECEIVE_COUNT
+    assert all(line["level"] == "ERROR" for line in failures)
+    assert {(line["jobId"], line["awsErrorCode"]) for line in failures} == {
+        (upload["jobId"], "AccessDenied")
+    }
+    # As any record that keeps failing: dead-lettered, then the job ends FAILED.
+    pipeline.dead_letters().drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "processing_failed", "message": GIVEN_UP}
+
+
 def test_malformed_messages_are_dropped_not_retried(pipeline: Pipeline) -> None:
     for body in ("not json", "[]", json.dumps({"jobId": "x"})):
         pipeline.sqs.send_message(QueueUrl=pipeline.queues.jobs_url, MessageBody=body)
