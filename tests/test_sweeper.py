@@ -615,8 +615,11 @@ def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> N
 # --- settings, schedule, observability, local stack ------------------------------------------
 
 
-def test_the_queue_defaults_are_the_templates() -> None:
-    # No stack: the defaults config.py falls back to.
+def test_the_queue_defaults_are_the_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No stack: the defaults config.py falls back to (resource names have none).
+    for variable in ("UPLOADS_BUCKET", "DERIVED_BUCKET", "JOBS_TABLE", "API_KEYS_TABLE"):
+        monkeypatch.setenv(variable, "unused")
+    monkeypatch.setenv("JOBS_QUEUE", "unused")
     parameters = TEMPLATE["Parameters"]
     config = settings()
     assert config.jobs_queue_retention_seconds == int(
