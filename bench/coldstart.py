@@ -379,7 +379,7 @@ def finish_jobs(queued: Sequence[QueuedJob]) -> None:
 
     for item in queued:
         job = jobs.get_job(item.job_id)
-        if job is None or job.status != jobs.COMPLETED:
+        if job is None or job.status != jobs.JobStatus.COMPLETED:
             status = None if job is None else (job.status, job.error)
             raise RuntimeError(f"job {item.job_id} did not complete: {status}")
         clients.sqs().delete_message(

@@ -14,7 +14,6 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from chalice.app import Request, Response
 
@@ -49,7 +48,7 @@ def error_response(status: int, code: str, message: str, **headers: str) -> Resp
     return Response(body=json.dumps(body), status_code=status, headers={**JSON_HEADERS, **headers})
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: object, status: int = 200) -> Response:
     return Response(body=json.dumps(body), status_code=status, headers=dict(JSON_HEADERS))
 
 

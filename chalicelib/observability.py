@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 APP_NAME = "media-pipeline"
 METRICS_NAMESPACE = "MediaPipeline"
@@ -44,7 +43,7 @@ def metric(name: str, value: float, unit: str = "Count", **dimensions: str) -> N
         pass
 
 
-def job_fields(job_id: str, **fields: Any) -> dict[str, Any]:
+def job_fields(job_id: str, **fields: object) -> dict[str, object]:
     """`extra=` fields for a log line about one job."""
     return {"jobId": job_id, **fields}
 

@@ -32,7 +32,6 @@ from chalicelib.errors import (
     ProcessingTimeout,
     SourceError,
     SourceGone,
-    StaleTransition,
     TransientError,
     UnexpectedAwsError,
     public_message,
@@ -87,11 +86,12 @@ def _process_message(message: JobMessage, remaining_millis: RemainingMillis | No
     job = claimed.job
     started = time.perf_counter()
     try:
-        _make_thumbnails(job, message, remaining_millis)
+        completed = _make_thumbnails(job, message, remaining_millis)
     except SourceError as exc:
         if _end_failed(job.job_id, exc):
             _discard_source(message)
-    except StaleTransition:
+        return
+    if not completed:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job.job_id))
     else:
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -119,7 +119,9 @@ def _log_unclaimed(message: JobMessage, current: jobs.Job | None) -> None:
 
 def _make_thumbnails(
     job: jobs.Job, message: JobMessage, remaining_millis: RemainingMillis | None
-) -> None:
+) -> bool:
+    """Render, store and record the job's outputs: True if this completed the job, False if
+    it had ended elsewhere meanwhile. Raises SourceError when the source cannot be used."""
     from chalicelib import imaging
 
     config = settings()
@@ -173,7 +175,7 @@ def _make_thumbnails(
         "height": result.source.height,
         "format": result.source.format,
     }
-    jobs.complete(job.job_id, source=source, outputs=outputs)
+    return jobs.complete(job.job_id, source=source, outputs=outputs).moved
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:
@@ -233,9 +235,7 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
 def _end_failed(job_id: str, error: SourceError) -> bool:
     """End the job FAILED with the error's code and public message; False if it had
     already ended elsewhere. The error's own text, and its cause's, go to the log only."""
-    try:
-        jobs.fail(job_id, code=error.code, message=public_message(error))
-    except StaleTransition:
+    if not jobs.fail(job_id, code=error.code, message=public_message(error)).moved:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
         return False
     cause = error.__cause__
