@@ -351,7 +351,7 @@ def queue_job(photo: bytes) -> QueuedJob:
     clients.s3().put_object(
         Bucket=config.uploads_bucket, Key=key, Body=photo, ContentType="image/jpeg"
     )
-    jobs.mark_queued(job_id, source_bytes=len(photo))
+    jobs.queue_upload(jobs.Upload(job_id, TENANT, key, None), size=len(photo), etag=None)
     queue_url = clients.queue_url(config.jobs_queue)
     sqs = clients.sqs()
     sqs.send_message(

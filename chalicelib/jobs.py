@@ -366,17 +366,6 @@ def claim(upload: Upload) -> Transition:
     return _move(upload.job_id, JobStatus.PROCESSING, {}, owner=owner, count_attempt=True)
 
 
-def mark_queued(job_id: str, *, source_bytes: int | None) -> Transition:
-    fields: dict[str, object] = {}
-    if source_bytes is not None:
-        fields["source"] = {"bytes": source_bytes}
-    return _move(job_id, JobStatus.QUEUED, fields)
-
-
-def start_processing(job_id: str) -> Transition:
-    return _move(job_id, JobStatus.PROCESSING, {}, count_attempt=True)
-
-
 def complete(job_id: str, *, source: Fields, outputs: Sequence[Fields]) -> Transition:
     return _move(job_id, JobStatus.COMPLETED, {"source": source, "outputs": list(outputs)})
 

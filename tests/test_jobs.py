@@ -15,17 +15,17 @@ from chalicelib.config import reset_settings, settings
 from chalicelib.errors import InvalidRequest
 from chalicelib.jobs import JobStatus
 from infra import backfill
-from tests.pipeline import bearer, new_job
+from tests.pipeline import bearer, claim_job, new_job, queue_job
 from tests.resources import Queues
 
 
 def test_the_happy_path_moves_forward(aws: Queues) -> None:
     job = new_job()
-    queued = moved(jobs.mark_queued(job.job_id, source_bytes=10))
+    queued = moved(queue_job(job.job_id, size=10))
     assert queued.status is JobStatus.QUEUED
-    claimed = moved(jobs.start_processing(job.job_id))
+    claimed = moved(claim_job(job.job_id))
     assert (claimed.status, claimed.attempts) == (JobStatus.PROCESSING, 1)
-    retried = moved(jobs.start_processing(job.job_id))
+    retried = moved(claim_job(job.job_id))
     assert (retried.status, retried.attempts) == (JobStatus.PROCESSING, 2)
     done = moved(jobs.complete(job.job_id, source={"bytes": 10}, outputs=[{"preset": "thumb"}]))
     assert done.status is JobStatus.COMPLETED
@@ -42,14 +42,14 @@ def moved(transition: jobs.Transition) -> jobs.Job:
 @pytest.mark.parametrize("terminal", [JobStatus.COMPLETED, JobStatus.FAILED])
 def test_nothing_leaves_a_terminal_state(aws: Queues, terminal: str) -> None:
     job = new_job()
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     if terminal == JobStatus.COMPLETED:
         jobs.complete(job.job_id, source={}, outputs=[])
     else:
         jobs.fail(job.job_id, code="corrupt_image", message="broken")
     moves: list[Callable[[], jobs.Transition]] = [
-        lambda: jobs.mark_queued(job.job_id, source_bytes=1),
-        lambda: jobs.start_processing(job.job_id),
+        lambda: queue_job(job.job_id, size=1),
+        lambda: claim_job(job.job_id),
         lambda: jobs.complete(job.job_id, source={}, outputs=[]),
         lambda: jobs.fail(job.job_id, code="processing_failed", message="late"),
     ]
@@ -65,8 +65,8 @@ def test_nothing_leaves_a_terminal_state(aws: Queues, terminal: str) -> None:
 
 def test_no_step_backwards(aws: Queues) -> None:
     job = new_job()
-    jobs.start_processing(job.job_id)
-    assert not jobs.mark_queued(job.job_id, source_bytes=1).moved
+    claim_job(job.job_id)
+    assert not queue_job(job.job_id, size=1).moved
     assert not jobs.complete(new_job().job_id, source={}, outputs=[]).moved  # PENDING cannot
 
 
@@ -198,7 +198,7 @@ def test_source_keys_round_trip() -> None:
 
 def finished(status: str, tenant: str = "acme") -> str:
     job = new_job(tenant)
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     if status == JobStatus.COMPLETED:
         jobs.complete(job.job_id, source={}, outputs=[])
     else:
@@ -242,8 +242,8 @@ def test_a_listing_that_ends_on_a_full_page_says_so(aws: Queues) -> None:
 
 def test_a_filtered_listing_is_newest_first_by_when_jobs_got_there(aws: Queues) -> None:
     first, second = new_job().job_id, new_job().job_id
-    jobs.start_processing(second)
-    jobs.start_processing(first)
+    claim_job(second)
+    claim_job(first)
     assert every_page(JobStatus.PROCESSING, limit=10) == [[first, second]]
     assert every_page(JobStatus.PENDING, limit=10) == [[]]
 

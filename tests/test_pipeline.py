@@ -20,7 +20,7 @@ from devstack import runner
 from devstack.lambda_events import s3_object_created_event
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.job_errors import assert_fixed_message
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, claim_job
 from tests.samples import jpeg, phone_photo, png
 
 
@@ -489,7 +489,7 @@ def test_a_dead_letter_costs_one_conditional_write(pipeline: Pipeline, attempts:
     pipeline.notify_upload(pipeline.source_key(upload))
     body = take_job_message(pipeline)
     for _ in range(attempts):
-        jobs.start_processing(upload["jobId"])
+        claim_job(upload["jobId"])
     dead_letter(pipeline, body)
     with aws_calls() as calls:
         pipeline.dead_letters().drain()
@@ -511,7 +511,7 @@ def test_the_local_dead_letter_source_outlives_a_failed_receive(pipeline: Pipeli
     pipeline.notify_upload(pipeline.source_key(upload))
     body = take_job_message(pipeline)
     for _ in range(dead_letters.MAX_RECEIVE_COUNT):
-        jobs.start_processing(upload["jobId"])
+        claim_job(upload["jobId"])
     stop, polling = threading.Event(), threading.Event()
     source = threading.Thread(target=runner.consume, args=(trigger, stop, polling.set), daemon=True)
     source.start()

@@ -28,7 +28,7 @@ from chalicelib.timestamps import now_iso
 from devstack import runner
 from infra import stack
 from tests.faults import aws_fault
-from tests.pipeline import Pipeline, new_job
+from tests.pipeline import Pipeline, claim_job, new_job, queue_job
 from tests.resources import Queues
 from tests.samples import jpeg
 
@@ -160,9 +160,9 @@ def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None
     job = new_job()
     shard = jobs.open_shard(job.job_id, JobStatus.PENDING).split("#")[1]
     assert index_members()[job.job_id] == f"PENDING#{shard}"
-    jobs.mark_queued(job.job_id, source_bytes=10)
+    queue_job(job.job_id, size=10)
     assert index_members()[job.job_id] == f"QUEUED#{shard}"
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     assert index_members()[job.job_id] == f"PROCESSING#{shard}"
     jobs.complete(job.job_id, source={"bytes": 10}, outputs=[])
     assert job.job_id not in index_members()
@@ -291,8 +291,8 @@ def test_a_job_whose_message_was_never_sent_is_sent_again_and_completes(
 def test_only_a_job_still_queued_is_sent_again(pipeline: Pipeline) -> None:
     unsent, _ = unsent_upload(pipeline)
     claimed = new_job()
-    jobs.mark_queued(claimed.job_id, source_bytes=10)
-    jobs.start_processing(claimed.job_id)
+    queue_job(claimed.job_id, size=10)
+    claim_job(claimed.job_id)
     lose_messages(pipeline.queues)
 
     report = sweeper.sweep(now=after(requeue_age()))
@@ -380,8 +380,8 @@ def test_after_its_requeues_a_job_ends_processing_failed_at_the_old_threshold(
 
 def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
     job = new_job()
-    jobs.mark_queued(job.job_id, source_bytes=10)
-    assert not jobs.mark_queued(job.job_id, source_bytes=10).moved  # QUEUED -> QUEUED is none
+    queue_job(job.job_id, size=10)
+    assert not queue_job(job.job_id, size=10).moved  # QUEUED -> QUEUED is none
     (seen,) = jobs.open_jobs_before(JobStatus.QUEUED, now_iso(), per_shard=10)
 
     requeued = jobs.requeue_unchanged(seen, max_requeues=1)
@@ -393,7 +393,7 @@ def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
     assert jobs.requeue_unchanged(seen, max_requeues=5) == jobs.Transition(False, requeued.job)
     (again,) = jobs.open_jobs_before(JobStatus.QUEUED, now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(again, max_requeues=1).moved  # its requeues are spent
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     assert not jobs.requeue_unchanged(again, max_requeues=5).moved  # claimed since
     (claimed,) = jobs.open_jobs_before(JobStatus.PROCESSING, now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(claimed, max_requeues=5).moved  # only QUEUED stays
@@ -413,8 +413,8 @@ def test_jobs_whose_message_was_lost_end_processing_failed(
     pipeline.post_file(queued, jpeg())
     pipeline.notify_upload(pipeline.source_key(queued))
     claimed = new_job()
-    jobs.mark_queued(claimed.job_id, source_bytes=10)
-    jobs.start_processing(claimed.job_id)
+    queue_job(claimed.job_id, size=10)
+    claim_job(claimed.job_id)
     lose_messages(pipeline.queues)  # dropped at the end of the queue's retention
 
     assert sweeper.sweep(now=after(stuck_age(), -timedelta(minutes=1))).counts == Counter()
@@ -433,14 +433,14 @@ def test_jobs_whose_message_was_lost_end_processing_failed(
 @pytest.mark.parametrize("move", ["completes", "claims it again"])
 def test_a_worker_moving_the_job_at_the_same_moment_wins(aws: Queues, move: str) -> None:
     job = new_job()
-    jobs.mark_queued(job.job_id, source_bytes=10)
-    jobs.start_processing(job.job_id)
+    queue_job(job.job_id, size=10)
+    claim_job(job.job_id)
     outputs = [{"preset": "thumb", "key": "acme/x/thumb.jpg"}]
 
     def worker() -> object:
         if move == "completes":
             return jobs.complete(job.job_id, source={"bytes": 10}, outputs=outputs)
-        return jobs.start_processing(job.job_id)
+        return claim_job(job.job_id)
 
     # The worker's write lands between the sweeper's query and its own write.
     with meanwhile(clients.dynamodb(), "before-call.dynamodb.UpdateItem", worker):
@@ -566,7 +566,7 @@ def test_a_run_shares_its_budget_among_the_tenants_waiting(
 def test_a_tenants_turns_go_to_each_of_its_overdue_statuses(aws: Queues) -> None:
     pending = [new_job().job_id for _ in range(3)]
     stuck = new_job().job_id
-    jobs.start_processing(stuck)
+    claim_job(stuck)
     overdue = [
         (sweeper.UPLOAD_EXPIRED, job)
         for job in jobs.open_jobs_before(JobStatus.PENDING, now_iso(), per_shard=10)
@@ -582,7 +582,7 @@ def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
     unsent, _ = unsent_upload(pipeline)
     pipeline.backdate(unsent, requeue_age().total_seconds())
     stuck = new_job()
-    jobs.mark_queued(stuck.job_id, source_bytes=10)
+    queue_job(stuck.job_id, size=10)
     pipeline.backdate(stuck.job_id, stuck_age().total_seconds())
     now = after(pending_age())
 
