@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from chalicelib import clients
-from chalicelib.errors import BatchIncomplete
+from chalicelib.errors import BatchIncomplete, UnexpectedAwsError
 from chalicelib.observability import logger
 
 
@@ -56,12 +56,15 @@ def run_batch(records: Iterable[Mapping[str, object]], process: RecordHandler) -
             process(record)
         # A batch boundary: whatever one record raises must not cost its siblings
         # their completed work, so every failure is counted and the rest go on.
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             failed += 1
-            logger.exception(
-                "record failed; it will be retried",
-                extra={"messageId": record.message_id, "attempt": record.receive_count},
-            )
+            fields: dict[str, object] = {
+                "messageId": record.message_id,
+                "attempt": record.receive_count,
+            }
+            if isinstance(exc, UnexpectedAwsError):
+                fields["awsErrorCode"] = exc.aws_code
+            logger.exception("record failed; it will be retried", extra=fields)
         else:
             done.append(record)
     if failed:

@@ -598,6 +598,8 @@ def test_a_non_transient_aws_error_fails_the_record_loudly_with_its_code(
     assert {(line["jobId"], line["awsErrorCode"]) for line in failures} == {
         (upload["jobId"], "AccessDenied")
     }
+    retried = [line for line in lines if line["message"] == "record failed; it will be retried"]
+    assert [line["awsErrorCode"] for line in retried] == ["AccessDenied"] * len(failures)
     # As any record that keeps failing: dead-lettered, then the job ends FAILED.
     pipeline.dead_letters().drain()
     job = pipeline.job(upload["jobId"])
