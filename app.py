@@ -17,7 +17,7 @@ from chalice.app import (
     SQSEvent,
 )
 
-from chalicelib import api, auth, dispatch, http, sweeper, worker
+from chalicelib import api, auth, dead_letters, dispatch, http, sweeper, worker
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
@@ -93,7 +93,7 @@ def make_thumbnails(event: SQSEvent) -> None:
 
 @app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)
 def fail_dead_letters(event: SQSEvent) -> None:
-    worker.handle_dead_letters(event.to_dict()["Records"])
+    dead_letters.handle_dead_letters(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(int(os.environ.get("SWEEP_RATE_MINUTES", "5")), unit=Rate.MINUTES))

@@ -272,7 +272,7 @@ def queue_job(photo: bytes) -> QueuedJob:
     """A job as the dispatcher leaves it: source uploaded, QUEUED, its message received."""
     from chalicelib import clients, jobs, storage
     from chalicelib.config import settings
-    from chalicelib.dispatch import job_message
+    from chalicelib.job_message import JobMessage
     from chalicelib.presets import load_presets
     from devstack.lambda_events import sqs_event
 
@@ -290,11 +290,12 @@ def queue_job(photo: bytes) -> QueuedJob:
     clients.s3().put_object(
         Bucket=config.uploads_bucket, Key=key, Body=photo, ContentType="image/jpeg"
     )
-    jobs.mark_queued(job_id, source_bytes=len(photo))
+    jobs.queue_upload(jobs.Upload(job_id, TENANT, key, None), size=len(photo), etag=None)
     queue_url = clients.queue_url(config.jobs_queue)
     sqs = clients.sqs()
     sqs.send_message(
-        QueueUrl=queue_url, MessageBody=job_message(job_id, TENANT, config.uploads_bucket, key)
+        QueueUrl=queue_url,
+        MessageBody=JobMessage(job_id, TENANT, config.uploads_bucket, key).to_body(),
     )
     for _ in range(50):
         messages = sqs.receive_message(
@@ -317,7 +318,7 @@ def finish_jobs(queued: Sequence[QueuedJob]) -> None:
 
     for item in queued:
         job = jobs.get_job(item.job_id)
-        if job is None or job.status != jobs.COMPLETED:
+        if job is None or job.status != jobs.JobStatus.COMPLETED:
             status = None if job is None else (job.status, job.error)
             raise RuntimeError(f"job {item.job_id} did not complete: {status}")
         clients.sqs().delete_message(

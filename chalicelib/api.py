@@ -16,6 +16,7 @@ from chalicelib import auth, jobs, models, openapi, storage
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
 from chalicelib.http import json_api, json_response, require_json_content_type
+from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
 
@@ -92,19 +93,20 @@ def list_jobs(current: Request | None) -> Response:
     query = request.query_params
     given = {name: query.getlist(name) for name in query} if query else {}
     params = models.parse_query(models.LIST_JOBS_QUERY, given)
+    status = None if params["status"] is None else JobStatus(params["status"])
     found, cursor = jobs.list_jobs(
-        tenant, status=params["status"], limit=params["limit"], cursor=params["cursor"]
+        tenant, status=status, limit=params["limit"], cursor=params["cursor"]
     )
     return json_response({"jobs": [job_view(job) for job in found], "nextCursor": cursor})
 
 
-def job_view(job: jobs.Job) -> dict[str, Any]:
-    outputs = []
-    if job.status == jobs.COMPLETED:
+def job_view(job: jobs.Job) -> dict[str, object]:
+    outputs: list[dict[str, object]] = []
+    if job.status is JobStatus.COMPLETED:
         outputs = [_output_view(output) for output in job.outputs]
     return {
         "jobId": job.job_id,
-        "status": job.status,
+        "status": job.status.value,
         "createdAt": job.created_at,
         "updatedAt": job.updated_at,
         "filename": job.filename,
@@ -115,7 +117,7 @@ def job_view(job: jobs.Job) -> dict[str, Any]:
     }
 
 
-def _source_view(job: jobs.Job) -> dict[str, Any]:
+def _source_view(job: jobs.Job) -> dict[str, object]:
     known = job.source or {}
     return {
         "contentType": known.get("contentType", job.content_type),
@@ -126,10 +128,10 @@ def _source_view(job: jobs.Job) -> dict[str, Any]:
     }
 
 
-def _output_view(output: dict[str, Any]) -> dict[str, Any]:
+def _output_view(output: Mapping[str, object]) -> dict[str, object]:
     fields = ("preset", "width", "height", "format", "contentType", "bytes")
     view = {name: output[name] for name in fields}
-    view["url"] = storage.presign_download(output["key"])
+    view["url"] = storage.presign_download(str(output["key"]))
     return view
 
 
@@ -193,7 +195,7 @@ def _not_json(constant: str) -> NoReturn:
     raise InvalidRequest(f"The request body is not valid JSON: {constant} is not a JSON value.")
 
 
-def _unique_names(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_names(pairs: Sequence[tuple[str, object]]) -> dict[str, object]:
     names = [name for name, _ in pairs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

@@ -15,12 +15,13 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict
 
 from chalicelib import clients
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, Unauthorized
-from chalicelib.jobs import now_iso
+from chalicelib.timestamps import now_iso
 
 KEY_PREFIX = "mpk_"
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -93,15 +94,23 @@ def tenant_for_authorization(header: str | None) -> str:
     return item["tenant"]["S"]
 
 
-def authorizer_context(header: str | None) -> dict[str, Any]:
+class AuthorizerContext(TypedDict):
+    """What the authorizer hands API Gateway (chalice's AuthResponse fields)."""
+
+    principal_id: str
+    context: dict[str, str]
+
+
+def authorizer_context(header: str | None) -> AuthorizerContext:
     """What the authorizer hands API Gateway: the caller's identity, never a denial."""
     tenant = tenant_for_authorization(header)
     return {"principal_id": tenant or "anonymous", "context": {"tenant": tenant}}
 
 
-def require_tenant(request_context: dict[str, Any]) -> str:
+def require_tenant(request_context: Mapping[str, object]) -> str:
     """The authenticated tenant of a request, or Unauthorized."""
-    tenant = (request_context.get("authorizer") or {}).get("tenant", ANONYMOUS)
+    authorizer = request_context.get("authorizer")
+    tenant = authorizer.get("tenant", ANONYMOUS) if isinstance(authorizer, dict) else ANONYMOUS
     if not tenant:
         raise Unauthorized("A valid API key is required: Authorization: Bearer <key>.")
     return str(tenant)

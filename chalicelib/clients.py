@@ -13,11 +13,17 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Literal
 
-from chalicelib.errors import ConfigurationError, MediaPipelineError, TransientError
+from chalicelib.errors import (
+    ConfigurationError,
+    MediaPipelineError,
+    TransientError,
+    UnexpectedAwsError,
+)
 
 if TYPE_CHECKING:
     from boto3.session import Session
     from botocore.config import Config
+    from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -67,25 +73,81 @@ def dynamodb() -> DynamoDBClient:
     return client
 
 
+# AWS error codes that say "not now": throttling, a service briefly down, a request that
+# timed out. Any other code is a bug or a misconfiguration (a missing table, a denied
+# permission) that no retry would cure.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        # throttling
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        # the service's own failures
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        # timeouts
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+    }
+)
+# HTTP statuses of an AWS answer that say the same, whatever its code.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 @contextmanager
 def aws_errors(
     operation: str, translate: Mapping[str, type[MediaPipelineError]] | None = None
 ) -> Iterator[None]:
     """Translate botocore failures into domain errors.
 
-    An AWS error code named in `translate` becomes that domain error; everything else
-    becomes a `TransientError`, which is retried and then dead-lettered.
+    An AWS error code named in `translate` becomes that domain error; a transient one
+    (TRANSIENT_ERROR_CODES, a 5xx or 429 answer, a timeout or a lost connection) becomes a
+    `TransientError`, which is retried; anything else an `UnexpectedAwsError`, a bug.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+    )
 
     try:
         yield
     except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        domain_error = (translate or {}).get(code, TransientError)
-        raise domain_error(f"{operation} failed: {code or 'unknown error'}") from exc
-    except BotoCoreError as exc:
+        code = aws_error_code(exc)
+        domain_error = (translate or {}).get(code)
+        if domain_error is not None:
+            raise domain_error(f"{operation} failed: {code}") from exc
+        if code in TRANSIENT_ERROR_CODES or _http_status(exc) in TRANSIENT_STATUSES:
+            raise TransientError(f"{operation} failed: {code or 'unknown error'}") from exc
+        raise UnexpectedAwsError(operation, code or "unknown error") from exc
+    # Timeouts, refused or reset connections, a response cut short: the network's.
+    except (ConnectionError, HTTPClientError, IncompleteReadError) as exc:
         raise TransientError(f"{operation} failed: {type(exc).__name__}") from exc
+    except BotoCoreError as exc:
+        raise UnexpectedAwsError(operation, type(exc).__name__) from exc
+
+
+def aws_error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _http_status(error: ClientError) -> int | None:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
 
 
 @cache

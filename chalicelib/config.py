@@ -2,6 +2,11 @@
 
 `app.py` is imported before a stage's variables exist (tests, `chalice package`), so
 nothing here runs at import time: call `settings()` when a value is needed.
+
+The resource names (buckets, tables, the jobs queue) have no default: `make deploy` sets
+them from the stack's outputs, the local stack and the tests from the resources they
+provision. A function started without one fails on its first use of `settings()`, with a
+message naming the variable, rather than talk to a resource that does not exist.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from chalicelib.errors import ConfigurationError
 
 MIB = 1024 * 1024
 
-# Resource names used by the event-source decorators when no stage variables are set.
+# Resource names the event-source decorators of app.py fall back on while nothing is
+# deployed (tests, `chalice package` without a stage): never used to reach AWS.
 DEFAULT_UPLOADS_BUCKET = "media-pipeline-uploads"
 DEFAULT_JOBS_QUEUE = "media-pipeline-jobs"
 DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
@@ -36,7 +42,6 @@ class Settings:
     download_url_ttl_seconds: int
     job_ttl_days: int
     presets_json: str | None
-    worker_batch_size: int
     jobs_queue_retention_seconds: int
     jobs_queue_visibility_timeout_seconds: int
     sweep_pending_grace_seconds: int
@@ -61,18 +66,21 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-def _str(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"{name} is not set: the stage has no name for that resource")
+    return value
 
 
 @cache
 def settings() -> Settings:
     return Settings(
-        uploads_bucket=_str("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
-        derived_bucket=_str("DERIVED_BUCKET", "media-pipeline-derived"),
-        jobs_table=_str("JOBS_TABLE", "media-pipeline-jobs"),
-        api_keys_table=_str("API_KEYS_TABLE", "media-pipeline-api-keys"),
-        jobs_queue=_str("JOBS_QUEUE", DEFAULT_JOBS_QUEUE),
+        uploads_bucket=_required("UPLOADS_BUCKET"),
+        derived_bucket=_required("DERIVED_BUCKET"),
+        jobs_table=_required("JOBS_TABLE"),
+        api_keys_table=_required("API_KEYS_TABLE"),
+        jobs_queue=_required("JOBS_QUEUE"),
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 25 * MIB),
         max_pixels=_int("MAX_PIXELS", 50_000_000),
         max_frames=_int("MAX_FRAMES", 1000),
@@ -82,7 +90,6 @@ def settings() -> Settings:
         download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
         job_ttl_days=_int("JOB_TTL_DAYS", 30),
         presets_json=os.environ.get("PRESETS") or None,
-        worker_batch_size=_int("WORKER_BATCH_SIZE", 5),
         # The jobs queue's MessageRetentionPeriod and VisibilityTimeout: the stack's outputs
         # (make deploy writes them); these defaults are the template's.
         jobs_queue_retention_seconds=_int("JOBS_QUEUE_RETENTION_SECONDS", 4 * 86400),

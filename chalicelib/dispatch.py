@@ -22,15 +22,17 @@ When the write is refused, it returns the job as it stood:
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
 from chalice.app import S3Event
 
-from chalicelib import clients, jobs, storage
+from chalicelib import clients, job_message, jobs, storage
 from chalicelib.config import settings
-from chalicelib.errors import TransientError
+from chalicelib.errors import TransientError, UnexpectedAwsError
+from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
 
 TEST_EVENT = "s3:TestEvent"
@@ -53,32 +55,38 @@ def accept_test_events(handler: Any) -> Any:
     return handler
 
 
-def handle_s3_event(event: dict[str, Any]) -> None:
+def handle_s3_event(event: Mapping[str, object]) -> None:
     if event.get("Event") == TEST_EVENT:
         logger.info("skipping S3 test event", extra={"bucket": event.get("Bucket")})
         return
     failed = 0
-    for record in event.get("Records", []):
+    records = event.get("Records")
+    for record in records if isinstance(records, list) else []:
         try:
             _dispatch_record(record)
         except TransientError:
             logger.exception("dispatch failed; the event will be retried")
             failed += 1
+        except UnexpectedAwsError as exc:
+            fields = {"awsErrorCode": exc.aws_code, "operation": exc.operation}
+            logger.exception("dispatch failed on an AWS error no retry cures", extra=fields)
+            failed += 1
     if failed:
         raise TransientError(f"{failed} S3 record(s) could not be dispatched")
 
 
-def _dispatch_record(record: dict[str, Any]) -> None:
-    event_name = str(record.get("eventName", ""))
+def _dispatch_record(record: object) -> None:
+    fields = _object(record)
+    event_name = str(fields.get("eventName", ""))
     if not event_name.startswith("ObjectCreated:"):
         logger.info("skipping S3 event", extra={"eventName": event_name})
         return
-    s3 = record.get("s3", {})
-    created = s3.get("object", {})
+    s3 = _object(fields.get("s3"))
+    created = _object(s3.get("object"))
     size = created.get("size")
     dispatch(
         storage.StoredObject(
-            bucket=str(s3.get("bucket", {}).get("name", "")),
+            bucket=str(_object(s3.get("bucket")).get("name", "")),
             key=unquote_plus(str(created.get("key", ""))),
             version_id=_optional_str(created, "versionId"),
             size=size if isinstance(size, int) else None,
@@ -87,22 +95,25 @@ def _dispatch_record(record: dict[str, Any]) -> None:
     )
 
 
-# What `dispatch` did with an object.
-QUEUED = "queued"  # the job pinned it and its message was sent
-SENT_AGAIN = "sent_again"  # the job had pinned it and was still QUEUED: message sent again
-ALREADY_DISPATCHED = "already_dispatched"  # the job pinned it and has moved on
-REJECTED = "rejected"  # another upload of a job that pinned a different one (deleted)
-NOT_A_JOB = "not_a_job"  # the key belongs to no job of the tenant it names
+class DispatchOutcome(StrEnum):
+    """What `dispatch` did with an object (logged as its value). Not a job status:
+    QUEUED_NOW is the dispatch that moved the job to JobStatus.QUEUED."""
+
+    QUEUED_NOW = "queued"  # the job pinned it and its message was sent
+    SENT_AGAIN = "sent_again"  # the job had pinned it and was still QUEUED: message sent again
+    ALREADY_DISPATCHED = "already_dispatched"  # the job pinned it and has moved on
+    REJECTED = "rejected"  # another upload of a job that pinned a different one (deleted)
+    NOT_A_JOB = "not_a_job"  # the key belongs to no job of the tenant it names
 
 
-def dispatch(stored: storage.StoredObject) -> str:
+def dispatch(stored: storage.StoredObject) -> DispatchOutcome:
     """Queue the job `stored` belongs to, pinning this version, as its upload event asks;
     returns what was done (one of the outcomes above). Raises TransientError when AWS
     fails: nothing is lost, since the same call later finds the job where it was left."""
     parsed = storage.parse_source_key(stored.key)
     if parsed is None:
         logger.warning("skipping object that belongs to no job", extra={"key": stored.key})
-        return NOT_A_JOB
+        return DispatchOutcome.NOT_A_JOB
     upload = jobs.Upload(parsed.job_id, parsed.tenant, stored.key, stored.version_id)
     outcome = jobs.queue_upload(upload, size=stored.size, etag=stored.etag)
     if outcome.moved:
@@ -110,41 +121,38 @@ def dispatch(stored: storage.StoredObject) -> str:
         fields = job_fields(upload.job_id, key=stored.key, bytes=stored.size)
         logger.info("job queued", extra=fields)
         metric("JobsQueued", 1)
-        return QUEUED
+        return DispatchOutcome.QUEUED_NOW
     return _handle_refused(upload, stored.bucket, outcome.job)
 
 
-def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> str:
-    if current is None or current.tenant != upload.tenant or current.source_key != upload.key:
+def _handle_refused(upload: jobs.Upload, bucket: str, current: jobs.Job | None) -> DispatchOutcome:
+    if current is None or not current.owns(upload):
         logger.warning("skipping object that belongs to no job", extra={"key": upload.key})
-        return NOT_A_JOB
+        return DispatchOutcome.NOT_A_JOB
     fields = job_fields(upload.job_id, status=current.status, versionId=upload.version_id)
     if current.source_version == upload.version_id:
-        if current.status == jobs.QUEUED:
+        if current.status is JobStatus.QUEUED:
             _send_job_message(upload, bucket)
             logger.info("job message sent again for a retried event", extra=fields)
-            return SENT_AGAIN
+            return DispatchOutcome.SENT_AGAIN
         logger.info("job already left QUEUED; upload event ignored", extra=fields)
-        return ALREADY_DISPATCHED
+        return DispatchOutcome.ALREADY_DISPATCHED
     if upload.version_id is None:
         logger.warning("another upload of a dispatched job ignored", extra=fields)
-        return REJECTED
+        return DispatchOutcome.REJECTED
     storage.delete_source(bucket, upload.key, upload.version_id)
     logger.warning("another upload of a dispatched job rejected and deleted", extra=fields)
-    return REJECTED
+    return DispatchOutcome.REJECTED
 
 
-def _optional_str(fields: dict[str, Any], name: str) -> str | None:
+def _object(value: object) -> Mapping[str, object]:
+    """`value` if it is a JSON object of the event, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _optional_str(fields: Mapping[str, object], name: str) -> str | None:
     value = fields.get(name)
     return value if isinstance(value, str) and value else None
-
-
-def job_message(
-    job_id: str, tenant: str, bucket: str, key: str, version_id: str | None = None
-) -> str:
-    return json.dumps(
-        {"jobId": job_id, "tenant": tenant, "bucket": bucket, "key": key, "versionId": version_id}
-    )
 
 
 def send_again(job: jobs.Job) -> None:
@@ -156,7 +164,7 @@ def send_again(job: jobs.Job) -> None:
 
 
 def _send_job_message(upload: jobs.Upload, bucket: str) -> None:
-    body = job_message(upload.job_id, upload.tenant, bucket, upload.key, upload.version_id)
+    body = job_message.build(upload, bucket).to_body()
     queue_url = clients.queue_url(settings().jobs_queue)
     with clients.aws_errors("send job message"):
         clients.sqs().send_message(QueueUrl=queue_url, MessageBody=body)

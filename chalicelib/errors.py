@@ -151,12 +151,42 @@ class TransientError(MediaPipelineError):
     code = "transient_error"
 
 
+class UnexpectedAwsError(MediaPipelineError):
+    """An AWS call failed in a way no retry cures (a denied permission, a missing resource,
+    a malformed request): a bug or a misconfiguration, answered 500 and logged with the
+    AWS error code."""
+
+    def __init__(self, operation: str, aws_code: str) -> None:
+        super().__init__(f"{operation} failed: {aws_code}")
+        self.operation = operation
+        self.aws_code = aws_code
+
+
+class BatchIncomplete(TransientError):
+    """Some records of an SQS batch failed; they return to the queue for another try."""
+
+
+class InvocationEnding(TransientError):
+    """The render ran out of what was left of the invocation, not of its own budget: the
+    image may be fine, so the record goes back to the queue for a fresh invocation."""
+
+
+class SweepIncomplete(TransientError):
+    """Some jobs could not be swept; the next run tries them again."""
+
+
 class ConfigurationError(MediaPipelineError):
     code = "configuration_error"
 
 
+class PresetError(ValueError):
+    """A preset or a preset configuration is invalid; the message says what and where."""
+
+
 class StaleTransition(MediaPipelineError):
-    """A conditional status write lost: the job already moved past the expected state."""
+    """A conditional status write lost: the job already moved past the expected state.
+    (The job store answers a refused move with its `Transition`; infra/backfill.py raises
+    this for its own writes.)"""
 
     code = "stale_transition"
 
@@ -171,6 +201,18 @@ class ContentMismatch(SourceError):
     """The file's signature names another accepted format than the content type declared."""
 
     code = "content_mismatch"
+
+
+class SourceGone(SourceError):
+    """The uploaded object version no longer exists."""
+
+    code = PROCESSING_FAILED
+
+
+class PresetRemoved(SourceError):
+    """A preset the job asked for is no longer configured."""
+
+    code = PROCESSING_FAILED
 
 
 # --- Jobs the sweeper ends --------------------------------------------------------------

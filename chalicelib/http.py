@@ -1,8 +1,9 @@
 """The one place where errors become HTTP responses.
 
 Every API entry point is wrapped in `json_api`: domain errors answer with their status
-and ``{"error": {"code", "message"}}``; anything unexpected is logged with its stack and
-answers a bare 500 that reveals nothing of the internals. `in_api_error_shape` gives the
+and ``{"error": {"code", "message"}}``; a transient AWS failure answers 503 with
+Retry-After; anything unexpected (an AWS error no retry cures among it) is logged with its
+stack and answers a bare 500 that reveals nothing of the internals. `in_api_error_shape` gives the
 answers Chalice itself makes before a view runs (wrong media type, wrong method) the
 same shape.
 """
@@ -13,7 +14,6 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from chalice.app import Request, Response
 
@@ -24,6 +24,7 @@ from chalicelib.errors import (
     MethodNotAllowed,
     ServiceUnavailable,
     TransientError,
+    UnexpectedAwsError,
     UnsupportedMediaType,
 )
 from chalicelib.observability import logger
@@ -47,7 +48,7 @@ def error_response(status: int, code: str, message: str, **headers: str) -> Resp
     return Response(body=json.dumps(body), status_code=status, headers={**JSON_HEADERS, **headers})
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: object, status: int = 200) -> Response:
     return Response(body=json.dumps(body), status_code=status, headers=dict(JSON_HEADERS))
 
 
@@ -68,6 +69,10 @@ def json_api[**P](view: Callable[P, Response]) -> Callable[P, Response]:
                 ServiceUnavailable("The service is briefly unavailable; try again."),
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        except UnexpectedAwsError as exc:
+            fields = {"awsErrorCode": exc.aws_code, "operation": exc.operation}
+            logger.exception("AWS call failed", extra=fields)
+            return api_error_response(InternalError("Something went wrong on our side."))
         # The last line of defence for the API: log everything, reveal nothing.
         except Exception:  # noqa: BLE001
             logger.exception("unhandled error")

@@ -9,9 +9,9 @@ ALLOWED_FROM, so no other write can make that move.
 
 The two moves driven by events (`queue_upload`, `claim`) also name the upload: the write
 succeeds only for the job that owns the object's key (tenant and source key) and, to
-claim it, only for the object version pinned when it was queued. Each is one
-conditional UpdateItem; a refused one returns the job as it stood (ALL_OLD), so the
-caller learns why without reading the job again.
+claim it, only for the object version pinned when it was queued. Every move is one
+conditional UpdateItem and answers a `Transition`: a refused one is no error, it returns
+the job as it stood (ALL_OLD), so the caller learns why without reading the job again.
 
 Open jobs are also in a sparse index, `open-jobs-index`, for the sweeper: its partition
 key `openShard` ("<status>#<shard>") is written by every write that leaves a job open
@@ -35,31 +35,50 @@ import re
 import time
 import uuid
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from chalicelib import clients
 from chalicelib.config import settings
-from chalicelib.errors import InvalidRequest, NotFound, StaleTransition
+from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.timestamps import iso_from_epoch, now_iso
 
-PENDING = "PENDING"
-QUEUED = "QUEUED"
-PROCESSING = "PROCESSING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-STATUSES = (PENDING, QUEUED, PROCESSING, COMPLETED, FAILED)
-TERMINAL = frozenset({COMPLETED, FAILED})
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        QueryInputTypeDef,
+        UpdateItemInputTypeDef,
+    )
 
-ALLOWED_FROM: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({PENDING}),
-    PROCESSING: frozenset({PENDING, QUEUED, PROCESSING}),
-    COMPLETED: frozenset({PROCESSING}),
-    FAILED: frozenset({PENDING, QUEUED, PROCESSING}),
+
+class JobStatus(StrEnum):
+    """A job's `status`, stored and answered as its value."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+ALLOWED_FROM: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.PENDING}),
+    JobStatus.PROCESSING: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.PROCESSING}),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING}),
 }
 
-OPEN = frozenset({PENDING, QUEUED, PROCESSING})
+# An item as the store reads it back: attribute names to plain values (numbers as int).
+Item = dict[str, object]
+# A set of attributes a write stores (a job's `source`, one of its `outputs`, ...).
+Fields = Mapping[str, object]
 
 TENANT_INDEX = "tenant-createdAt-index"
 STATUS_INDEX = "tenant-status-index"
@@ -81,15 +100,15 @@ OPEN_SHARDS = 8
 class Job:
     job_id: str
     tenant: str
-    status: str
+    status: JobStatus
     created_at: str
     updated_at: str
     source_key: str
     content_type: str
     filename: str | None
     presets: list[str]
-    source: dict[str, Any] | None = None
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    source: Item | None = None
+    outputs: list[Item] = field(default_factory=list)
     error: dict[str, str] | None = None
     attempts: int = 0
     # The upload the job pinned when it was queued: the object's version and ETag.
@@ -103,23 +122,19 @@ class Job:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status.is_terminal
 
     def has_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or time.time())
 
+    def owns(self, upload: Upload) -> bool:
+        """Whether `upload` is this job's source: the tenant and key it was created for
+        (whichever version of it)."""
+        return self.tenant == upload.tenant and self.source_key == upload.key
+
 
 def new_job_id() -> str:
     return str(uuid.uuid4())
-
-
-def now_iso() -> str:
-    return _iso(time.time())
-
-
-def _iso(epoch_seconds: float) -> str:
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def create_job(
@@ -135,7 +150,7 @@ def create_job(
     job = Job(
         job_id=job_id,
         tenant=tenant,
-        status=PENDING,
+        status=JobStatus.PENDING,
         created_at=created,
         updated_at=created,
         source_key=source_key,
@@ -145,8 +160,8 @@ def create_job(
         expires_at=int(time.time()) + settings().job_ttl_days * 86400,
     )
     item = _to_item(job)
-    item[OPEN_SHARD] = open_shard(job_id, PENDING)
-    item[STATUS_SINCE] = status_since(PENDING, created)
+    item[OPEN_SHARD] = open_shard(job_id, JobStatus.PENDING)
+    item[STATUS_SINCE] = status_since(JobStatus.PENDING, created)
     with clients.aws_errors("create job"):
         clients.dynamodb().put_item(
             TableName=settings().jobs_table,
@@ -173,7 +188,7 @@ def get_tenant_job(tenant: str, job_id: str) -> Job:
     return job
 
 
-def status_since(status: str, moment: str) -> str:
+def status_since(status: JobStatus, moment: str) -> str:
     """The status index's sort key: jobs of one status sort by when they got there."""
     return f"{status}#{moment}"
 
@@ -183,20 +198,21 @@ def count_pending(tenant: str, *, up_to: int) -> int:
 
     Reads only the tenant's PENDING entries of the status index (eventually consistent: a
     job created a moment ago may not be counted yet)."""
-    query: dict[str, Any] = {
+    query: QueryInputTypeDef = {
         "TableName": settings().jobs_table,
         "IndexName": STATUS_INDEX,
         "KeyConditionExpression": "tenant = :tenant AND begins_with(#since, :pending)",
         "ExpressionAttributeNames": {"#since": STATUS_SINCE},
         "ExpressionAttributeValues": _serialize(
-            {":tenant": tenant, ":pending": status_since(PENDING, "")}
+            {":tenant": tenant, ":pending": status_since(JobStatus.PENDING, "")}
         ),
         "Select": "COUNT",
     }
     counted = 0
     while counted < up_to:
         with clients.aws_errors("count pending jobs"):
-            response = clients.dynamodb().query(**query, Limit=up_to - counted)
+            query["Limit"] = up_to - counted
+            response = clients.dynamodb().query(**query)
         counted += int(response.get("Count", 0))
         last = response.get("LastEvaluatedKey")
         if not last:
@@ -218,11 +234,11 @@ class _Listing:
     sort_pattern: re.Pattern[str]
 
 
-def _listing(tenant: str, status: str | None) -> _Listing:
+def _listing(tenant: str, status: JobStatus | None) -> _Listing:
     # A job older than JOB_TTL_DAYS has expired (its `expiresAt`, see create_job): its record
     # may outlive its TTL by days, so the key range starts after it. A status is reached at
     # or after creation, so the same bound holds for `statusSince`.
-    oldest = _iso(time.time() - settings().job_ttl_days * 86400)
+    oldest = iso_from_epoch(time.time() - settings().job_ttl_days * 86400)
     if status is None:
         return _Listing(
             TENANT_INDEX,
@@ -246,7 +262,7 @@ def _listing(tenant: str, status: str | None) -> _Listing:
 
 
 def list_jobs(
-    tenant: str, *, status: str | None, limit: int, cursor: str | None
+    tenant: str, *, status: JobStatus | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
     """The tenant's jobs, newest first (with `status`, by when they got there), at most
     `limit`, and the cursor for the next page.
@@ -258,7 +274,7 @@ def list_jobs(
     """
     listing = _listing(tenant, status)
     start_key = _decode_cursor(cursor, tenant, listing) if cursor else None
-    found: list[dict[str, Any]] = []
+    found: list[Item] = []
     for queries in itertools.count(1):
         items, start_key = _query_page(listing, limit + 1 - len(found), start_key)
         found.extend(items)
@@ -273,10 +289,10 @@ def list_jobs(
 
 
 def _query_page(
-    listing: _Listing, limit: int, start_key: dict[str, Any] | None
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    listing: _Listing, limit: int, start_key: Item | None
+) -> tuple[list[Item], Item | None]:
     values = {**listing.values, ":now": int(time.time())}
-    query: dict[str, Any] = {
+    query: QueryInputTypeDef = {
         "TableName": settings().jobs_table,
         "IndexName": listing.index,
         "KeyConditionExpression": listing.condition,
@@ -296,7 +312,7 @@ def _query_page(
     return items, (_deserialize(last) if last else None)
 
 
-def _index_key(item: dict[str, Any], listing: _Listing) -> dict[str, Any]:
+def _index_key(item: Item, listing: _Listing) -> Item:
     """The key DynamoDB hands out for `item` on the listing's index: the table's and the
     index's key attributes."""
     return {name: item[name] for name in ("jobId", "tenant", listing.sort_key)}
@@ -318,8 +334,9 @@ class Upload:
 
 @dataclass(frozen=True)
 class Transition:
-    """What a conditional move did. `job` is the job after the move; when the move was
-    refused, the job as it stood then (None: there is no such job)."""
+    """What a conditional move did: every move answers with one, refused or not. `job` is
+    the job after the move; when the move was refused, the job as it stood then (None:
+    there is no such job)."""
 
     moved: bool
     job: Job | None
@@ -332,42 +349,29 @@ def queue_upload(upload: Upload, *, size: int | None, etag: str | None) -> Trans
     tenant and source key). When refused, the job as it stood comes back instead, so the
     caller learns its state and pinned version without a read of its own.
     """
-    fields: dict[str, Any] = {}
+    fields: dict[str, object] = {}
     if size is not None:
         fields["source"] = {"bytes": size}
     if upload.version_id is not None:
         fields["sourceVersion"] = upload.version_id
     if etag:
         fields["sourceETag"] = etag
-    return _owned_transition(upload, QUEUED, fields, pinned=False)
+    return _move(upload.job_id, JobStatus.QUEUED, fields, owner=_owner(upload, pinned=False))
 
 
 def claim(upload: Upload) -> Transition:
     """-> PROCESSING (counting an attempt) if the job owns `upload` and pinned this very
     version. One conditional write; the job comes back either way, as for queue_upload."""
-    return _owned_transition(upload, PROCESSING, {}, pinned=True, count_attempt=True)
+    owner = _owner(upload, pinned=True)
+    return _move(upload.job_id, JobStatus.PROCESSING, {}, owner=owner, count_attempt=True)
 
 
-def mark_queued(job_id: str, *, source_bytes: int | None) -> Job:
-    fields: dict[str, Any] = {}
-    if source_bytes is not None:
-        fields["source"] = {"bytes": source_bytes}
-    return _transition(job_id, QUEUED, fields)
+def complete(job_id: str, *, source: Fields, outputs: Sequence[Fields]) -> Transition:
+    return _move(job_id, JobStatus.COMPLETED, {"source": source, "outputs": list(outputs)})
 
 
-def start_processing(job_id: str) -> Job:
-    return _transition(job_id, PROCESSING, {}, count_attempt=True)
-
-
-def complete(job_id: str, *, source: dict[str, Any], outputs: list[dict[str, Any]]) -> Job:
-    return _transition(job_id, COMPLETED, {"source": source, "outputs": outputs})
-
-
-def fail(job_id: str, *, code: str, message: str, source: dict[str, Any] | None = None) -> Job:
-    fields: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if source is not None:
-        fields["source"] = source
-    return _transition(job_id, FAILED, fields)
+def fail(job_id: str, *, code: str, message: str) -> Transition:
+    return _move(job_id, JobStatus.FAILED, {"error": {"code": code, "message": message}})
 
 
 def give_up(
@@ -376,72 +380,51 @@ def give_up(
     """End the job of `upload` FAILED, if it owns `upload` and, with `min_attempts`, was
     claimed at least that many times. One conditional write; refused, the job comes back as
     it stood (None: there is no such job), as for queue_upload."""
-    fields = {"error": {"code": code, "message": message}}
-    request = _transition_request(
+    condition = None if min_attempts is None else ("attempts >= :min_attempts", min_attempts)
+    return _move(
         upload.job_id,
-        FAILED,
-        fields,
-        count_attempt=False,
-        owner={"tenant": upload.tenant, "sourceKey": upload.key},
+        JobStatus.FAILED,
+        {"error": {"code": code, "message": message}},
+        owner=_owner(upload, pinned=False),
+        condition=condition,
     )
-    if min_attempts is not None:
-        request["ConditionExpression"] += " AND attempts >= :min_attempts"
-        request["ExpressionAttributeValues"].update(_serialize({":min_attempts": min_attempts}))
-    return _update_or_current(request, f"give up job {upload.job_id}")
 
 
-def _transition(
-    job_id: str,
-    to_status: str,
-    fields: dict[str, Any],
-    *,
-    count_attempt: bool = False,
-    owner: dict[str, Any] | None = None,
-) -> Job:
-    """Move the job to `to_status` if it is in a state allowed to move there (and has the
-    `owner` attributes, as `_transition_request` checks them).
-
-    Raises StaleTransition when the job is missing or already elsewhere.
-    """
-    request = _transition_request(
-        job_id, to_status, fields, count_attempt=count_attempt, owner=owner
-    )
-    stale = {"ConditionalCheckFailedException": StaleTransition}
-    with clients.aws_errors(f"move job {job_id} to {to_status}", stale):
-        response = clients.dynamodb().update_item(**request)
-    return _from_item(_deserialize(response["Attributes"]))
-
-
-def _owned_transition(
-    upload: Upload,
-    to_status: str,
-    fields: dict[str, Any],
-    *,
-    pinned: bool,
-    count_attempt: bool = False,
-) -> Transition:
-    """`_transition`, also requiring the job to own `upload` (and, if `pinned`, to have
-    pinned its version); a refusal returns the job as it stood instead of raising."""
-    owner: dict[str, Any] = {"tenant": upload.tenant, "sourceKey": upload.key}
+def _owner(upload: Upload, *, pinned: bool) -> dict[str, str | None]:
+    """The attributes of the job that owns `upload` (and, if `pinned`, pinned its version)."""
+    owner: dict[str, str | None] = {"tenant": upload.tenant, "sourceKey": upload.key}
     if pinned:
         owner["sourceVersion"] = upload.version_id
+    return owner
+
+
+def _move(
+    job_id: str,
+    to_status: JobStatus,
+    fields: Fields,
+    *,
+    owner: Mapping[str, str | None] | None = None,
+    count_attempt: bool = False,
+    condition: tuple[str, int] | None = None,
+) -> Transition:
+    """Move the job to `to_status` if it is in a state allowed to move there (and has the
+    `owner` attributes, and meets `condition`, as `_transition_request` checks them)."""
     request = _transition_request(
-        upload.job_id, to_status, fields, count_attempt=count_attempt, owner=owner
+        job_id, to_status, fields, count_attempt=count_attempt, owner=owner, condition=condition
     )
-    return _update_or_current(request, f"move job {upload.job_id} to {to_status}")
+    return _update_or_current(request, f"move job {job_id} to {to_status}")
 
 
-def _update_or_current(request: dict[str, Any], operation: str) -> Transition:
+def _update_or_current(request: UpdateItemInputTypeDef, operation: str) -> Transition:
     """Make the conditional UpdateItem `request`; refused, return the job as it stood."""
     from botocore.exceptions import ClientError
 
+    request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     with clients.aws_errors(operation):
         try:
-            response = clients.dynamodb().update_item(
-                **request, ReturnValuesOnConditionCheckFailure="ALL_OLD"
-            )
+            response = clients.dynamodb().update_item(**request)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if clients.aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise
             current = exc.response.get("Item")
             job = _from_item(_deserialize(current)) if isinstance(current, dict) else None
@@ -451,26 +434,32 @@ def _update_or_current(request: dict[str, Any], operation: str) -> Transition:
 
 def _transition_request(
     job_id: str,
-    to_status: str,
-    fields: dict[str, Any],
+    to_status: JobStatus,
+    fields: Fields,
     *,
     count_attempt: bool,
-    owner: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    owner: Mapping[str, str | None] | None = None,
+    condition: tuple[str, int] | None = None,
+) -> UpdateItemInputTypeDef:
     """The UpdateItem of a forward move: the new status and `fields`, on condition that the
-    job exists in a state ALLOWED_FROM, and has every `owner` attribute equal to its value
-    (absent, for a None value)."""
+    job exists in a state ALLOWED_FROM, has every `owner` attribute equal to its value
+    (absent, for a None value) and meets `condition` (an expression and its one value,
+    `:min_attempts`)."""
     allowed = sorted(ALLOWED_FROM[to_status])
     now = now_iso()
-    values: dict[str, Any] = {":to": to_status, ":now": now, ":since": status_since(to_status, now)}
-    values.update({f":from{i}": state for i, state in enumerate(allowed)})
+    values: dict[str, object] = {
+        ":to": to_status.value,
+        ":now": now,
+        ":since": status_since(to_status, now),
+    }
+    values.update({f":from{i}": state.value for i, state in enumerate(allowed)})
     names = {"#status": "status", "#since": STATUS_SINCE}
     assignments = ["#status = :to", "updatedAt = :now", "#since = :since"]
     for i, (name, value) in enumerate(fields.items()):
         names[f"#f{i}"] = name
         values[f":f{i}"] = value
         assignments.append(f"#f{i} = :f{i}")
-    if to_status in TERMINAL:
+    if to_status.is_terminal:
         removals = f" REMOVE {OPEN_SHARD}"
     else:
         values[":shard"] = open_shard(job_id, to_status)
@@ -485,13 +474,17 @@ def _transition_request(
         "attribute_exists(jobId)",
         "#status IN ({})".format(", ".join(f":from{i}" for i in range(len(allowed)))),
     ]
-    for i, (name, value) in enumerate((owner or {}).items()):
+    for i, (name, owned) in enumerate((owner or {}).items()):
         names[f"#o{i}"] = name
-        if value is None:
+        if owned is None:
             conditions.append(f"attribute_not_exists(#o{i})")
         else:
-            values[f":o{i}"] = value
+            values[f":o{i}"] = owned
             conditions.append(f"#o{i} = :o{i}")
+    if condition is not None:
+        expression_text, minimum = condition
+        conditions.append(expression_text)
+        values[":min_attempts"] = minimum
     return {
         "TableName": settings().jobs_table,
         "Key": {"jobId": {"S": job_id}},
@@ -512,17 +505,17 @@ class OpenJob:
     which a later write must still find unchanged."""
 
     job_id: str
-    status: str
+    status: JobStatus
     updated_at: str
     tenant: str
     source_key: str
 
 
-def open_shard(job_id: str, status: str) -> str:
+def open_shard(job_id: str, status: JobStatus) -> str:
     return f"{status}#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
 
 
-def open_jobs_before(status: str, updated_before: str, per_shard: int) -> list[OpenJob]:
+def open_jobs_before(status: JobStatus, updated_before: str, per_shard: int) -> list[OpenJob]:
     """Jobs in `status` whose last write is older than `updated_before` (a timestamp as
     `now_iso` writes them): up to `per_shard` of each shard, oldest first within each.
 
@@ -536,7 +529,7 @@ def open_jobs_before(status: str, updated_before: str, per_shard: int) -> list[O
 
 
 def _query_open_shard(shard: str, updated_before: str, limit: int) -> list[OpenJob]:
-    query: dict[str, Any] = {
+    query: QueryInputTypeDef = {
         "TableName": settings().jobs_table,
         "IndexName": OPEN_JOBS_INDEX,
         "KeyConditionExpression": "#shard = :shard AND updatedAt < :before",
@@ -546,7 +539,8 @@ def _query_open_shard(shard: str, updated_before: str, limit: int) -> list[OpenJ
     found: list[OpenJob] = []
     while len(found) < limit:
         with clients.aws_errors("find open jobs"):
-            response = clients.dynamodb().query(**query, Limit=limit - len(found))
+            query["Limit"] = limit - len(found)
+            response = clients.dynamodb().query(**query)
         found.extend(_open_job(_deserialize(item)) for item in response.get("Items", []))
         last = response.get("LastEvaluatedKey")
         if not last:
@@ -555,22 +549,23 @@ def _query_open_shard(shard: str, updated_before: str, limit: int) -> list[OpenJ
     return found
 
 
-def _open_job(item: dict[str, Any]) -> OpenJob:
+def _open_job(item: Item) -> OpenJob:
     return OpenJob(
-        job_id=item["jobId"],
-        status=item["status"],
-        updated_at=item["updatedAt"],
-        tenant=item["tenant"],
-        source_key=item["sourceKey"],
+        job_id=_text(item, "jobId"),
+        status=JobStatus(_text(item, "status")),
+        updated_at=_text(item, "updatedAt"),
+        tenant=_text(item, "tenant"),
+        source_key=_text(item, "sourceKey"),
     )
 
 
-def fail_unchanged(job: OpenJob, *, code: str, message: str) -> Job:
+def fail_unchanged(job: OpenJob, *, code: str, message: str) -> Transition:
     """End `job` FAILED only if nothing has written it since it was read (its `updatedAt`
     is unchanged, so neither is its status): a worker or dispatcher that moved it in the
-    meantime wins, and StaleTransition is raised instead."""
+    meantime wins, and the move is refused."""
     fields = {"error": {"code": code, "message": message}}
-    return _transition(job.job_id, FAILED, fields, owner={"updatedAt": job.updated_at})
+    owner = {"updatedAt": job.updated_at}
+    return _move(job.job_id, JobStatus.FAILED, fields, owner=owner)
 
 
 def requeue_unchanged(job: OpenJob, *, max_requeues: int) -> Transition:
@@ -582,14 +577,14 @@ def requeue_unchanged(job: OpenJob, *, max_requeues: int) -> Transition:
     The new `updatedAt` moves the job along the open-jobs index (same shard), so the next
     look at it is a whole requeue interval later.
     """
-    values = {
-        ":queued": QUEUED,
+    values: dict[str, object] = {
+        ":queued": JobStatus.QUEUED.value,
         ":read": job.updated_at,
         ":now": now_iso(),
         ":one": 1,
         ":max": max_requeues,
     }
-    request = {
+    request: UpdateItemInputTypeDef = {
         "TableName": settings().jobs_table,
         "Key": {"jobId": {"S": job.job_id}},
         "UpdateExpression": "SET updatedAt = :now ADD requeues :one",
@@ -607,11 +602,11 @@ def requeue_unchanged(job: OpenJob, *, max_requeues: int) -> Transition:
 # --- item mapping ----------------------------------------------------------------------
 
 
-def _to_item(job: Job) -> dict[str, Any]:
-    item: dict[str, Any] = {
+def _to_item(job: Job) -> Item:
+    item: Item = {
         "jobId": job.job_id,
         "tenant": job.tenant,
-        "status": job.status,
+        "status": job.status.value,
         "createdAt": job.created_at,
         "updatedAt": job.updated_at,
         "sourceKey": job.source_key,
@@ -631,43 +626,76 @@ def _to_item(job: Job) -> dict[str, Any]:
     return item
 
 
-def _from_item(item: dict[str, Any]) -> Job:
+def _from_item(item: Item) -> Job:
+    source = item.get("source")
+    error = item.get("error")
+    expires_at = item.get("expiresAt")
     return Job(
-        job_id=item["jobId"],
-        tenant=item["tenant"],
-        status=item["status"],
-        created_at=item["createdAt"],
-        updated_at=item["updatedAt"],
-        source_key=item["sourceKey"],
-        content_type=item["contentType"],
-        filename=item.get("filename"),
-        presets=list(item.get("presets", [])),
-        source=item.get("source"),
-        outputs=list(item.get("outputs", [])),
-        error=item.get("error"),
-        attempts=int(item.get("attempts", 0)),
-        source_version=item.get("sourceVersion"),
-        source_etag=item.get("sourceETag"),
-        requeues=int(item.get("requeues", 0)),
-        expires_at=int(item["expiresAt"]) if "expiresAt" in item else None,
+        job_id=_text(item, "jobId"),
+        tenant=_text(item, "tenant"),
+        status=JobStatus(_text(item, "status")),
+        created_at=_text(item, "createdAt"),
+        updated_at=_text(item, "updatedAt"),
+        source_key=_text(item, "sourceKey"),
+        content_type=_text(item, "contentType"),
+        filename=_optional_text(item, "filename"),
+        presets=[str(name) for name in _list(item, "presets")],
+        source=_attributes(source) if isinstance(source, dict) else None,
+        outputs=[_attributes(output) for output in _list(item, "outputs")],
+        error=_error(error) if isinstance(error, dict) else None,
+        attempts=_count(item, "attempts"),
+        source_version=_optional_text(item, "sourceVersion"),
+        source_etag=_optional_text(item, "sourceETag"),
+        requeues=_count(item, "requeues"),
+        expires_at=expires_at if isinstance(expires_at, int) else None,
     )
 
 
-def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+def _text(item: Item, name: str) -> str:
+    value = item[name]
+    if not isinstance(value, str):
+        raise TypeError(f"job attribute {name} is not a string: {value!r}")
+    return value
+
+
+def _optional_text(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _count(item: Item, name: str) -> int:
+    value = item.get(name, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _list(item: Item, name: str) -> list[object]:
+    value = item.get(name)
+    return list(value) if isinstance(value, list) else []
+
+
+def _attributes(value: object) -> Item:
+    return {str(name): inner for name, inner in value.items()} if isinstance(value, dict) else {}
+
+
+def _error(value: dict[object, object]) -> dict[str, str]:
+    return {str(name): str(inner) for name, inner in value.items()}
+
+
+def _serialize(values: Mapping[str, object]) -> dict[str, AttributeValueTypeDef]:
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
     return {key: serializer.serialize(value) for key, value in values.items()}
 
 
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+def _deserialize(item: Mapping[str, AttributeValueTypeDef]) -> Item:
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
     return {key: _plain(deserializer.deserialize(value)) for key, value in item.items()}
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """DynamoDB numbers come back as Decimal; every number this store keeps is an int."""
     if isinstance(value, Decimal):
         return int(value)
@@ -684,12 +712,12 @@ def _plain(value: Any) -> Any:
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
+def _encode_cursor(key: Item) -> str:
     raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, tenant: str, listing: _Listing) -> dict[str, Any]:
+def _decode_cursor(cursor: str, tenant: str, listing: _Listing) -> Item:
     """The key a cursor names, if it is one this very listing (the tenant's, on the same
     index, in the same status) could have handed out."""
     try:

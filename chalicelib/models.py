@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from chalicelib import jobs
 from chalicelib.errors import (
     JOB_FAILURE_MESSAGES,
     PROCESSING_FAILED,
@@ -26,6 +25,7 @@ from chalicelib.errors import (
     UnsupportedContentType,
 )
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES
+from chalicelib.jobs import JobStatus
 
 Schema = dict[str, Any]
 
@@ -177,7 +177,7 @@ NO_QUERY: Mapping[str, Schema] = {}
 LIST_JOBS_QUERY: dict[str, Schema] = {
     "status": {
         "type": "string",
-        "enum": list(jobs.STATUSES),
+        "enum": [status.value for status in JobStatus],
         "description": "Only jobs in this status.",
     },
     "limit": {
@@ -241,7 +241,7 @@ HEALTH = _object({"status": {"type": "string", "enum": ["ok"]}})
 UPLOAD_CREATED = _object(
     {
         "jobId": JOB_ID,
-        "status": {"type": "string", "enum": [jobs.PENDING]},
+        "status": {"type": "string", "enum": [JobStatus.PENDING.value]},
         "upload": _object(
             {
                 "url": STRING,
@@ -273,7 +273,7 @@ def _job_error(code: str) -> Schema:
 JOB = _object(
     {
         "jobId": JOB_ID,
-        "status": {"type": "string", "enum": list(jobs.STATUSES)},
+        "status": {"type": "string", "enum": [status.value for status in JobStatus]},
         "createdAt": TIMESTAMP,
         "updatedAt": TIMESTAMP,
         "filename": _nullable(STRING),

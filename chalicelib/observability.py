@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 APP_NAME = "media-pipeline"
 METRICS_NAMESPACE = "MediaPipeline"
@@ -44,6 +43,15 @@ def metric(name: str, value: float, unit: str = "Count", **dimensions: str) -> N
         pass
 
 
-def job_fields(job_id: str, **fields: Any) -> dict[str, Any]:
+def job_fields(job_id: str, **fields: object) -> dict[str, object]:
     """`extra=` fields for a log line about one job."""
     return {"jobId": job_id, **fields}
+
+
+def log_job_failed(job_id: str, code: str, reason: str, *, cause: str | None = None) -> None:
+    """The log line and metric of a job the worker or the dead-letter handler ended FAILED."""
+    fields = job_fields(job_id, code=code, reason=reason)
+    if cause is not None:
+        fields["cause"] = cause
+    logger.warning("job failed", extra=fields)
+    metric("JobsFailed", 1, code=code)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
+# Re-exported: the engine (chalicelib.imaging) and callers name it from here.
+from chalicelib.errors import PresetError as PresetError
 from chalicelib.formats import OUTPUT_FORMATS
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
@@ -30,10 +32,6 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 DEFAULT_QUALITY: Mapping[str, int] = MappingProxyType(
     {"JPEG": 82, "WEBP": 80, "AVIF": 60, "PNG": 100}
 )
-
-
-class PresetError(ValueError):
-    """A preset or a preset configuration is invalid; the message says what and where."""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib import clients
 from chalicelib.config import UPLOADS_PREFIX, settings
 from chalicelib.errors import FileTooLarge, NotFound
+from chalicelib.timestamps import iso_utc
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ListObjectVersionsRequestTypeDef
 
 OUTPUT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 DEFAULT_SOURCE_NAME = "source"
@@ -78,7 +82,7 @@ def output_key(tenant: str, job_id: str, preset: str, extension: str) -> str:
     return f"{tenant}/{job_id}/{preset}.{extension}"
 
 
-def presign_upload(key: str, content_type: str) -> dict[str, Any]:
+def presign_upload(key: str, content_type: str) -> dict[str, object]:
     """A presigned POST pinned to one key, one content type and the size cap."""
     config = settings()
     ttl = config.upload_url_ttl_seconds
@@ -99,7 +103,7 @@ def presign_upload(key: str, content_type: str) -> dict[str, Any]:
         "method": "POST",
         "fields": post["fields"],
         "maxBytes": config.max_upload_bytes,
-        "expiresAt": expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "expiresAt": iso_utc(expires_at, "seconds"),
     }
 
 
@@ -140,7 +144,7 @@ def source_versions(bucket: str, key: str) -> list[StoredObject]:
     Delete markers are left out; the version of an object stored before versioning was
     enabled ("null") is named None, as its S3 event would."""
     found: list[StoredObject] = []
-    request: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+    request: ListObjectVersionsRequestTypeDef = {"Bucket": bucket, "Prefix": key}
     while True:
         with clients.aws_errors("list source versions"):
             page = clients.s3().list_object_versions(**request)

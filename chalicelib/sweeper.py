@@ -79,12 +79,15 @@ from chalicelib import dispatch, jobs, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
     PROCESSING_FAILED,
-    StaleTransition,
+    SweepIncomplete,
     TransientError,
+    UnexpectedAwsError,
     UploadExpired,
     job_error_message,
 )
+from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
+from chalicelib.timestamps import iso_utc
 
 # What a sweep did with a job (the `action` dimension of the JobsSwept metric).
 DISPATCHED = "dispatched"  # a lost upload event, dispatched now
@@ -101,10 +104,6 @@ Rule = Callable[[jobs.OpenJob], str]
 
 UPLOAD_EXPIRED_MESSAGE = job_error_message(UPLOAD_EXPIRED)
 STUCK_MESSAGE = job_error_message(STUCK)
-
-
-class SweepIncomplete(TransientError):
-    """Some jobs could not be handled; the next run tries them again."""
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,9 @@ class Cutoffs:
         if config.sweep_max_requeues:
             queued_age = min(stuck_age, config.sweep_requeue_after_seconds)
         return cls(
-            pending=_timestamp(now - timedelta(seconds=pending_age)),
-            stuck=_timestamp(now - timedelta(seconds=stuck_age)),
-            queued=_timestamp(now - timedelta(seconds=queued_age)),
+            pending=iso_utc(now - timedelta(seconds=pending_age)),
+            stuck=iso_utc(now - timedelta(seconds=stuck_age)),
+            queued=iso_utc(now - timedelta(seconds=queued_age)),
         )
 
 
@@ -158,10 +157,10 @@ def sweep(now: datetime | None = None) -> SweepReport:
     config = settings()
     budget = config.sweep_max_jobs
     per_shard = -(-config.sweep_scan_jobs // jobs.OPEN_SHARDS)
-    rules: tuple[tuple[str, str, Rule], ...] = (
-        (jobs.PENDING, cutoffs.pending, _sweep_pending),
-        (jobs.QUEUED, cutoffs.queued, partial(_sweep_queued, stuck_before=cutoffs.stuck)),
-        (jobs.PROCESSING, cutoffs.stuck, _sweep_stuck),
+    rules: tuple[tuple[JobStatus, str, Rule], ...] = (
+        (JobStatus.PENDING, cutoffs.pending, _sweep_pending),
+        (JobStatus.QUEUED, cutoffs.queued, partial(_sweep_queued, stuck_before=cutoffs.stuck)),
+        (JobStatus.PROCESSING, cutoffs.stuck, _sweep_stuck),
     )
     overdue = [
         (rule, job)
@@ -198,11 +197,12 @@ def _round_robin[T](queues: list[list[T]]) -> list[T]:
 def _apply(rule: Rule, job: jobs.OpenJob) -> str:
     try:
         action = rule(job)
-    except StaleTransition:
-        logger.info("job moved while being swept; left to it", extra=job_fields(job.job_id))
-        return SKIPPED
     except TransientError:
         logger.exception("job not swept; the next run retries", extra=job_fields(job.job_id))
+        return ERRORS
+    except UnexpectedAwsError as exc:
+        fields = job_fields(job.job_id, awsErrorCode=exc.aws_code, operation=exc.operation)
+        logger.exception("job not swept: an AWS error no retry cures", extra=fields)
         return ERRORS
     if action in SWEPT:
         metric("JobsSwept", 1, action=action)
@@ -212,14 +212,13 @@ def _apply(rule: Rule, job: jobs.OpenJob) -> str:
 def _sweep_pending(job: jobs.OpenJob) -> str:
     versions = storage.source_versions(settings().uploads_bucket, job.source_key)
     if not versions:
-        _end_failed(job, UPLOAD_EXPIRED, UPLOAD_EXPIRED_MESSAGE)
-        return UPLOAD_EXPIRED
+        return _end_failed(job, UPLOAD_EXPIRED, UPLOAD_EXPIRED_MESSAGE)
     first, *later = versions
     outcome = dispatch.dispatch(first)
     for other in later:
         _reject_later_upload(job, other)
     fields = job_fields(job.job_id, versionId=first.version_id, outcome=outcome)
-    if outcome != dispatch.QUEUED:
+    if outcome is not dispatch.DispatchOutcome.QUEUED_NOW:
         # A late event dispatched it between the query and now.
         logger.info("job dispatched meanwhile; left to it", extra=fields)
         return SKIPPED
@@ -232,7 +231,7 @@ def _reject_later_upload(job: jobs.OpenJob, other: storage.StoredObject) -> None
     failure only leaves it to the uploads lifecycle rule: the job itself is dispatched."""
     try:
         dispatch.dispatch(other)
-    except TransientError:
+    except (TransientError, UnexpectedAwsError):
         logger.warning(
             "later upload not rejected; the lifecycle rule will expire it",
             extra=job_fields(job.job_id, versionId=other.version_id),
@@ -253,26 +252,30 @@ def _sweep_queued(job: jobs.OpenJob, *, stuck_before: str) -> str:
 
 
 def _requeue_refused(job: jobs.OpenJob, current: jobs.Job | None) -> str:
-    if current is None or current.status != jobs.QUEUED or current.updated_at != job.updated_at:
-        raise StaleTransition(f"job {job.job_id} moved while being requeued")
+    if current is None or current.status is not JobStatus.QUEUED:
+        return _moved_meanwhile(job)
+    if current.updated_at != job.updated_at:
+        return _moved_meanwhile(job)
     # Every run until the job is stuck: DEBUG, as for an empty run.
     fields = job_fields(job.job_id, updatedAt=job.updated_at)
     logger.debug("job message sent again as often as allowed; left to the stuck rule", extra=fields)
     return REQUEUES_SPENT
 
 
+def _moved_meanwhile(job: jobs.OpenJob) -> str:
+    logger.info("job moved while being swept; left to it", extra=job_fields(job.job_id))
+    return SKIPPED
+
+
 def _sweep_stuck(job: jobs.OpenJob) -> str:
-    _end_failed(job, STUCK, STUCK_MESSAGE)
-    return STUCK
+    return _end_failed(job, STUCK, STUCK_MESSAGE)
 
 
-def _end_failed(job: jobs.OpenJob, code: str, message: str) -> None:
-    jobs.fail_unchanged(job, code=code, message=message)
+def _end_failed(job: jobs.OpenJob, code: str, message: str) -> str:
+    """End `job` FAILED with `code`, which is then the action taken; SKIPPED if it moved."""
+    if not jobs.fail_unchanged(job, code=code, message=message).moved:
+        return _moved_meanwhile(job)
     fields = job_fields(job.job_id, code=code, status=job.status, updatedAt=job.updated_at)
     logger.warning("job ended by the sweeper", extra=fields)
     metric("JobsFailed", 1, code=code)
-
-
-def _timestamp(moment: datetime) -> str:
-    """`moment` as jobs.now_iso writes `updatedAt`, so strings compare as times."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return code

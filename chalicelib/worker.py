@@ -1,11 +1,9 @@
-"""The thumbnail worker and the dead-letter handler, both fed by SQS batches.
+"""The thumbnail worker, fed by SQS batches of job messages (chalicelib/job_message.py).
 
-Chalice cannot turn on SQS partial batch responses, so a batch is all-or-nothing for
-Lambda: if the handler raises, every message in it comes back. To keep one failing job
-from replaying its siblings, each record is processed on its own; when any record fails
-transiently, the ones that finished are deleted from the queue explicitly before the
-handler raises. Only the failed ones return, and after the queue's maxReceiveCount they
-go to the dead-letter queue, whose handler ends the job FAILED (never stuck).
+Each record is processed on its own, behind the partial-batch boundary
+(chalicelib/sqs_batch.py): a record that fails transiently returns to the queue alone,
+and after the queue's maxReceiveCount goes to the dead-letter queue, whose handler
+(chalicelib/dead_letters.py) ends the job FAILED (never stuck).
 
 A job is claimed (-> PROCESSING) by one conditional write that also proves the message
 names the job's tenant, key and the source version the dispatcher pinned, and returns
@@ -16,69 +14,32 @@ the content type the job declared, before anything is decoded.
 Bad sources are permanent failures: the job ends FAILED with the error's code at once
 and the message is consumed, not retried. Duplicates are harmless: a terminal job is
 skipped, and output keys are deterministic. Once the worker has ended a job COMPLETED or
-FAILED, the source version is deleted: the outputs are what the service keeps. (A job the
-dead-letter handler fails keeps its source until the uploads lifecycle rule expires it,
-for whoever investigates why it failed on every retry.)
-
-An invocation that dies (timeout, out of memory) fails its whole batch, whatever record
-it died on: the records after that one never ran, yet each was received once more. A job
-that kills its worker every time thus takes its siblings to the dead-letter queue after
-maxReceiveCount deaths. The dead-letter handler tells them apart by the job's record:
-`attempts` counts the worker's claims, so a job claimed fewer than maxReceiveCount times
-was not what kept failing, and its message is sent back to the jobs queue (with a
-`redrives` count) instead of the job being failed. After MAX_REDRIVES such returns the job
-is given up too, so every job still ends.
+FAILED, the source version is deleted: the outputs are what the service keeps.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
-from chalicelib import clients, jobs, storage
+from chalicelib import job_message, jobs, sqs_batch, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
-    PROCESSING_FAILED,
     ContentMismatch,
+    InvocationEnding,
     NotFound,
+    PresetRemoved,
     ProcessingTimeout,
     SourceError,
-    StaleTransition,
+    SourceGone,
     TransientError,
-    job_error_message,
+    UnexpectedAwsError,
     public_message,
 )
 from chalicelib.formats import DECLARED_FORMATS
-from chalicelib.observability import job_fields, logger, metric
+from chalicelib.job_message import JobMessage
+from chalicelib.observability import job_fields, log_job_failed, logger, metric
 from chalicelib.presets import Preset, load_presets
-
-
-@dataclass(frozen=True)
-class JobMessage:
-    job_id: str
-    tenant: str
-    bucket: str
-    key: str
-    version_id: str | None = None
-    # How many times the dead-letter handler has sent this job's message back.
-    redrives: int = 0
-
-    @property
-    def upload(self) -> jobs.Upload:
-        return jobs.Upload(self.job_id, self.tenant, self.key, self.version_id)
-
-
-class BatchIncomplete(TransientError):
-    """Some records of a batch failed; they return to the queue for another try."""
-
-
-class InvocationEnding(TransientError):
-    """The render ran out of what was left of the invocation, not of its own budget: the
-    image may be fine, so the record goes back to the queue for a fresh invocation."""
-
 
 RemainingMillis = Callable[[], int]
 
@@ -90,82 +51,34 @@ MIN_RENDER_SECONDS = 1.0
 
 
 def handle_jobs_batch(
-    records: Iterable[dict[str, Any]], remaining_millis: RemainingMillis | None = None
+    records: Iterable[Mapping[str, object]], remaining_millis: RemainingMillis | None = None
 ) -> None:
     """``remaining_millis``: the Lambda context's ``get_remaining_time_in_millis``. A batch
     of several slow images must not run into the function's timeout, which would return
     every record of the batch; each render's budget is cut to what the invocation has left."""
-    _run_batch(records, lambda record: _process_record(record, remaining_millis))
-
-
-def handle_dead_letters(records: Iterable[dict[str, Any]]) -> None:
-    _run_batch(records, _end_or_send_back)
-
-
-def _run_batch(
-    records: Iterable[dict[str, Any]], process: Callable[[dict[str, Any]], None]
-) -> None:
-    done: list[dict[str, Any]] = []
-    failed = 0
-    for record in records:
-        try:
-            process(record)
-        # A batch boundary: whatever one record raises must not cost its siblings
-        # their completed work, so every failure is counted and the rest go on.
-        except Exception:  # noqa: BLE001
-            failed += 1
-            logger.exception(
-                "record failed; it will be retried",
-                extra={"messageId": record.get("messageId"), "attempt": _receive_count(record)},
-            )
-        else:
-            done.append(record)
-    if failed:
-        _delete_records(done)
-        raise BatchIncomplete(f"{failed} of {failed + len(done)} record(s) failed")
-
-
-def _delete_records(records: list[dict[str, Any]]) -> None:
-    for record in records:
-        queue_url = clients.queue_url_from_arn(record["eventSourceARN"])
-        with clients.aws_errors("delete finished message"):
-            clients.sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
-
-
-def _receive_count(record: dict[str, Any]) -> int:
-    return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-
-
-def parse_message(body: str) -> JobMessage | None:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    fields = ("jobId", "tenant", "bucket", "key")
-    if not all(isinstance(payload.get(name), str) and payload[name] for name in fields):
-        return None
-    version_id = payload.get("versionId")
-    if version_id is not None and not (isinstance(version_id, str) and version_id):
-        return None
-    redrives = payload.get("redrives", 0)
-    # bool is an int to Python, not to JSON: `true` is no count.
-    if isinstance(redrives, bool) or not isinstance(redrives, int) or redrives < 0:
-        return None
-    return JobMessage(
-        payload["jobId"], payload["tenant"], payload["bucket"], payload["key"], version_id, redrives
-    )
+    sqs_batch.run_batch(records, lambda record: _process_record(record, remaining_millis))
 
 
 # --- the worker ---------------------------------------------------------------------------
 
 
-def _process_record(record: dict[str, Any], remaining_millis: RemainingMillis | None) -> None:
-    message = parse_message(record.get("body", ""))
+def _process_record(record: sqs_batch.SqsRecord, remaining_millis: RemainingMillis | None) -> None:
+    message = job_message.parse(record.body)
     if message is None:
-        logger.error("dropping malformed job message", extra={"messageId": record.get("messageId")})
+        logger.error("dropping malformed job message", extra={"messageId": record.message_id})
         return
+    try:
+        _process_message(message, remaining_millis)
+    except UnexpectedAwsError as exc:
+        # A bug or a misconfiguration, not a busy AWS: said loudly, with the AWS code. The
+        # record fails as any other does: back to the queue, at last to the dead-letter
+        # handler, which ends the job FAILED.
+        fields = job_fields(message.job_id, awsErrorCode=exc.aws_code, operation=exc.operation)
+        logger.error("job message failed on an AWS error no retry cures", extra=fields)
+        raise
+
+
+def _process_message(message: JobMessage, remaining_millis: RemainingMillis | None) -> None:
     claimed = jobs.claim(message.upload)
     if not claimed.moved or claimed.job is None:
         _log_unclaimed(message, claimed.job)
@@ -173,11 +86,12 @@ def _process_record(record: dict[str, Any], remaining_millis: RemainingMillis | 
     job = claimed.job
     started = time.perf_counter()
     try:
-        _make_thumbnails(job, message, remaining_millis)
+        completed = _make_thumbnails(job, message, remaining_millis)
     except SourceError as exc:
         if _end_failed(job.job_id, exc):
             _discard_source(message)
-    except StaleTransition:
+        return
+    if not completed:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job.job_id))
     else:
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -188,7 +102,7 @@ def _process_record(record: dict[str, Any], remaining_millis: RemainingMillis | 
 
 
 def _log_unclaimed(message: JobMessage, current: jobs.Job | None) -> None:
-    if current is None or current.tenant != message.tenant or current.source_key != message.key:
+    if current is None or not current.owns(message.upload):
         logger.error("dropping message for an unknown job", extra=job_fields(message.job_id))
     elif current.is_terminal:
         logger.info(
@@ -205,7 +119,9 @@ def _log_unclaimed(message: JobMessage, current: jobs.Job | None) -> None:
 
 def _make_thumbnails(
     job: jobs.Job, message: JobMessage, remaining_millis: RemainingMillis | None
-) -> None:
+) -> bool:
+    """Render, store and record the job's outputs: True if this completed the job, False if
+    it had ended elsewhere meanwhile. Raises SourceError when the source cannot be used."""
     from chalicelib import imaging
 
     config = settings()
@@ -259,7 +175,7 @@ def _make_thumbnails(
         "height": result.source.height,
         "format": result.source.format,
     }
-    jobs.complete(job.job_id, source=source, outputs=outputs)
+    return jobs.complete(job.job_id, source=source, outputs=outputs).moved
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:
@@ -282,7 +198,7 @@ def _discard_source(message: JobMessage) -> None:
         return
     try:
         storage.delete_source(message.bucket, message.key, message.version_id)
-    except TransientError:
+    except (TransientError, UnexpectedAwsError):
         logger.warning(
             "source not deleted; the lifecycle rule will expire it",
             extra=job_fields(message.job_id),
@@ -308,14 +224,6 @@ def render_budget(
     return left, True
 
 
-class SourceGone(SourceError):
-    code = PROCESSING_FAILED
-
-
-class PresetRemoved(SourceError):
-    code = PROCESSING_FAILED
-
-
 def _job_presets(job: jobs.Job) -> list[Preset]:
     configured = load_presets(settings().presets_json)
     missing = [name for name in job.presets if name not in configured]
@@ -327,96 +235,14 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
 def _end_failed(job_id: str, error: SourceError) -> bool:
     """End the job FAILED with the error's code and public message; False if it had
     already ended elsewhere. The error's own text, and its cause's, go to the log only."""
-    try:
-        jobs.fail(job_id, code=error.code, message=public_message(error))
-    except StaleTransition:
+    if not jobs.fail(job_id, code=error.code, message=public_message(error)).moved:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
         return False
     cause = error.__cause__
-    _log_failed(
+    log_job_failed(
         job_id,
         error.code,
         error.message,
         cause=None if cause is None else f"{type(cause).__name__}: {cause}",
     )
     return True
-
-
-def _log_failed(job_id: str, code: str, reason: str, *, cause: str | None = None) -> None:
-    fields = job_fields(job_id, code=code, reason=reason)
-    if cause is not None:
-        fields["cause"] = cause
-    logger.warning("job failed", extra=fields)
-    metric("JobsFailed", 1, code=code)
-
-
-# --- the dead-letter handler --------------------------------------------------------------
-
-# The jobs queue's redrive policy (infra/template.yaml): a message is dead-lettered on its
-# receive after this many. tests/test_pipeline.py checks the two agree.
-MAX_RECEIVE_COUNT = 3
-# How many times one job's message may come back from the dead-letter queue to the jobs
-# queue while the job was not what failed it. Each return allows MAX_RECEIVE_COUNT more
-# receives, so a job caught in batches with one poisonous job after another still ends.
-MAX_REDRIVES = 2
-
-# What a job the dead-letter handler gives up says; why it was given up (one of the two
-# reasons below) goes to the log.
-GIVEN_UP = job_error_message(PROCESSING_FAILED)
-GIVEN_UP_AFTER_RETRIES = "Processing failed repeatedly; the job was given up after its retries."
-GIVEN_UP_AFTER_REDRIVES = (
-    "Processing kept failing in batches with other jobs; the job was given up after "
-    f"{MAX_REDRIVES} more rounds of retries."
-)
-
-
-def _end_or_send_back(record: dict[str, Any]) -> None:
-    message = parse_message(record.get("body", ""))
-    if message is None:
-        logger.error(
-            "dead letter is not a job message", extra={"messageId": record.get("messageId")}
-        )
-        return
-    # One conditional write decides in the common case: fail the job if it was claimed
-    # maxReceiveCount times; refused, it comes back as it stood, to tell why.
-    reason = GIVEN_UP_AFTER_RETRIES
-    outcome = jobs.give_up(
-        message.upload, code=PROCESSING_FAILED, message=GIVEN_UP, min_attempts=MAX_RECEIVE_COUNT
-    )
-    spent = message.redrives >= MAX_REDRIVES
-    if spent and not outcome.moved and _is_open_job_of(outcome.job, message):
-        reason = GIVEN_UP_AFTER_REDRIVES
-        outcome = jobs.give_up(message.upload, code=PROCESSING_FAILED, message=GIVEN_UP)
-    job = outcome.job
-    if outcome.moved:
-        _log_failed(message.job_id, PROCESSING_FAILED, reason)
-    elif job is None or not _owns(job, message):
-        logger.error("dropping dead letter for an unknown job", extra=job_fields(message.job_id))
-    elif job.is_terminal:
-        logger.info(
-            "dead letter of a finished job", extra=job_fields(job.job_id, status=job.status)
-        )
-    else:
-        _redrive(record["body"], message, job.attempts)
-
-
-def _owns(job: jobs.Job, message: JobMessage) -> bool:
-    return job.tenant == message.tenant and job.source_key == message.key
-
-
-def _is_open_job_of(job: jobs.Job | None, message: JobMessage) -> bool:
-    return job is not None and _owns(job, message) and not job.is_terminal
-
-
-def _redrive(body: str, message: JobMessage, attempts: int) -> None:
-    """Send the job's message back to the jobs queue: the same body, its redrives counted."""
-    payload = json.loads(body)
-    payload["redrives"] = message.redrives + 1
-    queue_url = clients.queue_url(settings().jobs_queue)
-    with clients.aws_errors("send job message back"):
-        clients.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(payload))
-    logger.warning(
-        "dead-lettered with a batch that kept failing; job message sent back",
-        extra=job_fields(message.job_id, attempts=attempts, redrives=payload["redrives"]),
-    )
-    metric("JobsRedriven", 1)

@@ -31,6 +31,25 @@ def new_job(tenant: str = "acme") -> jobs.Job:
     )
 
 
+def queue_job(job_id: str, *, size: int = 10) -> jobs.Transition:
+    """PENDING -> QUEUED as the dispatcher moves a job, for an upload stored unversioned."""
+    job = _stored_job(job_id)
+    upload = jobs.Upload(job_id, job.tenant, job.source_key, None)
+    return jobs.queue_upload(upload, size=size, etag=None)
+
+
+def claim_job(job_id: str) -> jobs.Transition:
+    """-> PROCESSING as the worker claims a job, naming the version the job pinned."""
+    job = _stored_job(job_id)
+    return jobs.claim(jobs.Upload(job_id, job.tenant, job.source_key, job.source_version))
+
+
+def _stored_job(job_id: str) -> jobs.Job:
+    job = jobs.get_job(job_id)
+    assert job is not None, f"no job {job_id}"
+    return job
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 

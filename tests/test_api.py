@@ -585,12 +585,31 @@ def test_internal_failures_reveal_nothing(
 
     reset_settings()
     response = client.http.get(f"/jobs/{uuid.uuid4()}", headers=bearer(acme_key))
-    assert response.status_code >= 500
+    assert_error(response, 500, "internal_error")
+    assert "Retry-After" not in response.headers
     body = response.json_body
     assert set(body) == {"error"}
     text = json.dumps(body)
     for leak in ("Traceback", "no-such-table", "botocore", "ResourceNotFound", ".py"):
         assert leak not in text
+
+
+def test_a_denied_aws_call_is_an_internal_error_not_a_retry(client: Client, acme_key: str) -> None:
+    # skip=1: the authorizer's own GetItem (of the API key) goes through.
+    denied = {"code": "AccessDeniedException", "status": 400, "skip": 1}
+    with aws_fault(clients.dynamodb(), "GetItem", **denied):
+        response = client.http.get(f"/jobs/{uuid.uuid4()}", headers=bearer(acme_key))
+    assert_error(response, 500, "internal_error")
+    assert "Retry-After" not in response.headers
+    for leak in ("AccessDenied", "GetItem", "botocore"):
+        assert leak not in response.body.decode()
+
+
+def test_a_throttled_aws_call_asks_the_client_to_retry(client: Client, acme_key: str) -> None:
+    with aws_fault(clients.dynamodb(), "GetItem", code="ThrottlingException", status=400, skip=1):
+        response = client.http.get(f"/jobs/{uuid.uuid4()}", headers=bearer(acme_key))
+    assert_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_broken_configuration_is_a_plain_500(

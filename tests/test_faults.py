@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from chalicelib import auth, clients, sweeper, worker
+from chalicelib import auth, clients, dead_letters, sweeper
 from chalicelib.config import reset_settings
 from chalicelib.config import settings as app_settings
 from tests.faults import (
@@ -645,7 +645,7 @@ def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: Harne
     with harness.faults(deadly):
         harness.sources.settle()
     # Killed on each of its receives, and no more: it was not sent back.
-    assert deadly.failed == worker.MAX_RECEIVE_COUNT
+    assert deadly.failed == dead_letters.MAX_RECEIVE_COUNT
     outcomes = harness.assert_settled([poison, *siblings], exact=False)
     assert outcomes[poison.job_id] == PROCESSING_FAILED
     # The siblings never ran while the poison came first in their batch: the dead-letter
@@ -655,7 +655,7 @@ def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: Harne
     for job in siblings:
         assert harness.derived_objects(job) == _CLEAN_RUNS[job.source.digest]
         assert harness.job_attempts(job.job_id) == 1
-    assert harness.job_attempts(poison.job_id) == worker.MAX_RECEIVE_COUNT
+    assert harness.job_attempts(poison.job_id) == dead_letters.MAX_RECEIVE_COUNT
 
 
 def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: Harness) -> None:
@@ -673,9 +673,9 @@ def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: Harness
         sibling.job_id: COMPLETED,
         second.job_id: PROCESSING_FAILED,
     }
-    assert [fault.failed for fault in deadly] == [worker.MAX_RECEIVE_COUNT] * 2
+    assert [fault.failed for fault in deadly] == [dead_letters.MAX_RECEIVE_COUNT] * 2
     assert [harness.job_attempts(job.job_id) for job in (first, second)] == [
-        worker.MAX_RECEIVE_COUNT
+        dead_letters.MAX_RECEIVE_COUNT
     ] * 2
     assert sorted(harness.sent.redriven()) == sorted([(sibling.job_id, 1), (second.job_id, 1)])
 
@@ -687,15 +687,17 @@ def test_a_message_that_keeps_coming_back_to_the_dead_letter_queue_ends(
     every time: it is sent back MAX_REDRIVES times, then given up."""
     job = harness.submit("red")
     dies_at_claim = Fault("UpdateItem", raises=killed, when=body_contains(job.job_id))
-    for _ in range(worker.MAX_REDRIVES + 1):
+    for _ in range(dead_letters.MAX_REDRIVES + 1):
         with harness.faults(dies_at_claim):
             while harness.sources.poll_worker():
                 pass
         assert harness.queue_depth(harness.pipeline.queues.dlq_url) == 1
         assert harness.job_status(job.job_id) == "QUEUED"
         harness.sources.poll_dead_letters()
-    assert dies_at_claim.failed == worker.MAX_RECEIVE_COUNT * (worker.MAX_REDRIVES + 1)
-    assert harness.sent.redriven() == [(job.job_id, n) for n in range(1, worker.MAX_REDRIVES + 1)]
+    assert dies_at_claim.failed == dead_letters.MAX_RECEIVE_COUNT * (dead_letters.MAX_REDRIVES + 1)
+    assert harness.sent.redriven() == [
+        (job.job_id, n) for n in range(1, dead_letters.MAX_REDRIVES + 1)
+    ]
     assert harness.assert_settled([job], exact=False) == {job.job_id: PROCESSING_FAILED}
     assert harness.job_attempts(job.job_id) == 0
 

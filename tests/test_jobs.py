@@ -12,41 +12,52 @@ from chalice.test import Client
 
 from chalicelib import clients, jobs, storage, sweeper
 from chalicelib.config import reset_settings, settings
-from chalicelib.errors import InvalidRequest, StaleTransition
+from chalicelib.errors import InvalidRequest
+from chalicelib.jobs import JobStatus
 from infra import backfill
-from tests.pipeline import bearer, new_job
+from tests.pipeline import bearer, claim_job, new_job, queue_job
 from tests.resources import Queues
 
 
 def test_the_happy_path_moves_forward(aws: Queues) -> None:
     job = new_job()
-    assert jobs.mark_queued(job.job_id, source_bytes=10).status == jobs.QUEUED
-    claimed = jobs.start_processing(job.job_id)
-    assert (claimed.status, claimed.attempts) == (jobs.PROCESSING, 1)
-    retried = jobs.start_processing(job.job_id)
-    assert (retried.status, retried.attempts) == (jobs.PROCESSING, 2)
-    done = jobs.complete(job.job_id, source={"bytes": 10}, outputs=[{"preset": "thumb"}])
-    assert done.status == jobs.COMPLETED
+    queued = moved(queue_job(job.job_id, size=10))
+    assert queued.status is JobStatus.QUEUED
+    claimed = moved(claim_job(job.job_id))
+    assert (claimed.status, claimed.attempts) == (JobStatus.PROCESSING, 1)
+    retried = moved(claim_job(job.job_id))
+    assert (retried.status, retried.attempts) == (JobStatus.PROCESSING, 2)
+    done = moved(jobs.complete(job.job_id, source={"bytes": 10}, outputs=[{"preset": "thumb"}]))
+    assert done.status is JobStatus.COMPLETED
     assert done.outputs == [{"preset": "thumb"}]
 
 
-@pytest.mark.parametrize("terminal", [jobs.COMPLETED, jobs.FAILED])
+def moved(transition: jobs.Transition) -> jobs.Job:
+    """The job a move left, asserting it moved."""
+    assert transition.moved
+    assert transition.job is not None
+    return transition.job
+
+
+@pytest.mark.parametrize("terminal", [JobStatus.COMPLETED, JobStatus.FAILED])
 def test_nothing_leaves_a_terminal_state(aws: Queues, terminal: str) -> None:
     job = new_job()
-    jobs.start_processing(job.job_id)
-    if terminal == jobs.COMPLETED:
+    claim_job(job.job_id)
+    if terminal == JobStatus.COMPLETED:
         jobs.complete(job.job_id, source={}, outputs=[])
     else:
         jobs.fail(job.job_id, code="corrupt_image", message="broken")
-    moves: list[Callable[[], object]] = [
-        lambda: jobs.mark_queued(job.job_id, source_bytes=1),
-        lambda: jobs.start_processing(job.job_id),
+    moves: list[Callable[[], jobs.Transition]] = [
+        lambda: queue_job(job.job_id, size=1),
+        lambda: claim_job(job.job_id),
         lambda: jobs.complete(job.job_id, source={}, outputs=[]),
         lambda: jobs.fail(job.job_id, code="processing_failed", message="late"),
     ]
     for move in moves:
-        with pytest.raises(StaleTransition):
-            move()
+        refused = move()
+        assert not refused.moved
+        assert refused.job is not None
+        assert refused.job.status == terminal
     final = jobs.get_job(job.job_id)
     assert final is not None
     assert final.status == terminal
@@ -54,16 +65,14 @@ def test_nothing_leaves_a_terminal_state(aws: Queues, terminal: str) -> None:
 
 def test_no_step_backwards(aws: Queues) -> None:
     job = new_job()
-    jobs.start_processing(job.job_id)
-    with pytest.raises(StaleTransition):
-        jobs.mark_queued(job.job_id, source_bytes=1)
-    with pytest.raises(StaleTransition):
-        jobs.complete(new_job().job_id, source={}, outputs=[])  # PENDING cannot complete
+    claim_job(job.job_id)
+    assert not queue_job(job.job_id, size=1).moved
+    assert not jobs.complete(new_job().job_id, source={}, outputs=[]).moved  # PENDING cannot
 
 
 def test_missing_jobs_cannot_be_moved(aws: Queues) -> None:
-    with pytest.raises(StaleTransition):
-        jobs.fail(jobs.new_job_id(), code="processing_failed", message="x")
+    refused = jobs.fail(jobs.new_job_id(), code="processing_failed", message="x")
+    assert refused == jobs.Transition(moved=False, job=None)
     assert jobs.get_job(jobs.new_job_id()) is None
 
 
@@ -78,7 +87,11 @@ def test_queueing_pins_the_uploaded_version_in_one_write(aws: Queues) -> None:
     stored = jobs.get_job(job.job_id)
     assert stored is not None
     assert stored == queued.job
-    assert (stored.status, stored.source_version, stored.source_etag) == (jobs.QUEUED, "v1", "abc")
+    assert (stored.status, stored.source_version, stored.source_etag) == (
+        JobStatus.QUEUED,
+        "v1",
+        "abc",
+    )
     assert stored.source == {"bytes": 1234}
 
 
@@ -105,7 +118,7 @@ def test_only_the_job_that_owns_the_key_is_queued(aws: Queues, mismatch: str) ->
     assert refused.job == job  # the caller sees it is not the upload's owner
     stored = jobs.get_job(job.job_id)
     assert stored is not None
-    assert (stored.status, stored.source_version) == (jobs.PENDING, None)
+    assert (stored.status, stored.source_version) == (JobStatus.PENDING, None)
 
 
 def test_queueing_a_missing_job_reports_none(aws: Queues) -> None:
@@ -117,19 +130,19 @@ def test_a_claim_names_the_pinned_version_and_returns_the_job(aws: Queues) -> No
     job = new_job()
     jobs.queue_upload(upload_of(job, "v1"), size=1, etag="a")
     refused = jobs.claim(upload_of(job, "v2"))
-    assert (refused.moved, refused.job and refused.job.status) == (False, jobs.QUEUED)
+    assert (refused.moved, refused.job and refused.job.status) == (False, JobStatus.QUEUED)
     assert refused.job is not None
     assert refused.job.attempts == 0
     claimed = jobs.claim(upload_of(job, "v1"))
     assert claimed.moved
     assert claimed.job is not None
-    assert (claimed.job.status, claimed.job.attempts) == (jobs.PROCESSING, 1)
+    assert (claimed.job.status, claimed.job.attempts) == (JobStatus.PROCESSING, 1)
     assert (claimed.job.content_type, claimed.job.presets) == ("image/jpeg", ["thumb"])
     jobs.complete(job.job_id, source={}, outputs=[])
     late = jobs.claim(upload_of(job, "v1"))
     assert not late.moved
     assert late.job is not None
-    assert (late.job.status, late.job.attempts) == (jobs.COMPLETED, 1)
+    assert (late.job.status, late.job.attempts) == (JobStatus.COMPLETED, 1)
 
 
 def test_an_unversioned_upload_is_claimed_only_without_a_version(aws: Queues) -> None:
@@ -185,15 +198,15 @@ def test_source_keys_round_trip() -> None:
 
 def finished(status: str, tenant: str = "acme") -> str:
     job = new_job(tenant)
-    jobs.start_processing(job.job_id)
-    if status == jobs.COMPLETED:
+    claim_job(job.job_id)
+    if status == JobStatus.COMPLETED:
         jobs.complete(job.job_id, source={}, outputs=[])
     else:
         jobs.fail(job.job_id, code="corrupt_image", message="broken")
     return job.job_id
 
 
-def every_page(status: str | None, limit: int) -> list[list[str]]:
+def every_page(status: JobStatus | None, limit: int) -> list[list[str]]:
     """The ids on each page of the listing, following its cursors to the end."""
     pages: list[list[str]] = []
     cursor = None
@@ -209,42 +222,46 @@ def test_a_filtered_listing_has_no_empty_page_before_its_end(aws: Queues) -> Non
     # More jobs of other statuses between two PENDING ones than a page's queries read.
     older = new_job().job_id
     for _ in range(jobs.MAX_LIST_QUERIES + 2):
-        finished(jobs.COMPLETED)
+        finished(JobStatus.COMPLETED)
     newer = new_job().job_id
-    finished(jobs.FAILED)
-    finished(jobs.FAILED)
+    finished(JobStatus.FAILED)
+    finished(JobStatus.FAILED)
     new_job("globex")
 
-    assert every_page(jobs.PENDING, limit=1) == [[newer], [older]]
-    completed = every_page(jobs.COMPLETED, limit=5)
+    assert every_page(JobStatus.PENDING, limit=1) == [[newer], [older]]
+    completed = every_page(JobStatus.COMPLETED, limit=5)
     assert [len(page) for page in completed] == [5, 5, 2]
-    assert [len(page) for page in every_page(jobs.FAILED, limit=1)] == [1, 1]
+    assert [len(page) for page in every_page(JobStatus.FAILED, limit=1)] == [1, 1]
 
 
 def test_a_listing_that_ends_on_a_full_page_says_so(aws: Queues) -> None:
     created = [new_job().job_id for _ in range(4)]
     assert every_page(None, limit=2) == [created[:1:-1], created[1::-1]]
-    assert every_page(jobs.PENDING, limit=4) == [created[::-1]]
+    assert every_page(JobStatus.PENDING, limit=4) == [created[::-1]]
 
 
 def test_a_filtered_listing_is_newest_first_by_when_jobs_got_there(aws: Queues) -> None:
     first, second = new_job().job_id, new_job().job_id
-    jobs.start_processing(second)
-    jobs.start_processing(first)
-    assert every_page(jobs.PROCESSING, limit=10) == [[first, second]]
-    assert every_page(jobs.PENDING, limit=10) == [[]]
+    claim_job(second)
+    claim_job(first)
+    assert every_page(JobStatus.PROCESSING, limit=10) == [[first, second]]
+    assert every_page(JobStatus.PENDING, limit=10) == [[]]
 
 
 @pytest.mark.parametrize(
     ("issued_for", "used_for"),
-    [(None, jobs.PENDING), (jobs.PENDING, None), (jobs.PENDING, jobs.COMPLETED)],
+    [
+        (None, JobStatus.PENDING),
+        (JobStatus.PENDING, None),
+        (JobStatus.PENDING, JobStatus.COMPLETED),
+    ],
 )
 def test_a_cursor_is_good_only_for_the_listing_that_issued_it(
-    aws: Queues, issued_for: str | None, used_for: str | None
+    aws: Queues, issued_for: JobStatus | None, used_for: JobStatus | None
 ) -> None:
     for _ in range(2):
         new_job()
-        finished(jobs.COMPLETED)
+        finished(JobStatus.COMPLETED)
     _, cursor = jobs.list_jobs("acme", status=issued_for, limit=1, cursor=None)
     assert cursor is not None
     with pytest.raises(InvalidRequest):
@@ -254,18 +271,18 @@ def test_a_cursor_is_good_only_for_the_listing_that_issued_it(
 
 
 def test_jobs_written_before_the_status_index_are_filled_in_once(aws: Queues) -> None:
-    done, waiting = finished(jobs.COMPLETED), new_job().job_id
+    done, waiting = finished(JobStatus.COMPLETED), new_job().job_id
     for job_id in (done, waiting):  # as every job was before the index
         clients.dynamodb().update_item(
             TableName=settings().jobs_table,
             Key={"jobId": {"S": job_id}},
             UpdateExpression=f"REMOVE {jobs.STATUS_SINCE}",
         )
-    assert every_page(jobs.COMPLETED, limit=10) == [[]]
+    assert every_page(JobStatus.COMPLETED, limit=10) == [[]]
 
     assert backfill.backfill() == 2
-    assert every_page(jobs.COMPLETED, limit=10) == [[done]]
-    assert every_page(jobs.PENDING, limit=10) == [[waiting]]
+    assert every_page(JobStatus.COMPLETED, limit=10) == [[done]]
+    assert every_page(JobStatus.PENDING, limit=10) == [[waiting]]
     assert jobs.count_pending("acme", up_to=10) == 1
     assert backfill.backfill() == 0
 

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from chalicelib import clients, jobs, worker
+from chalicelib import clients, dead_letters, job_message, jobs
 from chalicelib.config import reset_settings, settings
-from chalicelib.worker import GIVEN_UP
+from chalicelib.dead_letters import GIVEN_UP
 from devstack import runner
 from devstack.lambda_events import s3_object_created_event
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.job_errors import assert_fixed_message
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, claim_job
 from tests.samples import jpeg, phone_photo, png
 
 
@@ -387,7 +387,7 @@ def test_dead_letters_never_reopen_a_finished_job(pipeline: Pipeline) -> None:
     assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
     # The stored record, not the API's view: its download links are signed anew each time.
     finished = jobs.get_job(upload["jobId"])
-    for redrives in (0, worker.MAX_REDRIVES):
+    for redrives in (0, dead_letters.MAX_REDRIVES):
         dead_letter(pipeline, body, redrives=redrives)
     pipeline.sqs.send_message(QueueUrl=pipeline.queues.dlq_url, MessageBody="garbage")
     pipeline.dead_letters().drain()
@@ -415,7 +415,7 @@ def test_the_dead_letter_handler_knows_the_queues_max_receive_count(pipeline: Pi
         QueueUrl=pipeline.queues.jobs_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]
     policy = json.loads(attributes["RedrivePolicy"])
-    assert int(policy["maxReceiveCount"]) == worker.MAX_RECEIVE_COUNT
+    assert int(policy["maxReceiveCount"]) == dead_letters.MAX_RECEIVE_COUNT
 
 
 def test_a_job_dead_lettered_before_it_was_tried_is_sent_back_and_completes(
@@ -434,8 +434,8 @@ def test_a_job_dead_lettered_before_it_was_tried_is_sent_back_and_completes(
         status=400,
         when=body_contains(job_id),
     ) as claims:
-        assert pipeline.worker().drain() == worker.MAX_RECEIVE_COUNT
-    assert claims.failed == worker.MAX_RECEIVE_COUNT
+        assert pipeline.worker().drain() == dead_letters.MAX_RECEIVE_COUNT
+    assert claims.failed == dead_letters.MAX_RECEIVE_COUNT
     (letter,) = pipeline.sqs.receive_message(QueueUrl=pipeline.queues.dlq_url)["Messages"]
     pipeline.sqs.change_message_visibility(
         QueueUrl=pipeline.queues.dlq_url, ReceiptHandle=letter["ReceiptHandle"], VisibilityTimeout=0
@@ -460,7 +460,7 @@ def test_a_job_dead_lettered_before_it_was_tried_is_sent_back_and_completes(
     assert len(stored.outputs) == 3
 
 
-@pytest.mark.parametrize("redrives", range(worker.MAX_REDRIVES + 1))
+@pytest.mark.parametrize("redrives", range(dead_letters.MAX_REDRIVES + 1))
 def test_a_job_sent_back_from_the_dead_letters_is_given_up_after_the_bound(
     pipeline: Pipeline, redrives: int
 ) -> None:
@@ -471,7 +471,7 @@ def test_a_job_sent_back_from_the_dead_letters_is_given_up_after_the_bound(
     dead_letter(pipeline, body, redrives=redrives)
     pipeline.dead_letters().drain()
     job = pipeline.job(upload["jobId"])
-    if redrives < worker.MAX_REDRIVES:
+    if redrives < dead_letters.MAX_REDRIVES:
         assert job["status"] == "QUEUED"
         assert json.loads(take_job_message(pipeline))["redrives"] == redrives + 1
     else:
@@ -480,7 +480,7 @@ def test_a_job_sent_back_from_the_dead_letters_is_given_up_after_the_bound(
         assert queue_depth(pipeline, pipeline.queues.jobs_url) == 0
 
 
-@pytest.mark.parametrize("attempts", [0, worker.MAX_RECEIVE_COUNT])
+@pytest.mark.parametrize("attempts", [0, dead_letters.MAX_RECEIVE_COUNT])
 def test_a_dead_letter_costs_one_conditional_write(pipeline: Pipeline, attempts: int) -> None:
     """A job claimed maxReceiveCount times is failed, one never claimed sent back: either
     way, one conditional write decides, with no read before it."""
@@ -489,7 +489,7 @@ def test_a_dead_letter_costs_one_conditional_write(pipeline: Pipeline, attempts:
     pipeline.notify_upload(pipeline.source_key(upload))
     body = take_job_message(pipeline)
     for _ in range(attempts):
-        jobs.start_processing(upload["jobId"])
+        claim_job(upload["jobId"])
     dead_letter(pipeline, body)
     with aws_calls() as calls:
         pipeline.dead_letters().drain()
@@ -510,8 +510,8 @@ def test_the_local_dead_letter_source_outlives_a_failed_receive(pipeline: Pipeli
     pipeline.post_file(upload, jpeg())
     pipeline.notify_upload(pipeline.source_key(upload))
     body = take_job_message(pipeline)
-    for _ in range(worker.MAX_RECEIVE_COUNT):
-        jobs.start_processing(upload["jobId"])
+    for _ in range(dead_letters.MAX_RECEIVE_COUNT):
+        claim_job(upload["jobId"])
     stop, polling = threading.Event(), threading.Event()
     source = threading.Thread(target=runner.consume, args=(trigger, stop, polling.set), daemon=True)
     source.start()
@@ -570,8 +570,41 @@ def test_a_dead_letter_naming_another_tenants_key_changes_nothing(pipeline: Pipe
 )
 def test_job_messages_carry_their_redrives(extra: dict[str, Any], redrives: int | None) -> None:
     body = {"jobId": "j", "tenant": "acme", "bucket": "b", "key": "uploads/acme/j/a.jpg"}
-    message = worker.parse_message(json.dumps({**body, **extra}))
+    message = job_message.parse(json.dumps({**body, **extra}))
     assert (message.redrives if message else None) == redrives
+
+
+def test_a_non_transient_aws_error_fails_the_record_loudly_with_its_code(
+    pipeline: Pipeline,
+) -> None:
+    upload = pipeline.request_upload()
+    pipeline.post_file(upload, jpeg())
+    pipeline.notify_upload(pipeline.source_key(upload))
+    from chalicelib.observability import logger
+
+    handler: Any = logger.handlers[0]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        with aws_fault(clients.s3(), "GetObject", code="AccessDenied", status=403) as denied:
+            attempts = pipeline.worker().drain()
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert attempts == dead_letters.MAX_RECEIVE_COUNT == denied.failed
+    failures = [line for line in lines if line["message"].startswith("job message failed")]
+    assert len(failures) == dead_letters.MAX_RECEIVE_COUNT
+    assert all(line["level"] == "ERROR" for line in failures)
+    assert {(line["jobId"], line["awsErrorCode"]) for line in failures} == {
+        (upload["jobId"], "AccessDenied")
+    }
+    retried = [line for line in lines if line["message"] == "record failed; it will be retried"]
+    assert [line["awsErrorCode"] for line in retried] == ["AccessDenied"] * len(failures)
+    # As any record that keeps failing: dead-lettered, then the job ends FAILED.
+    pipeline.dead_letters().drain()
+    job = pipeline.job(upload["jobId"])
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "processing_failed", "message": GIVEN_UP}
 
 
 def test_malformed_messages_are_dropped_not_retried(pipeline: Pipeline) -> None:

@@ -22,11 +22,13 @@ import pytest
 
 from chalicelib import clients, jobs, sweeper
 from chalicelib.config import reset_settings, settings
-from chalicelib.errors import StaleTransition, TransientError
+from chalicelib.errors import SweepIncomplete, TransientError
+from chalicelib.jobs import JobStatus
+from chalicelib.timestamps import now_iso
 from devstack import runner
 from infra import stack
 from tests.faults import aws_fault
-from tests.pipeline import Pipeline, new_job
+from tests.pipeline import Pipeline, claim_job, new_job, queue_job
 from tests.resources import Queues
 from tests.samples import jpeg
 
@@ -112,7 +114,7 @@ def unsent_upload(pipeline: Pipeline) -> tuple[str, str]:
                 pipeline.notify_upload(key)
     assert fault.failed == ASYNC_ATTEMPTS
     job = current(upload["jobId"])
-    assert (job.status, job.source_version, job.requeues) == (jobs.QUEUED, version, 0)
+    assert (job.status, job.source_version, job.requeues) == (JobStatus.QUEUED, version, 0)
     assert messages(pipeline.queues) == 0
     return job.job_id, key
 
@@ -156,11 +158,11 @@ def counting(client: Any, operation: str) -> Iterator[Counter[str]]:
 
 def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None:
     job = new_job()
-    shard = jobs.open_shard(job.job_id, jobs.PENDING).split("#")[1]
+    shard = jobs.open_shard(job.job_id, JobStatus.PENDING).split("#")[1]
     assert index_members()[job.job_id] == f"PENDING#{shard}"
-    jobs.mark_queued(job.job_id, source_bytes=10)
+    queue_job(job.job_id, size=10)
     assert index_members()[job.job_id] == f"QUEUED#{shard}"
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     assert index_members()[job.job_id] == f"PROCESSING#{shard}"
     jobs.complete(job.job_id, source={"bytes": 10}, outputs=[])
     assert job.job_id not in index_members()
@@ -172,22 +174,22 @@ def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None
         TableName=settings().jobs_table, Key={"jobId": {"S": failed.job_id}}
     )["Item"]
     assert jobs.OPEN_SHARD not in item
-    assert item["status"]["S"] == jobs.FAILED
+    assert item["status"]["S"] == JobStatus.FAILED
 
 
 def test_open_jobs_spread_over_the_shards(aws: Queues) -> None:
-    shards = {jobs.open_shard(jobs.new_job_id(), jobs.PENDING) for _ in range(200)}
+    shards = {jobs.open_shard(jobs.new_job_id(), JobStatus.PENDING) for _ in range(200)}
     assert shards == {f"PENDING#{i}" for i in range(jobs.OPEN_SHARDS)}
 
 
 def test_the_query_finds_only_jobs_older_than_the_cutoff(aws: Queues) -> None:
     before = [new_job().job_id, new_job().job_id]
-    cutoff = jobs.now_iso()
+    cutoff = now_iso()
     newer = new_job()
-    found = {job.job_id for job in jobs.open_jobs_before(jobs.PENDING, cutoff, per_shard=10)}
+    found = {job.job_id for job in jobs.open_jobs_before(JobStatus.PENDING, cutoff, per_shard=10)}
     assert found == set(before)
     assert newer.job_id not in found
-    assert jobs.open_jobs_before(jobs.QUEUED, cutoff, per_shard=10) == []
+    assert jobs.open_jobs_before(JobStatus.QUEUED, cutoff, per_shard=10) == []
 
 
 # --- PENDING: a lost upload event, or no upload -------------------------------------------
@@ -204,7 +206,7 @@ def test_a_lost_upload_event_is_dispatched_and_the_job_completes(pipeline: Pipel
     pipeline.sweep()
 
     queued = current(upload["jobId"])
-    assert (queued.status, queued.source_version) == (jobs.QUEUED, first)
+    assert (queued.status, queued.source_version) == (JobStatus.QUEUED, first)
     assert pipeline.versions(key) == [first], "the later upload was kept"
     pipeline.worker().drain()
     done = pipeline.job(upload["jobId"])
@@ -256,8 +258,8 @@ def test_pending_jobs_are_left_alone_until_the_upload_url_expires_and_the_grace(
     report = sweeper.sweep(now=after(pending_age(), -timedelta(minutes=1)))
 
     assert report.counts == Counter()
-    assert current(waiting["jobId"]).status == jobs.PENDING
-    assert current(uploaded["jobId"]).status == jobs.PENDING
+    assert current(waiting["jobId"]).status == JobStatus.PENDING
+    assert current(uploaded["jobId"]).status == JobStatus.PENDING
     assert messages(pipeline.queues) == 0
 
 
@@ -275,7 +277,7 @@ def test_a_job_whose_message_was_never_sent_is_sent_again_and_completes(
     pipeline.sweep()
 
     requeued = current(job_id)
-    assert (requeued.status, requeued.requeues) == (jobs.QUEUED, 1)
+    assert (requeued.status, requeued.requeues) == (JobStatus.QUEUED, 1)
     assert requeued.updated_at > backdated.updated_at
     assert messages(pipeline.queues) == 1
     pipeline.worker().drain()
@@ -289,8 +291,8 @@ def test_a_job_whose_message_was_never_sent_is_sent_again_and_completes(
 def test_only_a_job_still_queued_is_sent_again(pipeline: Pipeline) -> None:
     unsent, _ = unsent_upload(pipeline)
     claimed = new_job()
-    jobs.mark_queued(claimed.job_id, source_bytes=10)
-    jobs.start_processing(claimed.job_id)
+    queue_job(claimed.job_id, size=10)
+    claim_job(claimed.job_id)
     lose_messages(pipeline.queues)
 
     report = sweeper.sweep(now=after(requeue_age()))
@@ -298,7 +300,7 @@ def test_only_a_job_still_queued_is_sent_again(pipeline: Pipeline) -> None:
     assert report.counts == Counter({REQUEUED: 1})
     assert take_messages(pipeline.queues) == [unsent]
     still = current(claimed.job_id)
-    assert (still.status, still.attempts, still.requeues) == (jobs.PROCESSING, 1, 0)
+    assert (still.status, still.attempts, still.requeues) == (JobStatus.PROCESSING, 1, 0)
 
 
 def test_a_worker_claiming_the_job_during_the_sweep_wins(aws: Queues) -> None:
@@ -314,7 +316,7 @@ def test_a_worker_claiming_the_job_during_the_sweep_wins(aws: Queues) -> None:
 
     assert report.counts == Counter({sweeper.SKIPPED: 1})
     final = current(job.job_id)
-    assert (final.status, final.attempts, final.requeues) == (jobs.PROCESSING, 1, 0)
+    assert (final.status, final.attempts, final.requeues) == (JobStatus.PROCESSING, 1, 0)
     assert messages(aws) == 0
 
 
@@ -339,7 +341,7 @@ def test_a_failed_resend_spends_its_turn_and_the_next_interval_sends_it(
 
     with (
         aws_fault(clients.sqs(), "SendMessage", code="InternalError", status=500, times=1),
-        pytest.raises(sweeper.SweepIncomplete),
+        pytest.raises(SweepIncomplete),
     ):
         sweeper.sweep(now=after(requeue_age()))
 
@@ -366,38 +368,37 @@ def test_after_its_requeues_a_job_ends_processing_failed_at_the_old_threshold(
         for now in (after(requeue_age()), after(stuck_age(), -timedelta(minutes=1))):
             assert sweeper.sweep(now=now).counts == Counter({sweeper.REQUEUES_SPENT: 1})
     assert sends["SendMessage"] == 0
-    assert (current(job_id).status, current(job_id).requeues) == (jobs.QUEUED, allowed)
+    assert (current(job_id).status, current(job_id).requeues) == (JobStatus.QUEUED, allowed)
 
     # The stuck rule counts from the last write: the last message sent.
     assert sweeper.sweep(now=after(stuck_age())).counts == Counter({STUCK: 1})
     failed = current(job_id)
-    assert failed.status == jobs.FAILED
+    assert failed.status == JobStatus.FAILED
     assert failed.error == {"code": "processing_failed", "message": sweeper.STUCK_MESSAGE}
     assert job_id not in index_members()
 
 
 def test_only_the_requeue_write_keeps_a_job_queued(aws: Queues) -> None:
     job = new_job()
-    jobs.mark_queued(job.job_id, source_bytes=10)
-    with pytest.raises(StaleTransition):
-        jobs.mark_queued(job.job_id, source_bytes=10)  # QUEUED -> QUEUED is not a transition
-    (seen,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), per_shard=10)
+    queue_job(job.job_id, size=10)
+    assert not queue_job(job.job_id, size=10).moved  # QUEUED -> QUEUED is none
+    (seen,) = jobs.open_jobs_before(JobStatus.QUEUED, now_iso(), per_shard=10)
 
     requeued = jobs.requeue_unchanged(seen, max_requeues=1)
     assert requeued.moved
     assert requeued.job is not None
-    assert (requeued.job.status, requeued.job.requeues) == (jobs.QUEUED, 1)
-    assert index_members()[job.job_id] == jobs.open_shard(job.job_id, jobs.QUEUED)
+    assert (requeued.job.status, requeued.job.requeues) == (JobStatus.QUEUED, 1)
+    assert index_members()[job.job_id] == jobs.open_shard(job.job_id, JobStatus.QUEUED)
     # Read before that write: refused, and the job comes back as it stands.
     assert jobs.requeue_unchanged(seen, max_requeues=5) == jobs.Transition(False, requeued.job)
-    (again,) = jobs.open_jobs_before(jobs.QUEUED, jobs.now_iso(), per_shard=10)
+    (again,) = jobs.open_jobs_before(JobStatus.QUEUED, now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(again, max_requeues=1).moved  # its requeues are spent
-    jobs.start_processing(job.job_id)
+    claim_job(job.job_id)
     assert not jobs.requeue_unchanged(again, max_requeues=5).moved  # claimed since
-    (claimed,) = jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), per_shard=10)
+    (claimed,) = jobs.open_jobs_before(JobStatus.PROCESSING, now_iso(), per_shard=10)
     assert not jobs.requeue_unchanged(claimed, max_requeues=5).moved  # only QUEUED stays
     final = current(job.job_id)
-    assert (final.status, final.requeues) == (jobs.PROCESSING, 1)
+    assert (final.status, final.requeues) == (JobStatus.PROCESSING, 1)
 
 
 # --- QUEUED and PROCESSING: the message can no longer arrive --------------------------------
@@ -412,19 +413,19 @@ def test_jobs_whose_message_was_lost_end_processing_failed(
     pipeline.post_file(queued, jpeg())
     pipeline.notify_upload(pipeline.source_key(queued))
     claimed = new_job()
-    jobs.mark_queued(claimed.job_id, source_bytes=10)
-    jobs.start_processing(claimed.job_id)
+    queue_job(claimed.job_id, size=10)
+    claim_job(claimed.job_id)
     lose_messages(pipeline.queues)  # dropped at the end of the queue's retention
 
     assert sweeper.sweep(now=after(stuck_age(), -timedelta(minutes=1))).counts == Counter()
-    assert current(queued["jobId"]).status == jobs.QUEUED
+    assert current(queued["jobId"]).status == JobStatus.QUEUED
 
     report = sweeper.sweep(now=after(stuck_age()))
 
     assert report.counts == Counter({STUCK: 2})
     for job_id in (queued["jobId"], claimed.job_id):
         job = current(job_id)
-        assert job.status == jobs.FAILED
+        assert job.status == JobStatus.FAILED
         assert job.error == {"code": "processing_failed", "message": sweeper.STUCK_MESSAGE}
     assert pipeline.job(queued["jobId"])["error"]["code"] == "processing_failed"
 
@@ -432,14 +433,14 @@ def test_jobs_whose_message_was_lost_end_processing_failed(
 @pytest.mark.parametrize("move", ["completes", "claims it again"])
 def test_a_worker_moving_the_job_at_the_same_moment_wins(aws: Queues, move: str) -> None:
     job = new_job()
-    jobs.mark_queued(job.job_id, source_bytes=10)
-    jobs.start_processing(job.job_id)
+    queue_job(job.job_id, size=10)
+    claim_job(job.job_id)
     outputs = [{"preset": "thumb", "key": "acme/x/thumb.jpg"}]
 
     def worker() -> object:
         if move == "completes":
             return jobs.complete(job.job_id, source={"bytes": 10}, outputs=outputs)
-        return jobs.start_processing(job.job_id)
+        return claim_job(job.job_id)
 
     # The worker's write lands between the sweeper's query and its own write.
     with meanwhile(clients.dynamodb(), "before-call.dynamodb.UpdateItem", worker):
@@ -449,9 +450,9 @@ def test_a_worker_moving_the_job_at_the_same_moment_wins(aws: Queues, move: str)
     final = current(job.job_id)
     assert final.error is None
     if move == "completes":
-        assert (final.status, final.outputs) == (jobs.COMPLETED, outputs)
+        assert (final.status, final.outputs) == (JobStatus.COMPLETED, outputs)
     else:
-        assert (final.status, final.attempts) == (jobs.PROCESSING, 2)
+        assert (final.status, final.attempts) == (JobStatus.PROCESSING, 2)
 
 
 def test_an_upload_event_arriving_during_the_sweep_wins(pipeline: Pipeline) -> None:
@@ -532,14 +533,14 @@ def test_a_flood_of_abandoned_uploads_does_not_delay_another_tenants(
 
     assert sweeper.sweep(now=first_run).counts == Counter({EXPIRED: 10})
     assert current(victim).error == {"code": EXPIRED, "message": sweeper.UPLOAD_EXPIRED_MESSAGE}
-    left = [job_id for job_id in flood if current(job_id).status == jobs.PENDING]
+    left = [job_id for job_id in flood if current(job_id).status == JobStatus.PENDING]
     assert len(left) == 91  # acme's share: the rest of the run
 
     # The backlog drains at the run's whole budget once acme waits alone.
     for run in range(1, 11):
         report = sweeper.sweep(now=first_run + run * SCHEDULE)
         assert report.counts == Counter({EXPIRED: min(10, 91 - 10 * (run - 1))}), run
-    assert {current(job_id).status for job_id in flood} == {jobs.FAILED}
+    assert {current(job_id).status for job_id in flood} == {JobStatus.FAILED}
 
 
 def test_a_run_shares_its_budget_among_the_tenants_waiting(
@@ -552,10 +553,10 @@ def test_a_run_shares_its_budget_among_the_tenants_waiting(
 
     assert sweeper.sweep(now=after(pending_age())).counts == Counter({EXPIRED: 6})
     ended = {
-        tenant: sum(current(job_id).status == jobs.FAILED for job_id in ids)
+        tenant: sum(current(job_id).status == JobStatus.FAILED for job_id in ids)
         for tenant, ids in waiting.items()
     }
-    assert current(late).status == jobs.FAILED
+    assert current(late).status == JobStatus.FAILED
     # Tenants in the order of their oldest job: a, b, c, d, then a and b again.
     assert ended == {"a": 2, "b": 2, "c": 1}
     # Each tenant's oldest first.
@@ -565,11 +566,11 @@ def test_a_run_shares_its_budget_among_the_tenants_waiting(
 def test_a_tenants_turns_go_to_each_of_its_overdue_statuses(aws: Queues) -> None:
     pending = [new_job().job_id for _ in range(3)]
     stuck = new_job().job_id
-    jobs.start_processing(stuck)
+    claim_job(stuck)
     overdue = [
         (sweeper.UPLOAD_EXPIRED, job)
-        for job in jobs.open_jobs_before(jobs.PENDING, jobs.now_iso(), per_shard=10)
-    ] + [(STUCK, job) for job in jobs.open_jobs_before(jobs.PROCESSING, jobs.now_iso(), 10)]
+        for job in jobs.open_jobs_before(JobStatus.PENDING, now_iso(), per_shard=10)
+    ] + [(STUCK, job) for job in jobs.open_jobs_before(JobStatus.PROCESSING, now_iso(), 10)]
     order = [job.job_id for _, job in sweeper.fair_share(overdue)]
     assert order == [pending[0], stuck, pending[1], pending[2]]
 
@@ -581,7 +582,7 @@ def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
     unsent, _ = unsent_upload(pipeline)
     pipeline.backdate(unsent, requeue_age().total_seconds())
     stuck = new_job()
-    jobs.mark_queued(stuck.job_id, source_bytes=10)
+    queue_job(stuck.job_id, size=10)
     pipeline.backdate(stuck.job_id, stuck_age().total_seconds())
     now = after(pending_age())
 
@@ -593,7 +594,7 @@ def test_two_runs_do_what_one_does(pipeline: Pipeline) -> None:
     assert second.counts == Counter()
     assert {job_id: current(job_id) for job_id in statuses} == statuses
     assert current(unsent).requeues == 1
-    assert current(stuck.job_id).status == jobs.FAILED
+    assert current(stuck.job_id).status == JobStatus.FAILED
     assert sorted(take_messages(pipeline.queues)) == sorted([lost["jobId"], unsent])
 
 
@@ -603,20 +604,23 @@ def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> N
 
     with (
         aws_fault(clients.s3(), "ListObjectVersions", code="InternalError", status=500, times=1),
-        pytest.raises(sweeper.SweepIncomplete),
+        pytest.raises(SweepIncomplete),
     ):
         sweeper.sweep(now=now)
     assert sorted(current(job_id).status for job_id in created) == ["FAILED", "PENDING"]
 
     assert sweeper.sweep(now=now).counts == Counter({EXPIRED: 1})
-    assert {current(job_id).status for job_id in created} == {jobs.FAILED}
+    assert {current(job_id).status for job_id in created} == {JobStatus.FAILED}
 
 
 # --- settings, schedule, observability, local stack ------------------------------------------
 
 
-def test_the_queue_defaults_are_the_templates() -> None:
-    # No stack: the defaults config.py falls back to.
+def test_the_queue_defaults_are_the_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No stack: the defaults config.py falls back to (resource names have none).
+    for variable in ("UPLOADS_BUCKET", "DERIVED_BUCKET", "JOBS_TABLE", "API_KEYS_TABLE"):
+        monkeypatch.setenv(variable, "unused")
+    monkeypatch.setenv("JOBS_QUEUE", "unused")
     parameters = TEMPLATE["Parameters"]
     config = settings()
     assert config.jobs_queue_retention_seconds == int(
