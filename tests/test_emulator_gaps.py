@@ -290,30 +290,35 @@ APIGATEWAY_IMPORT_WITHOUT_DESCRIPTION = {
 # --- cloudformation-cloudwatch-alarms ----------------------------------------------------
 
 
+# The probe alarm's metric properties, as CloudFormation takes them and describe_alarms
+# answers them; the name, threshold and actions are set per stack.
+PROBE_ALARM: dict[str, Any] = {
+    "AlarmDescription": "probe",
+    "Namespace": "AWS/Lambda",
+    "MetricName": "Errors",
+    "Dimensions": [{"Name": "FunctionName", "Value": "gap-probe"}],
+    "Statistic": "Sum",
+    "Period": 60,
+    "EvaluationPeriods": 5,
+    "DatapointsToAlarm": 3,
+    "ComparisonOperator": "GreaterThanThreshold",
+    "TreatMissingData": "notBreaching",
+}
+
+
 def alarm_template(name: str, threshold: int) -> str:
+    properties = {
+        **PROBE_ALARM,
+        "AlarmName": name,
+        "Threshold": threshold,
+        "AlarmActions": [{"Ref": "Topic"}],
+        "OKActions": [{"Ref": "Topic"}],
+    }
     return json.dumps(
         {
             "Resources": {
                 "Topic": {"Type": "AWS::SNS::Topic"},
-                "Alarm": {
-                    "Type": "AWS::CloudWatch::Alarm",
-                    "Properties": {
-                        "AlarmName": name,
-                        "AlarmDescription": "probe",
-                        "Namespace": "AWS/Lambda",
-                        "MetricName": "Errors",
-                        "Dimensions": [{"Name": "FunctionName", "Value": "gap-probe"}],
-                        "Statistic": "Sum",
-                        "Period": 60,
-                        "EvaluationPeriods": 5,
-                        "DatapointsToAlarm": 3,
-                        "Threshold": threshold,
-                        "ComparisonOperator": "GreaterThanThreshold",
-                        "TreatMissingData": "notBreaching",
-                        "AlarmActions": [{"Ref": "Topic"}],
-                        "OKActions": [{"Ref": "Topic"}],
-                    },
-                },
+                "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": properties},
             }
         }
     )
@@ -324,20 +329,7 @@ def alarm_as_read(cloudwatch: Any, name: str) -> dict[str, Any] | None:
     if not alarms:
         return None
     (alarm,) = alarms
-    keys = (
-        "AlarmDescription",
-        "Namespace",
-        "MetricName",
-        "Dimensions",
-        "Statistic",
-        "Period",
-        "EvaluationPeriods",
-        "DatapointsToAlarm",
-        "Threshold",
-        "ComparisonOperator",
-        "TreatMissingData",
-    )
-    read = {key: alarm.get(key) for key in keys}
+    read = {key: alarm.get(key) for key in [*PROBE_ALARM, "Threshold"]}
     read["actions"] = [len(alarm["AlarmActions"]), alarm["AlarmActions"] == alarm["OKActions"]]
     return read
 
@@ -355,20 +347,7 @@ def cloudformation_cloudwatch_alarms(endpoint: str) -> Any:
 
 
 def expected_alarm(threshold: float) -> dict[str, Any]:
-    return {
-        "AlarmDescription": "probe",
-        "Namespace": "AWS/Lambda",
-        "MetricName": "Errors",
-        "Dimensions": [{"Name": "FunctionName", "Value": "gap-probe"}],
-        "Statistic": "Sum",
-        "Period": 60,
-        "EvaluationPeriods": 5,
-        "DatapointsToAlarm": 3,
-        "Threshold": threshold,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "TreatMissingData": "notBreaching",
-        "actions": [1, True],
-    }
+    return {**PROBE_ALARM, "Threshold": threshold, "actions": [1, True]}
 
 
 CLOUDFORMATION_CLOUDWATCH_ALARMS = {
