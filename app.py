@@ -17,7 +17,7 @@ from chalice.app import (
     SQSEvent,
 )
 
-from chalicelib import api, auth, dead_letters, dispatch, http, sweeper, worker
+from chalicelib import api, auth, dead_letters, dispatch, http, sweeper, webhook_api, worker
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
@@ -65,6 +65,31 @@ def get_job(job_id: str) -> Response:
 @app.route("/jobs", methods=["GET"], authorizer=key_authorizer)
 def list_jobs() -> Response:
     return api.list_jobs(app.current_request)
+
+
+@app.route("/webhooks", methods=["POST"], authorizer=key_authorizer)
+def create_webhook() -> Response:
+    return webhook_api.create_webhook(app.current_request)
+
+
+@app.route("/webhooks", methods=["GET"], authorizer=key_authorizer)
+def list_webhooks() -> Response:
+    return webhook_api.list_webhooks(app.current_request)
+
+
+@app.route("/webhooks/{endpoint_id}", methods=["GET"], authorizer=key_authorizer)
+def get_webhook(endpoint_id: str) -> Response:
+    return webhook_api.get_webhook(app.current_request, endpoint_id)
+
+
+@app.route("/webhooks/{endpoint_id}", methods=["DELETE"], authorizer=key_authorizer)
+def delete_webhook(endpoint_id: str) -> Response:
+    return webhook_api.delete_webhook(app.current_request, endpoint_id)
+
+
+@app.route("/webhooks/{endpoint_id}/rotate", methods=["POST"], authorizer=key_authorizer)
+def rotate_webhook_secret(endpoint_id: str) -> Response:
+    return webhook_api.rotate_webhook_secret(app.current_request, endpoint_id)
 
 
 @app.on_s3_event(

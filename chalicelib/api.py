@@ -23,22 +23,22 @@ from chalicelib.presets import load_presets
 
 @json_api
 def health(current: Request | None) -> Response:
-    _query(_present(current))
+    checked_query(present(current))
     return json_response({"status": "ok"})
 
 
 @json_api
 def openapi_document(current: Request | None) -> Response:
-    _query(_present(current))
+    checked_query(present(current))
     return json_response(openapi.document(_configured_presets()))
 
 
 @json_api
 def create_upload(current: Request | None) -> Response:
-    request = _present(current)
+    request = present(current)
     tenant = auth.require_tenant(request.context)
-    _query(request)
-    body = _json_body(request)
+    checked_query(request)
+    body = json_body(request)
     configured = _configured_presets()
     models.validate(models.upload_request(configured), body, "The request body")
     content_type: str = body["contentType"]
@@ -77,9 +77,9 @@ def _check_pending_uploads(tenant: str) -> None:
 
 @json_api
 def get_job(current: Request | None, job_id: str) -> Response:
-    request = _present(current)
+    request = present(current)
     tenant = auth.require_tenant(request.context)
-    _query(request)
+    checked_query(request)
     # A malformed id names no job; DynamoDB never sees it.
     if not models.conforms(models.JOB_ID, job_id):
         raise NotFound("No such job.")
@@ -88,7 +88,7 @@ def get_job(current: Request | None, job_id: str) -> Response:
 
 @json_api
 def list_jobs(current: Request | None) -> Response:
-    request = _present(current)
+    request = present(current)
     tenant = auth.require_tenant(request.context)
     query = request.query_params
     given = {name: query.getlist(name) for name in query} if query else {}
@@ -135,14 +135,14 @@ def _output_view(output: Mapping[str, object]) -> dict[str, object]:
     return view
 
 
-def _present(request: Request | None) -> Request:
+def present(request: Request | None) -> Request:
     """Chalice types its current request as optional; inside a route it always exists."""
     if request is None:
         raise RuntimeError("called outside a request")
     return request
 
 
-def _query(
+def checked_query(
     request: Request, schemas: Mapping[str, models.Schema] = models.NO_QUERY
 ) -> dict[str, Any]:
     """The query string checked against `schemas`: any other parameter is refused, on
@@ -159,7 +159,7 @@ def _configured_presets() -> list[str]:
 # --- the JSON body -----------------------------------------------------------------------
 
 
-def _json_body(request: Request) -> Any:
+def json_body(request: Request) -> Any:
     """The body parsed as strict JSON (I-JSON, RFC 7493: UTF-8, no NaN, no repeated names,
     no unpaired surrogates), sent as application/json."""
     require_json_content_type(request)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -70,6 +71,12 @@ def sqs() -> SQSClient:
 @cache
 def dynamodb() -> DynamoDBClient:
     client: DynamoDBClient = _session().client("dynamodb", config=_config())
+    return client
+
+
+@cache
+def kms() -> KMSClient:
+    client: KMSClient = _session().client("kms", config=_config())
     return client
 
 
@@ -169,5 +176,5 @@ def queue_url_from_arn(queue_arn: str) -> str:
 
 
 def reset_clients() -> None:
-    for factory in (_session, s3, sqs, dynamodb, queue_url):
+    for factory in (_session, s3, sqs, dynamodb, kms, queue_url):
         factory.cache_clear()

@@ -51,6 +51,12 @@ class Settings:
     sweep_requeue_after_seconds: int
     sweep_max_requeues: int
     max_pending_uploads: int
+    webhooks_table: str
+    webhook_secrets_key: str
+    max_webhooks_per_tenant: int
+    webhook_allow_http: bool
+    webhook_allowed_networks: tuple[str, ...]
+    webhook_ca_file: str | None
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -64,6 +70,17 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name) or "0"
+    if raw not in ("0", "1"):
+        raise ConfigurationError(f"{name} must be 0 or 1, got {raw!r}")
+    return raw == "1"
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip())
 
 
 def _required(name: str) -> str:
@@ -109,6 +126,14 @@ def settings() -> Settings:
         # seconds: at the stage's whole rate (50 req/s), 1000 is 20 s per upload. It also
         # bounds the backlog one tenant can leave the sweeper (chalicelib/sweeper.py).
         max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
+        webhooks_table=_required("WEBHOOKS_TABLE"),
+        webhook_secrets_key=_required("WEBHOOK_SECRETS_KEY"),
+        max_webhooks_per_tenant=_int("MAX_WEBHOOKS_PER_TENANT", 10),
+        # Off on AWS: https to public addresses only (chalicelib/outbound.py). The local
+        # stack allows http://127.0.0.1, where its receiver listens.
+        webhook_allow_http=_flag("WEBHOOK_ALLOW_HTTP"),
+        webhook_allowed_networks=_list("WEBHOOK_ALLOWED_NETWORKS"),
+        webhook_ca_file=os.environ.get("WEBHOOK_CA_FILE") or None,
     )
 
 

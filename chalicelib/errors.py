@@ -99,6 +99,13 @@ class TooManyPendingUploads(ApiError):
     status = 429
 
 
+class TooManyWebhooks(ApiError):
+    """The tenant has MAX_WEBHOOKS_PER_TENANT endpoints (POST /webhooks)."""
+
+    code = "too_many_webhooks"
+    status = 409
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 

@@ -26,6 +26,8 @@ from chalicelib.errors import (
 )
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES
 from chalicelib.jobs import JobStatus
+from chalicelib.outbound import MAX_URL_LENGTH
+from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS
 
 Schema = dict[str, Any]
 
@@ -320,6 +322,79 @@ JOB_LIST = _object(
     }
 )
 
+# --- webhooks ----------------------------------------------------------------------------
+
+MAX_DESCRIPTION_CHARS = 256
+
+WEBHOOK_REQUEST: Schema = {
+    "type": "object",
+    "examples": [{"url": "https://example.com/hooks/media", "events": list(JOB_EVENTS)}],
+    "additionalProperties": False,
+    "required": ["url", "events"],
+    "properties": {
+        "url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_URL_LENGTH,
+            "description": (
+                "Where to POST events: an https URL whose host resolves only to public "
+                "addresses (the stage `local` also allows http://127.0.0.1). No "
+                "credentials, no fragment; redirects are not followed."
+            ),
+        },
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(JOB_EVENTS)},
+            "description": "The event types to send; webhook.test is always sent on request.",
+        },
+        "description": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_DESCRIPTION_CHARS,
+            "pattern": FILENAME_PATTERN,
+            "description": "Your note about the endpoint (no control or format characters).",
+        },
+    },
+}
+
+ENDPOINT_ID: Schema = {
+    "type": "string",
+    "pattern": rf"^{ENDPOINT_ID_PREFIX}[0-9a-f]{{24}}$",
+    "description": "A webhook endpoint's id as POST /webhooks returned it.",
+}
+
+WEBHOOK_PROPERTIES: dict[str, Schema] = {
+    "id": ENDPOINT_ID,
+    "url": STRING,
+    "events": {"type": "array", "items": {"type": "string", "enum": list(JOB_EVENTS)}},
+    "description": _nullable(STRING),
+    "createdAt": TIMESTAMP,
+    "updatedAt": TIMESTAMP,
+    "enabled": {"type": "boolean", "description": "False once a receiver answered 410 Gone."},
+    "disabledReason": _nullable(STRING),
+}
+
+WEBHOOK = _object(WEBHOOK_PROPERTIES)
+
+WEBHOOK_WITH_SECRET = _object(
+    {
+        **WEBHOOK_PROPERTIES,
+        "secret": {
+            "type": "string",
+            "pattern": r"^whsec_[A-Za-z0-9+/]+={0,2}$",
+            "description": (
+                "The signing secret (Standard Webhooks: whsec_ and base64), shown this once."
+            ),
+        },
+    }
+)
+
+WEBHOOK_LIST = _object(
+    {"webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}
+)
+
 # What `#/components/schemas` publishes; $refs above point into it.
 COMPONENTS: Mapping[str, Schema] = {
     "Error": ERROR,
@@ -328,6 +403,9 @@ COMPONENTS: Mapping[str, Schema] = {
     "UploadCreated": UPLOAD_CREATED,
     "Job": JOB,
     "JobList": JOB_LIST,
+    "Webhook": WEBHOOK,
+    "WebhookWithSecret": WEBHOOK_WITH_SECRET,
+    "WebhookList": WEBHOOK_LIST,
 }
 
 

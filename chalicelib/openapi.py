@@ -6,7 +6,7 @@ the route table (tests check it against the Chalice app's routes, both ways).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from chalicelib.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     Throttled,
+    TooManyWebhooks,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -42,7 +43,11 @@ ERROR_RESPONSES: Mapping[int, str] = {
         "shape (`make deploy` sets it), on Chalice's local server as LocalGatewayMessage."
     ),
     Forbidden.status: "API Gateway denied access (AWS only).",
-    NotFound.status: "No such job, or another tenant's (indistinguishable).",
+    NotFound.status: ("No such job or webhook endpoint, or another tenant's (indistinguishable)."),
+    TooManyWebhooks.status: (
+        "`too_many_webhooks` (POST /webhooks): the tenant has MAX_WEBHOOKS_PER_TENANT "
+        "endpoints; delete one first."
+    ),
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
     UnsupportedMediaType.status: (
         "The Content-Type header names something other than JSON; with a body, it must be "
@@ -76,12 +81,16 @@ class Operation:
     operation_id: str
     summary: str
     success: int
-    success_schema: str
+    success_schema: str | None  # None: the success answer has no body
     errors: tuple[int, ...]
     secured: bool = True
-    request_body: bool = False
+    # The request body's schema, given the stage's preset names; None: no body.
+    request_body: Callable[[Sequence[str]], models.Schema] | None = None
     query: Mapping[str, models.Schema] = field(default_factory=dict)
     path_parameters: Mapping[str, models.Schema] = field(default_factory=dict)
+    # OpenAPI links from the success answer: the operations that take its `id` as their
+    # `endpoint_id` (clients and schemathesis follow them).
+    links_by_id: tuple[str, ...] = ()
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -113,7 +122,7 @@ OPERATIONS: tuple[Operation, ...] = (
         201,
         "UploadCreated",
         (InvalidRequest.status, PayloadTooLarge.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
-        request_body=True,
+        request_body=models.upload_request,
     ),
     Operation(
         "GET",
@@ -134,6 +143,63 @@ OPERATIONS: tuple[Operation, ...] = (
         "Job",
         (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
         path_parameters={"job_id": models.JOB_ID},
+    ),
+    Operation(
+        "POST",
+        "/webhooks",
+        "createWebhook",
+        "Register a webhook endpoint; the answer shows its signing secret, once.",
+        201,
+        "WebhookWithSecret",
+        (
+            InvalidRequest.status,
+            PayloadTooLarge.status,
+            TooManyWebhooks.status,
+            *AUTHENTICATED,
+            *ALWAYS,
+            *AWS_BACKED,
+        ),
+        request_body=lambda _: models.WEBHOOK_REQUEST,
+        links_by_id=("getWebhook", "rotateWebhookSecret", "deleteWebhook"),
+    ),
+    Operation(
+        "GET",
+        "/webhooks",
+        "listWebhooks",
+        "The caller's webhook endpoints, oldest first (never their secrets).",
+        200,
+        "WebhookList",
+        (*AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+    ),
+    Operation(
+        "GET",
+        "/webhooks/{endpoint_id}",
+        "getWebhook",
+        "One of the caller's webhook endpoints (never its secrets).",
+        200,
+        "Webhook",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"endpoint_id": models.ENDPOINT_ID},
+    ),
+    Operation(
+        "DELETE",
+        "/webhooks/{endpoint_id}",
+        "deleteWebhook",
+        "Delete one of the caller's webhook endpoints; nothing more is sent to it.",
+        204,
+        None,
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"endpoint_id": models.ENDPOINT_ID},
+    ),
+    Operation(
+        "POST",
+        "/webhooks/{endpoint_id}/rotate",
+        "rotateWebhookSecret",
+        "A new signing secret, shown once; the old one keeps signing beside it for 24 hours.",
+        200,
+        "WebhookWithSecret",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"endpoint_id": models.ENDPOINT_ID},
     ),
 )
 
@@ -185,10 +251,7 @@ def _operation(operation: Operation, preset_names: Sequence[str]) -> dict[str, A
         "operationId": operation.operation_id,
         "summary": operation.summary,
         "responses": {
-            str(operation.success): {
-                "description": operation.summary,
-                "content": _json(_ref(operation.success_schema)),
-            },
+            str(operation.success): _success(operation),
             **{
                 str(status): {"$ref": f"#/components/responses/{_response_name(status)}"}
                 for status in sorted(operation.errors)
@@ -203,12 +266,27 @@ def _operation(operation: Operation, preset_names: Sequence[str]) -> dict[str, A
     ] + [_parameter(name, "query", schema) for name, schema in operation.query.items()]
     if parameters:
         described["parameters"] = parameters
-    if operation.request_body:
+    if operation.request_body is not None:
         described["requestBody"] = {
             "required": True,
-            "content": _json(models.upload_request(preset_names)),
+            "content": _json(operation.request_body(preset_names)),
         }
     return described
+
+
+def _success(operation: Operation) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": operation.summary}
+    if operation.success_schema is not None:
+        answer["content"] = _json(_ref(operation.success_schema))
+    if operation.links_by_id:
+        answer["links"] = {
+            target[0].upper() + target[1:]: {
+                "operationId": target,
+                "parameters": {"endpoint_id": "$response.body#/id"},
+            }
+            for target in operation.links_by_id
+        }
+    return answer
 
 
 def _parameter(

@@ -44,6 +44,8 @@ ENVIRONMENT_OUTPUTS = {
     "DERIVED_BUCKET": "DerivedBucket",
     "JOBS_TABLE": "JobsTable",
     "API_KEYS_TABLE": "ApiKeysTable",
+    "WEBHOOKS_TABLE": "WebhooksTable",
+    "WEBHOOK_SECRETS_KEY": "WebhookSecretsKey",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
@@ -61,6 +63,7 @@ OUTPUTS = (
     "DerivedBucketArn",
     "JobsTableArn",
     "ApiKeysTableArn",
+    "WebhooksTableArn",
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",

@@ -8,6 +8,9 @@ the documented schemas, invalid data refused, valid data accepted, the key enfor
 Two checks are configured rather than run as they come:
 - `positive_data_acceptance` on GET /jobs also accepts 400: a cursor is opaque and valid
   only for the tenant it was given to, which no schema can say, so a drawn one is refused.
+- `positive_data_acceptance` on POST /webhooks also accepts 400: a URL is checked
+  beyond its form (its host must resolve, to public addresses only), which no schema can
+  say either.
 - `unsupported_method` tries the methods schemathesis generates requests for;
   `test_undeclared_methods_answer_405` adds TRACE and QUERY, which the local API
   (devstack/local_api.py) answers in the API's shape as it does any other method a route
@@ -29,6 +32,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib import openapi
 from devstack import launch
 
 RUN_TIMEOUT = 240.0
@@ -49,6 +53,11 @@ unexpected-methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 include-path = "/jobs"
 include-method = "GET"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "429"]
+
+[[operations]]
+include-path = "/webhooks"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "429"]
 """
 
 
@@ -112,7 +121,7 @@ def test_the_api_conforms_to_its_openapi_document(
     record_property("schemathesis_cases", int(generated[1]) if generated else 0)
     assert done.returncode == 0, f"{output[-12000:]}\n--- stack log ---\n{api.log_tail()}"
     # It really ran every operation and every phase (an empty run also exits 0).
-    assert re.search(r"Tested: 5\b", output), output[-3000:]
+    assert re.search(rf"Tested: {len(openapi.OPERATIONS)}\b", output), output[-3000:]
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}", output), f"{phase} did not pass:\n{output[-3000:]}"
     assert generated is not None
@@ -124,7 +133,9 @@ def test_undeclared_methods_answer_405(api: Api) -> None:
     headers = {"Authorization": f"Bearer {api.key}"}
     checked = 0
     for template, operations in document["paths"].items():
-        path = template.replace("{job_id}", "00000000-0000-4000-8000-000000000000")
+        path = template.replace("{job_id}", "00000000-0000-4000-8000-000000000000").replace(
+            "{endpoint_id}", "ep_" + "0" * 24
+        )
         declared = {method.upper() for method in operations}
         for method in sorted(set(METHODS) - declared):
             response = requests.request(
@@ -135,4 +146,8 @@ def test_undeclared_methods_answer_405(api: Api) -> None:
             assert response.headers["Content-Type"] == "application/json"
             assert response.json()["error"]["code"] == "method_not_allowed"
             checked += 1
-    assert checked == 5 * 6  # five paths, each serving one of the seven methods
+    # Every path: each of the seven methods it does not serve.
+    assert checked == sum(
+        len(METHODS) - len(operations) for operations in document["paths"].values()
+    )
+    assert len(document["paths"]) == 8
