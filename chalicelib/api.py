@@ -7,6 +7,7 @@ OpenAPI document (`GET /openapi.json`) publishes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -19,6 +20,12 @@ from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import load_presets
+
+# A long-poll reads the job (one consistent read) this often, so it answers within this
+# much of the job's end.
+LONG_POLL_INTERVAL_SECONDS = 0.5
+# What a long-poll leaves of the API function's time to answer.
+LONG_POLL_MARGIN_SECONDS = 2.0
 
 
 @json_api
@@ -79,11 +86,36 @@ def _check_pending_uploads(tenant: str) -> None:
 def get_job(current: Request | None, job_id: str) -> Response:
     request = present(current)
     tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    params = checked_query(request, models.GET_JOB_QUERY)
     # A malformed id names no job; DynamoDB never sees it.
     if not models.conforms(models.JOB_ID, job_id):
         raise NotFound("No such job.")
-    return json_response(job_view(jobs.get_tenant_job(tenant, job_id)))
+    job = jobs.get_tenant_job(tenant, job_id)
+    if params["wait"] is not None:
+        job = _wait_for_end(job, _wait_deadline(request, params["wait"]))
+    return json_response(job_view(job))
+
+
+def _wait_deadline(request: Request, wait_seconds: int) -> float:
+    """When a long-poll answers at the latest: after `wait_seconds`, and always in time
+    to answer before the invocation ends."""
+    deadline = time.monotonic() + wait_seconds
+    context = getattr(request, "lambda_context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        deadline = min(deadline, time.monotonic() + remaining() / 1000 - LONG_POLL_MARGIN_SECONDS)
+    return deadline
+
+
+def _wait_for_end(job: jobs.Job, deadline: float) -> jobs.Job:
+    """The job once it is COMPLETED or FAILED, or as it stands at `deadline`."""
+    while not job.status.is_terminal:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(LONG_POLL_INTERVAL_SECONDS, left))
+        job = jobs.get_tenant_job(job.tenant, job.job_id)
+    return job
 
 
 @json_api

@@ -198,6 +198,20 @@ LIST_JOBS_QUERY: dict[str, Schema] = {
     },
 }
 
+MAX_WAIT_SECONDS = 20
+
+GET_JOB_QUERY: dict[str, Schema] = {
+    "wait": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_WAIT_SECONDS,
+        "description": (
+            "Long-poll: answer as soon as the job is COMPLETED or FAILED, or after this "
+            "many seconds with its current state (within a second of its end either way)."
+        ),
+    },
+}
+
 # --- response models ---------------------------------------------------------------------
 
 

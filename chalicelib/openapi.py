@@ -143,6 +143,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Job",
         (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
         path_parameters={"job_id": models.JOB_ID},
+        query=models.GET_JOB_QUERY,
     ),
     Operation(
         "POST",
