@@ -78,7 +78,7 @@ def test_functions_get_their_own_lambda_settings(project: Path, outputs: dict[st
     assert (worker.lambda_memory_size, worker.lambda_timeout) == (1769, 60)
     assert worker.reserved_concurrency == 20
     api = chalice_config(project, policies.API)
-    assert (api.lambda_memory_size, api.lambda_timeout) == (512, 10)
+    assert (api.lambda_memory_size, api.lambda_timeout) == (512, 25)
     assert api.reserved_concurrency is None
     sweeper = chalice_config(project, policies.SWEEPER)
     assert (sweeper.lambda_memory_size, sweeper.lambda_timeout) == (256, 60)

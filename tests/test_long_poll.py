@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from chalicelib import api, jobs
+from chalicelib import api, jobs, models
 from tests.pipeline import bearer, claim_job, new_job, queue_job
 
 ANSWER_BOUND_SECONDS = api.LONG_POLL_INTERVAL_SECONDS + 1.5
+API_GATEWAY_INTEGRATION_TIMEOUT_SECONDS = 29
 
 
 def get(client: Client, key: str, job_id: str, query: str = "") -> Any:
@@ -86,3 +88,10 @@ def test_a_wait_outside_1_to_20_seconds_is_refused(
     response = get(client, acme_key, job.job_id, query)
     assert response.status_code == 400
     assert json.loads(response.body)["error"]["code"] == "invalid_request"
+
+
+def test_the_api_function_outlasts_the_longest_wait_inside_the_gateways_limit() -> None:
+    config = json.loads((Path(__file__).parents[1] / ".chalice" / "config.json").read_text())
+    timeout = config["lambda_functions"]["api_handler"]["lambda_timeout"]
+    assert timeout >= models.MAX_WAIT_SECONDS + api.LONG_POLL_MARGIN_SECONDS
+    assert timeout < API_GATEWAY_INTEGRATION_TIMEOUT_SECONDS
