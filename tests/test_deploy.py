@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from chalice.config import Config
 from moto import mock_aws
 
-from chalicelib import auth
+from chalicelib import auth, openapi
 from infra import cost, deploy, keys, policies, stack
 from tests.resources import REGION, Queues
 
@@ -629,7 +629,12 @@ def test_the_routes_with_a_key_go_through_the_authorizer_in_chalices_swagger() -
         for method, operation in operations.items()
         if "security" in operation
     }
-    assert set(secured) == {("/uploads", "post"), ("/jobs/{job_id}", "get"), ("/jobs", "get")}
+    assert set(secured) == {
+        (operation.path, operation.method.lower())
+        for operation in openapi.OPERATIONS
+        if operation.secured
+    }
+    assert ("/webhooks/{endpoint_id}", "delete") in secured
     assert all(security == [{policies.AUTHORIZER: []}] for security in secured.values())
     definition = swagger["securityDefinitions"][policies.AUTHORIZER]
     assert definition["x-amazon-apigateway-authtype"] == "custom"
