@@ -50,8 +50,10 @@ class Settings:
     sweep_scan_jobs: int
     sweep_requeue_after_seconds: int
     sweep_max_requeues: int
+    sweep_announce_grace_seconds: int
     max_pending_uploads: int
     webhooks_table: str
+    webhooks_queue: str
     webhook_secrets_key: str
     max_webhooks_per_tenant: int
     webhook_allow_http: bool
@@ -122,11 +124,13 @@ def settings() -> Settings:
         # a retried S3 event may still send a QUEUED job's message, and 15 minutes.
         sweep_requeue_after_seconds=_int("SWEEP_REQUEUE_AFTER_SECONDS", 6 * 3600 + 900),
         sweep_max_requeues=_int("SWEEP_MAX_REQUEUES", 3, minimum=0),
+        sweep_announce_grace_seconds=_int("SWEEP_ANNOUNCE_GRACE_SECONDS", 60, minimum=0),
         # Per tenant. A client that uploads at once holds a job PENDING for its upload's
         # seconds: at the stage's whole rate (50 req/s), 1000 is 20 s per upload. It also
         # bounds the backlog one tenant can leave the sweeper (chalicelib/sweeper.py).
         max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
         webhooks_table=_required("WEBHOOKS_TABLE"),
+        webhooks_queue=_required("WEBHOOKS_QUEUE"),
         webhook_secrets_key=_required("WEBHOOK_SECRETS_KEY"),
         max_webhooks_per_tenant=_int("MAX_WEBHOOKS_PER_TENANT", 10),
         # Off on AWS: https to public addresses only (chalicelib/outbound.py). The local

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from chalicelib import clients, job_message, jobs, sqs_batch
+from chalicelib import clients, job_events, job_message, jobs, sqs_batch
 from chalicelib.config import settings
 from chalicelib.errors import PROCESSING_FAILED, job_error_message
 from chalicelib.job_message import JobMessage
@@ -61,6 +61,7 @@ def _end_or_send_back(record: sqs_batch.SqsRecord) -> None:
     job = outcome.job
     if outcome.moved:
         log_job_failed(message.job_id, PROCESSING_FAILED, reason)
+        job_events.announce(job)
     elif job is None or not job.owns(message.upload):
         logger.error("dropping dead letter for an unknown job", extra=job_fields(message.job_id))
     elif job.is_terminal:

@@ -94,6 +94,8 @@ OPEN_SHARD = "openShard"
 # it without reading the job. Only ever raise it: the sweeper queries shards 0..N-1, and
 # a job written under a larger N would sit in a shard it no longer queries.
 OPEN_SHARDS = 8
+# The open-jobs index's "status" of ended jobs whose event is not yet on the webhooks queue.
+EVENT_SHARD = "EVENT"
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class Job:
     # Epoch seconds after which the job is gone: DynamoDB's TTL deletes the record (up to
     # a few days late) and the derived bucket's lifecycle rule its outputs.
     expires_at: int | None = None
+    # The id of the event the job's end made (`job.completed` or `job.failed`): written
+    # with the end itself, the same on every delivery of that event.
+    event_id: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -459,17 +464,18 @@ def _transition_request(
         names[f"#f{i}"] = name
         values[f":f{i}"] = value
         assignments.append(f"#f{i} = :f{i}")
+    # The write that ends a job also records its event and puts the job in an event shard
+    # of the open-jobs index until the event is handed to the webhooks queue: a job never
+    # ends without its event, and a lost hand-over is found by the sweeper.
     if to_status.is_terminal:
-        removals = f" REMOVE {OPEN_SHARD}"
-    else:
-        values[":shard"] = open_shard(job_id, to_status)
-        assignments.append(f"{OPEN_SHARD} = :shard")
-        removals = ""
+        values[":event"] = new_event_id()
+        assignments.append("eventId = :event")
+    values[":shard"] = open_shard(job_id, EVENT_SHARD if to_status.is_terminal else to_status)
+    assignments.append(f"{OPEN_SHARD} = :shard")
     expression = "SET " + ", ".join(assignments)
     if count_attempt:
         values[":one"] = 1
         expression += " ADD attempts :one"
-    expression += removals
     conditions = [
         "attribute_exists(jobId)",
         "#status IN ({})".format(", ".join(f":from{i}" for i in range(len(allowed)))),
@@ -511,11 +517,44 @@ class OpenJob:
     source_key: str
 
 
-def open_shard(job_id: str, status: JobStatus) -> str:
+def open_shard(job_id: str, status: JobStatus | str) -> str:
     return f"{status}#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
 
 
-def open_jobs_before(status: JobStatus, updated_before: str, per_shard: int) -> list[OpenJob]:
+def new_event_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def unannounced_before(updated_before: str, per_shard: int) -> list[OpenJob]:
+    """Ended jobs whose event has not been handed over since before `updated_before`."""
+    return open_jobs_before(EVENT_SHARD, updated_before, per_shard)
+
+
+def mark_announced(job_id: str, event_id: str) -> bool:
+    """Take the ended job out of the event shards once its event `event_id` is on the
+    webhooks queue. False if it was already out (another hand-over was first)."""
+    from botocore.exceptions import ClientError
+
+    with clients.aws_errors(f"mark the event of job {job_id} announced"):
+        try:
+            clients.dynamodb().update_item(
+                TableName=settings().jobs_table,
+                Key={"jobId": {"S": job_id}},
+                UpdateExpression=f"REMOVE {OPEN_SHARD}",
+                ConditionExpression=f"eventId = :event AND begins_with({OPEN_SHARD}, :prefix)",
+                ExpressionAttributeValues={
+                    ":event": {"S": event_id},
+                    ":prefix": {"S": f"{EVENT_SHARD}#"},
+                },
+            )
+        except ClientError as exc:
+            if clients.aws_error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+    return True
+
+
+def open_jobs_before(status: JobStatus | str, updated_before: str, per_shard: int) -> list[OpenJob]:
     """Jobs in `status` whose last write is older than `updated_before` (a timestamp as
     `now_iso` writes them): up to `per_shard` of each shard, oldest first within each.
 
@@ -648,6 +687,7 @@ def _from_item(item: Item) -> Job:
         source_etag=_optional_text(item, "sourceETag"),
         requeues=_count(item, "requeues"),
         expires_at=expires_at if isinstance(expires_at, int) else None,
+        event_id=_optional_text(item, "eventId"),
     )
 
 

@@ -58,6 +58,10 @@ The rules:
   message: the message returns within one visibility timeout, to be received again (a new
   write) or dropped. A message that went to the dead-letter queue means
   `processing_failed` anyway.
+- COMPLETED or FAILED, with its event not handed to the webhooks queue for longer than
+  SWEEP_ANNOUNCE_GRACE_SECONDS (1 minute) since the job ended: the hand-over that follows
+  the job's end failed (chalicelib/job_events.py). The sweeper sends the event; a
+  duplicate hand-over is harmless, deliveries are claimed per event and endpoint.
 
 Every write is conditional and holds only if no write has touched the job since the
 sweeper read it (the same `updatedAt`): a worker or dispatcher moving the job at the
@@ -75,7 +79,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import zip_longest
 
-from chalicelib import dispatch, jobs, storage
+from chalicelib import dispatch, job_events, jobs, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
     PROCESSING_FAILED,
@@ -98,7 +102,8 @@ STUCK = PROCESSING_FAILED  # ended FAILED: its message can no longer arrive
 SKIPPED = "skipped"  # the job moved meanwhile (a worker or dispatcher won the race)
 REQUEUES_SPENT = "requeues_spent"  # QUEUED, re-sent SWEEP_MAX_REQUEUES times: left to STUCK
 ERRORS = "errors"  # AWS failed; the job is tried again next run (a failed re-send: next interval)
-SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK})
+ANNOUNCED = "announced"  # an ended job's event, handed to the webhooks queue now
+SWEPT = frozenset({DISPATCHED, REQUEUED, UPLOAD_EXPIRED, STUCK, ANNOUNCED})
 
 Rule = Callable[[jobs.OpenJob], str]
 
@@ -114,6 +119,8 @@ class Cutoffs:
     stuck: str
     # QUEUED jobs: the later of the requeue and stuck cutoffs (stuck alone without requeues).
     queued: str
+    # Ended jobs whose event is not on the webhooks queue yet.
+    unannounced: str
 
     @classmethod
     def at(cls, now: datetime) -> Cutoffs:
@@ -131,6 +138,7 @@ class Cutoffs:
             pending=iso_utc(now - timedelta(seconds=pending_age)),
             stuck=iso_utc(now - timedelta(seconds=stuck_age)),
             queued=iso_utc(now - timedelta(seconds=queued_age)),
+            unannounced=iso_utc(now - timedelta(seconds=config.sweep_announce_grace_seconds)),
         )
 
 
@@ -167,6 +175,7 @@ def sweep(now: datetime | None = None) -> SweepReport:
         for status, cutoff, rule in rules
         for job in jobs.open_jobs_before(status, cutoff, per_shard)
     ]
+    overdue += [(_announce, job) for job in jobs.unannounced_before(cutoffs.unannounced, per_shard)]
     for rule, job in fair_share(overdue)[:budget]:
         report.counts[_apply(rule, job)] += 1
     # A run that found nothing logs at DEBUG: every few minutes, that is most runs.
@@ -271,10 +280,24 @@ def _sweep_stuck(job: jobs.OpenJob) -> str:
     return _end_failed(job, STUCK, STUCK_MESSAGE)
 
 
+def _announce(job: jobs.OpenJob) -> str:
+    """Hand an ended job's event over: the job's end could not (chalicelib/job_events.py)."""
+    current = jobs.get_job(job.job_id)
+    event = None if current is None else job_events.of(current)
+    if event is None:
+        return SKIPPED
+    job_events.send(event)
+    jobs.mark_announced(event.job_id, event.event_id)
+    logger.info("job event handed over late", extra=job_fields(job.job_id))
+    return ANNOUNCED
+
+
 def _end_failed(job: jobs.OpenJob, code: str, message: str) -> str:
     """End `job` FAILED with `code`, which is then the action taken; SKIPPED if it moved."""
-    if not jobs.fail_unchanged(job, code=code, message=message).moved:
+    failed = jobs.fail_unchanged(job, code=code, message=message)
+    if not failed.moved:
         return _moved_meanwhile(job)
+    job_events.announce(failed.job)
     fields = job_fields(job.job_id, code=code, status=job.status, updatedAt=job.updated_at)
     logger.warning("job ended by the sweeper", extra=fields)
     metric("JobsFailed", 1, code=code)

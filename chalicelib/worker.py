@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from chalicelib import job_message, jobs, sqs_batch, storage
+from chalicelib import job_events, job_message, jobs, sqs_batch, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
     ContentMismatch,
@@ -175,7 +175,10 @@ def _make_thumbnails(
         "height": result.source.height,
         "format": result.source.format,
     }
-    return jobs.complete(job.job_id, source=source, outputs=outputs).moved
+    completed = jobs.complete(job.job_id, source=source, outputs=outputs)
+    if completed.moved:
+        job_events.announce(completed.job)
+    return completed.moved
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:
@@ -235,9 +238,11 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
 def _end_failed(job_id: str, error: SourceError) -> bool:
     """End the job FAILED with the error's code and public message; False if it had
     already ended elsewhere. The error's own text, and its cause's, go to the log only."""
-    if not jobs.fail(job_id, code=error.code, message=public_message(error)).moved:
+    failed = jobs.fail(job_id, code=error.code, message=public_message(error))
+    if not failed.moved:
         logger.info("job finished elsewhere meanwhile", extra=job_fields(job_id))
         return False
+    job_events.announce(failed.job)
     cause = error.__cause__
     log_job_failed(
         job_id,

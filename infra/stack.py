@@ -46,6 +46,8 @@ ENVIRONMENT_OUTPUTS = {
     "API_KEYS_TABLE": "ApiKeysTable",
     "WEBHOOKS_TABLE": "WebhooksTable",
     "WEBHOOK_SECRETS_KEY": "WebhookSecretsKey",
+    "WEBHOOKS_QUEUE": "WebhooksQueue",
+    "WEBHOOKS_DLQ": "WebhooksDlq",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
@@ -64,6 +66,8 @@ OUTPUTS = (
     "JobsTableArn",
     "ApiKeysTableArn",
     "WebhooksTableArn",
+    "WebhooksQueueArn",
+    "WebhooksDlqArn",
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",

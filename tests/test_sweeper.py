@@ -156,7 +156,9 @@ def counting(client: Any, operation: str) -> Iterator[Counter[str]]:
 # --- the open-jobs index --------------------------------------------------------------------
 
 
-def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None:
+def test_open_jobs_are_in_the_index_under_their_status_ended_ones_until_announced(
+    aws: Queues,
+) -> None:
     job = new_job()
     shard = jobs.open_shard(job.job_id, JobStatus.PENDING).split("#")[1]
     assert index_members()[job.job_id] == f"PENDING#{shard}"
@@ -164,17 +166,25 @@ def test_only_open_jobs_are_in_the_index_under_their_status(aws: Queues) -> None
     assert index_members()[job.job_id] == f"QUEUED#{shard}"
     claim_job(job.job_id)
     assert index_members()[job.job_id] == f"PROCESSING#{shard}"
-    jobs.complete(job.job_id, source={"bytes": 10}, outputs=[])
+    completed = jobs.complete(job.job_id, source={"bytes": 10}, outputs=[]).job
+    assert completed is not None and completed.event_id is not None
+    # Ended, the job waits in an event shard until its event is handed over.
+    assert index_members()[job.job_id] == f"{jobs.EVENT_SHARD}#{shard}"
+    assert jobs.mark_announced(job.job_id, completed.event_id)
     assert job.job_id not in index_members()
+    assert not jobs.mark_announced(job.job_id, completed.event_id)
 
     failed = new_job()
-    jobs.fail(failed.job_id, code="corrupt_image", message="broken")
-    assert failed.job_id not in index_members()
+    ended = jobs.fail(failed.job_id, code="corrupt_image", message="broken").job
+    assert ended is not None and ended.event_id is not None
+    assert not jobs.mark_announced(failed.job_id, "evt_another")
+    assert jobs.mark_announced(failed.job_id, ended.event_id)
     item = clients.dynamodb().get_item(
         TableName=settings().jobs_table, Key={"jobId": {"S": failed.job_id}}
     )["Item"]
     assert jobs.OPEN_SHARD not in item
     assert item["status"]["S"] == JobStatus.FAILED
+    assert item["eventId"]["S"] == ended.event_id
 
 
 def test_open_jobs_spread_over_the_shards(aws: Queues) -> None:
@@ -502,14 +512,15 @@ def test_a_run_handles_at_most_its_budget_and_the_next_run_goes_on(
     with counting(clients.dynamodb(), "UpdateItem") as writes:
         first = sweeper.sweep(now=now)
     assert first.counts == Counter({EXPIRED: 3})
-    assert writes["UpdateItem"] == 3
+    # Each ended job: its move, then its event's hand-over.
+    assert writes["UpdateItem"] == 3 * 2
     assert sorted(current(job_id).status for job_id in created) == ["FAILED"] * 3 + ["PENDING"] * 2
 
     assert sweeper.sweep(now=now).counts == Counter({EXPIRED: 2})
     with counting(clients.dynamodb(), "Query") as queries:
         assert sweeper.sweep(now=now).counts == Counter()
-    # Nothing left: one query per status and shard.
-    assert queries["Query"] == 3 * jobs.OPEN_SHARDS
+    # Nothing left: one query per open status and shard, and per event shard.
+    assert queries["Query"] == 4 * jobs.OPEN_SHARDS
     assert {current(job_id).error["code"] for job_id in created} == {EXPIRED}  # type: ignore[index]
 
 
@@ -618,8 +629,11 @@ def test_an_aws_failure_fails_the_run_and_the_next_run_retries(aws: Queues) -> N
 
 def test_the_queue_defaults_are_the_templates(monkeypatch: pytest.MonkeyPatch) -> None:
     # No stack: the defaults config.py falls back to (resource names have none).
-    for variable in ("UPLOADS_BUCKET", "DERIVED_BUCKET", "JOBS_TABLE", "API_KEYS_TABLE"):
+    for variable in stack.ENVIRONMENT_OUTPUTS:
         monkeypatch.setenv(variable, "unused")
+    for variable in ("JOB_TTL_DAYS", "JOBS_QUEUE_RETENTION_SECONDS"):
+        monkeypatch.delenv(variable)
+    monkeypatch.delenv("JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS")
     monkeypatch.setenv("JOBS_QUEUE", "unused")
     parameters = TEMPLATE["Parameters"]
     config = settings()
