@@ -17,11 +17,24 @@ from chalice.app import (
     SQSEvent,
 )
 
-from chalicelib import api, auth, dead_letters, dispatch, http, sweeper, webhook_api, worker
+from chalicelib import (
+    api,
+    auth,
+    dead_letters,
+    deliveries,
+    dispatch,
+    http,
+    sweeper,
+    webhook_api,
+    webhook_dead_letters,
+    worker,
+)
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
     DEFAULT_UPLOADS_BUCKET,
+    DEFAULT_WEBHOOKS_DLQ,
+    DEFAULT_WEBHOOKS_QUEUE,
     UPLOADS_PREFIX,
 )
 from chalicelib.observability import APP_NAME, configure_logging
@@ -119,6 +132,17 @@ def make_thumbnails(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)
 def fail_dead_letters(event: SQSEvent) -> None:
     dead_letters.handle_dead_letters(event.to_dict()["Records"])
+
+
+# One message an invocation: a slow receiver (10 s at most) delays no other delivery.
+@app.on_sqs_message(queue=os.environ.get("WEBHOOKS_QUEUE", DEFAULT_WEBHOOKS_QUEUE), batch_size=1)
+def deliver_webhooks(event: SQSEvent) -> None:
+    deliveries.handle_webhooks_batch(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(queue=os.environ.get("WEBHOOKS_DLQ", DEFAULT_WEBHOOKS_DLQ), batch_size=10)
+def fail_webhook_dead_letters(event: SQSEvent) -> None:
+    webhook_dead_letters.handle_webhook_dead_letters(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(int(os.environ.get("SWEEP_RATE_MINUTES", "5")), unit=Rate.MINUTES))

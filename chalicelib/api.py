@@ -132,10 +132,12 @@ def list_jobs(current: Request | None) -> Response:
     return json_response({"jobs": [job_view(job) for job in found], "nextCursor": cursor})
 
 
-def job_view(job: jobs.Job) -> dict[str, object]:
+def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
+    """The job as the API shows it; a webhook event's `data` leaves the presigned URLs out
+    (they expire: the receiver fetches the job for fresh ones)."""
     outputs: list[dict[str, object]] = []
     if job.status is JobStatus.COMPLETED:
-        outputs = [_output_view(output) for output in job.outputs]
+        outputs = [_output_view(output, with_url=with_urls) for output in job.outputs]
     return {
         "jobId": job.job_id,
         "status": job.status.value,
@@ -160,10 +162,11 @@ def _source_view(job: jobs.Job) -> dict[str, object]:
     }
 
 
-def _output_view(output: Mapping[str, object]) -> dict[str, object]:
+def _output_view(output: Mapping[str, object], *, with_url: bool) -> dict[str, object]:
     fields = ("preset", "width", "height", "format", "contentType", "bytes")
     view = {name: output[name] for name in fields}
-    view["url"] = storage.presign_download(str(output["key"]))
+    if with_url:
+        view["url"] = storage.presign_download(str(output["key"]))
     return view
 
 

@@ -24,6 +24,8 @@ MIB = 1024 * 1024
 DEFAULT_UPLOADS_BUCKET = "media-pipeline-uploads"
 DEFAULT_JOBS_QUEUE = "media-pipeline-jobs"
 DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
+DEFAULT_WEBHOOKS_QUEUE = "media-pipeline-webhooks"
+DEFAULT_WEBHOOKS_DLQ = "media-pipeline-webhooks-dlq"
 UPLOADS_PREFIX = "uploads/"
 
 
@@ -59,6 +61,7 @@ class Settings:
     webhook_allow_http: bool
     webhook_allowed_networks: tuple[str, ...]
     webhook_ca_file: str | None
+    webhook_retry_schedule: tuple[int, ...] | None
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -83,6 +86,15 @@ def _flag(name: str) -> bool:
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip())
+
+
+def _seconds_list(name: str) -> tuple[int, ...] | None:
+    items = _list(name)
+    if not items:
+        return None
+    if not all(item.isascii() and item.isdigit() for item in items):
+        raise ConfigurationError(f"{name} must be comma-separated whole seconds, got {items!r}")
+    return tuple(int(item) for item in items)
 
 
 def _required(name: str) -> str:
@@ -138,6 +150,8 @@ def settings() -> Settings:
         webhook_allow_http=_flag("WEBHOOK_ALLOW_HTTP"),
         webhook_allowed_networks=_list("WEBHOOK_ALLOWED_NETWORKS"),
         webhook_ca_file=os.environ.get("WEBHOOK_CA_FILE") or None,
+        # Seconds between a delivery's attempts; unset: the Standard Webhooks schedule.
+        webhook_retry_schedule=_seconds_list("WEBHOOK_RETRY_SCHEDULE"),
     )
 
 

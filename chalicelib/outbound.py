@@ -35,6 +35,7 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_ANSWER_BYTES = 64 * 1024  # what is read of an answer's body; the rest is dropped
 DEFAULT_PORTS = {"https": 443, "http": 80}
 USER_AGENT = "media-pipeline-webhooks/1"
+ANSWER_PREFIX_BYTES = 256  # what the delivery log keeps of an answer
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -80,6 +81,7 @@ class Answer:
     status: int
     retry_after_seconds: float | None
     elapsed_ms: float
+    prefix: str = ""  # the first ANSWER_PREFIX_BYTES of the body, for the delivery log
 
 
 def is_public(address: IPAddress) -> bool:
@@ -186,14 +188,16 @@ def post(
             retries=False,
             preload_content=False,
         )
-        response.read(MAX_ANSWER_BYTES)
+        received = response.read(MAX_ANSWER_BYTES)
         response.release_conn()
     except urllib3.exceptions.HTTPError as exc:
         raise DeliveryUnreachable(f"No answer from {endpoint.host}: {type(exc).__name__}.") from exc
     finally:
         pool.close()
     retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return Answer(response.status, retry_after, (time.monotonic() - started) * 1000)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    prefix = received[:ANSWER_PREFIX_BYTES].decode("utf-8", errors="replace")
+    return Answer(response.status, retry_after, elapsed_ms, prefix)
 
 
 def _pool(

@@ -14,7 +14,7 @@ message carries the time it is due, and each hop sends it on with the rest of th
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 RETRY_WAITS_SECONDS = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
@@ -36,12 +36,14 @@ def next_retry(
     failed_attempt: int,
     retry_after_seconds: float | None = None,
     uniform: Callable[[float, float], float] = random.uniform,
+    waits: Sequence[float] = RETRY_WAITS_SECONDS,
 ) -> Retry | None:
     """The retry after attempt number `failed_attempt` (1 is the first) failed, or None
-    when it was the last."""
-    if not 1 <= failed_attempt < ATTEMPTS:
+    when it was the last. `waits` replaces the schedule (WEBHOOK_RETRY_SCHEDULE, for tests
+    and the local stack)."""
+    if not 1 <= failed_attempt <= len(waits):
         return None
-    scheduled = RETRY_WAITS_SECONDS[failed_attempt - 1]
+    scheduled = waits[failed_attempt - 1]
     wait = scheduled * (1 + uniform(-JITTER, JITTER))
     if retry_after_seconds is not None:
         wait = max(wait, min(retry_after_seconds, MAX_RETRY_AFTER_SECONDS))
