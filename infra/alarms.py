@@ -37,11 +37,15 @@ class ErrorsAlarm:
 
     function: str  # the Chalice name, as in .chalice/config.json's lambda_functions
     role: str  # the alarm is media-pipeline-<stage>-<role>-errors
-    logical_id: str
     why: str  # what an error means, and why this threshold; {function} is the function
     period: int = 60
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
+
+    @property
+    def logical_id(self) -> str:
+        """From the role: dead-letter-handler -> DeadLetterHandlerErrorsAlarm."""
+        return "".join(word.title() for word in self.role.split("-")) + "ErrorsAlarm"
 
     @property
     def alarm_name(self) -> str:
@@ -55,69 +59,51 @@ class ErrorsAlarm:
 
 ERRORS_ALARMS = (
     ErrorsAlarm(
-        function=policies.API,
-        role="api",
-        logical_id="ApiErrorsAlarm",
-        why=(
-            "The API function ({function}) failed an invocation: a timeout, a crash or an "
-            "init error, which the app's own error handling never sees, answered 502 to a "
-            "client. Any one pages."
-        ),
+        policies.API,
+        "api",
+        "The API function ({function}) failed an invocation: a timeout, a crash or an "
+        "init error, which the app's own error handling never sees, answered 502 to a "
+        "client. Any one pages.",
     ),
     ErrorsAlarm(
-        function=policies.AUTHORIZER,
-        role="authorizer",
-        logical_id="AuthorizerErrorsAlarm",
-        why=(
-            "The authorizer ({function}) failed an invocation: API Gateway answers 500 to every "
-            "request it could not authorize. Any one pages."
-        ),
+        policies.AUTHORIZER,
+        "authorizer",
+        "The authorizer ({function}) failed an invocation: API Gateway answers 500 to every "
+        "request it could not authorize. Any one pages.",
     ),
     ErrorsAlarm(
-        function=policies.DISPATCHER,
-        role="dispatcher",
-        logical_id="DispatcherErrorsAlarm",
-        why=(
-            "The dispatcher ({function}) failed invocations in 3 of the last 5 minutes: "
-            "uploads are not being queued. A single failure does not alarm: Lambda retries "
-            "an S3 event twice, and the sweeper dispatches an upload whose event was lost."
-        ),
+        policies.DISPATCHER,
+        "dispatcher",
+        "The dispatcher ({function}) failed invocations in 3 of the last 5 minutes: "
+        "uploads are not being queued. A single failure does not alarm: Lambda retries "
+        "an S3 event twice, and the sweeper dispatches an upload whose event was lost.",
         evaluation_periods=5,
         datapoints_to_alarm=3,
     ),
     ErrorsAlarm(
-        function=policies.WORKER,
-        role="worker",
-        logical_id="WorkerErrorsAlarm",
-        why=(
-            "The worker ({function}) failed invocations in 3 of the last 5 minutes: a "
-            "bug, or AWS failing for minutes on end. A single failed batch does not alarm: "
-            "its messages are retried by themselves, and dead-lettered (another alarm) if "
-            "they keep failing."
-        ),
+        policies.WORKER,
+        "worker",
+        "The worker ({function}) failed invocations in 3 of the last 5 minutes: a "
+        "bug, or AWS failing for minutes on end. A single failed batch does not alarm: "
+        "its messages are retried by themselves, and dead-lettered (another alarm) if "
+        "they keep failing.",
         evaluation_periods=5,
         datapoints_to_alarm=3,
     ),
     ErrorsAlarm(
-        function=policies.DEAD_LETTERS,
-        role="dead-letter-handler",
-        logical_id="DeadLetterHandlerErrorsAlarm",
-        why=(
-            "The dead-letter handler ({function}) failed: dead-lettered jobs are not "
-            "being ended FAILED. Its letters come back after the DLQ's visibility timeout; "
-            "it runs rarely, so any failure in 5 minutes pages."
-        ),
+        policies.DEAD_LETTERS,
+        "dead-letter-handler",
+        "The dead-letter handler ({function}) failed: dead-lettered jobs are not "
+        "being ended FAILED. Its letters come back after the DLQ's visibility timeout; "
+        "it runs rarely, so any failure in 5 minutes pages.",
         period=300,
     ),
     ErrorsAlarm(
-        function=policies.SWEEPER,
-        role="sweeper",
-        logical_id="SweeperErrorsAlarm",
-        why=(
-            "The sweeper ({function}) failed: jobs whose upload event or queue message was "
-            "lost are not being ended or dispatched. It retries on its next run (5 minutes), "
-            "so any failure in 5 minutes pages; look for the cause in its logs."
-        ),
+        policies.SWEEPER,
+        "sweeper",
+        "The sweeper ({function}) failed: jobs whose upload event or queue message was "
+        "lost are not being ended or dispatched. It retries on its next run (5 minutes), "
+        "so any failure in 5 minutes pages; look for the cause in its logs.",
         period=300,
     ),
 )

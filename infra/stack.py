@@ -14,16 +14,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from boto3.session import Session
-    from botocore.config import Config
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
 
 # boto3-stubs is installed without its cloudformation extra: the client is untyped.
 CloudFormationClient = Any
@@ -283,45 +280,39 @@ EMULATOR_GAPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def apply_emulator_gaps(
-    session: Session,
-    stage: str,
-    template: Mapping[str, Any] | None = None,
-    *,
-    config: Config | None = None,
-) -> list[str]:
+# The call applying each property, whose value goes to the parameter of the same name
+# (in the API's spelling); and the resource's own parameter, by service.
+_GAP_METHODS = {
+    "PublicAccessBlockConfiguration": "put_public_access_block",
+    "CorsConfiguration": "put_bucket_cors",
+    "LifecycleConfiguration": "put_bucket_lifecycle_configuration",
+    "OwnershipControls": "put_bucket_ownership_controls",
+    "VersioningConfiguration": "put_bucket_versioning",
+    "TimeToLiveSpecification": "update_time_to_live",
+    "PointInTimeRecoverySpecification": "update_continuous_backups",
+}
+_SERVICES = {"AWS::S3::Bucket": ("s3", "Bucket"), "AWS::DynamoDB::Table": ("dynamodb", "TableName")}
+# CloudFormation's names -> the APIs', where they differ.
+_API_NAMES = {
+    "CorsConfiguration": "CORSConfiguration",
+    "CorsRules": "CORSRules",
+    "Id": "ID",
+    "ExposedHeaders": "ExposeHeaders",
+    "MaxAge": "MaxAgeSeconds",
+}
+
+
+def apply_emulator_gaps(session: Session, stage: str) -> list[str]:
     """Apply the EMULATOR_GAPS properties of the stage's stack through the service APIs.
 
-    Values are the template's (`load_template()` unless given), resolved with the stack's
-    own parameters and physical resource ids as CloudFormation reports them, so the
-    emulator ends up with what AWS would have created. Idempotent, and harmless against
-    AWS (which already applied them). Returns the "LogicalId.Property" names applied.
+    Values are the template's, resolved with the stack's own parameters and physical
+    resource ids as CloudFormation reports them, so the emulator ends up with what AWS
+    would have created. Idempotent, and harmless against AWS (which already applied them).
+    A property the API cannot take as translated fails botocore's validation, never is
+    dropped. Returns the "LogicalId.Property" names applied.
     """
-    template = template if template is not None else load_template()
-    resolver = Resolver.for_stack(session.client("cloudformation", config=config), stage, template)
-    s3: S3Client = session.client("s3", config=config)
-    dynamodb: DynamoDBClient = session.client("dynamodb", config=config)
-    appliers: dict[str, Callable[[str, Any], object]] = {
-        "PublicAccessBlockConfiguration": lambda bucket, value: s3.put_public_access_block(
-            Bucket=bucket, PublicAccessBlockConfiguration=_public_access_block(value)
-        ),
-        "CorsConfiguration": lambda bucket, value: s3.put_bucket_cors(
-            Bucket=bucket, CORSConfiguration=_cors(value)
-        ),
-        "LifecycleConfiguration": lambda bucket, value: s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket, LifecycleConfiguration=_lifecycle(value)
-        ),
-        "OwnershipControls": lambda bucket, value: s3.put_bucket_ownership_controls(
-            Bucket=bucket, OwnershipControls=_ownership_controls(value)
-        ),
-        "VersioningConfiguration": lambda bucket, value: s3.put_bucket_versioning(
-            Bucket=bucket, VersioningConfiguration=_versioning(value)
-        ),
-        "TimeToLiveSpecification": lambda table, value: _time_to_live(dynamodb, table, value),
-        "PointInTimeRecoverySpecification": lambda table, value: dynamodb.update_continuous_backups(
-            TableName=table, PointInTimeRecoverySpecification=_point_in_time_recovery(value)
-        ),
-    }
+    template = load_template()
+    resolver = Resolver.for_stack(session.client("cloudformation"), stage, template)
     applied: list[str] = []
     for logical_id, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
@@ -329,124 +320,80 @@ def apply_emulator_gaps(
         physical_id = resolver.physical_ids.get(logical_id)
         if not gaps or physical_id is None:  # e.g. a resource whose Condition is false
             continue
+        service, resource_parameter = _SERVICES[resource["Type"]]
+        client = session.client(service)  # type: ignore[call-overload]
         for gap in gaps:
-            appliers[gap](physical_id, resolver.resolve(properties[gap]))
+            parameter = _API_NAMES.get(gap, gap)
+            value = _api_value(
+                client, _GAP_METHODS[gap], parameter, resolver.resolve(properties[gap])
+            )
+            if gap != "TimeToLiveSpecification" or _ttl_differs(client, physical_id, value):
+                getattr(client, _GAP_METHODS[gap])(
+                    **{resource_parameter: physical_id, parameter: value}
+                )
             applied.append(f"{logical_id}.{gap}")
     return applied
 
 
-def _keys(value: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    # A property this module cannot translate must fail loudly, never be dropped.
-    unknown = set(value) - allowed
-    if unknown:
-        raise NotImplementedError(f"{what}: cannot apply {sorted(unknown)} to an emulator")
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _public_access_block(value: Mapping[str, Any]) -> Any:
-    flags = {"BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"}
-    _keys(value, flags, "PublicAccessBlockConfiguration")
-    return {flag: _bool(setting) for flag, setting in value.items()}
-
-
-def _cors(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"CorsRules"}, "CorsConfiguration")
-    return {"CORSRules": [_cors_rule(rule) for rule in value["CorsRules"]]}
-
-
-def _cors_rule(rule: Mapping[str, Any]) -> Any:
-    # CloudFormation's spelling -> S3 API's spelling.
-    names = {
-        "Id": "ID",
-        "AllowedHeaders": "AllowedHeaders",
-        "AllowedMethods": "AllowedMethods",
-        "AllowedOrigins": "AllowedOrigins",
-        "ExposedHeaders": "ExposeHeaders",
-        "MaxAge": "MaxAgeSeconds",
-    }
-    _keys(rule, set(names), "CorsRule")
-    api = {names[key]: value for key, value in rule.items()}
-    if "MaxAgeSeconds" in api:
-        api["MaxAgeSeconds"] = int(api["MaxAgeSeconds"])
-    return api
-
-
-def _lifecycle(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Rules"}, "LifecycleConfiguration")
-    return {"Rules": [_lifecycle_rule(rule) for rule in value["Rules"]]}
+def _renamed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_API_NAMES.get(key, key): _renamed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item) for item in value]
+    return value
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> Any:
-    allowed = {
-        "Id",
-        "Status",
-        "Prefix",
-        "ExpirationInDays",
-        "ExpiredObjectDeleteMarker",
-        "NoncurrentVersionExpiration",
-        "AbortIncompleteMultipartUpload",
+    """A rule's prefix is a filter in the API, and its expirations one Expiration."""
+    api = {**rule, "Filter": {"Prefix": rule.get("Prefix", "")}}
+    api.pop("Prefix", None)
+    expiration = {
+        api_name: api.pop(name)
+        for name, api_name in (
+            ("ExpirationInDays", "Days"),
+            ("ExpiredObjectDeleteMarker", "ExpiredObjectDeleteMarker"),
+        )
+        if name in api
     }
-    _keys(rule, allowed, "LifecycleConfiguration rule")
-    api: dict[str, Any] = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
-    if "Id" in rule:
-        api["ID"] = rule["Id"]
-    if "ExpirationInDays" in rule:
-        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
-    if "ExpiredObjectDeleteMarker" in rule:
-        if "ExpirationInDays" in rule:
-            raise ValueError("a lifecycle rule cannot expire both objects and delete markers")
-        api["Expiration"] = {"ExpiredObjectDeleteMarker": _bool(rule["ExpiredObjectDeleteMarker"])}
-    if "NoncurrentVersionExpiration" in rule:
-        noncurrent = rule["NoncurrentVersionExpiration"]
-        _keys(noncurrent, {"NoncurrentDays"}, "NoncurrentVersionExpiration")
-        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent["NoncurrentDays"])}
-    if "AbortIncompleteMultipartUpload" in rule:
-        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
-        api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
-    return api
+    if len(expiration) > 1:
+        raise ValueError("a lifecycle rule cannot expire both objects and delete markers")
+    return api | ({"Expiration": expiration} if expiration else {})
 
 
-def _ownership_controls(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Rules"}, "OwnershipControls")
-    for rule in value["Rules"]:
-        _keys(rule, {"ObjectOwnership"}, "OwnershipControls rule")
-    return {"Rules": [{"ObjectOwnership": rule["ObjectOwnership"]} for rule in value["Rules"]]}
+def _api_value(client: Any, method: str, parameter: str, value: Any) -> Any:
+    """`value` in the API's spelling, with the types it takes for `parameter`: CloudFormation
+    passes numbers and booleans as strings too (a parameter's value always is one)."""
+    if parameter == "LifecycleConfiguration":
+        value = {**value, "Rules": [_lifecycle_rule(rule) for rule in value["Rules"]]}
+    operation = client.meta.service_model.operation_model(client.meta.method_to_api_mapping[method])
+    return _typed(_renamed(value), operation.input_shape.members[parameter])
 
 
-def _versioning(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Status"}, "VersioningConfiguration")
-    return {"Status": value["Status"]}
+def _typed(value: Any, shape: Any) -> Any:
+    if shape.type_name == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: _typed(v, members[k]) if k in members else v for k, v in value.items()}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_typed(item, shape.member) for item in value]
+    if shape.type_name in ("integer", "long"):
+        return int(value)
+    if shape.type_name == "boolean" and not isinstance(value, bool):
+        if str(value).lower() not in ("true", "false"):
+            raise ValueError(f"not a boolean: {value!r}")
+        return str(value).lower() == "true"
+    return value
 
 
-def _point_in_time_recovery(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"PointInTimeRecoveryEnabled", "RecoveryPeriodInDays"}, "PointInTimeRecovery")
-    api: dict[str, Any] = {"PointInTimeRecoveryEnabled": _bool(value["PointInTimeRecoveryEnabled"])}
-    if "RecoveryPeriodInDays" in value:
-        api["RecoveryPeriodInDays"] = int(value["RecoveryPeriodInDays"])
-    return api
-
-
-def _time_to_live(dynamodb: DynamoDBClient, table: str, value: Mapping[str, Any]) -> None:
-    _keys(value, {"AttributeName", "Enabled"}, "TimeToLiveSpecification")
-    enabled = _bool(value["Enabled"])
+def _ttl_differs(dynamodb: Any, table: str, value: Mapping[str, Any]) -> bool:
+    """AWS refuses to enable TTL twice, or to disable it when it is not enabled."""
     current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     status = current.get("TimeToLiveStatus", "DISABLED")
-    if enabled and status in ("ENABLED", "ENABLING"):
-        if current.get("AttributeName") == value["AttributeName"]:
-            return  # AWS refuses to enable TTL twice
-    elif not enabled and status in ("DISABLED", "DISABLING"):
-        return
-    dynamodb.update_time_to_live(
-        TableName=table,
-        TimeToLiveSpecification={"AttributeName": value["AttributeName"], "Enabled": enabled},
-    )
+    if value["Enabled"]:
+        return (
+            status not in ("ENABLED", "ENABLING")
+            or current.get("AttributeName") != value["AttributeName"]
+        )
+    return status not in ("DISABLED", "DISABLING")
 
 
 def _list_parameter(value: str) -> list[str]:
