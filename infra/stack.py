@@ -105,30 +105,26 @@ def load_template() -> dict[str, Any]:
 # --- parameters ---------------------------------------------------------------------------
 
 
+def _chalice_config(stage: str, **params: Any) -> Any:
+    from chalice.config import Config
+
+    on_disk = json.loads(CHALICE_CONFIG_PATH.read_text())
+    return Config(chalice_stage=stage, config_from_disk=on_disk, **params)
+
+
 def worker_timeout_seconds(stage: str) -> int:
     """The worker's Lambda timeout on `stage`, as Chalice resolves it from its config."""
-    from chalice.config import Config
     from chalice.constants import DEFAULT_LAMBDA_TIMEOUT
 
-    config = Config(
-        chalice_stage=stage,
-        function_name=WORKER_FUNCTION,
-        config_from_disk=json.loads(CHALICE_CONFIG_PATH.read_text()),
-        default_params={"lambda_timeout": DEFAULT_LAMBDA_TIMEOUT},
-    )
+    default = {"lambda_timeout": DEFAULT_LAMBDA_TIMEOUT}
+    config = _chalice_config(stage, function_name=WORKER_FUNCTION, default_params=default)
     return int(config.lambda_timeout)
 
 
 def log_retention_days(stage: str) -> int:
     """The stage's log retention, as Chalice resolves it (log_retention_in_days) for the
     functions' log groups; 0 when none is set, which Chalice leaves to never expire."""
-    from chalice.config import Config
-
-    config = Config(
-        chalice_stage=stage, config_from_disk=json.loads(CHALICE_CONFIG_PATH.read_text())
-    )
-    retention = config.log_retention_in_days
-    return 0 if retention is None else int(retention)
+    return int(_chalice_config(stage).log_retention_in_days or 0)
 
 
 def default_parameters(stage: str) -> dict[str, str]:
@@ -344,20 +340,15 @@ def _renamed(value: Any) -> Any:
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> Any:
-    """A rule's prefix is a filter in the API, and its expirations one Expiration."""
-    api = {**rule, "Filter": {"Prefix": rule.get("Prefix", "")}}
-    api.pop("Prefix", None)
-    expiration = {
-        api_name: api.pop(name)
-        for name, api_name in (
-            ("ExpirationInDays", "Days"),
-            ("ExpiredObjectDeleteMarker", "ExpiredObjectDeleteMarker"),
-        )
-        if name in api
-    }
-    if len(expiration) > 1:
-        raise ValueError("a lifecycle rule cannot expire both objects and delete markers")
-    return api | ({"Expiration": expiration} if expiration else {})
+    """In the API, a rule's prefix is a filter and its expiration a structure."""
+    moved = ("Prefix", "ExpirationInDays", "ExpiredObjectDeleteMarker")
+    api = {key: value for key, value in rule.items() if key not in moved}
+    api["Filter"] = {"Prefix": rule.get("Prefix", "")}
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    if "ExpiredObjectDeleteMarker" in rule:
+        api["Expiration"] = {"ExpiredObjectDeleteMarker": rule["ExpiredObjectDeleteMarker"]}
+    return api
 
 
 def _api_value(client: Any, method: str, parameter: str, value: Any) -> Any:
@@ -378,9 +369,7 @@ def _typed(value: Any, shape: Any) -> Any:
     if shape.type_name in ("integer", "long"):
         return int(value)
     if shape.type_name == "boolean" and not isinstance(value, bool):
-        if str(value).lower() not in ("true", "false"):
-            raise ValueError(f"not a boolean: {value!r}")
-        return str(value).lower() == "true"
+        return {"true": True, "false": False}[str(value).lower()]
     return value
 
 
