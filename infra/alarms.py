@@ -2,7 +2,6 @@
 
     python -m infra.alarms                   # rewrite the generated block of the template
     python -m infra.alarms --check           # exit 1 if the block is not what this renders
-    python -m infra.alarms --functions dev   # the functions Chalice deploys for a stage
 
 The template stays plain CloudFormation (no macro, no transform: cfn-lint, moto and every
 CloudFormation client read it as is); the alarms are rendered from ERRORS_ALARMS, one
@@ -14,7 +13,6 @@ entry here.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -159,34 +157,10 @@ def with_block(template: str) -> str:
     return template[:start] + render_block() + template[end:]
 
 
-def chalice_functions(stage: str) -> dict[str, str]:
-    """{Chalice function: deployed Lambda name} for every function `chalice deploy` creates
-    for the stage, read from Chalice's own application graph (this imports app.py)."""
-    from chalice.cli.factory import CLIFactory
-    from chalice.deploy import models
-    from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
-
-    config = CLIFactory(project_dir=str(stack.PROJECT_DIR)).create_config_obj(
-        chalice_stage_name=stage
-    )
-    application = ApplicationGraphBuilder().build(config, stage)
-    return {
-        resource.resource_name: resource.function_name
-        for resource in DependencyBuilder().build_dependencies(application)
-        if isinstance(resource, models.LambdaFunction)
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.alarms", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check the template")
-    parser.add_argument(
-        "--functions", metavar="STAGE", help="print Chalice's functions of STAGE as JSON"
-    )
     args = parser.parse_args(argv)
-    if args.functions:
-        print(json.dumps(chalice_functions(args.functions), sort_keys=True))
-        return 0
     current = stack.TEMPLATE_PATH.read_text()
     fresh = with_block(current)
     if args.check:

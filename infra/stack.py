@@ -50,21 +50,6 @@ ENVIRONMENT_OUTPUTS = {
     "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "JobsQueueVisibilityTimeoutSeconds",
 }
 
-OUTPUTS = (
-    *ENVIRONMENT_OUTPUTS.values(),
-    "JobsQueueUrl",
-    "JobsDlqUrl",
-    "UploadsBucketArn",
-    "DerivedBucketArn",
-    "JobsTableArn",
-    "ApiKeysTableArn",
-    "JobsQueueArn",
-    "JobsDlqArn",
-    "AlarmTopicArn",
-    # The API's access logs: `make deploy` points the API stage's accessLogSettings there.
-    "ApiAccessLogGroup",
-    "ApiAccessLogGroupArn",
-)
 
 NO_UPDATES = "No updates are to be performed"
 
