@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,6 @@ LOG_EVENT_OVERHEAD_BYTES = 26
 
 def access_log_line_bytes() -> int:
     """The size of a typical access-log event, from the format `make deploy` sets."""
-    import re
-
     from infra.deploy import ACCESS_LOG_FORMAT
 
     line = re.sub(
@@ -103,11 +103,8 @@ def monthly_per_stage() -> dict[str, float]:
     """What a deployed stage costs a month with no traffic at all: its alarms and dashboard."""
     from infra import stack
 
-    resources = stack.load_template()["Resources"].values()
-    alarms = sum(1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Alarm")
-    dashboards = sum(
-        1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Dashboard"
-    )
+    types = Counter(resource["Type"] for resource in stack.load_template()["Resources"].values())
+    alarms, dashboards = types["AWS::CloudWatch::Alarm"], types["AWS::CloudWatch::Dashboard"]
     return {
         f"CloudWatch alarms ({alarms})": alarms * PRICES["cloudwatch_alarm_month"],
         f"CloudWatch dashboard ({dashboards})": dashboards * PRICES["cloudwatch_dashboard_month"],

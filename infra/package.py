@@ -39,7 +39,6 @@ import io
 import json
 import marshal
 import os
-import py_compile
 import re
 import shutil
 import struct
@@ -402,32 +401,28 @@ def is_source(name: str) -> bool:
     return name.endswith(".py") and not any(map(_is_cache, PurePosixPath(name).parts))
 
 
-def compile_tree(root: Path) -> int:
-    """Write the unchecked-hash bytecode of every .py under `root` next to it; how many.
+def runtime_bytecode(source: bytes, name: str) -> bytes:
+    """The unchecked-hash pyc of `source`, as py_compile writes it. The code carries `name`
+    (its path in the package; the import system replaces it by the real one on loading),
+    so the same sources give the same bytes wherever compiled."""
+    try:
+        code = compile(source, name, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError) as error:
+        raise PackagingError(f"{name} does not compile on {RUNTIME}: {error}") from error
+    flags = UNCHECKED_HASH_FLAGS.to_bytes(4, "little")
+    return RUNTIME_MAGIC + flags + importlib.util.source_hash(source) + marshal.dumps(code)
 
-    The code objects carry the path relative to `root` (the import system replaces it by
-    the real one on loading), so the same sources give the same bytes wherever compiled.
-    """
+
+def compile_tree(root: Path) -> int:
+    """Write the unchecked-hash bytecode of every .py under `root` next to it; how many."""
     require_runtime_bytecode()
-    sources = sorted(path for path in root.rglob("*.py") if path.is_file())
-    compiled = 0
-    for source in sources:
-        relative = source.relative_to(root).as_posix()
-        if not is_source(relative):
-            continue
-        try:
-            py_compile.compile(
-                str(source),
-                cfile=str(root / bytecode_path(relative)),
-                dfile=relative,
-                doraise=True,
-                optimize=0,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as error:
-            raise PackagingError(f"{relative} does not compile on {RUNTIME}: {error}") from error
-        compiled += 1
-    return compiled
+    sources = [path.relative_to(root).as_posix() for path in sorted(root.rglob("*.py"))]
+    sources = [name for name in sources if is_source(name) and (root / name).is_file()]
+    for name in sources:
+        target = root / bytecode_path(name)
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(runtime_bytecode((root / name).read_bytes(), name))
+    return len(sources)
 
 
 def add_bytecode(zip_path: Path) -> int:
@@ -435,41 +430,25 @@ def add_bytecode(zip_path: Path) -> int:
 
     Entries keep their order, timestamps and modes; each pyc takes its source's.
     """
+    require_runtime_bytecode()
     with zipfile.ZipFile(zip_path) as original:
         entries = [(info, original.read(info)) for info in original.infolist()]
-    sources = {
-        info.filename for info, _ in entries if not info.is_dir() and is_source(info.filename)
-    }
     caches = [info.filename for info, _ in entries if _is_cache(PurePosixPath(info.filename).name)]
     if caches:  # would collide with (or shadow) the bytecode compiled here
         raise PackagingError(f"{zip_path} already holds bytecode: " + ", ".join(caches[:5]))
-    with tempfile.TemporaryDirectory(prefix="media-pipeline-bytecode-") as scratch:
-        root = Path(scratch)
+    compiled = 0
+    rewritten = zip_path.with_name(zip_path.name + ".partial")
+    with zipfile.ZipFile(rewritten, "w") as package:
         for info, data in entries:
-            if info.filename in sources:
-                target = root / _safe_relative(info.filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-        compiled = compile_tree(root)
-        rewritten = zip_path.with_name(zip_path.name + ".partial")
-        with zipfile.ZipFile(rewritten, "w") as package:
-            for info, data in entries:
-                package.writestr(info, data)
-                if info.filename in sources:
-                    name = bytecode_path(info.filename)
-                    pyc = zipfile.ZipInfo(name, date_time=info.date_time)
-                    pyc.external_attr = info.external_attr
-                    pyc.compress_type = info.compress_type
-                    package.writestr(pyc, (root / name).read_bytes())
+            package.writestr(info, data)
+            if not info.is_dir() and is_source(info.filename):
+                pyc = zipfile.ZipInfo(bytecode_path(info.filename), date_time=info.date_time)
+                pyc.external_attr = info.external_attr
+                pyc.compress_type = info.compress_type
+                package.writestr(pyc, runtime_bytecode(data, info.filename))
+                compiled += 1
     rewritten.replace(zip_path)
     return compiled
-
-
-def _safe_relative(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise PackagingError(f"{name}: not a relative path inside the package")
-    return path
 
 
 def lambda_functions(template_path: Path) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -190,6 +191,18 @@ def delete(cloudformation: CloudFormationClient, stage: str, *, poll_seconds: in
 def environment(stack_outputs: Mapping[str, str]) -> dict[str, str]:
     """The app's environment variables (see chalicelib/config.py) from the stack's outputs."""
     return {variable: stack_outputs[key] for variable, key in ENVIRONMENT_OUTPUTS.items()}
+
+
+def use_stage_output(stage: str | None, variable: str) -> None:
+    """Set the app's `variable` (one of ENVIRONMENT_OUTPUTS) from the stage's stack; without
+    a stage, it must be set already (the local stack's)."""
+    if stage is not None:
+        import boto3
+
+        stack_outputs = outputs(boto3.client("cloudformation"), stage)
+        os.environ[variable] = stack_outputs[ENVIRONMENT_OUTPUTS[variable]]
+    elif not os.environ.get(variable):
+        raise SystemExit(f"give --stage, or set {variable}")
 
 
 def _status(cloudformation: CloudFormationClient, name: str) -> str | None:
