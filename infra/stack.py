@@ -247,8 +247,9 @@ def _failures(cloudformation: CloudFormationClient, name: str) -> str:
 
 # --- emulator gaps --------------------------------------------------------------------------
 
-# Properties moto's CloudFormation (5.2) accepts and does not apply, which
-# `apply_emulator_gaps` applies through the service APIs instead. Measured, not guessed:
+# Properties moto's CloudFormation (5.2) accepts and does not apply, each with the service
+# call `apply_emulator_gaps` applies it with instead (the value goes to the parameter of the
+# same name, in the API's spelling). Measured, not guessed:
 # tests/test_infra.py fails when moto starts applying one of them (then drop it here).
 #
 # Gaps nothing can fill, checked statically in the template instead:
@@ -262,29 +263,20 @@ def _failures(cloudformation: CloudFormationClient, name: str) -> str:
 #   deploy rehearsed against it shows them; moto in-process, as the tests use it, does not.)
 # Everything else the app relies on moto does apply: the queues' visibility timeout,
 # retention, redrive policy and SSE; the tables' keys and index; bucket encryption.
-EMULATOR_GAPS: dict[str, tuple[str, ...]] = {
-    "AWS::S3::Bucket": (
-        "PublicAccessBlockConfiguration",
-        "CorsConfiguration",
-        "LifecycleConfiguration",
-        "OwnershipControls",
-        "VersioningConfiguration",
-    ),
-    "AWS::DynamoDB::Table": ("TimeToLiveSpecification", "PointInTimeRecoverySpecification"),
+EMULATOR_GAPS: dict[str, dict[str, str]] = {
+    "AWS::S3::Bucket": {
+        "PublicAccessBlockConfiguration": "put_public_access_block",
+        "CorsConfiguration": "put_bucket_cors",
+        "LifecycleConfiguration": "put_bucket_lifecycle_configuration",
+        "OwnershipControls": "put_bucket_ownership_controls",
+        "VersioningConfiguration": "put_bucket_versioning",
+    },
+    "AWS::DynamoDB::Table": {
+        "TimeToLiveSpecification": "update_time_to_live",
+        "PointInTimeRecoverySpecification": "update_continuous_backups",
+    },
 }
-
-
-# The call applying each property, whose value goes to the parameter of the same name
-# (in the API's spelling); and the resource's own parameter, by service.
-_GAP_METHODS = {
-    "PublicAccessBlockConfiguration": "put_public_access_block",
-    "CorsConfiguration": "put_bucket_cors",
-    "LifecycleConfiguration": "put_bucket_lifecycle_configuration",
-    "OwnershipControls": "put_bucket_ownership_controls",
-    "VersioningConfiguration": "put_bucket_versioning",
-    "TimeToLiveSpecification": "update_time_to_live",
-    "PointInTimeRecoverySpecification": "update_continuous_backups",
-}
+# The service of each resource type, and the parameter naming the resource.
 _SERVICES = {"AWS::S3::Bucket": ("s3", "Bucket"), "AWS::DynamoDB::Table": ("dynamodb", "TableName")}
 # CloudFormation's names -> the APIs', where they differ.
 _API_NAMES = {
@@ -310,7 +302,8 @@ def apply_emulator_gaps(session: Session, stage: str) -> list[str]:
     applied: list[str] = []
     for logical_id, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
-        gaps = [gap for gap in EMULATOR_GAPS.get(resource["Type"], ()) if gap in properties]
+        calls = EMULATOR_GAPS.get(resource["Type"], {})
+        gaps = [gap for gap in calls if gap in properties]
         physical_id = resolver.physical_ids.get(logical_id)
         if not gaps or physical_id is None:  # e.g. a resource whose Condition is false
             continue
@@ -318,13 +311,9 @@ def apply_emulator_gaps(session: Session, stage: str) -> list[str]:
         client = session.client(service)  # type: ignore[call-overload]
         for gap in gaps:
             parameter = _API_NAMES.get(gap, gap)
-            value = _api_value(
-                client, _GAP_METHODS[gap], parameter, resolver.resolve(properties[gap])
-            )
+            value = _api_value(client, calls[gap], parameter, resolver.resolve(properties[gap]))
             if gap != "TimeToLiveSpecification" or _ttl_differs(client, physical_id, value):
-                getattr(client, _GAP_METHODS[gap])(
-                    **{resource_parameter: physical_id, parameter: value}
-                )
+                getattr(client, calls[gap])(**{resource_parameter: physical_id, parameter: value})
             applied.append(f"{logical_id}.{gap}")
     return applied
 
