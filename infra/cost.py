@@ -17,7 +17,7 @@ import argparse
 import json
 import re
 import statistics
-import time
+import timeit
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,16 +129,11 @@ def measure_engine_ms(photos: list[Path], repeats: int = 3) -> float:
     from chalicelib.imaging import render
     from chalicelib.presets import DEFAULT_PRESETS
 
-    per_image = []
-    for photo in photos:
-        data = photo.read_bytes()
-        runs = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            render(data, DEFAULT_PRESETS)
-            runs.append((time.perf_counter() - started) * 1000)
-        per_image.append(min(runs))
-    return statistics.median(per_image)
+    def best_ms(data: bytes) -> float:
+        runs = timeit.repeat(lambda: render(data, DEFAULT_PRESETS), number=1, repeat=repeats)
+        return min(runs) * 1000
+
+    return statistics.median(best_ms(photo.read_bytes()) for photo in photos)
 
 
 def worker_settings() -> tuple[int, str, int]:

@@ -206,12 +206,6 @@ LOGS_ROLE_POLICY = "write-access-logs"
 LOGS_ROLE_SETTLE_SECONDS = 60.0
 
 
-def _arn_account(arn: str) -> tuple[str, str]:
-    """(partition, account) of an ARN."""
-    _, partition, _, _, account, _ = arn.split(":", 5)
-    return partition, account
-
-
 LOGS_ROLE_TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -229,7 +223,7 @@ def logs_role_policy(log_group_arn: str) -> dict[str, Any]:
     region of the account: its log groups are the stacks' (it creates none), and it reads
     none of the events it writes. Not AWS's managed AmazonAPIGatewayPushToCloudWatchLogs,
     which grants that on every log group."""
-    partition, account = _arn_account(log_group_arn)
+    _, partition, _, _, account, _ = log_group_arn.split(":", 5)
     groups = f"arn:{partition}:logs:*:{account}:log-group:{stack.APP_NAME}-*-api-access"
     return {
         "Version": "2012-10-17",
@@ -299,7 +293,7 @@ def ensure_api_gateway_logs_role(
     role_arn = _logs_role(iam, log_group_arn)
     if current == role_arn:
         return role_arn
-    operations = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role_arn}]
+    operations = _replace({"/cloudwatchRoleArn": role_arn})
     waited = 0.0
     while True:
         try:

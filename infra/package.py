@@ -47,7 +47,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -303,10 +303,6 @@ def _is_cache(name: str) -> bool:
     return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
 
 
-def _ignore_caches(directory: str, names: list[str]) -> set[str]:
-    return {name for name in names if _is_cache(name)}
-
-
 def prepare_project_copy(project_dir: Path, copy: Path, stage: str) -> None:
     """Copy what Chalice packages into `copy`, adjusted for packaging only; say how."""
     (copy / ".chalice").mkdir(parents=True)
@@ -314,7 +310,8 @@ def prepare_project_copy(project_dir: Path, copy: Path, stage: str) -> None:
         shutil.copy2(project_dir / name, copy / name)
     for name in ("chalicelib", "vendor"):
         if (project_dir / name).is_dir():
-            shutil.copytree(project_dir / name, copy / name, ignore=_ignore_caches)
+            caches = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+            shutil.copytree(project_dir / name, copy / name, ignore=caches)
     for path in (project_dir / ".chalice").glob("*.json"):  # config.json, policy files
         shutil.copy2(path, copy / ".chalice" / path.name)
 
@@ -472,27 +469,22 @@ def template_problems(template_path: Path, arch: str) -> list[str]:
 # --- 3. the audit -----------------------------------------------------------------------
 
 
-@dataclass
-class WheelIndex:
-    """Every file the wheels in a wheelhouse install, by path in the deployment zip, with
-    its sha256 (None: the RECORD's own line, which has no hash)."""
+Records = dict[Wheel, dict[str, str | None]]
 
-    files: dict[str, list[tuple[Wheel, str | None]]] = field(default_factory=dict)
-    by_wheel: dict[Wheel, dict[str, str | None]] = field(default_factory=dict)
 
-    @classmethod
-    def read(cls, wheelhouse: Path) -> WheelIndex:
-        index = cls()
-        for path in sorted(wheelhouse.glob("*.whl")):
-            wheel = Wheel.parse(path.name)
-            index.by_wheel[wheel] = read_record(path)
-            for name, digest in index.by_wheel[wheel].items():
-                index.files.setdefault(name, []).append((wheel, digest))
-        return index
+def wheel_records(wheelhouse: Path) -> Records:
+    """The RECORD of every wheel in the wheelhouse."""
+    return {Wheel.parse(path.name): read_record(path) for path in sorted(wheelhouse.glob("*.whl"))}
+
+
+def _listed(records: Records, name: str) -> list[tuple[Wheel, str | None]]:
+    """The wheels installing `name`, each with its sha256 there."""
+    return [(wheel, record[name]) for wheel, record in records.items() if name in record]
 
 
 def read_record(wheel_path: Path) -> dict[str, str | None]:
-    """A wheel's RECORD: installed path -> hex sha256, as Chalice lays the wheel out."""
+    """A wheel's RECORD: installed path -> hex sha256 (None: the RECORD's own line, which
+    has no hash), as Chalice lays the wheel out."""
     with zipfile.ZipFile(wheel_path) as wheel:
         records = [n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/RECORD", n)]
         if len(records) != 1:
@@ -616,14 +608,14 @@ def _zip_entries(zip_path: Path) -> Iterable[tuple[str, bytes]]:
 
 def shared_library_problems(zip_path: Path, wheelhouse: Path, arch: str) -> list[str]:
     """Each shared library must be a manylinux wheel's file, unchanged, built for `arch`."""
-    index = WheelIndex.read(wheelhouse)
+    records = wheel_records(wheelhouse)
     expected_machine = ELF_MACHINES[arch]
     problems = []
     for name, data in _zip_entries(zip_path):
         if not is_shared_library(name, data):
             continue
         digest = hashlib.sha256(data).hexdigest()
-        listed = index.files.get(name, [])
+        listed = _listed(records, name)
         same = [wheel for wheel, sha256 in listed if sha256 == digest]
         if not listed:
             problems.append(f"{name}: in no wheel's RECORD (built on this host?)")
@@ -652,7 +644,7 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
 
     The bytecode of the zip's sources is `bytecode_problems`' to prove.
     """
-    index = WheelIndex.read(wheelhouse)
+    records = wheel_records(wheelhouse)
     expected = app_files(project_dir)
     entries = dict(_zip_entries(zip_path))
     compiled = {bytecode_path(name) for name in entries if is_source(name)}
@@ -665,13 +657,13 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
         if name in expected:
             if digest != expected[name]:
                 problems.append(f"{name}: differs from the project's")
-        elif name in index.files:
-            if not any(sha256 in (None, digest) for _, sha256 in index.files[name]):
+        elif listed := _listed(records, name):
+            if not any(sha256 in (None, digest) for _, sha256 in listed):
                 problems.append(f"{name}: differs from its wheel's RECORD")
         else:
             problems.append(f"{name}: comes from neither the app nor a wheel in {wheelhouse}")
     problems += [f"{name}: missing" for name in sorted(set(expected) - seen)]
-    for wheel, installed in index.by_wheel.items():
+    for wheel, installed in records.items():
         if any(name in seen for name in installed if name.endswith(".dist-info/METADATA")):
             missing = sorted(set(installed) - seen)
             problems += [f"{name}: missing from {wheel.filename}" for name in missing]
