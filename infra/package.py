@@ -5,27 +5,21 @@ finds no wheel for the Lambda runtime it silently builds the sdist here: a zip t
 on Lambda. This module never lets it:
 
 1. `fill_wheelhouse` downloads binary wheels only, for CPython 3.13 on manylinux with glibc
-   <= 2.34 (the python3.13 runtime, Amazon Linux 2023) for the target machine, with their
-   dependencies, into `.cache/wheelhouse/<runtime>-<arch>`. What is cached is reused without the
-   network; a requirement that has no such wheel fails here.
+   <= 2.34 (the python3.13 runtime, Amazon Linux 2023) for the target machine, into
+   `.cache/wheelhouse/<runtime>-<arch>`, reused without the network once it is complete.
 2. `build_package` runs `chalice package` on a clean copy of the project with pip confined
-   to that wheelhouse (`offline_build_environment`): no index, no user pip configuration,
-   binary wheels only, the target's platform tags. Chalice has nothing to compile and
-   nothing to download.
-   `add_bytecode` then adds to the zip the bytecode of every .py, compiled here for
-   CPython 3.13 as unchecked-hash pyc (PEP 552) in `__pycache__/<name>.cpython-313.pyc`:
-   Lambda's task root is read-only, so without them every packaged module would be
-   compiled at each cold start. Unchecked, because a timestamp pyc would be judged stale
-   against the zip's timestamps and Lambda's extraction, and a checked one would hash
-   each source at import.
+   to that wheelhouse (`offline_build_environment`), so Chalice has nothing to compile or
+   download; `add_bytecode` adds the unchecked-hash CPython 3.13 pyc (PEP 552) of every
+   .py: Lambda's task root is read-only, so without them every module would be compiled
+   at each cold start (a timestamp pyc would be stale after Lambda's extraction, a checked
+   one would hash each source at import).
 3. `audit_package` proves the zip: every file comes from the app or from the RECORD of a
    wheel in the wheelhouse (same path, same sha256), every shared library from a
-   manylinux wheel for the target machine and is an ELF object for that machine, and the
-   only bytecode is one unchecked-hash pyc per .py, compiled from that very source.
+   manylinux wheel for the target machine and is an ELF object for that machine needing
+   no newer glibc, and the only bytecode is one unchecked-hash pyc per .py, of that source.
 
-`chalice package` cannot write a CloudFormation/SAM template for this app (CloudFormation
-cannot attach a notification to an existing bucket, so Chalice refuses `on_s3_event`), so
-the template is Terraform's (`chalice.tf.json`); it is only checked here, never applied.
+Chalice cannot write a CloudFormation/SAM template for this app (it refuses `on_s3_event`
+there), so the template is Terraform's (`chalice.tf.json`), only checked, never applied.
 """
 
 from __future__ import annotations
