@@ -65,11 +65,6 @@ DEFAULT_THROTTLING = Throttling(rate_limit=50.0, burst_limit=100)
 
 def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]) -> None:
     """Point `stage` at the stack's resources: environment variables and IAM policies."""
-    chalice_dir = project_dir / ".chalice"
-    for function in policies.FUNCTIONS:
-        document = policies.policy_document(function, stage, outputs)
-        path = chalice_dir / policies.policy_file_name(stage, function)
-        path.write_text(json.dumps(document, indent=2) + "\n")
     config_path = project_dir / CONFIG
     config: dict[str, Any] = json.loads(config_path.read_text())
     stage_config = config.setdefault("stages", {}).setdefault(stage, {})
@@ -78,9 +73,10 @@ def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]
     stage_config.setdefault("environment_variables", {}).update(stack.environment(outputs))
     functions = stage_config.setdefault("lambda_functions", {})
     for function in policies.FUNCTIONS:
-        functions.setdefault(function, {})["iam_policy_file"] = policies.policy_file_name(
-            stage, function
-        )
+        name = policies.policy_file_name(stage, function)
+        document = policies.policy_document(function, stage, outputs)
+        (project_dir / ".chalice" / name).write_text(json.dumps(document, indent=2) + "\n")
+        functions.setdefault(function, {})["iam_policy_file"] = name
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
