@@ -455,17 +455,14 @@ class Resolver:
             raise KeyError(f"cannot resolve Ref {name}")
         return self._values[name]
 
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        local = {key: self.resolve(item) for key, item in variables.items()}
+    def _sub(self, text: Any) -> str:
+        if not isinstance(text, str):
+            raise NotImplementedError("Fn::Sub with variables is not resolved for emulators")
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            value = local[name] if name in local else self._ref(name)
+            value = self._ref(match.group(1))
             if not isinstance(value, str):
-                raise TypeError(f"${{{name}}} is not a string")
+                raise TypeError(f"{match.group(0)} is not a string")
             return value
 
         return self._SUB.sub(substitute, text)
