@@ -2,7 +2,6 @@
 
     python -m infra.alarms                   # rewrite the generated block of the template
     python -m infra.alarms --check           # exit 1 if the block is not what this renders
-    python -m infra.alarms --functions dev   # the functions Chalice deploys for a stage
 
 The template stays plain CloudFormation (no macro, no transform: cfn-lint, moto and every
 CloudFormation client read it as is); the alarms are rendered from ERRORS_ALARMS, one
@@ -14,7 +13,6 @@ entry here.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -37,11 +35,15 @@ class ErrorsAlarm:
 
     function: str  # the Chalice name, as in .chalice/config.json's lambda_functions
     role: str  # the alarm is media-pipeline-<stage>-<role>-errors
-    logical_id: str
     why: str  # what an error means, and why this threshold; {function} is the function
     period: int = 60
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
+
+    @property
+    def logical_id(self) -> str:
+        """From the role: dead-letter-handler -> DeadLetterHandlerErrorsAlarm."""
+        return "".join(word.title() for word in self.role.split("-")) + "ErrorsAlarm"
 
     @property
     def alarm_name(self) -> str:
@@ -55,69 +57,51 @@ class ErrorsAlarm:
 
 ERRORS_ALARMS = (
     ErrorsAlarm(
-        function=policies.API,
-        role="api",
-        logical_id="ApiErrorsAlarm",
-        why=(
-            "The API function ({function}) failed an invocation: a timeout, a crash or an "
-            "init error, which the app's own error handling never sees, answered 502 to a "
-            "client. Any one pages."
-        ),
+        policies.API,
+        "api",
+        "The API function ({function}) failed an invocation: a timeout, a crash or an "
+        "init error, which the app's own error handling never sees, answered 502 to a "
+        "client. Any one pages.",
     ),
     ErrorsAlarm(
-        function=policies.AUTHORIZER,
-        role="authorizer",
-        logical_id="AuthorizerErrorsAlarm",
-        why=(
-            "The authorizer ({function}) failed an invocation: API Gateway answers 500 to every "
-            "request it could not authorize. Any one pages."
-        ),
+        policies.AUTHORIZER,
+        "authorizer",
+        "The authorizer ({function}) failed an invocation: API Gateway answers 500 to every "
+        "request it could not authorize. Any one pages.",
     ),
     ErrorsAlarm(
-        function=policies.DISPATCHER,
-        role="dispatcher",
-        logical_id="DispatcherErrorsAlarm",
-        why=(
-            "The dispatcher ({function}) failed invocations in 3 of the last 5 minutes: "
-            "uploads are not being queued. A single failure does not alarm: Lambda retries "
-            "an S3 event twice, and the sweeper dispatches an upload whose event was lost."
-        ),
+        policies.DISPATCHER,
+        "dispatcher",
+        "The dispatcher ({function}) failed invocations in 3 of the last 5 minutes: "
+        "uploads are not being queued. A single failure does not alarm: Lambda retries "
+        "an S3 event twice, and the sweeper dispatches an upload whose event was lost.",
         evaluation_periods=5,
         datapoints_to_alarm=3,
     ),
     ErrorsAlarm(
-        function=policies.WORKER,
-        role="worker",
-        logical_id="WorkerErrorsAlarm",
-        why=(
-            "The worker ({function}) failed invocations in 3 of the last 5 minutes: a "
-            "bug, or AWS failing for minutes on end. A single failed batch does not alarm: "
-            "its messages are retried by themselves, and dead-lettered (another alarm) if "
-            "they keep failing."
-        ),
+        policies.WORKER,
+        "worker",
+        "The worker ({function}) failed invocations in 3 of the last 5 minutes: a "
+        "bug, or AWS failing for minutes on end. A single failed batch does not alarm: "
+        "its messages are retried by themselves, and dead-lettered (another alarm) if "
+        "they keep failing.",
         evaluation_periods=5,
         datapoints_to_alarm=3,
     ),
     ErrorsAlarm(
-        function=policies.DEAD_LETTERS,
-        role="dead-letter-handler",
-        logical_id="DeadLetterHandlerErrorsAlarm",
-        why=(
-            "The dead-letter handler ({function}) failed: dead-lettered jobs are not "
-            "being ended FAILED. Its letters come back after the DLQ's visibility timeout; "
-            "it runs rarely, so any failure in 5 minutes pages."
-        ),
+        policies.DEAD_LETTERS,
+        "dead-letter-handler",
+        "The dead-letter handler ({function}) failed: dead-lettered jobs are not "
+        "being ended FAILED. Its letters come back after the DLQ's visibility timeout; "
+        "it runs rarely, so any failure in 5 minutes pages.",
         period=300,
     ),
     ErrorsAlarm(
-        function=policies.SWEEPER,
-        role="sweeper",
-        logical_id="SweeperErrorsAlarm",
-        why=(
-            "The sweeper ({function}) failed: jobs whose upload event or queue message was "
-            "lost are not being ended or dispatched. It retries on its next run (5 minutes), "
-            "so any failure in 5 minutes pages; look for the cause in its logs."
-        ),
+        policies.SWEEPER,
+        "sweeper",
+        "The sweeper ({function}) failed: jobs whose upload event or queue message was "
+        "lost are not being ended or dispatched. It retries on its next run (5 minutes), "
+        "so any failure in 5 minutes pages; look for the cause in its logs.",
         period=300,
     ),
 )
@@ -173,34 +157,10 @@ def with_block(template: str) -> str:
     return template[:start] + render_block() + template[end:]
 
 
-def chalice_functions(stage: str) -> dict[str, str]:
-    """{Chalice function: deployed Lambda name} for every function `chalice deploy` creates
-    for the stage, read from Chalice's own application graph (this imports app.py)."""
-    from chalice.cli.factory import CLIFactory
-    from chalice.deploy import models
-    from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
-
-    config = CLIFactory(project_dir=str(stack.PROJECT_DIR)).create_config_obj(
-        chalice_stage_name=stage
-    )
-    application = ApplicationGraphBuilder().build(config, stage)
-    return {
-        resource.resource_name: resource.function_name
-        for resource in DependencyBuilder().build_dependencies(application)
-        if isinstance(resource, models.LambdaFunction)
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.alarms", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check the template")
-    parser.add_argument(
-        "--functions", metavar="STAGE", help="print Chalice's functions of STAGE as JSON"
-    )
     args = parser.parse_args(argv)
-    if args.functions:
-        print(json.dumps(chalice_functions(args.functions), sort_keys=True))
-        return 0
     current = stack.TEMPLATE_PATH.read_text()
     fresh = with_block(current)
     if args.check:

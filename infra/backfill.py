@@ -13,12 +13,12 @@ that moves meanwhile keeps what its own write set. Running it again does nothing
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from chalicelib import clients, jobs
 from chalicelib.config import reset_settings, settings
 from chalicelib.errors import StaleTransition
+from infra import stack
 
 
 def backfill() -> int:
@@ -64,15 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.backfill", description=__doc__)
     parser.add_argument("--stage", help="the deployed stage whose jobs table to fill in")
     args = parser.parse_args(argv)
-    if args.stage is not None:
-        import boto3
-
-        from infra import stack
-
-        outputs = stack.outputs(boto3.client("cloudformation"), args.stage)
-        os.environ["JOBS_TABLE"] = outputs["JobsTable"]
-    elif not os.environ.get("JOBS_TABLE"):
-        raise SystemExit("give --stage, or set JOBS_TABLE")
+    stack.use_stage_output(args.stage, "JOBS_TABLE")
     reset_settings()
     print(f"statusSince set on {backfill()} job(s)")
     return 0

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
-import time
+import timeit
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,6 @@ LOG_EVENT_OVERHEAD_BYTES = 26
 
 def access_log_line_bytes() -> int:
     """The size of a typical access-log event, from the format `make deploy` sets."""
-    import re
-
     from infra.deploy import ACCESS_LOG_FORMAT
 
     line = re.sub(
@@ -103,11 +103,8 @@ def monthly_per_stage() -> dict[str, float]:
     """What a deployed stage costs a month with no traffic at all: its alarms and dashboard."""
     from infra import stack
 
-    resources = stack.load_template()["Resources"].values()
-    alarms = sum(1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Alarm")
-    dashboards = sum(
-        1 for resource in resources if resource["Type"] == "AWS::CloudWatch::Dashboard"
-    )
+    types = Counter(resource["Type"] for resource in stack.load_template()["Resources"].values())
+    alarms, dashboards = types["AWS::CloudWatch::Alarm"], types["AWS::CloudWatch::Dashboard"]
     return {
         f"CloudWatch alarms ({alarms})": alarms * PRICES["cloudwatch_alarm_month"],
         f"CloudWatch dashboard ({dashboards})": dashboards * PRICES["cloudwatch_dashboard_month"],
@@ -132,16 +129,11 @@ def measure_engine_ms(photos: list[Path], repeats: int = 3) -> float:
     from chalicelib.imaging import render
     from chalicelib.presets import DEFAULT_PRESETS
 
-    per_image = []
-    for photo in photos:
-        data = photo.read_bytes()
-        runs = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            render(data, DEFAULT_PRESETS)
-            runs.append((time.perf_counter() - started) * 1000)
-        per_image.append(min(runs))
-    return statistics.median(per_image)
+    def best_ms(data: bytes) -> float:
+        runs = timeit.repeat(lambda: render(data, DEFAULT_PRESETS), number=1, repeat=repeats)
+        return min(runs) * 1000
+
+    return statistics.median(best_ms(photo.read_bytes()) for photo in photos)
 
 
 def worker_settings() -> tuple[int, str, int]:

@@ -65,11 +65,6 @@ DEFAULT_THROTTLING = Throttling(rate_limit=50.0, burst_limit=100)
 
 def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]) -> None:
     """Point `stage` at the stack's resources: environment variables and IAM policies."""
-    chalice_dir = project_dir / ".chalice"
-    for function in policies.FUNCTIONS:
-        document = policies.policy_document(function, stage, outputs)
-        path = chalice_dir / policies.policy_file_name(stage, function)
-        path.write_text(json.dumps(document, indent=2) + "\n")
     config_path = project_dir / CONFIG
     config: dict[str, Any] = json.loads(config_path.read_text())
     stage_config = config.setdefault("stages", {}).setdefault(stage, {})
@@ -78,15 +73,22 @@ def write_stage_config(project_dir: Path, stage: str, outputs: Mapping[str, str]
     stage_config.setdefault("environment_variables", {}).update(stack.environment(outputs))
     functions = stage_config.setdefault("lambda_functions", {})
     for function in policies.FUNCTIONS:
-        functions.setdefault(function, {})["iam_policy_file"] = policies.policy_file_name(
-            stage, function
-        )
+        name = policies.policy_file_name(stage, function)
+        document = policies.policy_document(function, stage, outputs)
+        (project_dir / ".chalice" / name).write_text(json.dumps(document, indent=2) + "\n")
+        functions.setdefault(function, {})["iam_policy_file"] = name
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def gateway_response_templates(code: str, message: str) -> dict[str, str]:
     body = json.dumps({"error": {"code": code, "message": message}})
     return {"application/json": body}
+
+
+def _config(project_dir: Path, stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """.chalice/config.json, and the stage's own part of it."""
+    config: dict[str, Any] = json.loads((project_dir / CONFIG).read_text())
+    return config, config.get("stages", {}).get(stage, {})
 
 
 def apply_gateway_responses(apigateway: Any, rest_api_id: str) -> None:
@@ -106,8 +108,7 @@ def stage_throttling(project_dir: Path, stage: str) -> Throttling:
 
         "stages": {"prod": {"api_throttling": {"rate_limit": 200, "burst_limit": 400}}}
     """
-    config = json.loads((project_dir / CONFIG).read_text())
-    stage_config = config.get("stages", {}).get(stage, {})
+    config, stage_config = _config(project_dir, stage)
     given = {**config.get("api_throttling", {}), **stage_config.get("api_throttling", {})}
     unknown = set(given) - {"rate_limit", "burst_limit"}
     if unknown:
@@ -124,26 +125,25 @@ def stage_throttling(project_dir: Path, stage: str) -> Throttling:
     return Throttling(rate_limit=float(rate), burst_limit=burst)
 
 
+def _replace(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """Patch operations replacing each path's value."""
+    return [{"op": "replace", "path": path, "value": value} for path, value in values.items()]
+
+
 def throttling_patch_operations(throttling: Throttling) -> list[dict[str, str]]:
     """update_stage operations setting the limits of every resource and method (`/*/*`)."""
-    return [
-        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(throttling.rate_limit)},
+    return _replace(
         {
-            "op": "replace",
-            "path": "/*/*/throttling/burstLimit",
-            "value": str(throttling.burst_limit),
-        },
-    ]
-
-
-def apply_throttling(
-    apigateway: Any, rest_api_id: str, api_stage: str, throttling: Throttling
-) -> None:
-    apigateway.update_stage(
-        restApiId=rest_api_id,
-        stageName=api_stage,
-        patchOperations=throttling_patch_operations(throttling),
+            "/*/*/throttling/rateLimit": str(throttling.rate_limit),
+            "/*/*/throttling/burstLimit": str(throttling.burst_limit),
+        }
     )
+
+
+def update_stage(
+    apigateway: Any, rest_api_id: str, api_stage: str, operations: list[dict[str, str]]
+) -> None:
+    apigateway.update_stage(restApiId=rest_api_id, stageName=api_stage, patchOperations=operations)
 
 
 # --- access logs ------------------------------------------------------------------------
@@ -182,19 +182,11 @@ def access_log_patch_operations(
 ) -> list[dict[str, str]]:
     """update_stage operations sending the stage's access logs to the log group
     `destination_arn` (the group's own ARN, without the ":*" of its GetAtt) in `log_format`."""
-    return [
-        {"op": "replace", "path": "/accessLogSettings/destinationArn", "value": destination_arn},
-        {"op": "replace", "path": "/accessLogSettings/format", "value": log_format},
-    ]
-
-
-def apply_access_logs(
-    apigateway: Any, rest_api_id: str, api_stage: str, destination_arn: str
-) -> None:
-    apigateway.update_stage(
-        restApiId=rest_api_id,
-        stageName=api_stage,
-        patchOperations=access_log_patch_operations(destination_arn),
+    return _replace(
+        {
+            "/accessLogSettings/destinationArn": destination_arn,
+            "/accessLogSettings/format": log_format,
+        }
     )
 
 
@@ -210,23 +202,16 @@ LOGS_ROLE_POLICY = "write-access-logs"
 LOGS_ROLE_SETTLE_SECONDS = 60.0
 
 
-def _arn_account(arn: str) -> tuple[str, str]:
-    """(partition, account) of an ARN."""
-    _, partition, _, _, account, _ = arn.split(":", 5)
-    return partition, account
-
-
-def logs_role_trust_policy() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "apigateway.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
+LOGS_ROLE_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "apigateway.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 
 def logs_role_policy(log_group_arn: str) -> dict[str, Any]:
@@ -234,7 +219,7 @@ def logs_role_policy(log_group_arn: str) -> dict[str, Any]:
     region of the account: its log groups are the stacks' (it creates none), and it reads
     none of the events it writes. Not AWS's managed AmazonAPIGatewayPushToCloudWatchLogs,
     which grants that on every log group."""
-    partition, account = _arn_account(log_group_arn)
+    _, partition, _, _, account, _ = log_group_arn.split(":", 5)
     groups = f"arn:{partition}:logs:*:{account}:log-group:{stack.APP_NAME}-*-api-access"
     return {
         "Version": "2012-10-17",
@@ -274,7 +259,7 @@ def _logs_role(iam: Any, log_group_arn: str) -> str:
             raise
         role = iam.create_role(
             RoleName=LOGS_ROLE_NAME,
-            AssumeRolePolicyDocument=json.dumps(logs_role_trust_policy()),
+            AssumeRolePolicyDocument=json.dumps(LOGS_ROLE_TRUST_POLICY),
             Description="API Gateway writes the media-pipeline stages' access logs with it.",
         )["Role"]
     iam.put_role_policy(
@@ -304,7 +289,7 @@ def ensure_api_gateway_logs_role(
     role_arn = _logs_role(iam, log_group_arn)
     if current == role_arn:
         return role_arn
-    operations = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role_arn}]
+    operations = _replace({"/cloudwatchRoleArn": role_arn})
     waited = 0.0
     while True:
         try:
@@ -321,29 +306,25 @@ def ensure_api_gateway_logs_role(
 
 def api_gateway_stage(project_dir: Path, stage: str) -> str:
     """The API Gateway stage Chalice deploys the stage's REST API to."""
-    config = json.loads((project_dir / CONFIG).read_text())
-    stage_config = config.get("stages", {}).get(stage, {})
+    config, stage_config = _config(project_dir, stage)
     return str(
         stage_config.get("api_gateway_stage", config.get("api_gateway_stage", DEFAULT_API_STAGE))
     )
 
 
-def _rest_api_id(project_dir: Path, stage: str) -> str:
+def _deployed(project_dir: Path, stage: str, resource_type: str, key: str) -> list[str]:
+    """`key` of each resource of `resource_type` that `chalice deploy` recorded for the stage."""
     deployed = json.loads((project_dir / ".chalice" / "deployed" / f"{stage}.json").read_text())
-    for resource in deployed["resources"]:
-        if resource.get("resource_type") == "rest_api":
-            return str(resource["rest_api_id"])
-    raise RuntimeError(f"no REST API recorded for stage {stage}")
+    return [
+        str(resource[key])
+        for resource in deployed["resources"]
+        if resource.get("resource_type") == resource_type
+    ]
 
 
 def deployed_functions(project_dir: Path, stage: str) -> list[str]:
     """The Lambda functions `chalice deploy` recorded for the stage."""
-    deployed = json.loads((project_dir / ".chalice" / "deployed" / f"{stage}.json").read_text())
-    return [
-        str(resource["lambda_arn"])
-        for resource in deployed["resources"]
-        if resource.get("resource_type") == "lambda_function"
-    ]
+    return _deployed(project_dir, stage, "lambda_function", "lambda_arn")
 
 
 def ship_audited_package(lambda_client: Any, functions: list[str], zip_path: Path) -> None:
@@ -362,7 +343,7 @@ def api_handler_log_retention(project_dir: Path, stage: str) -> int | None:
     """The REST API function's log retention in days, as configured for Chalice."""
     from chalice.config import Config
 
-    config = json.loads((project_dir / CONFIG).read_text())
+    config, _ = _config(project_dir, stage)
     function = Config(chalice_stage=stage, function_name=policies.API, config_from_disk=config)
     days = function.log_retention_in_days
     return int(days) if days is not None else None
@@ -390,15 +371,16 @@ def _chalice(*arguments: str, env: Mapping[str, str] | None = None) -> None:
 
 def stage_environment(project_dir: Path, stage: str) -> dict[str, str]:
     """The environment variables the stage's functions get (top level, then the stage)."""
-    config = json.loads((project_dir / CONFIG).read_text())
-    stage_config = config.get("stages", {}).get(stage, {})
+    config, stage_config = _config(project_dir, stage)
     return {
         **config.get("environment_variables", {}),
         **stage_config.get("environment_variables", {}),
     }
 
 
-def chalice_environment(wheelhouse: Path, stage_variables: Mapping[str, str]) -> dict[str, str]:
+def chalice_environment(
+    wheelhouse: Path, arch: str, stage_variables: Mapping[str, str]
+) -> dict[str, str]:
     """The environment `chalice deploy` runs in.
 
     Besides pip confined to the wheelhouse, the stage's own variables: the decorators in
@@ -407,7 +389,7 @@ def chalice_environment(wheelhouse: Path, stage_variables: Mapping[str, str]) ->
     """
     from infra import package
 
-    return {**package.offline_build_environment(wheelhouse), **stage_variables}
+    return {**package.offline_build_environment(wheelhouse, arch), **stage_variables}
 
 
 def _forget_local_builds() -> None:
@@ -434,22 +416,24 @@ def deploy(stage: str, parameters: Mapping[str, str] | None = None) -> None:
     # chalice deploy below makes the same zip from the same wheelhouse.
     if package.main(["--stage", stage]) != 0:
         raise SystemExit("the deployment package failed its audit; nothing was deployed")
-    wheelhouse = package.fill_wheelhouse_for_project(offline=True)
-    _forget_local_builds()
+    arch = package.configured_architecture(PROJECT, stage)
     variables = stage_environment(PROJECT, stage)
-    _chalice("deploy", "--stage", stage, env=chalice_environment(wheelhouse, variables))
+    environment = chalice_environment(package.default_wheelhouse(arch), arch, variables)
+    _forget_local_builds()
+    _chalice("deploy", "--stage", stage, env=environment)
     audited = PROJECT / "build" / "package" / stage / package.DEPLOYMENT_ZIP
     ship_audited_package(boto3.client("lambda"), deployed_functions(PROJECT, stage), audited)
     retention = api_handler_log_retention(PROJECT, stage)
     if retention is not None:
         retain_api_handler_logs(boto3.client("logs"), stage, retention)
     apigateway = boto3.client("apigateway")
-    rest_api_id = _rest_api_id(PROJECT, stage)
+    (rest_api_id,) = _deployed(PROJECT, stage, "rest_api", "rest_api_id")
     api_stage = api_gateway_stage(PROJECT, stage)
     apply_gateway_responses(apigateway, rest_api_id)
     apigateway.create_deployment(restApiId=rest_api_id, stageName=api_stage)
-    apply_throttling(apigateway, rest_api_id, api_stage, throttling)
-    apply_access_logs(apigateway, rest_api_id, api_stage, outputs["ApiAccessLogGroupArn"])
+    operations = throttling_patch_operations(throttling)
+    operations += access_log_patch_operations(outputs["ApiAccessLogGroupArn"])
+    update_stage(apigateway, rest_api_id, api_stage, operations)
     print(json.dumps({"stage": stage, **outputs}, indent=2))
 
 

@@ -10,23 +10,10 @@ The table is found from the stage's stack (or API_KEYS_TABLE, for the local stac
 from __future__ import annotations
 
 import argparse
-import os
 
 from chalicelib import auth
 from chalicelib.config import reset_settings
-
-
-def _use_stage_table(stage: str | None) -> None:
-    if stage is not None:
-        import boto3
-
-        from infra import stack
-
-        outputs = stack.outputs(boto3.client("cloudformation"), stage)
-        os.environ["API_KEYS_TABLE"] = outputs["ApiKeysTable"]
-    elif not os.environ.get("API_KEYS_TABLE"):
-        raise SystemExit("give --stage, or set API_KEYS_TABLE")
-    reset_settings()
+from infra import stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant", help="tenant id for a new key ([a-z0-9][a-z0-9_-]*)")
     parser.add_argument("--key", help="the key to revoke")
     args = parser.parse_args(argv)
-    _use_stage_table(args.stage)
+    stack.use_stage_output(args.stage, "API_KEYS_TABLE")
+    reset_settings()
     if args.action == "create":
         if not args.tenant:
             parser.error("create needs --tenant")

@@ -5,27 +5,21 @@ finds no wheel for the Lambda runtime it silently builds the sdist here: a zip t
 on Lambda. This module never lets it:
 
 1. `fill_wheelhouse` downloads binary wheels only, for CPython 3.13 on manylinux with glibc
-   <= 2.34 (the python3.13 runtime, Amazon Linux 2023) for the target machine, with their
-   dependencies, into `.cache/wheelhouse/<runtime>-<arch>`. What is cached is reused without the
-   network; a requirement that has no such wheel fails here.
+   <= 2.34 (the python3.13 runtime, Amazon Linux 2023) for the target machine, into
+   `.cache/wheelhouse/<runtime>-<arch>`, reused without the network once it is complete.
 2. `build_package` runs `chalice package` on a clean copy of the project with pip confined
-   to that wheelhouse (`offline_pip_environment`): no index, no user pip configuration,
-   binary wheels only, the target's platform tags. Chalice has nothing to compile and
-   nothing to download.
-   `add_bytecode` then adds to the zip the bytecode of every .py, compiled here for
-   CPython 3.13 as unchecked-hash pyc (PEP 552) in `__pycache__/<name>.cpython-313.pyc`:
-   Lambda's task root is read-only, so without them every packaged module would be
-   compiled at each cold start. Unchecked, because a timestamp pyc would be judged stale
-   against the zip's timestamps and Lambda's extraction, and a checked one would hash
-   each source at import.
+   to that wheelhouse (`offline_build_environment`), so Chalice has nothing to compile or
+   download; `add_bytecode` adds the unchecked-hash CPython 3.13 pyc (PEP 552) of every
+   .py: Lambda's task root is read-only, so without them every module would be compiled
+   at each cold start (a timestamp pyc would be stale after Lambda's extraction, a checked
+   one would hash each source at import).
 3. `audit_package` proves the zip: every file comes from the app or from the RECORD of a
    wheel in the wheelhouse (same path, same sha256), every shared library from a
-   manylinux wheel for the target machine and is an ELF object for that machine, and the
-   only bytecode is one unchecked-hash pyc per .py, compiled from that very source.
+   manylinux wheel for the target machine and is an ELF object for that machine needing
+   no newer glibc, and the only bytecode is one unchecked-hash pyc per .py, of that source.
 
-`chalice package` cannot write a CloudFormation/SAM template for this app (CloudFormation
-cannot attach a notification to an existing bucket, so Chalice refuses `on_s3_event`), so
-the template is Terraform's (`chalice.tf.json`); it is only checked here, never applied.
+Chalice cannot write a CloudFormation/SAM template for this app (it refuses `on_s3_event`
+there), so the template is Terraform's (`chalice.tf.json`), only checked, never applied.
 """
 
 from __future__ import annotations
@@ -39,7 +33,6 @@ import io
 import json
 import marshal
 import os
-import py_compile
 import re
 import shutil
 import struct
@@ -48,7 +41,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,7 +50,6 @@ import chalice.app
 from chalice.config import Config
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEFAULT_STAGE = "dev"
 
 # The Lambda runtime: Chalice picks it from the interpreter it runs on.
 PYTHON_VERSION = (3, 13)
@@ -92,23 +84,13 @@ PLACEHOLDER_POLICY = {
 
 # What the online download may keep from the caller's pip environment: how to reach the
 # index, never where else to look for packages nor what to select.
-PIP_TRANSPORT_VARIABLES = frozenset(
-    {
-        "PIP_CERT",
-        "PIP_CLIENT_CERT",
-        "PIP_INDEX_URL",
-        "PIP_TRUSTED_HOST",
-        "PIP_PROXY",
-        "PIP_DEFAULT_TIMEOUT",
-        "PIP_TIMEOUT",
-        "PIP_RETRIES",
-        "PIP_CACHE_DIR",
-        "PIP_NO_CACHE_DIR",
-        "PIP_DISABLE_PIP_VERSION_CHECK",
-    }
+PIP_TRANSPORT_VARIABLES = re.compile(
+    r"PIP_(CERT|CLIENT_CERT|INDEX_URL|TRUSTED_HOST|PROXY|DEFAULT_TIMEOUT|TIMEOUT|RETRIES"
+    r"|CACHE_DIR|NO_CACHE_DIR|DISABLE_PIP_VERSION_CHECK)"
 )
 
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+_MANYLINUX = re.compile(r"(manylinux1|manylinux2010|manylinux2014|manylinux_(\d+)_(\d+))_(.+)")
 _SHARED_LIBRARY = re.compile(r"\.so(\.[0-9A-Za-z]+)*$")
 _ELF_MAGIC = b"\x7fELF"
 _CHALICE_MAIN = (
@@ -193,36 +175,37 @@ def _python_compatible(python: str, abi: str) -> bool:
 
 
 def _manylinux_compatible(platform: str, arch: str) -> bool:
-    legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_(.+)", platform)
-    if legacy:
-        glibc, target = _LEGACY_MANYLINUX[legacy[1]], legacy[2]
-    else:
-        perennial = re.fullmatch(r"manylinux_(\d+)_(\d+)_(.+)", platform)
-        if perennial is None:
-            return False
-        glibc, target = (int(perennial[1]), int(perennial[2])), perennial[3]
-    return target == machine(arch) and glibc <= RUNTIME_GLIBC
+    found = _MANYLINUX.fullmatch(platform)
+    if found is None:
+        return False
+    glibc = _LEGACY_MANYLINUX.get(found[1]) or (int(found[2]), int(found[3]))
+    return found[4] == machine(arch) and glibc <= RUNTIME_GLIBC
 
 
 def wheels_in(wheelhouse: Path, arch: str) -> list[Path]:
     """The wheelhouse's wheels; anything else in it, or a wheel for elsewhere, is an error."""
     if not wheelhouse.is_dir():
         raise PackagingError(f"no wheelhouse at {wheelhouse}")
-    wheels, strangers = [], []
-    for path in sorted(wheelhouse.iterdir()):
-        if path.suffix == ".whl" and Wheel.parse(path.name).compatible(arch):
-            wheels.append(path)
-        else:
-            strangers.append(path.name)
+    paths = sorted(wheelhouse.iterdir())
+    strangers = [
+        path.name
+        for path in paths
+        if path.suffix != ".whl" or not Wheel.parse(path.name).compatible(arch)
+    ]
     if strangers:
         raise PackagingError(
             f"{wheelhouse} holds files that are not {RUNTIME} {arch} wheels: "
             + ", ".join(strangers)
         )
-    return wheels
+    return paths
 
 
 # --- 1. the wheelhouse ------------------------------------------------------------------
+
+
+def configured_architecture(project_dir: Path, stage: str) -> str:
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    return Config(chalice_stage=stage, config_from_disk=config).lambda_architecture
 
 
 def default_wheelhouse(arch: str, project_dir: Path = PROJECT) -> Path:
@@ -230,39 +213,40 @@ def default_wheelhouse(arch: str, project_dir: Path = PROJECT) -> Path:
     return project_dir / ".cache" / "wheelhouse" / f"{RUNTIME}-{arch}"
 
 
-def _pip_selection(arch: str) -> list[str]:
-    platforms = [argument for tag in platform_tags(arch) for argument in ("--platform", tag)]
-    python = ".".join(map(str, PYTHON_VERSION))
-    return [
-        "--only-binary=:all:",
-        *platforms,
-        "--python-version",
-        python,
-        "--implementation",
-        "cp",
-        "--abi",
-        ABI,
-    ]
+def _environment_without_pip(*, transport: bool = False) -> dict[str, str]:
+    """This process's environment without pip's settings (but how to reach the index, with
+    `transport`) and without any pip.conf, whose find-links would widen the selection."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PIP_") or (transport and PIP_TRANSPORT_VARIABLES.fullmatch(key))
+    }
+    return environment | {"PIP_CONFIG_FILE": os.devnull}
 
 
-def _environment_without_pip(keep: Iterable[str] = ()) -> dict[str, str]:
-    kept = set(keep)
-    return {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in kept}
+def offline_build_environment(wheelhouse: Path, arch: str) -> dict[str, str]:
+    """This process's environment for `chalice package` and `chalice deploy`: every pip
+    call Chalice makes confined to `wheelhouse`'s target wheels, and no bytecode written
+    into the project. With it, Chalice's first `pip download -r requirements.txt` already
+    resolves binary wheels for the runtime (not for this host), from the wheelhouse only,
+    so it never falls back to building an sdist."""
+    return {
+        **_environment_without_pip(),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse.resolve()),
+        "PIP_ONLY_BINARY": ":all:",
+        "PIP_PLATFORM": " ".join(platform_tags(arch)),
+        "PIP_PYTHON_VERSION": ".".join(map(str, PYTHON_VERSION)),
+        "PIP_IMPLEMENTATION": "cp",
+        "PIP_ABI": ABI,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def chalice_command(*arguments: str) -> list[str]:
     """The Chalice CLI on this interpreter (Chalice has no `python -m chalice`)."""
     return [sys.executable, "-c", _CHALICE_MAIN, *arguments]
-
-
-def offline_build_environment(wheelhouse: Path, arch: str | None = None) -> dict[str, str]:
-    """This process's environment, with pip confined to the wheelhouse (see below) and no
-    bytecode written into the project, for `chalice package` and `chalice deploy`."""
-    return {
-        **_environment_without_pip(),
-        **offline_pip_environment(wheelhouse, arch),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
 
 
 def _run(command: list[str], env: Mapping[str, str], cwd: Path | None = None) -> tuple[int, str]:
@@ -272,46 +256,25 @@ def _run(command: list[str], env: Mapping[str, str], cwd: Path | None = None) ->
     return done.returncode, done.stdout + done.stderr
 
 
-def fill_wheelhouse(
-    requirements: Path, wheelhouse: Path, arch: str, *, offline: bool = False
-) -> list[Path]:
+def fill_wheelhouse(requirements: Path, wheelhouse: Path, arch: str) -> list[Path]:
     """Make `wheelhouse` hold a runtime wheel for every requirement and dependency.
 
-    A cache: when it already satisfies `requirements`, no network is used. Otherwise
-    (unless `offline`) pip downloads what is missing from the package index, and fails,
-    naming the requirement, when one has no wheel for the runtime.
+    A cache: when it already satisfies `requirements`, no network is used. Otherwise pip
+    downloads what is missing from the package index, and fails, naming the requirement,
+    when one has no wheel for the runtime.
     """
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    download = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-        *_pip_selection(arch),
-        "--dest",
-        str(wheelhouse),
-        "--requirement",
-        str(requirements),
-    ]
-    no_user_config = {"PIP_CONFIG_FILE": os.devnull}
-    status, output = _run(
-        [*download, "--no-index", "--find-links", str(wheelhouse)],
-        {**_environment_without_pip(), **no_user_config},
-    )
-    if status == 0:
+    platforms = [argument for tag in platform_tags(arch) for argument in ("--platform", tag)]
+    download = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+    download += ["--progress-bar", "off", "--only-binary=:all:", *platforms, "--abi", ABI]
+    download += ["--python-version", ".".join(map(str, PYTHON_VERSION)), "--implementation", "cp"]
+    download += ["--dest", str(wheelhouse), "--requirement", str(requirements)]
+    offline = [*download, "--no-index", "--find-links", str(wheelhouse)]
+    if _run(offline, _environment_without_pip())[0] == 0:
         say(f"wheelhouse {wheelhouse} satisfies {requirements.name} (offline)")
-    elif offline:
-        raise PackagingError(
-            f"{wheelhouse} lacks a {RUNTIME} {arch} wheel for {requirements}:\n{output}"
-        )
     else:
         say(f"downloading {RUNTIME} {arch} wheels into {wheelhouse}")
-        status, output = _run(
-            download, {**_environment_without_pip(PIP_TRANSPORT_VARIABLES), **no_user_config}
-        )
+        status, output = _run(download, _environment_without_pip(transport=True))
         if status != 0:
             raise PackagingError(
                 f"a requirement of {requirements} has no wheel for {RUNTIME} on "
@@ -321,43 +284,6 @@ def fill_wheelhouse(
     return wheels_in(wheelhouse, arch)
 
 
-def configured_architecture(project_dir: Path = PROJECT, stage: str = DEFAULT_STAGE) -> str:
-    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-    return Config(chalice_stage=stage, config_from_disk=config).lambda_architecture
-
-
-def fill_wheelhouse_for_project(
-    arch: str | None = None, *, project_dir: Path = PROJECT, offline: bool = False
-) -> Path:
-    """The project's wheelhouse for `arch` (default: the configured one), filled."""
-    arch = arch or configured_architecture(project_dir)
-    wheelhouse = default_wheelhouse(arch, project_dir)
-    fill_wheelhouse(project_dir / "requirements.txt", wheelhouse, arch, offline=offline)
-    return wheelhouse
-
-
-def offline_pip_environment(wheelhouse: Path, arch: str | None = None) -> dict[str, str]:
-    """Variables that confine every pip call Chalice makes to `wheelhouse`'s target wheels.
-
-    Overlay them on the environment of `chalice package` or `chalice deploy`. With them,
-    Chalice's first `pip download -r requirements.txt` already resolves binary wheels for
-    the runtime (not for this host), from the wheelhouse only, so it never falls back to
-    building an sdist.
-    """
-    arch = arch or configured_architecture()
-    return {
-        "PIP_CONFIG_FILE": os.devnull,  # no find-links / extra-index-url from pip.conf
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheelhouse.resolve()),
-        "PIP_ONLY_BINARY": ":all:",
-        "PIP_PLATFORM": " ".join(platform_tags(arch)),
-        "PIP_PYTHON_VERSION": ".".join(map(str, PYTHON_VERSION)),
-        "PIP_IMPLEMENTATION": "cp",
-        "PIP_ABI": ABI,
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-
-
 # --- 2. the package ---------------------------------------------------------------------
 
 
@@ -365,113 +291,64 @@ def offline_pip_environment(wheelhouse: Path, arch: str | None = None) -> dict[s
 class Package:
     zip_path: Path
     template_path: Path
-    notes: list[str] = field(default_factory=list)
 
 
 def _is_cache(name: str) -> bool:
     return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
 
 
-def _ignore_caches(directory: str, names: list[str]) -> set[str]:
-    return {name for name in names if _is_cache(name)}
-
-
-def prepare_project_copy(project_dir: Path, copy: Path, stage: str, arch: str) -> list[str]:
+def prepare_project_copy(project_dir: Path, copy: Path, stage: str) -> None:
     """Copy what Chalice packages into `copy`, adjusted for packaging only; say how."""
-    notes: list[str] = []
     (copy / ".chalice").mkdir(parents=True)
     for name in ("app.py", "requirements.txt"):
         shutil.copy2(project_dir / name, copy / name)
     for name in ("chalicelib", "vendor"):
         if (project_dir / name).is_dir():
-            shutil.copytree(project_dir / name, copy / name, ignore=_ignore_caches)
+            caches = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+            shutil.copytree(project_dir / name, copy / name, ignore=caches)
     for path in (project_dir / ".chalice").glob("*.json"):  # config.json, policy files
         shutil.copy2(path, copy / ".chalice" / path.name)
 
     config_path = copy / ".chalice" / "config.json"
     config: dict[str, Any] = json.loads(config_path.read_text())
-    if _drop_everywhere(config, "log_retention_in_days"):
-        notes.append(
+    scopes = [config, *config.get("lambda_functions", {}).values()]
+    for stage_config in config.get("stages", {}).values():
+        scopes += [stage_config, *stage_config.get("lambda_functions", {}).values()]
+    dropped = [scope.pop("log_retention_in_days", None) for scope in scopes]
+    if any(days is not None for days in dropped):
+        say(
             "log_retention_in_days left out of the template: Chalice's Terraform output "
             "cannot express log groups (the zip does not depend on it)"
         )
-    stage_config = config.setdefault("stages", {}).setdefault(stage, {})
-    configured = Config(chalice_stage=stage, config_from_disk=config).lambda_architecture
-    if configured != arch:
-        stage_config["lambda_architecture"] = arch
-        notes.append(f"architecture {arch} instead of the configured {configured}")
     config_path.write_text(json.dumps(config, indent=2))
 
-    for name, functions in _missing_policy_files(config, stage, copy / ".chalice").items():
-        (copy / ".chalice" / name).write_text(json.dumps(PLACEHOLDER_POLICY, indent=2))
-        others = ["any function the config does not name"] if "" in functions else []
-        users = ", ".join(sorted(functions - {""}) + others)
-        notes.append(
-            f"stage {stage!r} has no .chalice/{name} (policy of {users}): packaged with a "
-            "placeholder deny-all policy (the zip does not depend on the policies)"
-        )
-    return notes
-
-
-def _drop_everywhere(config: dict[str, Any], key: str) -> bool:
-    scopes = [config, *config.get("lambda_functions", {}).values()]
-    for stage in config.get("stages", {}).values():
-        scopes += [stage, *stage.get("lambda_functions", {}).values()]
-    return bool([scope.pop(key) for scope in scopes if key in scope])
-
-
-def _missing_policy_files(
-    config: dict[str, Any], stage: str, chalice_dir: Path
-) -> dict[str, set[str]]:
-    """The IAM policy files Chalice will read for `stage` that do not exist, and whose.
-
-    With `autogen_policy` false, each managed role's policy is the function's
-    `iam_policy_file` (looked up in stage.lambda_functions.F, stage, lambda_functions.F,
-    top level), else `policy-<stage>.json`. "" stands for the functions the config does
-    not name.
-    """
-    functions = {""} | set(config.get("lambda_functions", {}))
-    functions |= set(config.get("stages", {}).get(stage, {}).get("lambda_functions", {}))
-    missing: dict[str, set[str]] = {}
-    for function in functions:
-        resolved = Config(
-            chalice_stage=stage,
-            function_name=function,
-            config_from_disk=config,
-            default_params={"autogen_policy": True},
-        )
-        if resolved.manage_iam_role and not resolved.autogen_policy:
-            name = resolved.iam_policy_file or f"policy-{stage}.json"
-            if not (chalice_dir / name).exists():
-                missing.setdefault(name, set()).add(function)
-    return dict(sorted(missing.items()))
+    # Without `autogen_policy`, Chalice reads each function's `iam_policy_file`, else
+    # policy-<stage>.json: the ones `make deploy` has not written yet get a placeholder.
+    named = {scope["iam_policy_file"] for scope in scopes if "iam_policy_file" in scope}
+    for name in sorted(named | {f"policy-{stage}.json"}):
+        if not (copy / ".chalice" / name).exists():
+            (copy / ".chalice" / name).write_text(json.dumps(PLACEHOLDER_POLICY, indent=2))
+            say(f"no .chalice/{name}: packaged with a placeholder deny-all policy")
 
 
 def build_package(
     stage: str, out_dir: Path, wheelhouse: Path, arch: str, *, project_dir: Path = PROJECT
 ) -> Package:
-    """`chalice package` of `stage` for `arch`, from `wheelhouse` alone, into `out_dir`."""
-    if sys.version_info[:2] != PYTHON_VERSION:
-        raise PackagingError(
-            f"Chalice targets the interpreter it runs on: run this with {RUNTIME}, "
-            f"not {sys.version_info[0]}.{sys.version_info[1]}"
-        )
+    """`chalice package` of `stage` (whose architecture is `arch`), from `wheelhouse` alone,
+    into `out_dir`."""
     require_runtime_bytecode()
-    wheels = wheels_in(wheelhouse, arch)
+    say(f"{len(wheels_in(wheelhouse, arch))} wheels in {wheelhouse}, pip offline")
     environment = {
         **offline_build_environment(wheelhouse, arch),
         "AWS_EC2_METADATA_DISABLED": "true",  # packaging needs no credentials
     }
-    notes = [f"{len(wheels)} wheels in {wheelhouse}, pip offline"]
     if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         environment["AWS_DEFAULT_REGION"] = "us-east-1"  # only service principals use it
-        notes.append("no AWS region set: packaged for us-east-1's partition")
+        say("no AWS region set: packaged for us-east-1's partition")
 
     with tempfile.TemporaryDirectory(prefix="media-pipeline-package-") as scratch:
         copy, chalice_out = Path(scratch) / "project", Path(scratch) / "out"
-        notes += prepare_project_copy(project_dir, copy, stage, arch)
-        for note in notes:
-            say(note)
+        prepare_project_copy(project_dir, copy, stage)
         command = chalice_command("package", "--pkg-format", "terraform")
         status, output = _run([*command, "--stage", stage, str(chalice_out)], environment, copy)
         made = all((chalice_out / name).is_file() for name in (DEPLOYMENT_ZIP, TEMPLATE))
@@ -481,10 +358,9 @@ def build_package(
         for name in (DEPLOYMENT_ZIP, TEMPLATE):
             shutil.copyfile(chalice_out / name, out_dir / name)
     compiled = add_bytecode(out_dir / DEPLOYMENT_ZIP)
-    notes.append(f"{compiled} modules compiled to unchecked-hash {CACHE_TAG} bytecode")
-    say(notes[-1])
+    say(f"{compiled} modules compiled to unchecked-hash {CACHE_TAG} bytecode")
 
-    built = Package(out_dir / DEPLOYMENT_ZIP, out_dir / TEMPLATE, notes)
+    built = Package(out_dir / DEPLOYMENT_ZIP, out_dir / TEMPLATE)
     problems = template_problems(built.template_path, arch)
     if problems:
         raise PackagingError("the template is not for the runtime:\n" + "\n".join(problems))
@@ -495,13 +371,10 @@ def build_package(
 
 
 def require_runtime_bytecode() -> None:
-    """Bytecode compiled here must be what Lambda's runtime loads as it is."""
+    """Bytecode compiled here must be what Lambda's runtime loads as it is (and Chalice
+    targets the runtime of the interpreter it runs on): CPython 3.13 only."""
     interpreter = f"{sys.implementation.name} {sys.implementation.cache_tag}"
-    if (
-        sys.implementation.name != "cpython"
-        or sys.implementation.cache_tag != CACHE_TAG
-        or importlib.util.MAGIC_NUMBER != RUNTIME_MAGIC
-    ):
+    if sys.implementation.cache_tag != CACHE_TAG or importlib.util.MAGIC_NUMBER != RUNTIME_MAGIC:
         raise PackagingError(
             f"the package ships bytecode for {INTERPRETER} ({CACHE_TAG}, magic "
             f"{RUNTIME_MAGIC!r}): run this with {INTERPRETER}, not {interpreter} "
@@ -519,32 +392,28 @@ def is_source(name: str) -> bool:
     return name.endswith(".py") and not any(map(_is_cache, PurePosixPath(name).parts))
 
 
-def compile_tree(root: Path) -> int:
-    """Write the unchecked-hash bytecode of every .py under `root` next to it; how many.
+def runtime_bytecode(source: bytes, name: str) -> bytes:
+    """The unchecked-hash pyc of `source`, as py_compile writes it. The code carries `name`
+    (its path in the package; the import system replaces it by the real one on loading),
+    so the same sources give the same bytes wherever compiled."""
+    try:
+        code = compile(source, name, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError) as error:
+        raise PackagingError(f"{name} does not compile on {RUNTIME}: {error}") from error
+    flags = UNCHECKED_HASH_FLAGS.to_bytes(4, "little")
+    return RUNTIME_MAGIC + flags + importlib.util.source_hash(source) + marshal.dumps(code)
 
-    The code objects carry the path relative to `root` (the import system replaces it by
-    the real one on loading), so the same sources give the same bytes wherever compiled.
-    """
+
+def compile_tree(root: Path) -> int:
+    """Write the unchecked-hash bytecode of every .py under `root` next to it; how many."""
     require_runtime_bytecode()
-    sources = sorted(path for path in root.rglob("*.py") if path.is_file())
-    compiled = 0
-    for source in sources:
-        relative = source.relative_to(root).as_posix()
-        if not is_source(relative):
-            continue
-        try:
-            py_compile.compile(
-                str(source),
-                cfile=str(root / bytecode_path(relative)),
-                dfile=relative,
-                doraise=True,
-                optimize=0,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as error:
-            raise PackagingError(f"{relative} does not compile on {RUNTIME}: {error}") from error
-        compiled += 1
-    return compiled
+    sources = [path.relative_to(root).as_posix() for path in sorted(root.rglob("*.py"))]
+    sources = [name for name in sources if is_source(name) and (root / name).is_file()]
+    for name in sources:
+        target = root / bytecode_path(name)
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(runtime_bytecode((root / name).read_bytes(), name))
+    return len(sources)
 
 
 def add_bytecode(zip_path: Path) -> int:
@@ -552,41 +421,25 @@ def add_bytecode(zip_path: Path) -> int:
 
     Entries keep their order, timestamps and modes; each pyc takes its source's.
     """
+    require_runtime_bytecode()
     with zipfile.ZipFile(zip_path) as original:
         entries = [(info, original.read(info)) for info in original.infolist()]
-    sources = {
-        info.filename for info, _ in entries if not info.is_dir() and is_source(info.filename)
-    }
     caches = [info.filename for info, _ in entries if _is_cache(PurePosixPath(info.filename).name)]
     if caches:  # would collide with (or shadow) the bytecode compiled here
         raise PackagingError(f"{zip_path} already holds bytecode: " + ", ".join(caches[:5]))
-    with tempfile.TemporaryDirectory(prefix="media-pipeline-bytecode-") as scratch:
-        root = Path(scratch)
+    compiled = 0
+    rewritten = zip_path.with_name(zip_path.name + ".partial")
+    with zipfile.ZipFile(rewritten, "w") as package:
         for info, data in entries:
-            if info.filename in sources:
-                target = root / _safe_relative(info.filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-        compiled = compile_tree(root)
-        rewritten = zip_path.with_name(zip_path.name + ".partial")
-        with zipfile.ZipFile(rewritten, "w") as package:
-            for info, data in entries:
-                package.writestr(info, data)
-                if info.filename in sources:
-                    name = bytecode_path(info.filename)
-                    pyc = zipfile.ZipInfo(name, date_time=info.date_time)
-                    pyc.external_attr = info.external_attr
-                    pyc.compress_type = info.compress_type
-                    package.writestr(pyc, (root / name).read_bytes())
+            package.writestr(info, data)
+            if not info.is_dir() and is_source(info.filename):
+                pyc = zipfile.ZipInfo(bytecode_path(info.filename), date_time=info.date_time)
+                pyc.external_attr = info.external_attr
+                pyc.compress_type = info.compress_type
+                package.writestr(pyc, runtime_bytecode(data, info.filename))
+                compiled += 1
     rewritten.replace(zip_path)
     return compiled
-
-
-def _safe_relative(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise PackagingError(f"{name}: not a relative path inside the package")
-    return path
 
 
 def lambda_functions(template_path: Path) -> dict[str, dict[str, Any]]:
@@ -610,33 +463,22 @@ def template_problems(template_path: Path, arch: str) -> list[str]:
 # --- 3. the audit -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WheelFile:
-    wheel: Wheel
-    sha256: str | None  # None: the RECORD's own line, which has no hash
+Records = dict[Wheel, dict[str, str | None]]
 
 
-@dataclass
-class WheelIndex:
-    """Every file the wheels in a wheelhouse install, by path in the deployment zip."""
+def wheel_records(wheelhouse: Path) -> Records:
+    """The RECORD of every wheel in the wheelhouse."""
+    return {Wheel.parse(path.name): read_record(path) for path in sorted(wheelhouse.glob("*.whl"))}
 
-    files: dict[str, list[WheelFile]] = field(default_factory=dict)
-    by_wheel: dict[Wheel, set[str]] = field(default_factory=dict)
 
-    @classmethod
-    def read(cls, wheelhouse: Path) -> WheelIndex:
-        index = cls()
-        for path in sorted(wheelhouse.glob("*.whl")):
-            wheel = Wheel.parse(path.name)
-            installed = index.by_wheel.setdefault(wheel, set())
-            for name, digest in read_record(path).items():
-                index.files.setdefault(name, []).append(WheelFile(wheel, digest))
-                installed.add(name)
-        return index
+def _listed(records: Records, name: str) -> list[tuple[Wheel, str | None]]:
+    """The wheels installing `name`, each with its sha256 there."""
+    return [(wheel, record[name]) for wheel, record in records.items() if name in record]
 
 
 def read_record(wheel_path: Path) -> dict[str, str | None]:
-    """A wheel's RECORD: installed path -> hex sha256, as Chalice lays the wheel out."""
+    """A wheel's RECORD: installed path -> hex sha256 (None: the RECORD's own line, which
+    has no hash), as Chalice lays the wheel out."""
     with zipfile.ZipFile(wheel_path) as wheel:
         records = [n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/RECORD", n)]
         if len(records) != 1:
@@ -760,19 +602,19 @@ def _zip_entries(zip_path: Path) -> Iterable[tuple[str, bytes]]:
 
 def shared_library_problems(zip_path: Path, wheelhouse: Path, arch: str) -> list[str]:
     """Each shared library must be a manylinux wheel's file, unchanged, built for `arch`."""
-    index = WheelIndex.read(wheelhouse)
+    records = wheel_records(wheelhouse)
     expected_machine = ELF_MACHINES[arch]
     problems = []
     for name, data in _zip_entries(zip_path):
         if not is_shared_library(name, data):
             continue
         digest = hashlib.sha256(data).hexdigest()
-        listed = index.files.get(name, [])
-        same = [entry.wheel for entry in listed if entry.sha256 == digest]
+        listed = _listed(records, name)
+        same = [wheel for wheel, sha256 in listed if sha256 == digest]
         if not listed:
             problems.append(f"{name}: in no wheel's RECORD (built on this host?)")
         elif not same:
-            wheels = ", ".join(sorted(entry.wheel.filename for entry in listed))
+            wheels = ", ".join(sorted(wheel.filename for wheel, _ in listed))
             problems.append(f"{name}: sha256 {digest} differs from the RECORD of {wheels}")
         elif not any(wheel.native(arch) for wheel in same):
             wheels = ", ".join(sorted(wheel.filename for wheel in same))
@@ -796,7 +638,7 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
 
     The bytecode of the zip's sources is `bytecode_problems`' to prove.
     """
-    index = WheelIndex.read(wheelhouse)
+    records = wheel_records(wheelhouse)
     expected = app_files(project_dir)
     entries = dict(_zip_entries(zip_path))
     compiled = {bytecode_path(name) for name in entries if is_source(name)}
@@ -809,15 +651,15 @@ def provenance_problems(zip_path: Path, wheelhouse: Path, project_dir: Path = PR
         if name in expected:
             if digest != expected[name]:
                 problems.append(f"{name}: differs from the project's")
-        elif name in index.files:
-            if not any(entry.sha256 in (None, digest) for entry in index.files[name]):
+        elif listed := _listed(records, name):
+            if not any(sha256 in (None, digest) for _, sha256 in listed):
                 problems.append(f"{name}: differs from its wheel's RECORD")
         else:
             problems.append(f"{name}: comes from neither the app nor a wheel in {wheelhouse}")
     problems += [f"{name}: missing" for name in sorted(set(expected) - seen)]
-    for wheel, installed in index.by_wheel.items():
+    for wheel, installed in records.items():
         if any(name in seen for name in installed if name.endswith(".dist-info/METADATA")):
-            missing = sorted(installed - seen)
+            missing = sorted(set(installed) - seen)
             problems += [f"{name}: missing from {wheel.filename}" for name in missing]
     return problems
 
@@ -888,20 +730,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.package", description=__doc__.split("\n", 1)[0]
     )
-    parser.add_argument("--stage", default=DEFAULT_STAGE)
-    parser.add_argument("--arch", choices=sorted(MACHINES), help="default: the stage's")
-    parser.add_argument("--out", type=Path, help="default: build/package/<stage>")
-    parser.add_argument(
-        "--wheelhouse", type=Path, help="default: .cache/wheelhouse/<runtime>-<arch>"
-    )
-    parser.add_argument("--offline", action="store_true", help="never download: cache only")
-    args = parser.parse_args(argv)
-    arch = args.arch or configured_architecture(PROJECT, args.stage)
-    wheelhouse = args.wheelhouse or default_wheelhouse(arch)
-    out_dir = args.out or PROJECT / "build" / "package" / args.stage
+    parser.add_argument("--stage", default="dev")
+    stage = parser.parse_args(argv).stage
+    arch = configured_architecture(PROJECT, stage)
+    wheelhouse = default_wheelhouse(arch)
     try:
-        fill_wheelhouse(PROJECT / "requirements.txt", wheelhouse, arch, offline=args.offline)
-        built = build_package(args.stage, out_dir, wheelhouse, arch)
+        fill_wheelhouse(PROJECT / "requirements.txt", wheelhouse, arch)
+        built = build_package(stage, PROJECT / "build" / "package" / stage, wheelhouse, arch)
         problems = audit_package(built.zip_path, wheelhouse, arch)
     except PackagingError as error:
         say(f"FAILED: {error}")

@@ -33,6 +33,8 @@ FUNCTIONS = (API, AUTHORIZER, DISPATCHER, WORKER, DEAD_LETTERS, SWEEPER)
 
 # What Lambda's SQS event source calls with the function's role.
 SQS_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+SEND_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
+DELETE_ACTIONS = ("sqs:GetQueueUrl", "sqs:DeleteMessage")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,14 @@ def function_name(stage: str, function: str) -> str:
 def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, ...]:
     sources = f"{arns.uploads_bucket}/uploads/*"
     outputs = f"{arns.derived_bucket}/*"
+    jobs_index = f"{arns.jobs_table}/index/"
+    # A job's moves are conditional UpdateItems (each returns the job, or its state when
+    # refused); a second upload to a job already dispatched is deleted, by its version.
+    update_jobs = Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code")
+    reject_other_uploads = Statement(
+        "RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"
+    )
+    send_jobs = Statement("SendJobs", SEND_ACTIONS, (arns.jobs_queue,), "code")
     by_function: dict[str, tuple[Statement, ...]] = {
         API: (
             Statement(
@@ -97,10 +107,7 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement(
                 "JobListing",
                 ("dynamodb:Query",),
-                (
-                    f"{arns.jobs_table}/index/{JOBS_INDEX}",
-                    f"{arns.jobs_table}/index/{STATUS_INDEX}",
-                ),
+                (jobs_index + JOBS_INDEX, jobs_index + STATUS_INDEX),
                 "code",
             ),
             # Presigned URLs carry the signer's authority: the POST needs PutObject on
@@ -111,64 +118,35 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
         AUTHORIZER: (
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
         ),
-        DISPATCHER: (
-            # One conditional UpdateItem both queues a job and reports its state when refused.
-            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
-            # A second upload to a job already dispatched is deleted, by its version.
-            Statement("RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"),
-            Statement(
-                "SendJobs", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
-            ),
-        ),
+        DISPATCHER: (update_jobs, reject_other_uploads, send_jobs),
         WORKER: (
-            # Claiming a job is one conditional UpdateItem that returns the job.
-            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            update_jobs,
             # The pinned version (GetObjectVersion), or the current object for an event from
             # a bucket without versioning (GetObject); a finished job's version is deleted.
             Statement("ReadSources", ("s3:GetObject", "s3:GetObjectVersion"), (sources,), "code"),
             Statement("DeleteFinishedSources", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
-            Statement(
-                "DeleteFinishedJobs",
-                ("sqs:GetQueueUrl", "sqs:DeleteMessage"),
-                (arns.jobs_queue,),
-                "code",
-            ),
+            Statement("DeleteFinishedJobs", DELETE_ACTIONS, (arns.jobs_queue,), "code"),
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
         ),
         DEAD_LETTERS: (
             # One conditional write fails a job claimed maxReceiveCount times; one claimed
             # fewer times was only in batches that kept failing, and is sent back instead.
             Statement("FailJobs", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
-            Statement(
-                "SendJobsBack", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
-            ),
-            Statement(
-                "DeleteHandledLetters",
-                ("sqs:GetQueueUrl", "sqs:DeleteMessage"),
-                (arns.jobs_dlq,),
-                "code",
-            ),
+            Statement("SendJobsBack", SEND_ACTIONS, (arns.jobs_queue,), "code"),
+            Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.jobs_dlq,), "code"),
             Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.jobs_dlq,), "aws"),
         ),
         SWEEPER: (
-            Statement(
-                "FindOpenJobs",
-                ("dynamodb:Query",),
-                (f"{arns.jobs_table}/index/{OPEN_JOBS_INDEX}",),
-                "code",
-            ),
-            # Ending a job, or dispatching a lost upload: conditional UpdateItems.
-            Statement("JobRecords", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            Statement("FindOpenJobs", ("dynamodb:Query",), (jobs_index + OPEN_JOBS_INDEX,), "code"),
+            # Ending a job, or dispatching a lost upload.
+            update_jobs,
             # Whether an overdue PENDING job's source was uploaded (its event lost).
             Statement(
                 "FindLostUploads", ("s3:ListBucketVersions",), (arns.uploads_bucket,), "code"
             ),
-            # As the dispatcher: a later upload of a job already dispatched is deleted.
-            Statement("RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"),
-            Statement(
-                "SendJobs", ("sqs:GetQueueUrl", "sqs:SendMessage"), (arns.jobs_queue,), "code"
-            ),
+            reject_other_uploads,
+            send_jobs,
         ),
     }
     return by_function[function] + _runtime_statements(function, stage, arns)

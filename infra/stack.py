@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from boto3.session import Session
-    from botocore.config import Config
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
 
 # boto3-stubs is installed without its cloudformation extra: the client is untyped.
 CloudFormationClient = Any
@@ -57,24 +55,6 @@ ENVIRONMENT_OUTPUTS = {
     "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "JobsQueueVisibilityTimeoutSeconds",
 }
 
-OUTPUTS = (
-    *ENVIRONMENT_OUTPUTS.values(),
-    "JobsQueueUrl",
-    "JobsDlqUrl",
-    "UploadsBucketArn",
-    "DerivedBucketArn",
-    "JobsTableArn",
-    "ApiKeysTableArn",
-    "WebhooksTableArn",
-    "WebhooksQueueArn",
-    "WebhooksDlqArn",
-    "JobsQueueArn",
-    "JobsDlqArn",
-    "AlarmTopicArn",
-    # The API's access logs: `make deploy` points the API stage's accessLogSettings there.
-    "ApiAccessLogGroup",
-    "ApiAccessLogGroupArn",
-)
 
 NO_UPDATES = "No updates are to be performed"
 
@@ -115,30 +95,26 @@ def load_template() -> dict[str, Any]:
 # --- parameters ---------------------------------------------------------------------------
 
 
+def _chalice_config(stage: str, **params: Any) -> Any:
+    from chalice.config import Config
+
+    on_disk = json.loads(CHALICE_CONFIG_PATH.read_text())
+    return Config(chalice_stage=stage, config_from_disk=on_disk, **params)
+
+
 def worker_timeout_seconds(stage: str) -> int:
     """The worker's Lambda timeout on `stage`, as Chalice resolves it from its config."""
-    from chalice.config import Config
     from chalice.constants import DEFAULT_LAMBDA_TIMEOUT
 
-    config = Config(
-        chalice_stage=stage,
-        function_name=WORKER_FUNCTION,
-        config_from_disk=json.loads(CHALICE_CONFIG_PATH.read_text()),
-        default_params={"lambda_timeout": DEFAULT_LAMBDA_TIMEOUT},
-    )
+    default = {"lambda_timeout": DEFAULT_LAMBDA_TIMEOUT}
+    config = _chalice_config(stage, function_name=WORKER_FUNCTION, default_params=default)
     return int(config.lambda_timeout)
 
 
 def log_retention_days(stage: str) -> int:
     """The stage's log retention, as Chalice resolves it (log_retention_in_days) for the
     functions' log groups; 0 when none is set, which Chalice leaves to never expire."""
-    from chalice.config import Config
-
-    config = Config(
-        chalice_stage=stage, config_from_disk=json.loads(CHALICE_CONFIG_PATH.read_text())
-    )
-    retention = config.log_retention_in_days
-    return 0 if retention is None else int(retention)
+    return int(_chalice_config(stage).log_retention_in_days or 0)
 
 
 def default_parameters(stage: str) -> dict[str, str]:
@@ -221,6 +197,18 @@ def environment(stack_outputs: Mapping[str, str]) -> dict[str, str]:
     return {variable: stack_outputs[key] for variable, key in ENVIRONMENT_OUTPUTS.items()}
 
 
+def use_stage_output(stage: str | None, variable: str) -> None:
+    """Set the app's `variable` (one of ENVIRONMENT_OUTPUTS) from the stage's stack; without
+    a stage, it must be set already (the local stack's)."""
+    if stage is not None:
+        import boto3
+
+        stack_outputs = outputs(boto3.client("cloudformation"), stage)
+        os.environ[variable] = stack_outputs[ENVIRONMENT_OUTPUTS[variable]]
+    elif not os.environ.get(variable):
+        raise SystemExit(f"give --stage, or set {variable}")
+
+
 def _status(cloudformation: CloudFormationClient, name: str) -> str | None:
     from botocore.exceptions import ClientError
 
@@ -263,8 +251,9 @@ def _failures(cloudformation: CloudFormationClient, name: str) -> str:
 
 # --- emulator gaps --------------------------------------------------------------------------
 
-# Properties moto's CloudFormation (5.2) accepts and does not apply, which
-# `apply_emulator_gaps` applies through the service APIs instead. Measured, not guessed:
+# Properties moto's CloudFormation (5.2) accepts and does not apply, each with the service
+# call `apply_emulator_gaps` applies it with instead (the value goes to the parameter of the
+# same name, in the API's spelling). Measured, not guessed:
 # tests/test_infra.py fails when moto starts applying one of them (then drop it here).
 #
 # Gaps nothing can fill, checked statically in the template instead:
@@ -278,182 +267,113 @@ def _failures(cloudformation: CloudFormationClient, name: str) -> str:
 #   deploy rehearsed against it shows them; moto in-process, as the tests use it, does not.)
 # Everything else the app relies on moto does apply: the queues' visibility timeout,
 # retention, redrive policy and SSE; the tables' keys and index; bucket encryption.
-EMULATOR_GAPS: dict[str, tuple[str, ...]] = {
-    "AWS::S3::Bucket": (
-        "PublicAccessBlockConfiguration",
-        "CorsConfiguration",
-        "LifecycleConfiguration",
-        "OwnershipControls",
-        "VersioningConfiguration",
-    ),
-    "AWS::DynamoDB::Table": ("TimeToLiveSpecification", "PointInTimeRecoverySpecification"),
+EMULATOR_GAPS: dict[str, dict[str, str]] = {
+    "AWS::S3::Bucket": {
+        "PublicAccessBlockConfiguration": "put_public_access_block",
+        "CorsConfiguration": "put_bucket_cors",
+        "LifecycleConfiguration": "put_bucket_lifecycle_configuration",
+        "OwnershipControls": "put_bucket_ownership_controls",
+        "VersioningConfiguration": "put_bucket_versioning",
+    },
+    "AWS::DynamoDB::Table": {
+        "TimeToLiveSpecification": "update_time_to_live",
+        "PointInTimeRecoverySpecification": "update_continuous_backups",
+    },
+}
+# The service of each resource type, and the parameter naming the resource.
+_SERVICES = {"AWS::S3::Bucket": ("s3", "Bucket"), "AWS::DynamoDB::Table": ("dynamodb", "TableName")}
+# CloudFormation's names -> the APIs', where they differ.
+_API_NAMES = {
+    "CorsConfiguration": "CORSConfiguration",
+    "CorsRules": "CORSRules",
+    "Id": "ID",
+    "ExposedHeaders": "ExposeHeaders",
+    "MaxAge": "MaxAgeSeconds",
 }
 
 
-def apply_emulator_gaps(
-    session: Session,
-    stage: str,
-    template: Mapping[str, Any] | None = None,
-    *,
-    config: Config | None = None,
-) -> list[str]:
+def apply_emulator_gaps(session: Session, stage: str) -> list[str]:
     """Apply the EMULATOR_GAPS properties of the stage's stack through the service APIs.
 
-    Values are the template's (`load_template()` unless given), resolved with the stack's
-    own parameters and physical resource ids as CloudFormation reports them, so the
-    emulator ends up with what AWS would have created. Idempotent, and harmless against
-    AWS (which already applied them). Returns the "LogicalId.Property" names applied.
+    Values are the template's, resolved with the stack's own parameters and physical
+    resource ids as CloudFormation reports them, so the emulator ends up with what AWS
+    would have created. Idempotent, and harmless against AWS (which already applied them).
+    A property the API cannot take as translated fails botocore's validation, never is
+    dropped. Returns the "LogicalId.Property" names applied.
     """
-    template = template if template is not None else load_template()
-    resolver = Resolver.for_stack(session.client("cloudformation", config=config), stage, template)
-    s3: S3Client = session.client("s3", config=config)
-    dynamodb: DynamoDBClient = session.client("dynamodb", config=config)
-    appliers: dict[str, Callable[[str, Any], object]] = {
-        "PublicAccessBlockConfiguration": lambda bucket, value: s3.put_public_access_block(
-            Bucket=bucket, PublicAccessBlockConfiguration=_public_access_block(value)
-        ),
-        "CorsConfiguration": lambda bucket, value: s3.put_bucket_cors(
-            Bucket=bucket, CORSConfiguration=_cors(value)
-        ),
-        "LifecycleConfiguration": lambda bucket, value: s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket, LifecycleConfiguration=_lifecycle(value)
-        ),
-        "OwnershipControls": lambda bucket, value: s3.put_bucket_ownership_controls(
-            Bucket=bucket, OwnershipControls=_ownership_controls(value)
-        ),
-        "VersioningConfiguration": lambda bucket, value: s3.put_bucket_versioning(
-            Bucket=bucket, VersioningConfiguration=_versioning(value)
-        ),
-        "TimeToLiveSpecification": lambda table, value: _time_to_live(dynamodb, table, value),
-        "PointInTimeRecoverySpecification": lambda table, value: dynamodb.update_continuous_backups(
-            TableName=table, PointInTimeRecoverySpecification=_point_in_time_recovery(value)
-        ),
-    }
+    template = load_template()
+    resolver = Resolver.for_stack(session.client("cloudformation"), stage, template)
     applied: list[str] = []
     for logical_id, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
-        gaps = [gap for gap in EMULATOR_GAPS.get(resource["Type"], ()) if gap in properties]
+        calls = EMULATOR_GAPS.get(resource["Type"], {})
+        gaps = [gap for gap in calls if gap in properties]
         physical_id = resolver.physical_ids.get(logical_id)
         if not gaps or physical_id is None:  # e.g. a resource whose Condition is false
             continue
+        service, resource_parameter = _SERVICES[resource["Type"]]
+        client = session.client(service)  # type: ignore[call-overload]
         for gap in gaps:
-            appliers[gap](physical_id, resolver.resolve(properties[gap]))
+            parameter = _API_NAMES.get(gap, gap)
+            value = _api_value(client, calls[gap], parameter, resolver.resolve(properties[gap]))
+            if gap != "TimeToLiveSpecification" or _ttl_differs(client, physical_id, value):
+                getattr(client, calls[gap])(**{resource_parameter: physical_id, parameter: value})
             applied.append(f"{logical_id}.{gap}")
     return applied
 
 
-def _keys(value: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    # A property this module cannot translate must fail loudly, never be dropped.
-    unknown = set(value) - allowed
-    if unknown:
-        raise NotImplementedError(f"{what}: cannot apply {sorted(unknown)} to an emulator")
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _public_access_block(value: Mapping[str, Any]) -> Any:
-    flags = {"BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"}
-    _keys(value, flags, "PublicAccessBlockConfiguration")
-    return {flag: _bool(setting) for flag, setting in value.items()}
-
-
-def _cors(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"CorsRules"}, "CorsConfiguration")
-    return {"CORSRules": [_cors_rule(rule) for rule in value["CorsRules"]]}
-
-
-def _cors_rule(rule: Mapping[str, Any]) -> Any:
-    # CloudFormation's spelling -> S3 API's spelling.
-    names = {
-        "Id": "ID",
-        "AllowedHeaders": "AllowedHeaders",
-        "AllowedMethods": "AllowedMethods",
-        "AllowedOrigins": "AllowedOrigins",
-        "ExposedHeaders": "ExposeHeaders",
-        "MaxAge": "MaxAgeSeconds",
-    }
-    _keys(rule, set(names), "CorsRule")
-    api = {names[key]: value for key, value in rule.items()}
-    if "MaxAgeSeconds" in api:
-        api["MaxAgeSeconds"] = int(api["MaxAgeSeconds"])
-    return api
-
-
-def _lifecycle(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Rules"}, "LifecycleConfiguration")
-    return {"Rules": [_lifecycle_rule(rule) for rule in value["Rules"]]}
+def _renamed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_API_NAMES.get(key, key): _renamed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item) for item in value]
+    return value
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> Any:
-    allowed = {
-        "Id",
-        "Status",
-        "Prefix",
-        "ExpirationInDays",
-        "ExpiredObjectDeleteMarker",
-        "NoncurrentVersionExpiration",
-        "AbortIncompleteMultipartUpload",
-    }
-    _keys(rule, allowed, "LifecycleConfiguration rule")
-    api: dict[str, Any] = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
-    if "Id" in rule:
-        api["ID"] = rule["Id"]
+    """In the API, a rule's prefix is a filter and its expiration a structure."""
+    moved = ("Prefix", "ExpirationInDays", "ExpiredObjectDeleteMarker")
+    api = {key: value for key, value in rule.items() if key not in moved}
+    api["Filter"] = {"Prefix": rule.get("Prefix", "")}
     if "ExpirationInDays" in rule:
-        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        api["Expiration"] = {"Days": rule["ExpirationInDays"]}
     if "ExpiredObjectDeleteMarker" in rule:
-        if "ExpirationInDays" in rule:
-            raise ValueError("a lifecycle rule cannot expire both objects and delete markers")
-        api["Expiration"] = {"ExpiredObjectDeleteMarker": _bool(rule["ExpiredObjectDeleteMarker"])}
-    if "NoncurrentVersionExpiration" in rule:
-        noncurrent = rule["NoncurrentVersionExpiration"]
-        _keys(noncurrent, {"NoncurrentDays"}, "NoncurrentVersionExpiration")
-        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent["NoncurrentDays"])}
-    if "AbortIncompleteMultipartUpload" in rule:
-        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
-        api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+        api["Expiration"] = {"ExpiredObjectDeleteMarker": rule["ExpiredObjectDeleteMarker"]}
     return api
 
 
-def _ownership_controls(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Rules"}, "OwnershipControls")
-    for rule in value["Rules"]:
-        _keys(rule, {"ObjectOwnership"}, "OwnershipControls rule")
-    return {"Rules": [{"ObjectOwnership": rule["ObjectOwnership"]} for rule in value["Rules"]]}
+def _api_value(client: Any, method: str, parameter: str, value: Any) -> Any:
+    """`value` in the API's spelling, with the types it takes for `parameter`: CloudFormation
+    passes numbers and booleans as strings too (a parameter's value always is one)."""
+    if parameter == "LifecycleConfiguration":
+        value = {**value, "Rules": [_lifecycle_rule(rule) for rule in value["Rules"]]}
+    operation = client.meta.service_model.operation_model(client.meta.method_to_api_mapping[method])
+    return _typed(_renamed(value), operation.input_shape.members[parameter])
 
 
-def _versioning(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"Status"}, "VersioningConfiguration")
-    return {"Status": value["Status"]}
+def _typed(value: Any, shape: Any) -> Any:
+    if shape.type_name == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: _typed(v, members[k]) if k in members else v for k, v in value.items()}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_typed(item, shape.member) for item in value]
+    if shape.type_name in ("integer", "long"):
+        return int(value)
+    if shape.type_name == "boolean" and not isinstance(value, bool):
+        return {"true": True, "false": False}[str(value).lower()]
+    return value
 
 
-def _point_in_time_recovery(value: Mapping[str, Any]) -> Any:
-    _keys(value, {"PointInTimeRecoveryEnabled", "RecoveryPeriodInDays"}, "PointInTimeRecovery")
-    api: dict[str, Any] = {"PointInTimeRecoveryEnabled": _bool(value["PointInTimeRecoveryEnabled"])}
-    if "RecoveryPeriodInDays" in value:
-        api["RecoveryPeriodInDays"] = int(value["RecoveryPeriodInDays"])
-    return api
-
-
-def _time_to_live(dynamodb: DynamoDBClient, table: str, value: Mapping[str, Any]) -> None:
-    _keys(value, {"AttributeName", "Enabled"}, "TimeToLiveSpecification")
-    enabled = _bool(value["Enabled"])
+def _ttl_differs(dynamodb: Any, table: str, value: Mapping[str, Any]) -> bool:
+    """AWS refuses to enable TTL twice, or to disable it when it is not enabled."""
     current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     status = current.get("TimeToLiveStatus", "DISABLED")
-    if enabled and status in ("ENABLED", "ENABLING"):
-        if current.get("AttributeName") == value["AttributeName"]:
-            return  # AWS refuses to enable TTL twice
-    elif not enabled and status in ("DISABLED", "DISABLING"):
-        return
-    dynamodb.update_time_to_live(
-        TableName=table,
-        TimeToLiveSpecification={"AttributeName": value["AttributeName"], "Enabled": enabled},
-    )
+    if value["Enabled"]:
+        return (
+            status not in ("ENABLED", "ENABLING")
+            or current.get("AttributeName") != value["AttributeName"]
+        )
+    return status not in ("DISABLED", "DISABLING")
 
 
 def _list_parameter(value: str) -> list[str]:
@@ -539,17 +459,14 @@ class Resolver:
             raise KeyError(f"cannot resolve Ref {name}")
         return self._values[name]
 
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        local = {key: self.resolve(item) for key, item in variables.items()}
+    def _sub(self, text: Any) -> str:
+        if not isinstance(text, str):
+            raise NotImplementedError("Fn::Sub with variables is not resolved for emulators")
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            value = local[name] if name in local else self._ref(name)
+            value = self._ref(match.group(1))
             if not isinstance(value, str):
-                raise TypeError(f"${{{name}}} is not a string")
+                raise TypeError(f"{match.group(0)} is not a string")
             return value
 
         return self._SUB.sub(substitute, text)

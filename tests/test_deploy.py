@@ -196,7 +196,7 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         monkeypatch.delenv(variable, raising=False)
     deploy.write_stage_config(project, STAGE, outputs)
     variables = deploy.stage_environment(project, STAGE)
-    environment = deploy.chalice_environment(project / "wheelhouse", variables)
+    environment = deploy.chalice_environment(project / "wheelhouse", "arm64", variables)
     script = (
         "import json, app; print(json.dumps({s.name: getattr(s, 'bucket', None) "
         "or getattr(s, 'queue', None) or s.schedule_expression.to_string() "
@@ -313,7 +313,9 @@ def test_throttling_lands_on_every_method_of_the_api_stage(aws: Queues, project:
 
     write_throttling(project, stage={"rate_limit": 25, "burst_limit": 60})
     throttling = deploy.stage_throttling(project, STAGE)
-    deploy.apply_throttling(apigateway, api_id, api_stage, throttling)
+    deploy.update_stage(
+        apigateway, api_id, api_stage, deploy.throttling_patch_operations(throttling)
+    )
     settings = apigateway.get_stage(restApiId=api_id, stageName=api_stage)["methodSettings"]
     assert settings["*/*"]["throttlingRateLimit"] == 25.0
     assert settings["*/*"]["throttlingBurstLimit"] == 60
@@ -396,9 +398,11 @@ def test_access_logs_land_on_the_api_stage_beside_its_throttling(
     apigateway = boto3.client("apigateway", region_name=REGION)
     api_id, api_stage = deployed_api_stage(apigateway, project)
     destination = outputs["ApiAccessLogGroupArn"]
-    deploy.apply_throttling(apigateway, api_id, api_stage, deploy.DEFAULT_THROTTLING)
-    deploy.apply_access_logs(apigateway, api_id, api_stage, destination)
-    deploy.apply_access_logs(apigateway, api_id, api_stage, destination)  # a second deploy
+    throttling = deploy.throttling_patch_operations(deploy.DEFAULT_THROTTLING)
+    deploy.update_stage(apigateway, api_id, api_stage, throttling)
+    access_logs = deploy.access_log_patch_operations(destination)
+    deploy.update_stage(apigateway, api_id, api_stage, access_logs)
+    deploy.update_stage(apigateway, api_id, api_stage, access_logs)  # a second deploy
     described = apigateway.get_stage(restApiId=api_id, stageName=api_stage)
     assert described["accessLogSettings"] == {
         "destinationArn": destination,
@@ -533,7 +537,7 @@ def test_the_apps_role_made_in_another_region_is_reused(
     iam = boto3.client("iam", region_name=REGION)
     existing = iam.create_role(
         RoleName=deploy.LOGS_ROLE_NAME,
-        AssumeRolePolicyDocument=json.dumps(deploy.logs_role_trust_policy()),
+        AssumeRolePolicyDocument=json.dumps(deploy.LOGS_ROLE_TRUST_POLICY),
     )["Role"]["Arn"]
     apigateway = boto3.client("apigateway", region_name=REGION)
     destination = outputs["ApiAccessLogGroupArn"]
