@@ -105,6 +105,21 @@ def rotate_webhook_secret(endpoint_id: str) -> Response:
     return webhook_api.rotate_webhook_secret(app.current_request, endpoint_id)
 
 
+@app.route("/webhooks/{endpoint_id}/test", methods=["POST"], authorizer=key_authorizer)
+def send_test_event(endpoint_id: str) -> Response:
+    return webhook_api.send_test_event(app.current_request, endpoint_id)
+
+
+@app.route("/jobs/{job_id}/deliveries", methods=["GET"], authorizer=key_authorizer)
+def list_deliveries(job_id: str) -> Response:
+    return webhook_api.list_deliveries(app.current_request, job_id)
+
+
+@app.route("/jobs/{job_id}/deliveries/replay", methods=["POST"], authorizer=key_authorizer)
+def replay_deliveries(job_id: str) -> Response:
+    return webhook_api.replay_deliveries(app.current_request, job_id)
+
+
 @app.on_s3_event(
     bucket=os.environ.get("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
     events=["s3:ObjectCreated:*"],

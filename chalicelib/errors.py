@@ -106,6 +106,13 @@ class TooManyWebhooks(ApiError):
     status = 409
 
 
+class JobNotFinished(ApiError):
+    """A replay of a job's final event before the job has ended."""
+
+    code = "job_not_finished"
+    status = 409
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 

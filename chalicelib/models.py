@@ -27,7 +27,7 @@ from chalicelib.errors import (
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES
 from chalicelib.jobs import JobStatus
 from chalicelib.outbound import MAX_URL_LENGTH
-from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS
+from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS, WEBHOOK_TEST
 
 Schema = dict[str, Any]
 
@@ -409,6 +409,52 @@ WEBHOOK_LIST = _object(
     {"webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}}}
 )
 
+EVENT_ID: Schema = {"type": "string", "pattern": r"^evt_[0-9a-f]{32}$"}
+
+WEBHOOK_TEST_SENT = _object(
+    {"eventId": EVENT_ID, "type": {"type": "string", "enum": [WEBHOOK_TEST]}},
+    description="The test event is on its way; its attempts are logged like any other.",
+)
+
+DELIVERY_ATTEMPT = _object(
+    {
+        "endpointId": ENDPOINT_ID,
+        "eventId": EVENT_ID,
+        "type": {"type": "string", "enum": list(JOB_EVENTS)},
+        "attempt": {"type": "integer", "minimum": 1},
+        "at": TIMESTAMP,
+        "url": STRING,
+        "status": {"type": ["integer", "null"], "description": "The receiver's HTTP status."},
+        "error": {
+            "type": ["string", "null"],
+            "description": (
+                "Why no status: delivery_unreachable (no answer within 10 s, refused, TLS), "
+                "endpoint_refused (the address is not public), endpoint_deleted, "
+                "endpoint_disabled, job_gone, dead_lettered."
+            ),
+        },
+        "latencyMs": {"type": ["integer", "null"], "minimum": 0},
+        "answer": {
+            "type": "string",
+            "description": "The first 256 bytes of the receiver's answer, or the error's reason.",
+        },
+    }
+)
+
+DELIVERY_LIST = _object({"deliveries": {"type": "array", "items": DELIVERY_ATTEMPT}})
+
+REPLAY_QUEUED = _object(
+    {
+        "eventId": EVENT_ID,
+        "type": {"type": "string", "enum": list(JOB_EVENTS)},
+        "endpoints": {
+            "type": "array",
+            "items": ENDPOINT_ID,
+            "description": "The endpoints the event is sent to again.",
+        },
+    }
+)
+
 # What `#/components/schemas` publishes; $refs above point into it.
 COMPONENTS: Mapping[str, Schema] = {
     "Error": ERROR,
@@ -420,6 +466,9 @@ COMPONENTS: Mapping[str, Schema] = {
     "Webhook": WEBHOOK,
     "WebhookWithSecret": WEBHOOK_WITH_SECRET,
     "WebhookList": WEBHOOK_LIST,
+    "WebhookTestSent": WEBHOOK_TEST_SENT,
+    "DeliveryList": DELIVERY_LIST,
+    "ReplayQueued": REPLAY_QUEUED,
 }
 
 

@@ -15,6 +15,7 @@ from chalicelib.errors import (
     Forbidden,
     InternalError,
     InvalidRequest,
+    JobNotFinished,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -46,7 +47,7 @@ ERROR_RESPONSES: Mapping[int, str] = {
     NotFound.status: ("No such job or webhook endpoint, or another tenant's (indistinguishable)."),
     TooManyWebhooks.status: (
         "`too_many_webhooks` (POST /webhooks): the tenant has MAX_WEBHOOKS_PER_TENANT "
-        "endpoints; delete one first."
+        "endpoints; delete one first. `job_not_finished` (replay): the job has not ended."
     ),
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
     UnsupportedMediaType.status: (
@@ -161,7 +162,7 @@ OPERATIONS: tuple[Operation, ...] = (
             *AWS_BACKED,
         ),
         request_body=lambda _: models.WEBHOOK_REQUEST,
-        links_by_id=("getWebhook", "rotateWebhookSecret", "deleteWebhook"),
+        links_by_id=("getWebhook", "rotateWebhookSecret", "sendTestEvent", "deleteWebhook"),
     ),
     Operation(
         "GET",
@@ -201,6 +202,36 @@ OPERATIONS: tuple[Operation, ...] = (
         "WebhookWithSecret",
         (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
         path_parameters={"endpoint_id": models.ENDPOINT_ID},
+    ),
+    Operation(
+        "POST",
+        "/webhooks/{endpoint_id}/test",
+        "sendTestEvent",
+        "Send a webhook.test event to the endpoint, signed as any event is.",
+        202,
+        "WebhookTestSent",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"endpoint_id": models.ENDPOINT_ID},
+    ),
+    Operation(
+        "GET",
+        "/jobs/{job_id}/deliveries",
+        "listDeliveries",
+        "Every delivery attempt of the job's events, oldest first.",
+        200,
+        "DeliveryList",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"job_id": models.JOB_ID},
+    ),
+    Operation(
+        "POST",
+        "/jobs/{job_id}/deliveries/replay",
+        "replayDeliveries",
+        "Send the job's final event again (the same event id) to each endpoint that wants it.",
+        202,
+        "ReplayQueued",
+        (NotFound.status, JobNotFinished.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"job_id": models.JOB_ID},
     ),
 )
 

@@ -29,7 +29,18 @@ DISPATCHER = "dispatch_upload"
 WORKER = "make_thumbnails"
 DEAD_LETTERS = "fail_dead_letters"
 SWEEPER = "sweep_jobs"
-FUNCTIONS = (API, AUTHORIZER, DISPATCHER, WORKER, DEAD_LETTERS, SWEEPER)
+DELIVERIES = "deliver_webhooks"
+WEBHOOK_DEAD_LETTERS = "fail_webhook_dead_letters"
+FUNCTIONS = (
+    API,
+    AUTHORIZER,
+    DISPATCHER,
+    WORKER,
+    DEAD_LETTERS,
+    SWEEPER,
+    DELIVERIES,
+    WEBHOOK_DEAD_LETTERS,
+)
 
 # What Lambda's SQS event source calls with the function's role.
 SQS_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -63,6 +74,10 @@ class StageArns:
     api_keys_table: str
     jobs_queue: str
     jobs_dlq: str
+    webhooks_table: str
+    webhooks_queue: str
+    webhooks_dlq: str
+    webhook_secrets_key: str
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str]) -> StageArns:
@@ -77,6 +92,10 @@ class StageArns:
             api_keys_table=outputs["ApiKeysTableArn"],
             jobs_queue=queue_arn,
             jobs_dlq=outputs["JobsDlqArn"],
+            webhooks_table=outputs["WebhooksTableArn"],
+            webhooks_queue=outputs["WebhooksQueueArn"],
+            webhooks_dlq=outputs["WebhooksDlqArn"],
+            webhook_secrets_key=outputs["WebhookSecretsKey"],
         )
 
 
@@ -98,6 +117,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
         "RejectOtherUploads", ("s3:DeleteObjectVersion",), (sources,), "code"
     )
     send_jobs = Statement("SendJobs", SEND_ACTIONS, (arns.jobs_queue,), "code")
+    # A job's end hands its event to the webhooks queue (chalicelib/job_events.py).
+    send_job_events = Statement("SendJobEvents", SEND_ACTIONS, (arns.webhooks_queue,), "code")
+    webhooks = (arns.webhooks_table,)
     by_function: dict[str, tuple[Statement, ...]] = {
         API: (
             Statement(
@@ -114,6 +136,25 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             # sources, the output links GetObject on outputs.
             Statement("PresignSourceUploads", ("s3:PutObject",), (sources,), "code"),
             Statement("PresignOutputDownloads", ("s3:GetObject",), (outputs,), "code"),
+            # Endpoints (created and deleted with their tenant's counter in one
+            # transaction, rotated), and the delivery log's reads.
+            Statement(
+                "WebhookEndpoints",
+                (
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ),
+                webhooks,
+                "code",
+            ),
+            Statement(
+                "EncryptWebhookSecrets", ("kms:Encrypt",), (arns.webhook_secrets_key,), "code"
+            ),
+            # Test events and replays.
+            Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
         ),
         AUTHORIZER: (
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
@@ -126,6 +167,7 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("ReadSources", ("s3:GetObject", "s3:GetObjectVersion"), (sources,), "code"),
             Statement("DeleteFinishedSources", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
+            send_job_events,
             Statement("DeleteFinishedJobs", DELETE_ACTIONS, (arns.jobs_queue,), "code"),
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
         ),
@@ -134,6 +176,7 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             # fewer times was only in batches that kept failing, and is sent back instead.
             Statement("FailJobs", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
             Statement("SendJobsBack", SEND_ACTIONS, (arns.jobs_queue,), "code"),
+            send_job_events,
             Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.jobs_dlq,), "code"),
             Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.jobs_dlq,), "aws"),
         ),
@@ -147,6 +190,32 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             reject_other_uploads,
             send_jobs,
+            # An ended job whose event was not handed over: read, then its event sent.
+            Statement("ReadEndedJobs", ("dynamodb:GetItem",), (arns.jobs_table,), "code"),
+            send_job_events,
+        ),
+        DELIVERIES: (
+            Statement(
+                "DeliveryLog",
+                ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                webhooks,
+                "code",
+            ),
+            Statement(
+                "DecryptWebhookSecrets", ("kms:Decrypt",), (arns.webhook_secrets_key,), "code"
+            ),
+            # The event's data: the job as GET /jobs/{id} shows it.
+            Statement("ReadJobs", ("dynamodb:GetItem",), (arns.jobs_table,), "code"),
+            Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
+            Statement("DeleteFinishedDeliveries", DELETE_ACTIONS, (arns.webhooks_queue,), "code"),
+            Statement("PollDeliveries", SQS_POLLER_ACTIONS, (arns.webhooks_queue,), "aws"),
+        ),
+        WEBHOOK_DEAD_LETTERS: (
+            Statement(
+                "GiveUpDeliveries", ("dynamodb:PutItem", "dynamodb:UpdateItem"), webhooks, "code"
+            ),
+            Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.webhooks_dlq,), "code"),
+            Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.webhooks_dlq,), "aws"),
         ),
     }
     return by_function[function] + _runtime_statements(function, stage, arns)
