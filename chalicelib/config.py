@@ -62,6 +62,7 @@ class Settings:
     webhook_allowed_networks: tuple[str, ...]
     webhook_ca_file: str | None
     webhook_retry_schedule: tuple[int, ...] | None
+    webhook_timeout_seconds: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -152,6 +153,8 @@ def settings() -> Settings:
         webhook_ca_file=os.environ.get("WEBHOOK_CA_FILE") or None,
         # Seconds between a delivery's attempts; unset: the Standard Webhooks schedule.
         webhook_retry_schedule=_seconds_list("WEBHOOK_RETRY_SCHEDULE"),
+        # How long a receiver has to answer (Standard Webhooks: at most 15 s; we give 10).
+        webhook_timeout_seconds=_int("WEBHOOK_TIMEOUT_SECONDS", 10),
     )
 
 

@@ -134,7 +134,8 @@ def _post(
     )
     try:
         target = outbound.parse_endpoint(endpoint.url, policy)
-        answer = outbound.post(target, body, headers, policy)
+        timeout = settings().webhook_timeout_seconds
+        answer = outbound.post(target, body, headers, policy, timeout_seconds=timeout)
     except (EndpointRefused, DeliveryUnreachable) as exc:
         return Outcome(error=exc.code, answer=exc.message), None
     outcome = Outcome(status=answer.status, latency_ms=answer.elapsed_ms, answer=answer.prefix)
