@@ -28,13 +28,13 @@ from typing import Any
 from bench.output import add_output_arguments, machine, write_result
 from bench.procs import PRINT_REPORT, PROJECT, run_python
 from devstack import emulator
+from devstack.lambda_events import api_gateway_event
 from devstack.launch import MOTO_SERVER, running_emulator, user_environment
 
 # The repository's sample (the shared corpus's Kite.jpg): the benchmark needs only the clone.
 PHOTO = PROJECT / "samples" / "photos" / "Kite.jpg"
 SCHEMA = "media-pipeline/bench-coldstart/2"
 REGION = "us-east-1"
-STAGE = "bench"
 TENANT = "bench"
 
 GOAL_IMPORT_RATIO = 1.2  # issue 5: `import app` at most 1.2x a bare `import boto3, chalice`
@@ -113,10 +113,9 @@ CHILD_CODE = {variant: child_code(variant) for variant in VARIANTS}
 
 @contextmanager
 def emulated_stack() -> Iterator[dict[str, str]]:
-    """A moto server provisioned from infra/template.yaml (stage ``bench``), stopped at the
-    end: the environment that reaches it, with the stage's settings. This process is
-    configured for it too (chalicelib's settings and clients), to make the children's jobs.
-    """
+    """A moto server provisioned from infra/template.yaml as the local stack's emulator is,
+    stopped at the end: the children's environment, which reaches it with a stage's
+    settings. This process is configured for it too, to make the children's jobs."""
     with running_emulator(command=MOTO_SERVER) as endpoint:
         import boto3
 
@@ -128,29 +127,19 @@ def emulated_stack() -> Iterator[dict[str, str]]:
         for variable in [name for name in os.environ if name.startswith("AWS_")]:
             del os.environ[variable]  # no profile, session token or endpoint of the caller's
         os.environ.update(aws)
-        session = boto3.session.Session()
-        outputs = stack.deploy(session.client("cloudformation"), STAGE, poll_seconds=1)
-        stack.apply_emulator_gaps(session, STAGE)
-        names = stack.environment(outputs)
+        names = stack.environment(emulator.provision(boto3.session.Session()))
         os.environ.update(names)
         reset_settings()
         reset_clients()
-        yield {**aws, **names, **STAGE_VARIABLES}
-
-
-def child_environment(stage: Mapping[str, str]) -> dict[str, str]:
-    """This environment without AWS or stage settings of its own, plus the stage's.
-
-    Bytecode writing is on, so the untimed first process writes the project's .pyc and the
-    samples measure warm imports.
-    """
-    keep = {
-        key: value
-        for key, value in user_environment().items()
-        if not key.startswith("POWERTOOLS_")
-        and key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
-    }
-    return {**keep, **stage}
+        # Bytecode writing on, whatever the caller's: the untimed first process writes the
+        # project's .pyc, so that the samples measure warm imports.
+        keep = {
+            key: value
+            for key, value in user_environment().items()
+            if not key.startswith("POWERTOOLS_")
+            and key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+        }
+        yield {**keep, **aws, **names, **STAGE_VARIABLES}
 
 
 def queue_job(photo: bytes) -> dict[str, Any]:
@@ -179,18 +168,18 @@ def queue_job(photo: bytes) -> dict[str, Any]:
     sqs, queue_url = clients.sqs(), clients.queue_url(config.jobs_queue)
     body = job_message.build(upload, bucket).to_body()
     sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    # The only message in the queue: each is deleted as soon as it is received.
+    received = sqs.receive_message(
+        QueueUrl=queue_url, WaitTimeSeconds=20, MessageSystemAttributeNames=["All"]
+    )
+    message = received["Messages"][0]
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    if message["Body"] != body:
+        raise RuntimeError(f"expected the message of job {job_id}, received {message['Body']}")
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    for _ in range(50):
-        received = sqs.receive_message(
-            QueueUrl=queue_url, WaitTimeSeconds=1, MessageSystemAttributeNames=["All"]
-        )
-        for message in received.get("Messages", []):
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if message["Body"] == body:
-                arn = attributes["Attributes"]["QueueArn"]
-                record: dict[str, Any] = sqs_event([dict(message)], arn, REGION)["Records"][0]
-                return record
-    raise RuntimeError(f"the message of job {job_id} never arrived")
+    arn = attributes["Attributes"]["QueueArn"]
+    record: dict[str, Any] = sqs_event([dict(message)], arn, REGION)["Records"][0]
+    return record
 
 
 def completed(record: Mapping[str, Any]) -> str:
@@ -213,12 +202,6 @@ def completed_job(photo: bytes) -> str:
     with redirect_stdout(io.StringIO()):  # the worker's embedded metrics
         worker.handle_jobs_batch([record])
     return completed(record)
-
-
-def rest_event(method: str, path: str, resource: str, **params: str) -> dict[str, Any]:
-    from devstack.lambda_events import api_gateway_event
-
-    return api_gateway_event(method, path, resource, tenant=TENANT, path_parameters=params or None)
 
 
 # --- sampling ----------------------------------------------------------------------------------
@@ -272,10 +255,13 @@ def summarise(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def run_benchmark(repeats: int, quick: bool) -> dict[str, Any]:
     photo = PHOTO.read_bytes()
     machine_at_start = machine()
-    with emulated_stack() as stage:
+    with emulated_stack() as environment:
         job_id = completed_job(photo)
-        job_event = rest_event("GET", f"/jobs/{job_id}", "/jobs/{job_id}", job_id=job_id)
-        sampler = Sampler(child_environment(stage), photo, job_event)
+        path, parameters = f"/jobs/{job_id}", {"job_id": job_id}
+        job_event = api_gateway_event(
+            "GET", path, "/jobs/{job_id}", tenant=TENANT, path_parameters=parameters
+        )
+        sampler = Sampler(environment, photo, job_event)
         if not quick:  # untimed: writes any stale .pyc, warms the page cache and moto
             for variant in VARIANTS:
                 sampler.run(variant)
@@ -300,7 +286,6 @@ def run_benchmark(repeats: int, quick: bool) -> dict[str, Any]:
             "quick": quick,
             "repeats": repeats,
             "photo": PHOTO.name,
-            "stage_environment": sorted(stage),
             "child_code": CHILD_CODE,
         },
         "variants": variants,
