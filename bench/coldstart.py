@@ -334,20 +334,13 @@ def format_table(result: Mapping[str, Any]) -> str:
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.coldstart",
         description="Cold-start times of the app, each sample in a fresh process.",
     )
     parser.add_argument(
-        "--repeats", type=_positive, help=f"samples per variant (default {DEFAULT_REPEATS})"
+        "--repeats", type=int, help=f"samples per variant (default {DEFAULT_REPEATS})"
     )
     parser.add_argument(
         "--quick", action="store_true", help="one sample per variant, no warm-up: a smoke test"
@@ -355,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_output_arguments(parser, "coldstart")
     arguments = parser.parse_args(argv)
     repeats = arguments.repeats or (1 if arguments.quick else DEFAULT_REPEATS)
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
     result = run_benchmark(repeats, arguments.quick)
     print(format_table(result))
     write_result("coldstart", result, arguments, trial=arguments.quick)
