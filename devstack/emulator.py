@@ -4,7 +4,6 @@ in a process of its own, provisioned from infra/template.yaml like any stage."""
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ from infra import stack
 STAGE = "local"
 REGION = "us-east-1"
 # Where Chalice would point the uploads bucket's notification on AWS, the local stack
-# sends S3's own notification: a queue the event runner reads (see runner.S3EventSource).
+# sends S3's own notification: a queue the event runner reads (see runner.s3_events_process).
 S3_EVENTS_QUEUE = f"media-pipeline-{STAGE}-s3-events"
 VISIBILITY_PARAMETER = "QueueVisibilityTimeoutSeconds"
 # The stack's own credentials. The emulator accepts any for signed calls, but checks a
@@ -96,7 +95,3 @@ def route_s3_notifications(session: Any, bucket: str, notification: dict[str, An
         },
     )
     return str(queue_url)
-
-
-def apply_environment(variables: dict[str, str]) -> None:
-    os.environ.update(variables)
