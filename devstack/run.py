@@ -3,19 +3,15 @@
     EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 SWEEP_INTERVAL_SECONDS=60 \
         LOCAL_QUEUE_VISIBILITY_SECONDS=360 python -m devstack.run
 
-`make emulator` (`python -m devstack.run --emulator`) starts only its first part: the
-emulator, provisioned as stage `local` with the API keys seeded, for `make deploy` and
-`chalice local --stage local`; it prints the variables those need.
-
-Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
-the REST API with Chalice's local server and runs the event runner (devstack.runner) with
-the app's own handlers, replacing a worker process that dies. Stops everything on Ctrl-C
-or SIGTERM.
+Starts the emulator (devstack.launch), provisions it from infra/template.yaml, seeds API
+keys, serves the REST API with Chalice's local server and runs the event runner
+(devstack.runner). Stops everything on Ctrl-C or SIGTERM. `make emulator` (`--emulator`)
+starts only the provisioned emulator, for `make deploy` and `chalice local --stage local`,
+and prints the variables those need.
 
 LOCAL_QUEUE_VISIBILITY_SECONDS shortens the jobs queue's visibility timeout (default: the
-template's, 6 times the worker's Lambda timeout), so that the batch of a worker that died
-comes back in seconds; a batch that takes longer than it is then also received again by
-another worker (a duplicate, which the worker skips or renders identically).
+template's), so that the batch of a worker that died comes back in seconds (a batch that
+takes longer is then received twice: the worker skips or renders the duplicate alike).
 """
 
 from __future__ import annotations

@@ -1,22 +1,15 @@
-"""The event runner: the app's S3 and SQS handlers, invoked as Lambda would invoke them.
+"""The event runner: the app's own handlers (app.handler_map), invoked as Lambda would.
 
 - S3 notifications reach the dispatcher as an asynchronous invocation: one event per
-  notification, retried twice on error, then dropped with a log line (as Lambda's async
-  retry policy does). This runs in a process of its own, beside the API server's.
-- The jobs queue feeds the worker through Lambda's SQS event source (devstack.lambda_events):
-  batch size and batching window from the decorator, the whole batch deleted when the
-  handler returns, left to the queue's visibility timeout and redrive policy when it raises.
-  As many worker processes as cores poll it, like concurrent Lambda instances.
-- A worker or S3 event source process that dies (killed, out of memory, crashed) is
-  replaced, as Lambda replaces a dead execution environment: same name, same queue. Its
-  batch comes back after the queue's visibility timeout. One that dies again soon after
-  starting is restarted after a back-off (1 s, doubling to 30 s).
-- The dead-letter queue feeds its handler the same way.
-- The sweeper's schedule invokes it every SWEEP_INTERVAL_SECONDS (60 by default: locally
-  there is no reason to wait the deployed rate's 5 minutes), in a thread of its own. As
-  for a scheduled Lambda, a failed run is only logged; the next one finds the same jobs.
-
-The handlers are the app's own (app.handler_map), unchanged.
+  notification, retried twice on error, then dropped with a log line.
+- The jobs queue feeds the worker, and the dead-letter queue its handler, through Lambda's
+  SQS event source (devstack.lambda_events). As many worker processes as WORKERS poll it,
+  like concurrent Lambda instances.
+- A worker or S3 event source process that dies is replaced, as Lambda replaces a dead
+  execution environment (`RestartPolicy`); its batch comes back after the queue's
+  visibility timeout.
+- The sweeper runs every SWEEP_INTERVAL_SECONDS (60 by default, not the deployed 5
+  minutes); as for a scheduled Lambda, a failed run is only logged.
 """
 
 from __future__ import annotations
