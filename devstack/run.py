@@ -76,12 +76,15 @@ def seed_api_keys(keys: dict[str, str]) -> dict[str, str]:
     return {tenant: auth.create_api_key(tenant, key=key) for tenant, key in keys.items()}
 
 
+def key_lines(keys: dict[str, str]) -> str:
+    return "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
+
+
 def banner(
     api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
 ) -> str:
     tenant, key = next(iter(keys.items()))
     photo = launch.PROJECT / "samples" / "photos" / "Kite.jpg"
-    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
     return f"""
 media-pipeline local stack
   API        {api}
@@ -89,7 +92,7 @@ media-pipeline local stack
   Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
   Workers    {workers} processes, each replaced if it dies (its batch returns after the
              jobs queue's visibility timeout: {outputs["JobsQueueVisibilityTimeoutSeconds"]} s)
-{key_lines}
+{key_lines(keys)}
 
 Try it (tenant {tenant}), from the repository root:
   KEY={key}
@@ -113,11 +116,10 @@ def shell_exports(variables: dict[str, str]) -> str:
 def emulator_banner(
     endpoint: str, aws: dict[str, str], app: dict[str, str], keys: dict[str, str]
 ) -> str:
-    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
     return f"""
 media-pipeline emulator (stage {emulator.STAGE} provisioned)
   Emulator   {endpoint}
-{key_lines}
+{key_lines(keys)}
 
 Any AWS client, `make deploy STAGE=<name>` and `make destroy STAGE=<name>` included:
 {shell_exports(aws)}

@@ -76,11 +76,8 @@ def s3_notification() -> dict[str, Any]:
     from app import app
 
     (source,) = [s for s in app.event_sources if isinstance(s, S3EventConfig)]
-    rules = []
-    if source.prefix:
-        rules.append({"Name": "prefix", "Value": source.prefix})
-    if source.suffix:
-        rules.append({"Name": "suffix", "Value": source.suffix})
+    filters = {"prefix": source.prefix, "suffix": source.suffix}
+    rules = [{"Name": name, "Value": value} for name, value in filters.items() if value]
     notification: dict[str, Any] = {"Events": list(source.events)}
     if rules:
         notification["Filter"] = {"Key": {"FilterRules": rules}}
