@@ -4,7 +4,6 @@ in a process of its own, provisioned from infra/template.yaml like any stage."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 from infra import stack
@@ -40,10 +39,13 @@ def aws_environment(endpoint: str) -> dict[str, str]:
     }
 
 
-def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[..., Any]:
-    """moto's S3 notifications (moto.s3.notifications._get_s3_event) leave out the
-    object's `versionId`, which S3 sends for every object of a versioned bucket and the
-    dispatcher pins on the job: this wraps moto's event builder to add it."""
+def add_version_ids_to_s3_events() -> None:
+    """Patch moto (in the emulator's own process, before it serves): its S3 notifications
+    (moto.s3.notifications._get_s3_event) leave out the object's `versionId`, which S3
+    sends for every object of a versioned bucket and the dispatcher pins on the job."""
+    from moto.s3 import notifications
+
+    get_s3_event = notifications._get_s3_event
 
     @functools.wraps(get_s3_event)
     def with_version_id(event_name: str, bucket: Any, key: Any, *args: Any) -> Any:
@@ -53,15 +55,7 @@ def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[...
                 record["s3"]["object"]["versionId"] = key.version_id
         return event
 
-    return with_version_id
-
-
-def add_version_ids_to_s3_events() -> None:
-    """Patch moto (in the emulator's own process, before it serves) with
-    `s3_events_with_version_ids`."""
-    from moto.s3 import notifications
-
-    notifications._get_s3_event = s3_events_with_version_ids(notifications._get_s3_event)
+    notifications._get_s3_event = with_version_id  # type: ignore[assignment]
 
 
 def provision(session: Any, queue_visibility_seconds: int | None = None) -> dict[str, str]:
