@@ -4,8 +4,6 @@ in a process of its own, provisioned from infra/template.yaml like any stage."""
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable
 from typing import Any
 
 from infra import stack
@@ -13,7 +11,7 @@ from infra import stack
 STAGE = "local"
 REGION = "us-east-1"
 # Where Chalice would point the uploads bucket's notification on AWS, the local stack
-# sends S3's own notification: a queue the event runner reads (see runner.S3EventSource).
+# sends S3's own notification: a queue the event runner reads (see runner.s3_events_process).
 S3_EVENTS_QUEUE = f"media-pipeline-{STAGE}-s3-events"
 VISIBILITY_PARAMETER = "QueueVisibilityTimeoutSeconds"
 # The stack's own credentials. The emulator accepts any for signed calls, but checks a
@@ -41,10 +39,13 @@ def aws_environment(endpoint: str) -> dict[str, str]:
     }
 
 
-def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[..., Any]:
-    """moto's S3 notifications (moto.s3.notifications._get_s3_event) leave out the
-    object's `versionId`, which S3 sends for every object of a versioned bucket and the
-    dispatcher pins on the job: this wraps moto's event builder to add it."""
+def add_version_ids_to_s3_events() -> None:
+    """Patch moto (in the emulator's own process, before it serves): its S3 notifications
+    (moto.s3.notifications._get_s3_event) leave out the object's `versionId`, which S3
+    sends for every object of a versioned bucket and the dispatcher pins on the job."""
+    from moto.s3 import notifications
+
+    get_s3_event = notifications._get_s3_event
 
     @functools.wraps(get_s3_event)
     def with_version_id(event_name: str, bucket: Any, key: Any, *args: Any) -> Any:
@@ -54,15 +55,7 @@ def s3_events_with_version_ids(get_s3_event: Callable[..., Any]) -> Callable[...
                 record["s3"]["object"]["versionId"] = key.version_id
         return event
 
-    return with_version_id
-
-
-def add_version_ids_to_s3_events() -> None:
-    """Patch moto (in the emulator's own process, before it serves) with
-    `s3_events_with_version_ids`."""
-    from moto.s3 import notifications
-
-    notifications._get_s3_event = s3_events_with_version_ids(notifications._get_s3_event)
+    notifications._get_s3_event = with_version_id  # type: ignore[assignment]
 
 
 def provision(session: Any, queue_visibility_seconds: int | None = None) -> dict[str, str]:
@@ -96,7 +89,3 @@ def route_s3_notifications(session: Any, bucket: str, notification: dict[str, An
         },
     )
     return str(queue_url)
-
-
-def apply_environment(variables: dict[str, str]) -> None:
-    os.environ.update(variables)

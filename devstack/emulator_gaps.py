@@ -90,6 +90,11 @@ AUTHORIZER_TYPES = {
 }
 DEFAULT_AUTHORIZER_TTL = 300  # API Gateway's, for an authorizer that names none
 API_KEY_HEADER = "x-api-key"
+# create_authorizer's arguments that name the authorizer's attribute otherwise.
+AUTHORIZER_ATTRIBUTES = {
+    "authorizer_type": "type",
+    "identiy_validation_expression": "identity_validation_expression",
+}
 
 
 def is_swagger_2(document: Mapping[str, Any]) -> bool:
@@ -174,14 +179,8 @@ def import_authorizers(backend: Any, api: Any, document: Mapping[str, Any]) -> d
         if settings is None:
             backend.delete_authorizer(api.id, authorizer.id)
             continue
-        authorizer.type = settings["authorizer_type"]
-        authorizer.provider_arns = settings["provider_arns"]
-        authorizer.auth_type = settings["auth_type"]
-        authorizer.authorizer_uri = settings["authorizer_uri"]
-        authorizer.authorizer_credentials = settings["authorizer_credentials"]
-        authorizer.identity_source = settings["identity_source"]
-        authorizer.identity_validation_expression = settings["identiy_validation_expression"]
-        authorizer.authorizer_result_ttl = settings["authorizer_result_ttl"]
+        for argument, value in settings.items():
+            setattr(authorizer, AUTHORIZER_ATTRIBUTES.get(argument, argument), value)
         ids[authorizer.name] = authorizer.id
     for name, settings in wanted.items():
         if name not in ids:

@@ -3,37 +3,18 @@
     python -m devstack.emulator_server -H 127.0.0.1 -p 4566     (moto.server's arguments)
 
 One patch makes moto more like AWS: DynamoDB calls run one at a time, so that a read never
-sees half of an UpdateItem (`one_at_a_time`).
+sees half of an UpdateItem (`one_at_a_time`). `guard_s3` makes its S3 refuse what S3
+refuses (devstack.s3_guard), and devstack.emulator_gaps teaches it what `make deploy`
+needs of AWS (each gap named and tested).
 
-The others make it cheaper. On one machine the emulator shares the cores with the workers
-it serves, so whatever CPU it spends on a request is taken from rendering. Profiled during
-a burst of uploads, it spent most of it in a few places that this module makes cheaper,
-without changing what a client sees (the same answers, byte for byte;
-tests/test_devstack.py checks them):
-
-- DynamoDB attribute values are written directly. moto's generic response serializer
-  walks the botocore shape of every `AttributeValue` and tries a dozen attribute aliases
-  for each of its ten members: about 2 ms of CPU per item, so a GetItem cost 3.4 ms and a
-  100-item Query page (one page of `GET /jobs`) 227 ms. Now 1.0 ms and 37 ms.
-- Connections are kept open. Werkzeug's development server closes every connection after
-  one response (and could not do otherwise: after each response it discards whatever the
-  client sends within 10 ms), so every AWS call paid for a TCP connection and a server
-  thread. `keep_alive_handler` frames each response and keeps the connection.
-- SQS reads the clock through `datetime` arithmetic for every message of a queue on every
-  send and receive (visibility, delay, the approximate counts), and rebuilds all of a
-  queue's attributes to look up its retention period once per received message: with a
-  backlog of 400 messages a SendMessage cost 4.3 ms. Now the same clock comes from
-  `time.time()` and the retention period from the queue: 1.4 ms.
-- What moto computes on every request but never changes is computed once: a response
-  class's action names (`inspect.getmembers`) and the list of moto's modules (a directory
-  listing and a stat per entry).
-- The per-request access log is off (the stack sends it to /dev/null).
-
-And one makes its S3 refuse what S3 refuses (`guard_s3`, devstack.s3_guard): browser-form
-uploads are checked against their POST policy, and unsigned requests refused.
-
-Last, devstack.emulator_gaps teaches moto what `make deploy` needs of AWS and moto does not
-do (Chalice's Swagger 2.0 import, CloudFormation alarms, ...): each gap named and tested.
+The others make it cheaper, without changing what a client sees (the same answers, byte
+for byte: tests/test_devstack.py): on one machine the emulator shares the cores with the
+workers it serves. Each removes a cost profiled during a burst of uploads (bench/README.md):
+DynamoDB attribute values are serialized directly, not by walking botocore's shape;
+connections are kept open (werkzeug closes each after one response); SQS reads the clock
+with time.time() and a queue's retention period without building all its attributes;
+what moto recomputes on every request but never changes is computed once; the
+per-request access log is off.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
@@ -117,46 +117,41 @@ class BatchResult:
     failed: bool
 
 
+@dataclass
 class SqsPoller:
-    """One event source mapping: a queue, a function and a batch size."""
+    """One event source mapping: a queue, a function and a batch size.
 
-    def __init__(
-        self,
-        sqs: SQSClient,
-        queue_url: str,
-        handler: Handler,
-        *,
-        batch_size: int = 1,
-        wait_seconds: int = 0,
-        batching_window: float = 0.0,
-        expire_with: SQSClient | None = None,
-    ) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._handler = handler
-        self._batch_size = batch_size
-        self._wait_seconds = wait_seconds
-        self._batching_window = batching_window
-        # Tests do not wait out a visibility timeout: with `expire_with` (a client of the
-        # queue's owner, not the function's role), a failed batch is made visible again at
-        # once, which is what the timeout expiring does.
-        self._expire_with = expire_with
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        self._queue_arn = attributes["Attributes"]["QueueArn"]
-        self._region = self._queue_arn.split(":")[3]
+    Tests do not wait out a visibility timeout: with `expire_with` (a client of the queue's
+    owner, not the function's role), a failed batch is made visible again at once, which
+    is what the timeout expiring does."""
+
+    sqs: SQSClient
+    queue_url: str
+    handler: Handler
+    _: KW_ONLY
+    batch_size: int = 1
+    wait_seconds: int = 0
+    batching_window: float = 0.0
+    expire_with: SQSClient | None = None
+    queue_arn: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
 
     def poll_once(self) -> BatchResult:
         messages = self._receive_batch()
         if not messages:
             return BatchResult(received=0, failed=False)
-        event = sqs_event(list(messages), self._queue_arn, self._region)
+        event = sqs_event(list(messages), self.queue_arn, self.queue_arn.split(":")[3])
         try:
-            self._handler(event)
+            self.handler(event)
         # Lambda's contract: any exception fails the whole batch, which stays on the queue.
         except Exception:  # noqa: BLE001
             log.info("batch of %d failed; left for redelivery", len(messages))
-            if self._expire_with is not None:
-                self._expire(self._expire_with, messages)
+            if self.expire_with is not None:
+                self._expire(self.expire_with, messages)
             return BatchResult(received=len(messages), failed=True)
         self._delete(messages)
         return BatchResult(received=len(messages), failed=False)
@@ -164,10 +159,10 @@ class SqsPoller:
     def _receive_batch(self) -> list[Any]:
         """Up to a batch of messages; with a batching window, keep gathering until the batch
         is full or the window has passed since the first message, as Lambda does."""
-        messages = self._receive(self._batch_size, self._wait_seconds)
-        deadline = time.monotonic() + self._batching_window
-        while messages and len(messages) < self._batch_size and time.monotonic() < deadline:
-            more = self._receive(self._batch_size - len(messages), 0)
+        messages = self._receive(self.batch_size, self.wait_seconds)
+        deadline = time.monotonic() + self.batching_window
+        while messages and len(messages) < self.batch_size and time.monotonic() < deadline:
+            more = self._receive(self.batch_size - len(messages), 0)
             if not more:
                 time.sleep(WINDOW_POLL_SECONDS)
             messages += more
@@ -175,8 +170,8 @@ class SqsPoller:
 
     def _receive(self, count: int, wait_seconds: int) -> list[Any]:
         return list(
-            self._sqs.receive_message(
-                QueueUrl=self._queue_url,
+            self.sqs.receive_message(
+                QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(count, 10),
                 WaitTimeSeconds=wait_seconds,
                 MessageSystemAttributeNames=["All"],
@@ -192,8 +187,8 @@ class SqsPoller:
         raise RuntimeError(f"queue still not empty after {max_batches} batches")
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
-        self._sqs.delete_message_batch(
-            QueueUrl=self._queue_url,
+        self.sqs.delete_message_batch(
+            QueueUrl=self.queue_url,
             Entries=[
                 {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
                 for i, message in enumerate(messages)
@@ -206,7 +201,7 @@ class SqsPoller:
         for message in messages:
             try:
                 sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
+                    QueueUrl=self.queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=0,
                 )

@@ -1,18 +1,12 @@
-"""Chalice's local API server, answering in the API's own error shape where Chalice's
-answers differ from the deployed stage's.
+"""Chalice's local API server, answering as the deployed stage does where Chalice's local
+answers differ (an unknown route: 403 quoting the Authorization header; a refused key:
+`{"message": "Unauthorized"}`; OPTIONS without CORS: empty 200; TRACE and other methods
+without a handler: http.server's 501 HTML page). Here:
 
-Chalice's local server answers some requests before the app sees them, in shapes of its
-own: an unknown route with 403 `{"message": ...}` that quotes the caller's Authorization
-header back, a missing or refused key with `{"message": "Unauthorized"}`, an OPTIONS
-request on a route without CORS with an empty 200, and (as Python's http.server) TRACE,
-CONNECT or any other method it has no handler for with a 501 HTML page. Here:
-
-- an unknown route answers as API Gateway's MISSING_AUTHENTICATION_TOKEN response does on
-  the deployed stage (infra.deploy.GATEWAY_RESPONSES: 404 `not_found`), whatever the
-  method; the authorizer's refusals as its UNAUTHORIZED, ACCESS_DENIED and DEFAULT_5XX
-  responses do;
-- a route asked for a method it does not serve (TRACE, OPTIONS without CORS and the rest)
-  answers 405 `method_not_allowed` with `Allow`, as the app answers PUT or DELETE there;
+- an unknown route answers as the stage's MISSING_AUTHENTICATION_TOKEN response does
+  (infra.deploy.GATEWAY_RESPONSES: 404 `not_found`), whatever the method; the
+  authorizer's refusals as its UNAUTHORIZED, ACCESS_DENIED and DEFAULT_5XX responses do;
+- a method the route does not serve answers 405 `method_not_allowed` with `Allow`;
 - http.server's own errors (a malformed request line, headers too long) are JSON too.
 
 No answer made here quotes anything of the request.

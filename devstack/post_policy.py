@@ -3,7 +3,7 @@ function of the form: what the emulator runs before moto stores anything.
 
 AWS documents the rules in "Creating a POST policy" and "Authenticating Requests in
 Browser-Based Uploads Using POST (AWS Signature Version 4)"; the refusals' statuses and
-codes are those of the S3 API Reference's "Error responses" list (noted at each one):
+codes are those of the S3 API Reference's "Error responses" list (`STATUS`):
 
 - the policy is signed: `x-amz-signature` is the hex HMAC-SHA256 of the base64 `policy`
   field under the SigV4 signing key of `x-amz-credential`'s scope;
@@ -46,37 +46,55 @@ EXPIRATION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 SIGNATURE_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
 
 
+# S3's HTTP status for each error code a form upload may be refused with.
+STATUS = {
+    "AccessDenied": 403,
+    "InvalidAccessKeyId": 403,
+    "SignatureDoesNotMatch": 403,
+    "InvalidArgument": 400,
+    "InvalidPolicyDocument": 400,
+    "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
+    "MalformedPOSTRequest": 400,
+    "MaxPostPreDataLengthExceededError": 400,
+    "IncorrectNumberOfFilesInPostRequest": 400,
+    "PreconditionFailed": 412,
+}
+
+
 # Not frozen: Python sets an exception's __context__ and __notes__. eq=False: hashed and
 # compared by identity, as exceptions are.
 @dataclass(eq=False)
 class Refusal(Exception):
-    """S3's answer to a form it refuses: status, error code, message, extra elements."""
+    """S3's answer to a form it refuses: error code, message, extra elements; status."""
 
-    status: int
     code: str
     message: str
     details: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]
+
 
 def access_denied(message: str = "Access Denied") -> Refusal:
-    # AccessDenied: 403 Forbidden.
-    return Refusal(403, "AccessDenied", message)
+    return Refusal("AccessDenied", message)
 
 
 def invalid_policy(message: str) -> Refusal:
-    # InvalidPolicyDocument: 400 Bad Request, "The content of the form does not meet the
-    # conditions specified in the policy document."
-    return Refusal(400, "InvalidPolicyDocument", f"Invalid Policy: {message}")
+    return Refusal("InvalidPolicyDocument", f"Invalid Policy: {message}")
+
+
+def invalid_argument(name: str, value: str, message: str) -> Refusal:
+    return Refusal("InvalidArgument", message, {"ArgumentName": name, "ArgumentValue": value})
 
 
 def missing_field(name: str) -> Refusal:
-    # InvalidArgument: 400 Bad Request; S3's wording for a form without a required field.
-    return Refusal(
-        400,
-        "InvalidArgument",
+    return invalid_argument(
+        name,
+        "",
         f"Bucket POST must contain a field named '{name}'.  "
         "If it is specified, please check the order of the fields.",
-        {"ArgumentName": name, "ArgumentValue": ""},
     )
 
 
@@ -157,13 +175,8 @@ def check_signature(
     region: str,
 ) -> None:
     if fields["x-amz-algorithm"] != ALGORITHM:
-        # InvalidArgument: 400 Bad Request.
-        raise Refusal(
-            400,
-            "InvalidArgument",
-            'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"',
-            {"ArgumentName": "x-amz-algorithm", "ArgumentValue": fields["x-amz-algorithm"]},
-        )
+        message = 'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"'
+        raise invalid_argument("x-amz-algorithm", fields["x-amz-algorithm"], message)
     credential = fields["x-amz-credential"]
     parts = credential.split("/")
     date = fields["x-amz-date"]
@@ -175,28 +188,23 @@ def check_signature(
         or date[:8] != parts[1]
         or len(date) != len("YYYYMMDDTHHMMSSZ")
     ):
-        raise Refusal(
-            400,
-            "InvalidArgument",
+        raise invalid_argument(
+            "x-amz-credential",
+            credential,
             f"Invalid credential scope; expecting <key>/<date>/{region}/s3/aws4_request "
             "with the date of x-amz-date",
-            {"ArgumentName": "x-amz-credential", "ArgumentValue": credential},
         )
     access_key, day = parts[0], parts[1]
     secret = secret_for(access_key)
     if secret is None:
-        # InvalidAccessKeyId: 403 Forbidden.
         raise Refusal(
-            403,
             "InvalidAccessKeyId",
             "The AWS Access Key Id you provided does not exist in our records.",
             {"AWSAccessKeyId": access_key},
         )
     expected = sign_policy(policy_text, secret, day, region)
     if not hmac.compare_digest(expected.encode(), fields["x-amz-signature"].encode("utf-8")):
-        # SignatureDoesNotMatch: 403 Forbidden.
         raise Refusal(
-            403,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",
@@ -307,17 +315,13 @@ def check_size(size: int, size_range: SizeRange | None) -> None:
         return
     least, most = size_range.least, size_range.most
     if size > most:
-        # EntityTooLarge: 400 Bad Request.
         raise Refusal(
-            400,
             "EntityTooLarge",
             "Your proposed upload exceeds the maximum allowed size",
             {"ProposedSize": str(size), "MaxSizeAllowed": str(most)},
         )
     if size < least:
-        # EntityTooSmall: 400 Bad Request.
         raise Refusal(
-            400,
             "EntityTooSmall",
             "Your proposed upload is smaller than the minimum allowed size",
             {"ProposedSize": str(size), "MinSizeAllowed": str(least)},

@@ -3,19 +3,15 @@
     EMULATOR_PORT=4566 PORT=8000 DEV_API_KEYS=acme:<key> WORKERS=2 SWEEP_INTERVAL_SECONDS=60 \
         LOCAL_QUEUE_VISIBILITY_SECONDS=360 python -m devstack.run
 
-`make emulator` (`python -m devstack.run --emulator`) starts only its first part: the
-emulator, provisioned as stage `local` with the API keys seeded, for `make deploy` and
-`chalice local --stage local`; it prints the variables those need.
-
-Starts moto in server mode, provisions it from infra/template.yaml, seeds API keys, serves
-the REST API with Chalice's local server and runs the event runner (devstack.runner) with
-the app's own handlers, replacing a worker process that dies. Stops everything on Ctrl-C
-or SIGTERM.
+Starts the emulator (devstack.launch), provisions it from infra/template.yaml, seeds API
+keys, serves the REST API with Chalice's local server and runs the event runner
+(devstack.runner). Stops everything on Ctrl-C or SIGTERM. `make emulator` (`--emulator`)
+starts only the provisioned emulator, for `make deploy` and `chalice local --stage local`,
+and prints the variables those need.
 
 LOCAL_QUEUE_VISIBILITY_SECONDS shortens the jobs queue's visibility timeout (default: the
-template's, 6 times the worker's Lambda timeout), so that the batch of a worker that died
-comes back in seconds; a batch that takes longer than it is then also received again by
-another worker (a duplicate, which the worker skips or renders identically).
+template's), so that the batch of a worker that died comes back in seconds (a batch that
+takes longer is then received twice: the worker skips or renders the duplicate alike).
 """
 
 from __future__ import annotations
@@ -30,18 +26,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from devstack import emulator, launch, runner
+from infra import stack
 
-HOST = "127.0.0.1"
-PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_TENANT = "dev"
-
-
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
 
@@ -85,12 +76,15 @@ def seed_api_keys(keys: dict[str, str]) -> dict[str, str]:
     return {tenant: auth.create_api_key(tenant, key=key) for tenant, key in keys.items()}
 
 
+def key_lines(keys: dict[str, str]) -> str:
+    return "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
+
+
 def banner(
     api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
 ) -> str:
     tenant, key = next(iter(keys.items()))
-    photo = PROJECT / "samples" / "photos" / "Kite.jpg"
-    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
+    photo = launch.PROJECT / "samples" / "photos" / "Kite.jpg"
     return f"""
 media-pipeline local stack
   API        {api}
@@ -98,7 +92,7 @@ media-pipeline local stack
   Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
   Workers    {workers} processes, each replaced if it dies (its batch returns after the
              jobs queue's visibility timeout: {outputs["JobsQueueVisibilityTimeoutSeconds"]} s)
-{key_lines}
+{key_lines(keys)}
 
 Try it (tenant {tenant}), from the repository root:
   KEY={key}
@@ -122,11 +116,10 @@ def shell_exports(variables: dict[str, str]) -> str:
 def emulator_banner(
     endpoint: str, aws: dict[str, str], app: dict[str, str], keys: dict[str, str]
 ) -> str:
-    key_lines = "\n".join(f"  API key    {name}: {value}" for name, value in keys.items())
     return f"""
 media-pipeline emulator (stage {emulator.STAGE} provisioned)
   Emulator   {endpoint}
-{key_lines}
+{key_lines(keys)}
 
 Any AWS client, `make deploy STAGE=<name>` and `make destroy STAGE=<name>` included:
 {shell_exports(aws)}
@@ -139,121 +132,98 @@ Ctrl-C stops it.
 Ready."""
 
 
-@dataclass
-class LocalStack:
-    emulator_port: int
-    api_port: int
-    workers: int
-    api_keys: dict[str, str]
-    sweep_interval: float = runner.DEFAULT_SWEEP_INTERVAL_SECONDS
-    queue_visibility_seconds: int | None = None
-    emulator_only: bool = False
-    stop_requested: threading.Event = field(default_factory=threading.Event)
-    _threads_stop: threading.Event = field(default_factory=threading.Event)
-    _emulator: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    _server: object | None = None
-    _processes: runner.ProcessPool | None = None
-    _threads: list[threading.Thread] = field(default_factory=list)
+def start_emulator(
+    settings: launch.Settings, running: contextlib.ExitStack
+) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The emulator, provisioned as stage `local` with the keys seeded: the session, the
+    stack's outputs and tenant -> key."""
+    if launch.answers(f"{settings.endpoint}/moto-api/"):
+        raise SystemExit(f"something already listens on {settings.endpoint}: set EMULATOR_PORT")
+    try:
+        running.enter_context(launch.running_emulator(settings.emulator_port))
+    except launch.LaunchError as exc:
+        raise SystemExit(f"the emulator did not start: {exc}") from None
+    os.environ.update(emulator.aws_environment(settings.endpoint))
+    import boto3
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.emulator_port}"
+    session = boto3.session.Session()
+    outputs = emulator.provision(session, settings.queue_visibility_seconds)
+    # Only now may the app be imported: its decorators read these names.
+    os.environ.update(stack.environment(outputs))
+    return session, outputs, seed_api_keys(dict(settings.keys))
 
-    @property
-    def api(self) -> str:
-        return f"http://{HOST}:{self.api_port}"
 
-    def run(self) -> None:
-        try:
-            self._start()
-            self.stop_requested.wait()
-        finally:
-            self._stop()
+def start_functions(
+    settings: launch.Settings,
+    sweep_interval: float,
+    s3_events_url: str,
+    running: contextlib.ExitStack,
+) -> None:
+    """The event runner and the API server; `running` stops them in the reverse order,
+    before the emulator: nothing may poll an emulator that is gone."""
+    triggers = runner.sqs_triggers()
+    processes = runner.function_processes(triggers[runner.WORKER], settings.workers, s3_events_url)
+    processes.start()
+    threads_stop = threading.Event()
+    dead_letters = triggers[runner.DEAD_LETTERS]
+    threads = [
+        threading.Thread(target=runner.consume, args=(dead_letters, threads_stop), daemon=True),
+        threading.Thread(
+            target=runner.sweep_periodically, args=(threads_stop, sweep_interval), daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+        running.callback(thread.join, runner.LONG_POLL_SECONDS + 5)
+    running.callback(processes.stop)
+    running.callback(threads_stop.set)
+    running.callback(serve_api(settings.api_port).shutdown)
+    deadline = time.monotonic() + 30
+    while not launch.answers(f"{settings.api}/health", 200):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{settings.api}/health did not answer within 30 s")
+        time.sleep(0.05)
 
-    def _start_emulator(self) -> tuple[Any, dict[str, str], dict[str, str]]:
-        """The emulator, provisioned as stage `local` with the keys seeded: the session, the
-        stack's outputs and tenant -> key."""
-        if launch.answers(f"{self.endpoint}/moto-api/"):
-            raise SystemExit(f"something already listens on {self.endpoint}: set EMULATOR_PORT")
-        try:
-            self._emulator.enter_context(launch.running_emulator(self.emulator_port))
-        except launch.LaunchError as exc:
-            raise SystemExit(f"the emulator did not start: {exc}") from None
-        emulator.apply_environment(emulator.aws_environment(self.endpoint))
-        import boto3
 
-        from infra import stack
+def serve_api(port: int) -> Any:
+    """Chalice's local server for the app, serving in a thread of its own."""
+    from chalice.config import Config
 
-        session = boto3.session.Session()
-        outputs = emulator.provision(session, self.queue_visibility_seconds)
-        # Only now may the app be imported: its decorators read these names.
-        emulator.apply_environment(stack.environment(outputs))
-        return session, outputs, seed_api_keys(self.api_keys)
+    from app import app
+    from devstack import local_api
 
-    def _start(self) -> None:
-        session, outputs, keys = self._start_emulator()
-        if self.emulator_only:
-            from infra import stack
+    config = Config(chalice_stage=emulator.STAGE, config_from_disk={})
+    server = local_api.create_server(app, config, launch.HOST, port)
+    threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
+    return server
 
-            aws, app = emulator.aws_environment(self.endpoint), stack.environment(outputs)
-            print(emulator_banner(self.endpoint, aws, app, keys), flush=True)
-            return
-        s3_events_url = emulator.route_s3_notifications(
-            session, outputs["UploadsBucket"], runner.s3_notification()
-        )
-        triggers = runner.sqs_triggers()
-        self._processes = runner.function_processes(
-            triggers[runner.WORKER], self.workers, s3_events_url
-        )
-        self._processes.start()
-        self._threads = [
-            threading.Thread(
-                target=runner.consume,
-                args=(triggers[runner.DEAD_LETTERS], self._threads_stop),
-                name="dead-letters",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=runner.sweep_periodically,
-                args=(self._threads_stop, self.sweep_interval),
-                name="sweeper",
-                daemon=True,
-            ),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._serve_api()
-        deadline = time.monotonic() + 30
-        while not launch.answers(f"{self.api}/health", 200):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.api}/health did not answer within 30 s")
-            time.sleep(0.05)
-        print(banner(self.api, self.endpoint, outputs, keys, self.workers), flush=True)
 
-    def _serve_api(self) -> None:
-        from chalice.config import Config
+def run(settings: launch.Settings, sweep_interval: float, emulator_only: bool) -> None:
+    """Start the stack (or only its emulator), print its banner, and stop everything once
+    a stop is requested."""
+    with contextlib.ExitStack() as running:
+        session, outputs, keys = start_emulator(settings, running)
+        if emulator_only:
+            aws, app = emulator.aws_environment(settings.endpoint), stack.environment(outputs)
+            print(emulator_banner(settings.endpoint, aws, app, keys), flush=True)
+        else:
+            uploads, notification = outputs["UploadsBucket"], runner.s3_notification()
+            s3_events_url = emulator.route_s3_notifications(session, uploads, notification)
+            start_functions(settings, sweep_interval, s3_events_url, running)
+            endpoint, workers = settings.endpoint, settings.workers
+            print(banner(settings.api, endpoint, outputs, keys, workers), flush=True)
+        STOP_REQUESTED.wait()
+    # Every process and semaphore is gone by now: the tracker may stop without warnings.
+    runner.stop_resource_tracker()
 
-        from app import app
-        from devstack import local_api
 
-        config = Config(chalice_stage=emulator.STAGE, config_from_disk={})
-        server = local_api.create_server(app, config, HOST, self.api_port)
-        self._server = server
-        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
+STOP_REQUESTED = threading.Event()
 
-    def _stop(self) -> None:
-        """Stop in the reverse order of start: nothing may poll an emulator that is gone."""
-        self._threads_stop.set()
-        server = self._server
-        if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
-        if self._processes is not None:
-            self._processes.stop()
-        for thread in self._threads:
-            thread.join(runner.LONG_POLL_SECONDS + 5)
-        self._emulator.close()
-        self._processes = None  # its semaphores go with it, before the tracker stops
-        runner.stop_resource_tracker()
+
+def request_stop(signum: int, _frame: FrameType | None) -> None:
+    if not STOP_REQUESTED.is_set():  # make passes the group's signal on again
+        print(f"\nstopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
+    STOP_REQUESTED.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,28 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     emulator_only = parser.parse_args(argv).emulator
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("devstack").setLevel(logging.INFO)
-    stack = LocalStack(
-        emulator_port=int(os.environ.get("EMULATOR_PORT", "4566")),
-        api_port=int(os.environ.get("PORT", "8000")),
+    settings = launch.Settings(
+        keys=parse_api_keys(os.environ.get("DEV_API_KEYS")),
         workers=int(os.environ.get("WORKERS") or os.cpu_count() or 1),
-        api_keys=parse_api_keys(os.environ.get("DEV_API_KEYS")),
-        sweep_interval=float(
-            os.environ.get("SWEEP_INTERVAL_SECONDS") or runner.DEFAULT_SWEEP_INTERVAL_SECONDS
-        ),
         queue_visibility_seconds=parse_visibility_seconds(
             os.environ.get("LOCAL_QUEUE_VISIBILITY_SECONDS")
         ),
-        emulator_only=emulator_only,
+        emulator_port=int(os.environ.get("EMULATOR_PORT", "4566")),
+        api_port=int(os.environ.get("PORT", "8000")),
     )
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if not stack.stop_requested.is_set():  # make passes the group's signal on again
-            print(f"\nstopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
-        stack.stop_requested.set()
-
+    sweep_interval = float(
+        os.environ.get("SWEEP_INTERVAL_SECONDS") or runner.DEFAULT_SWEEP_INTERVAL_SECONDS
+    )
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    stack.run()
+    run(settings, sweep_interval, emulator_only)
     print("stopped.", file=sys.stderr, flush=True)
     return 0
 

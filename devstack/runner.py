@@ -1,22 +1,15 @@
-"""The event runner: the app's S3 and SQS handlers, invoked as Lambda would invoke them.
+"""The event runner: the app's own handlers (app.handler_map), invoked as Lambda would.
 
 - S3 notifications reach the dispatcher as an asynchronous invocation: one event per
-  notification, retried twice on error, then dropped with a log line (as Lambda's async
-  retry policy does). This runs in a process of its own, beside the API server's.
-- The jobs queue feeds the worker through Lambda's SQS event source (devstack.lambda_events):
-  batch size and batching window from the decorator, the whole batch deleted when the
-  handler returns, left to the queue's visibility timeout and redrive policy when it raises.
-  As many worker processes as cores poll it, like concurrent Lambda instances.
-- A worker or S3 event source process that dies (killed, out of memory, crashed) is
-  replaced, as Lambda replaces a dead execution environment: same name, same queue. Its
-  batch comes back after the queue's visibility timeout. One that dies again soon after
-  starting is restarted after a back-off (1 s, doubling to 30 s).
-- The dead-letter queue feeds its handler the same way.
-- The sweeper's schedule invokes it every SWEEP_INTERVAL_SECONDS (60 by default: locally
-  there is no reason to wait the deployed rate's 5 minutes), in a thread of its own. As
-  for a scheduled Lambda, a failed run is only logged; the next one finds the same jobs.
-
-The handlers are the app's own (app.handler_map), unchanged.
+  notification, retried twice on error, then dropped with a log line.
+- The jobs queue feeds the worker, and the dead-letter queue its handler, through Lambda's
+  SQS event source (devstack.lambda_events). As many worker processes as WORKERS poll it,
+  like concurrent Lambda instances.
+- A worker or S3 event source process that dies is replaced, as Lambda replaces a dead
+  execution environment (`RestartPolicy`); its batch comes back after the queue's
+  visibility timeout.
+- The sweeper runs every SWEEP_INTERVAL_SECONDS (60 by default, not the deployed 5
+  minutes); as for a scheduled Lambda, a failed run is only logged.
 """
 
 from __future__ import annotations
@@ -29,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -83,11 +76,8 @@ def s3_notification() -> dict[str, Any]:
     from app import app
 
     (source,) = [s for s in app.event_sources if isinstance(s, S3EventConfig)]
-    rules = []
-    if source.prefix:
-        rules.append({"Name": "prefix", "Value": source.prefix})
-    if source.suffix:
-        rules.append({"Name": "suffix", "Value": source.suffix})
+    filters = {"prefix": source.prefix, "suffix": source.suffix}
+    rules = [{"Name": name, "Value": value} for name, value in filters.items() if value]
     notification: dict[str, Any] = {"Events": list(source.events)}
     if rules:
         notification["Filter"] = {"Key": {"FilterRules": rules}}
@@ -138,61 +128,51 @@ def sweep_periodically(stop: Waiter, interval_seconds: float) -> None:
             log.warning("sweeper failed; the next run tries again", exc_info=True)
 
 
-# --- S3 notifications -> the dispatcher ----------------------------------------------------
+# --- S3 notifications -> the dispatcher; SQS -> the worker and the dead-letter handler -----
 
 
-class S3EventSource:
-    """Invokes the dispatcher once per notification on the S3 events queue."""
-
-    def __init__(self, sqs: Any, queue_url: str, stop: threading.Event | ProcessEvent) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._halt = stop
-
-    def run(self) -> None:
-        parent = multiprocessing.parent_process()
-        while not self._halt.is_set() and (parent is None or parent.is_alive()):
-            response = self._sqs.receive_message(
-                QueueUrl=self._queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=LONG_POLL_SECONDS,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-            for message in response.get("Messages", []):
-                self._deliver(message)
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        try:
-            invoke(DISPATCHER, json.loads(message["Body"]))
-        # An asynchronous invocation's error goes to Lambda's retry policy, not the caller.
-        except Exception:
-            if attempt < ASYNC_ATTEMPTS:
-                log.warning("dispatcher failed (attempt %d); retrying", attempt, exc_info=True)
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=RETRY_BACKOFF_SECONDS[attempt - 1],
-                )
-                return
-            log.error("dispatcher failed %d times; event dropped", attempt, exc_info=True)
-        self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+def still_wanted(stop: threading.Event | ProcessEvent) -> bool:
+    """Until `stop` is set and, in a child process, while the process that started it lives."""
+    parent = multiprocessing.parent_process()
+    return not stop.is_set() and (parent is None or parent.is_alive())
 
 
 def s3_events_process(queue_url: str, stop: ProcessEvent, ready: Semaphore) -> None:
-    """The S3 event source in a process of its own: the dispatcher's AWS calls do not
-    wait for the GIL behind the API server (a page of GET /jobs holds it for tens of ms)."""
+    """Invokes the dispatcher once per notification on the S3 events queue, in a process of
+    its own: its AWS calls do not wait for the GIL behind the API server (a page of
+    GET /jobs holds it for tens of ms)."""
     _child_process()
     import boto3
 
-    import app  # noqa: F401 - import (and configure logging) before the first event
-
-    source = S3EventSource(boto3.client("sqs"), queue_url, stop)
+    sqs = boto3.client("sqs")
     ready.release()
-    source.run()
+    while still_wanted(stop):
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=LONG_POLL_SECONDS,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        for message in response.get("Messages", []):
+            deliver_s3_event(sqs, queue_url, message)
 
 
-# --- SQS -> the worker and the dead-letter handler ------------------------------------------
+def deliver_s3_event(sqs: Any, queue_url: str, message: Mapping[str, Any]) -> None:
+    attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    receipt = message["ReceiptHandle"]
+    try:
+        invoke(DISPATCHER, json.loads(message["Body"]))
+    # An asynchronous invocation's error goes to Lambda's retry policy, not the caller.
+    except Exception:
+        if attempt < ASYNC_ATTEMPTS:
+            log.warning("dispatcher failed (attempt %d); retrying", attempt, exc_info=True)
+            backoff = RETRY_BACKOFF_SECONDS[attempt - 1]
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=backoff
+            )
+            return
+        log.error("dispatcher failed %d times; event dropped", attempt, exc_info=True)
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
 
 
 def consume(
@@ -215,10 +195,9 @@ def consume(
         wait_seconds=LONG_POLL_SECONDS,
         batching_window=trigger.batching_window,
     )
-    parent = multiprocessing.parent_process()
     if ready is not None:
         ready()
-    while not stop.is_set() and (parent is None or parent.is_alive()):
+    while still_wanted(stop):
         try:
             poller.poll_once()
         # The event source's own calls (receive, delete) failed, not the function, whose
@@ -239,13 +218,15 @@ def _child_process() -> None:
         pr_set_name = 15
         name = multiprocessing.current_process().name.encode()[:15]
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_name, ctypes.c_char_p(name))
+    import app  # noqa: F401 - import (and configure logging) before the first event
 
 
 def worker_process(trigger: SqsTrigger, stop: ProcessEvent, ready: Semaphore) -> None:
     _child_process()
-    import app  # noqa: F401 - import (and configure logging) before the first message
-
     consume(trigger, stop, ready=ready.release)
+
+
+# --- the processes, replaced when they die ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -272,7 +253,7 @@ class RestartPolicy:
 @dataclass
 class _Child:
     """One named slot of the pool and the process that fills it now (None while it waits
-    out a restart delay)."""
+    out a restart delay, until `restart_at`)."""
 
     name: str
     target: Callable[..., None]
@@ -281,10 +262,10 @@ class _Child:
     started_at: float = 0.0
     restarts: int = 0
     quick_deaths: int = 0
-    restart_at: float | None = None
+    restart_at: float = 0.0
 
 
-SUPERVISE_POLL_SECONDS = 0.5
+SUPERVISE_POLL_SECONDS = 0.1
 
 
 class ProcessPool:
@@ -300,7 +281,7 @@ class ProcessPool:
         self._policy = restart_policy or RestartPolicy()
         # Held to start a process and to set `_stop`: nothing starts once stop() began.
         self._lock = threading.Lock()
-        self._supervisor: threading.Thread | None = None
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
 
     def add(self, name: str, target: Callable[..., None], *args: Any) -> None:
         self._children.append(_Child(name=name, target=target, args=args))
@@ -312,14 +293,13 @@ class ProcessPool:
         for child in self._children:
             if not self._ready.acquire(timeout=timeout):
                 raise SystemExit(f"{child.name} did not start within {timeout:.0f} s")
-        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         with self._lock:
             self._stop.set()
         # The supervisor sees `_stop` within one poll; only then may this thread reap.
-        if self._supervisor is not None:
+        if self._supervisor.ident is not None:
             self._supervisor.join()
         for child in self._children:
             if child.process is not None:
@@ -330,39 +310,21 @@ class ProcessPool:
             target=child.target, args=(*child.args, self._stop, self._ready), name=child.name
         )
         process.start()
-        child.process = process
-        child.started_at = time.monotonic()
-        child.restart_at = None
+        child.process, child.started_at = process, time.monotonic()
 
     def _supervise(self) -> None:
-        while not self._stop.is_set():
-            for child, process in self._exited(self._wait_seconds()):
+        while not self._stop.wait(SUPERVISE_POLL_SECONDS):
+            for child in self._children:
                 if self._stop.is_set():
                     return
-                self._schedule_restart(child, process)
-            self._restart_due()
-
-    def _wait_seconds(self) -> float:
-        due = [child.restart_at for child in self._children if child.restart_at is not None]
-        if not due:
-            return SUPERVISE_POLL_SECONDS
-        return max(0.0, min(SUPERVISE_POLL_SECONDS, min(due) - time.monotonic()))
-
-    def _exited(self, timeout: float) -> list[tuple[_Child, multiprocessing.process.BaseProcess]]:
-        """The children whose process has exited, waiting up to `timeout` for one."""
-        from multiprocessing.connection import wait
-
-        running = [(child, child.process) for child in self._children if child.process is not None]
-        if not running:
-            self._stop.wait(timeout)
-            return []
-        ended = set(wait([process.sentinel for _, process in running], timeout))
-        return [(child, process) for child, process in running if process.sentinel in ended]
+                if child.process is not None and child.process.exitcode is not None:
+                    self._schedule_restart(child, child.process)
+                elif child.process is None and child.restart_at <= time.monotonic():
+                    self._restart(child)
 
     def _schedule_restart(
         self, child: _Child, process: multiprocessing.process.BaseProcess
     ) -> None:
-        process.join()
         pid, exit_code = process.pid, process.exitcode
         process.close()
         child.process = None
@@ -373,28 +335,21 @@ class ProcessPool:
         child.restart_at = time.monotonic() + delay
         log.warning("%s", json.dumps(_death_record(child, pid, exit_code, uptime, delay)))
 
-    def _restart_due(self) -> None:
-        now = time.monotonic()
-        for child in self._children:
-            if child.restart_at is None or child.restart_at > now:
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                self._restart(child, now)
-
-    def _restart(self, child: _Child, now: float) -> None:
-        try:
-            self._spawn(child)
-        # Out of memory or processes: the very reason a worker may have died.
-        except OSError as exc:
-            child.quick_deaths += 1
-            delay = self._policy.delay(child.quick_deaths)
-            child.restart_at = now + delay
-            record = {"message": "could not restart", "process": child.name}
-            log.warning(
-                "%s", json.dumps({**record, "error": exc.strerror, "restartInSeconds": delay})
-            )
+    def _restart(self, child: _Child) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            try:
+                self._spawn(child)
+            # Out of memory or processes: the very reason a worker may have died.
+            except OSError as exc:
+                child.quick_deaths += 1
+                delay = self._policy.delay(child.quick_deaths)
+                child.restart_at = time.monotonic() + delay
+                record = {"message": "could not restart", "process": child.name}
+                log.warning(
+                    "%s", json.dumps({**record, "error": exc.strerror, "restartInSeconds": delay})
+                )
 
 
 def _death_record(

@@ -25,6 +25,8 @@ import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -61,27 +63,17 @@ _PATH_BUCKET = re.compile(r"^/([^/]+)/?$")
 
 
 def malformed() -> Refusal:
-    # MalformedPOSTRequest: 400 Bad Request.
-    return Refusal(
-        400,
-        "MalformedPOSTRequest",
-        "The body of your POST request is not well-formed multipart/form-data.",
-    )
+    message = "The body of your POST request is not well-formed multipart/form-data."
+    return Refusal("MalformedPOSTRequest", message)
 
 
 def fields_too_large() -> Refusal:
-    # MaxPostPreDataLengthExceededError: 400 Bad Request.
-    return Refusal(
-        400,
-        "MaxPostPreDataLengthExceededError",
-        "Your POST request fields preceding the upload file were too large.",
-    )
+    message = "Your POST request fields preceding the upload file were too large."
+    return Refusal("MaxPostPreDataLengthExceededError", message)
 
 
 def not_multipart() -> Refusal:
-    # PreconditionFailed: 412 Precondition Failed.
     return Refusal(
-        412,
         "PreconditionFailed",
         "At least one of the pre-conditions you specified did not hold",
         {"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
@@ -89,14 +81,11 @@ def not_multipart() -> Refusal:
 
 
 def no_single_file() -> Refusal:
-    # IncorrectNumberOfFilesInPostRequest: 400 Bad Request.
-    return Refusal(
-        400,
-        "IncorrectNumberOfFilesInPostRequest",
-        "POST requires exactly one file upload per request.",
-    )
+    message = "POST requires exactly one file upload per request."
+    return Refusal("IncorrectNumberOfFilesInPostRequest", message)
 
 
+@dataclass(frozen=True)
 class S3Guard:
     """WSGI middleware in front of moto's S3 application (see the module's docstring).
 
@@ -105,19 +94,11 @@ class S3Guard:
     as moto's S3 does; `cors_headers(environ, bucket)` the CORS headers the bucket's rules
     give the request's Origin, added to refusals as S3 adds them to its errors."""
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        secret_for: Callable[[str], str | None],
-        region: str,
-        is_path_style: Callable[[dict[str, Any]], bool],
-        cors_headers: Callable[[dict[str, Any], str], Mapping[str, str]],
-    ) -> None:
-        self.app = app
-        self.secret_for = secret_for
-        self.region = region
-        self.is_path_style = is_path_style
-        self.cors_headers = cors_headers
+    app: WSGIApp
+    secret_for: Callable[[str], str | None]
+    region: str
+    is_path_style: Callable[[dict[str, Any]], bool]
+    cors_headers: Callable[[dict[str, Any], str], Mapping[str, str]]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         bucket = self.posted_bucket(environ)
@@ -309,7 +290,7 @@ def refuse(
         f"<Error><Code>{refusal.code}</Code><Message>{escape(refusal.message)}</Message>"
         f"{details}<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
     ).encode()
-    status = f"{refusal.status} {STATUS_REASONS[refusal.status]}"
+    status = f"{refusal.status} {HTTPStatus(refusal.status).phrase}"
     headers = [
         ("Content-Type", "application/xml"),
         ("Content-Length", str(len(body))),
@@ -318,6 +299,3 @@ def refuse(
     ]
     start_response(status, headers)
     return [body]
-
-
-STATUS_REASONS = {400: "Bad Request", 403: "Forbidden", 412: "Precondition Failed"}

@@ -12,6 +12,7 @@ from moto import mock_aws
 from chalicelib import auth
 from chalicelib.clients import reset_clients
 from chalicelib.config import reset_settings
+from devstack.launch import running_emulator
 from infra import stack
 from tests.pipeline import Pipeline
 from tests.resources import REGION, Names, Queues, provision
@@ -73,3 +74,11 @@ def globex_key(aws: Queues) -> str:
 @pytest.fixture
 def pipeline(client: Client, aws: Queues, acme_key: str) -> Pipeline:
     return Pipeline(client, aws, acme_key)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """The local stack's emulator server (devstack.emulator_server) alone, for the module,
+    on a free port: its endpoint."""
+    with running_emulator() as endpoint:
+        yield endpoint

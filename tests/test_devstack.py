@@ -37,7 +37,6 @@ from devstack.emulator_server import (
     unix_time,
     unix_time_millis,
 )
-from devstack.launch import running_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -269,12 +268,6 @@ def test_every_speedup_applies_to_this_moto() -> None:
         "moto.core.responses.method_names_from_class",
         "moto.backends.list_of_moto_modules",
     ], done.stderr
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    with running_emulator() as endpoint:
-        yield endpoint
 
 
 def aws(endpoint: str, service: Any) -> Any:

@@ -37,12 +37,6 @@ def plain() -> Iterator[str]:
         yield endpoint
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    with running_emulator() as endpoint:
-        yield endpoint
-
-
 def client(endpoint: str, service: str) -> Any:
     return boto3.client(
         service,  # type: ignore[call-overload]
