@@ -167,7 +167,8 @@ def test_open_jobs_are_in_the_index_under_their_status_ended_ones_until_announce
     claim_job(job.job_id)
     assert index_members()[job.job_id] == f"PROCESSING#{shard}"
     completed = jobs.complete(job.job_id, source={"bytes": 10}, outputs=[]).job
-    assert completed is not None and completed.event_id is not None
+    assert completed is not None
+    assert completed.event_id is not None
     # Ended, the job waits in an event shard until its event is handed over.
     assert index_members()[job.job_id] == f"{jobs.EVENT_SHARD}#{shard}"
     assert jobs.mark_announced(job.job_id, completed.event_id)
@@ -176,7 +177,8 @@ def test_open_jobs_are_in_the_index_under_their_status_ended_ones_until_announce
 
     failed = new_job()
     ended = jobs.fail(failed.job_id, code="corrupt_image", message="broken").job
-    assert ended is not None and ended.event_id is not None
+    assert ended is not None
+    assert ended.event_id is not None
     assert not jobs.mark_announced(failed.job_id, "evt_another")
     assert jobs.mark_announced(failed.job_id, ended.event_id)
     item = clients.dynamodb().get_item(
