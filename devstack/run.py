@@ -105,6 +105,12 @@ Try it (tenant {tenant}), from the repository root:
   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 \\
     .venv/bin/aws --endpoint-url {endpoint} s3 ls --recursive s3://{outputs["DerivedBucket"]}/
 
+Webhooks: register a receiver, then run it with the secret the answer shows:
+  curl -s -X POST {api}/webhooks -H "Authorization: Bearer $KEY" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"url": "http://127.0.0.1:8765/", "events": ["job.completed", "job.failed"]}}'
+  .venv/bin/python -m devstack.webhooks --secret whsec_...
+
 Ctrl-C stops everything.
 Ready."""
 
@@ -150,6 +156,8 @@ def start_emulator(
     outputs = emulator.provision(session, settings.queue_visibility_seconds)
     # Only now may the app be imported: its decorators read these names.
     os.environ.update(stack.environment(outputs))
+    for name, value in LOCAL_STAGE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     return session, outputs, seed_api_keys(dict(settings.keys))
 
 
@@ -166,8 +174,15 @@ def start_functions(
     processes.start()
     threads_stop = threading.Event()
     dead_letters = triggers[runner.DEAD_LETTERS]
+    # Several deliveries at once, as Lambda runs one invocation per message: a slow
+    # receiver holds one of them only.
+    deliveries = [triggers[runner.DELIVERIES]] * DELIVERY_THREADS
+    consumers = [dead_letters, triggers[runner.WEBHOOK_DEAD_LETTERS], *deliveries]
     threads = [
-        threading.Thread(target=runner.consume, args=(dead_letters, threads_stop), daemon=True),
+        *(
+            threading.Thread(target=runner.consume, args=(trigger, threads_stop), daemon=True)
+            for trigger in consumers
+        ),
         threading.Thread(
             target=runner.sweep_periodically, args=(threads_stop, sweep_interval), daemon=True
         ),
@@ -183,6 +198,15 @@ def start_functions(
         if time.monotonic() > deadline:
             raise SystemExit(f"{settings.api}/health did not answer within 30 s")
         time.sleep(0.05)
+
+
+# What the stage `local` adds to the stack's outputs (a variable already set wins):
+# deliveries may go to a receiver on this machine, over http.
+LOCAL_STAGE_ENVIRONMENT = {
+    "WEBHOOK_ALLOW_HTTP": "1",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+}
+DELIVERY_THREADS = 4
 
 
 def serve_api(port: int) -> Any:
