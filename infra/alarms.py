@@ -104,6 +104,22 @@ ERRORS_ALARMS = (
         "so any failure in 5 minutes pages; look for the cause in its logs.",
         period=300,
     ),
+    ErrorsAlarm(
+        policies.DELIVERIES,
+        "deliveries",
+        "The webhook deliveries function ({function}) failed invocations in 3 of the last "
+        "5 minutes: events are not reaching receivers. A receiver's own failures are not "
+        "errors (they are retried on schedule and logged); these are bugs or AWS failing.",
+        evaluation_periods=5,
+        datapoints_to_alarm=3,
+    ),
+    ErrorsAlarm(
+        policies.WEBHOOK_DEAD_LETTERS,
+        "webhook-dead-letter-handler",
+        "The webhook dead-letter handler ({function}) failed: dead-lettered deliveries are "
+        "not being logged as failed. It runs rarely, so any failure in 5 minutes pages.",
+        period=300,
+    ),
 )
 
 
