@@ -1,12 +1,14 @@
 """What a million images cost on AWS at the configured worker memory.
 
-    python -m infra.cost [PHOTO_DIR] [--overhead-ms 60]
+    python -m infra.cost [PHOTO_DIR] [--overhead-ms 60] [--notify polls|webhooks]
 
 Measures the engine on the photos (median per image, this machine, one process), adds a
 per-image allowance for the S3 and DynamoDB round trips the worker makes around it, and
 prices the Lambda compute at the worker's configured memory and architecture together
 with every other per-image request (API Gateway, S3, SQS, DynamoDB) and the API's access
-log lines; then what a stage costs a month whatever its traffic (alarms, dashboard).
+log lines; then what a stage costs a month whatever its traffic (alarms, dashboard, the
+webhook secrets' KMS key). `--notify` is how the client learns a job ended: three polls,
+or one webhook delivery (and one GET of the job for fresh output URLs).
 Prices are AWS list prices for us-east-1 (on-demand, no free tier); edit PRICES for
 another region.
 """
@@ -38,6 +40,8 @@ PRICES = {
     "cloudwatch_logs_ingested_gb": 0.50,
     "cloudwatch_alarm_month": 0.10,  # standard resolution, one metric
     "cloudwatch_dashboard_month": 3.00,  # beyond the account's first three
+    "kms_key_month": 1.00,
+    "kms_request": 0.03 / 10000,
 }
 
 # Requests per image, from the code: POST /uploads and (say) three polls of GET /jobs/{id};
@@ -46,7 +50,7 @@ PRICES = {
 # delete shared by a batch; writes: create, QUEUED, PROCESSING, COMPLETED (two units: the
 # outputs list makes the item over 1 KB); strongly consistent reads: the four API reads
 # (the dispatcher and the worker read nothing: their conditional writes return the job).
-API_REQUESTS = 4
+API_REQUESTS = {"polls": 4, "webhooks": 2}
 S3_PUTS = 4
 S3_GETS = 4
 SQS_REQUESTS_PER_BATCH = 2
@@ -56,6 +60,24 @@ DYNAMODB_WRITE_UNITS = 19
 # +0.5: POST /uploads counts the tenant's PENDING jobs (eventually consistent, one 4 KB unit
 # while it has a few).
 DYNAMODB_READ_UNITS = 4.5
+# The job's event, whatever the client does: one send to the webhooks queue, and the write
+# that takes the job out of the event shard (the item, and the open-jobs index).
+EVENT_SQS_REQUESTS = 1
+EVENT_WRITE_UNITS = 2
+
+# One webhook delivery to one endpoint that answers at once (chalicelib/deliveries.py):
+# two invocations (the fan-out and the attempt) of the deliveries function, ~50 ms each at
+# its 256 MB; their receives and deletes (batches of one) and the attempt's send; reads of
+# the tenant's endpoints (a query, half a unit), the endpoint and the job; writes of the
+# claim, the attempt's log line and the settled delivery. KMS: a warm function decrypts a
+# secret once, so a fraction of a request per image.
+DELIVERY_INVOCATIONS = 2
+DELIVERY_MS = 50
+DELIVERY_MEMORY_MB = 256
+DELIVERY_SQS_REQUESTS = 5
+DELIVERY_READ_UNITS = 2.5
+DELIVERY_WRITE_UNITS = 3
+DELIVERY_KMS_REQUESTS = 0.01
 
 
 # What a typical access-log value is as long as (infra/deploy.py's ACCESS_LOG_FIELDS): a
@@ -100,14 +122,17 @@ def access_log_line_bytes() -> int:
 
 
 def monthly_per_stage() -> dict[str, float]:
-    """What a deployed stage costs a month with no traffic at all: its alarms and dashboard."""
+    """What a deployed stage costs a month with no traffic at all: its alarms, dashboard and
+    KMS keys (the alarm topic's and the webhook secrets')."""
     from infra import stack
 
     types = Counter(resource["Type"] for resource in stack.load_template()["Resources"].values())
     alarms, dashboards = types["AWS::CloudWatch::Alarm"], types["AWS::CloudWatch::Dashboard"]
+    keys = types["AWS::KMS::Key"]
     return {
         f"CloudWatch alarms ({alarms})": alarms * PRICES["cloudwatch_alarm_month"],
         f"CloudWatch dashboard ({dashboards})": dashboards * PRICES["cloudwatch_dashboard_month"],
+        f"KMS keys ({keys})": keys * PRICES["kms_key_month"],
     }
 
 
@@ -143,29 +168,56 @@ def worker_settings() -> tuple[int, str, int]:
     return int(worker["lambda_memory_size"]), str(config["lambda_architecture"]), batch
 
 
-def estimate(engine_ms: float, overhead_ms: float) -> Estimate:
+def estimate(engine_ms: float, overhead_ms: float, notify: str = "polls") -> Estimate:
     memory_mb, architecture, batch_size = worker_settings()
     worker_ms = engine_ms + overhead_ms
     gb_seconds = worker_ms / 1000 * memory_mb / 1024
     million = 1e6
+    api_requests = API_REQUESTS[notify]
     lines = {
         "Lambda worker compute": million * gb_seconds * PRICES[f"lambda_gb_second_{architecture}"],
         "Lambda requests (worker per batch, dispatcher, API)": million
-        * (1 / batch_size + 1 + API_REQUESTS)
+        * (1 / batch_size + 1 + api_requests)
         * PRICES["lambda_request"],
-        "API Gateway REST requests": million * API_REQUESTS * PRICES["api_gateway_rest_request"],
+        "API Gateway REST requests": million * api_requests * PRICES["api_gateway_rest_request"],
         "S3 PUT (upload + 3 outputs)": million * S3_PUTS * PRICES["s3_put"],
         "S3 GET/HEAD": million * S3_GETS * PRICES["s3_get"],
-        "SQS": million * (1 + SQS_REQUESTS_PER_BATCH / batch_size) * PRICES["sqs_request"],
-        "DynamoDB writes": million * DYNAMODB_WRITE_UNITS * PRICES["dynamodb_write_unit"],
+        "SQS": million
+        * (1 + SQS_REQUESTS_PER_BATCH / batch_size + EVENT_SQS_REQUESTS)
+        * PRICES["sqs_request"],
+        "DynamoDB writes": million
+        * (DYNAMODB_WRITE_UNITS + EVENT_WRITE_UNITS)
+        * PRICES["dynamodb_write_unit"],
         "DynamoDB reads": million * DYNAMODB_READ_UNITS * PRICES["dynamodb_read_unit"],
         "CloudWatch Logs: API access log lines": million
-        * API_REQUESTS
+        * api_requests
         * access_log_line_bytes()
         / 1e9
         * PRICES["cloudwatch_logs_ingested_gb"],
     }
+    if notify == "webhooks":
+        lines.update(delivery_lines(architecture))
     return Estimate(engine_ms, worker_ms, memory_mb, architecture, batch_size, lines)
+
+
+def delivery_lines(architecture: str) -> dict[str, float]:
+    """One webhook delivery per image, to an endpoint that answers at once."""
+    million = 1e6
+    gb_seconds = DELIVERY_INVOCATIONS * DELIVERY_MS / 1000 * DELIVERY_MEMORY_MB / 1024
+    return {
+        "Webhooks: deliveries function (2 invocations)": million
+        * (
+            gb_seconds * PRICES[f"lambda_gb_second_{architecture}"]
+            + DELIVERY_INVOCATIONS * PRICES["lambda_request"]
+        ),
+        "Webhooks: SQS, DynamoDB, KMS": million
+        * (
+            DELIVERY_SQS_REQUESTS * PRICES["sqs_request"]
+            + DELIVERY_READ_UNITS * PRICES["dynamodb_read_unit"]
+            + DELIVERY_WRITE_UNITS * PRICES["dynamodb_write_unit"]
+            + DELIVERY_KMS_REQUESTS * PRICES["kms_request"]
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,11 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="worker time per image beyond the engine: S3 and DynamoDB round trips",
     )
+    parser.add_argument(
+        "--notify",
+        choices=sorted(API_REQUESTS),
+        default="webhooks",
+        help="how the client learns a job ended: three polls, or a webhook",
+    )
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         parser.error(f"no .jpg photos in {args.photos}")
-    result = estimate(measure_engine_ms(photos), args.overhead_ms)
+    result = estimate(measure_engine_ms(photos), args.overhead_ms, args.notify)
     print(
         f"engine {result.engine_ms:.0f} ms/image (median of {len(photos)} photos, this machine)"
         f" + {args.overhead_ms:.0f} ms I/O = {result.worker_ms:.0f} ms at"
@@ -189,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, dollars in result.lines.items():
         print(f"  {name:<52} ${dollars:8.2f}")
-    print(f"  {'total per million images':<52} ${result.total:8.2f}")
+    print(f"  {'total per million images (' + args.notify + ')':<52} ${result.total:8.2f}")
     print("a stage, a month, whatever its traffic:")
     for name, dollars in monthly_per_stage().items():
         print(f"  {name:<52} ${dollars:8.2f}")

@@ -164,7 +164,7 @@ def test_the_cost_estimate_prices_the_access_log_lines_deploy_sets() -> None:
         "CloudWatch Logs: API access log lines"
     ]
     per_gb = cost.PRICES["cloudwatch_logs_ingested_gb"]
-    assert logs == pytest.approx(1e6 * cost.API_REQUESTS * line / 1e9 * per_gb)
+    assert logs == pytest.approx(1e6 * cost.API_REQUESTS["polls"] * line / 1e9 * per_gb)
 
 
 def test_the_monthly_cost_counts_every_alarm_of_the_template() -> None:
@@ -173,6 +173,18 @@ def test_the_monthly_cost_counts_every_alarm_of_the_template() -> None:
     monthly = cost.monthly_per_stage()
     assert monthly[f"CloudWatch alarms ({len(alarms)})"] == pytest.approx(0.10 * len(alarms))
     assert monthly["CloudWatch dashboard (1)"] == pytest.approx(3.00)
+    assert monthly["KMS keys (2)"] == pytest.approx(2.00)
+
+
+def test_webhooks_cost_less_than_three_polls() -> None:
+    polls = cost.estimate(engine_ms=60, overhead_ms=60, notify="polls")
+    webhooks = cost.estimate(engine_ms=60, overhead_ms=60, notify="webhooks")
+    saved = 2 * 1e6 * cost.PRICES["api_gateway_rest_request"]
+    assert polls.lines["API Gateway REST requests"] - webhooks.lines[
+        "API Gateway REST requests"
+    ] == pytest.approx(saved)
+    assert "Webhooks: deliveries function (2 invocations)" in webhooks.lines
+    assert webhooks.total < polls.total
 
 
 def test_template_parameters_come_from_key_value_pairs() -> None:

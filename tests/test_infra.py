@@ -293,6 +293,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     errors = {alarm.logical_id: "Errors" for alarm in alarms.ERRORS_ALARMS}
     assert {logical_id: alarm["MetricName"] for logical_id, alarm in by_id.items()} == {
         "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
+        "WebhooksDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
         "WorkerThrottlesAlarm": "Throttles",
         "Api5xxAlarm": "5XXError",
