@@ -18,7 +18,6 @@ and prints the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import threading
@@ -29,10 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from bench.output import add_output_arguments, machine, write_result
 from devstack import launch
+from devstack.client import TERMINAL, Client, Job, Upload
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
@@ -92,55 +90,22 @@ class CpuMeter:
         }
 
 
-class Client:
-    def __init__(self, api: str) -> None:
-        self.api = api
-        self.session = requests.Session()
-        self.session.headers.update(
-            {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-        )
-
-    def upload(self, data: bytes) -> tuple[str, float]:
-        """Create an upload and post the file; the job id and when the upload was done."""
-        created = self.session.post(
-            f"{self.api}/uploads", data=json.dumps({"contentType": "image/jpeg"}), timeout=30
-        )
-        created.raise_for_status()
-        body = created.json()
-        form = body["upload"]
-        posted = requests.post(
-            form["url"], data=form["fields"], files={"file": ("photo.jpg", data)}, timeout=60
-        )
-        posted.raise_for_status()
-        return str(body["jobId"]), time.time()
-
-    def wait_all(self, job_ids: set[str], timeout: float) -> dict[str, dict[str, Any]]:
-        """Every job, once all of them are terminal."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            finished = {
-                job["jobId"]: job
-                for job in self._all_jobs()
-                if job["status"] in ("COMPLETED", "FAILED")
-            }
-            if job_ids <= finished.keys():
-                return {job_id: finished[job_id] for job_id in job_ids}
-            time.sleep(0.2)
-        raise SystemExit(f"jobs still unfinished after {timeout:.0f} s")
-
-    def _all_jobs(self) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            query = "limit=100" + (f"&cursor={cursor}" if cursor else "")
-            page = self.session.get(f"{self.api}/jobs?{query}", timeout=30).json()
-            jobs += page["jobs"]
-            cursor = page["nextCursor"]
-            if not cursor:
-                return jobs
+def wait_all(client: Client, job_ids: set[str], timeout: float) -> dict[str, Job]:
+    """Every job, once all of them are terminal (one listing a poll, not a GET a job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = {i: job for i, job in client.jobs().items() if job["status"] in TERMINAL}
+        if job_ids <= finished.keys():
+            return {job_id: finished[job_id] for job_id in job_ids}
+        time.sleep(0.2)
+    raise SystemExit(f"jobs still unfinished after {timeout:.0f} s")
 
 
-def completed_at(job: dict[str, Any]) -> float:
+def upload(client: Client, data: bytes) -> Upload:
+    return client.upload(data, "photo.jpg", "image/jpeg")
+
+
+def completed_at(job: Job) -> float:
     return datetime.fromisoformat(job["updatedAt"].replace("Z", "+00:00")).timestamp()
 
 
@@ -171,11 +136,11 @@ def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int,
     results = []
     for i in range(count):
         index = i % len(photos)
-        job_id, uploaded = client.upload(photos[index])
-        job = client.wait_all({job_id}, timeout=120)[job_id]
+        sent = upload(client, photos[index])
+        job = client.wait(sent.job_id, timeout=120, poll=0.2)
         if job["status"] != "COMPLETED":
-            raise SystemExit(f"job {job_id} failed: {job['error']}")
-        results.append((index, (completed_at(job) - uploaded) * 1000))
+            raise SystemExit(f"job {sent.job_id} failed: {job['error']}")
+        results.append((index, (completed_at(job) - sent.sent_at) * 1000))
     return results
 
 
@@ -184,15 +149,15 @@ def burst(client: Client, photos: list[bytes], count: int, meter: CpuMeter) -> d
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        job_id, done = client.upload(photos[i % len(photos)])
+        sent = upload(client, photos[i % len(photos)])
         with lock:
-            uploaded[job_id] = done
+            uploaded[sent.job_id] = sent.sent_at
 
     meter.start()
     started = time.time()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
         list(pool.map(one, range(count)))
-    jobs = client.wait_all(set(uploaded), timeout=60 + count * 5)
+    jobs = wait_all(client, set(uploaded), timeout=60 + count * 5)
     meter.stop()
     failed = [job_id for job_id, job in jobs.items() if job["status"] != "COMPLETED"]
     if failed:
@@ -221,8 +186,8 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
     with launch.local_stack(settings) as stack:
         meter = CpuMeter(stack.process.pid)
-        client = Client(settings.api)
-        client.upload(photos[0])  # warm every path once before measuring
+        client = Client(settings.api, API_KEY)
+        upload(client, photos[0])  # warm every path once before measuring
         sequential_results = low_load(client, photos, sequential)
         burst_results = burst(client, photos, burst_size, meter)
     overheads = [latency - engine[index] for index, latency in sequential_results]

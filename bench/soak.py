@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ from bench.pipeline import (
     proc_files,
 )
 from devstack import launch
+from devstack.client import TERMINAL, ApiError, Client, Job, JobTimeout
 
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
 HTTP_TIMEOUT = 60.0
 RESIZED_SIDE = 1280
 RSS_SAMPLE_SECONDS = 5.0
@@ -182,104 +182,60 @@ class Outcome:
         return self.status or "none"
 
 
-@dataclass
 class Soak:
-    api: str
-    poll: float
-    job_timeout: float
-    responses: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    local: threading.local = field(default_factory=threading.local)
+    """The clients' uploads, through one client of the API that counts every response."""
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self.local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {API_KEY}"
-            self.local.session = session
-        return session
+    def __init__(self, api: str, poll: float, job_timeout: float) -> None:
+        self.client = Client(api, API_KEY, timeout=HTTP_TIMEOUT, observer=self._count)
+        self.poll = poll
+        self.job_timeout = job_timeout
+        self.responses: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def _count(self, target: str, response: requests.Response) -> requests.Response:
-        with self.lock:
+    def _count(self, target: str, response: requests.Response) -> None:
+        with self._lock:
             self.responses[f"{target} {response.status_code}"] += 1
-        return response
 
     def upload(self, index: int, payload: Payload) -> Outcome:
         outcome = Outcome(index, payload.kind, created=time.time())
-        session = self._session()
-        body = {"filename": payload.name, "contentType": payload.content_type}
-        created = self._count(
-            "api", session.post(f"{self.api}/uploads", json=body, timeout=HTTP_TIMEOUT)
-        )
-        if created.status_code != 201:
+        try:
+            upload = self.client.create_upload(payload.name, payload.content_type)
+        except ApiError:
             outcome.status = "create_failed"
             return outcome
-        job = created.json()
-        outcome.job_id = str(job["jobId"])
-        form = job["upload"]
-        posted = self._count(
-            "s3",
-            session.post(
-                form["url"],
-                data=form["fields"],
-                files={"file": (payload.name, payload.data, payload.content_type)},
-                headers={"Authorization": None},  # the API key is not for S3
-                timeout=HTTP_TIMEOUT,
-            ),
-        )
-        outcome.posted = time.time()
-        if posted.status_code >= 300:
-            outcome.status = "refused" if posted.status_code < 500 else "upload_failed"
-            self._record(outcome, self._job(outcome.job_id))
+        outcome.job_id = upload.job_id
+        try:
+            sent = self.client.send_file(upload, payload.data, payload.name, payload.content_type)
+        except ApiError as refused:
+            outcome.posted = time.time()
+            outcome.status = "refused" if refused.status < 500 else "upload_failed"
+            self._record(outcome, self.client.job(upload.job_id))
             return outcome
-        self._wait(outcome)
+        outcome.posted = sent.sent_at
+        self._wait(outcome, upload.job_id)
         return outcome
 
-    def _job(self, job_id: str) -> dict[str, Any] | None:
-        response = self._count(
-            "api", self._session().get(f"{self.api}/jobs/{job_id}", timeout=HTTP_TIMEOUT)
-        )
-        return response.json() if response.status_code == 200 else None
-
-    def _wait(self, outcome: Outcome) -> None:
-        assert outcome.job_id is not None
-        deadline = time.monotonic() + self.job_timeout
-        while True:
-            job = self._job(outcome.job_id)
-            if job is not None and job["status"] in TERMINAL:
-                outcome.seen_terminal = time.time()
-                self._record(outcome, job)
-                outcome.finished = completed_at(job)
-                return
-            if time.monotonic() > deadline:
-                outcome.status = job["status"] if job else "unreadable"
-                return
-            time.sleep(self.poll)
+    def _wait(self, outcome: Outcome, job_id: str) -> None:
+        try:
+            job = self.client.wait(job_id, self.job_timeout, self.poll)
+        except JobTimeout as late:
+            outcome.status = late.job["status"]
+            return
+        except ApiError:
+            outcome.status = "unreadable"
+            return
+        outcome.seen_terminal = time.time()
+        self._record(outcome, job)
+        outcome.finished = completed_at(job)
 
     @staticmethod
-    def _record(outcome: Outcome, job: dict[str, Any] | None) -> None:
-        if job is None:
-            return
+    def _record(outcome: Outcome, job: Job) -> None:
         if outcome.status != "refused":
             outcome.status = job["status"]
         elif job["status"] != "PENDING":
             outcome.status = f"refused but {job['status']}"
         outcome.error_code = (job.get("error") or {}).get("code")
         outcome.stored_bytes = sum(output["bytes"] for output in job.get("outputs", []))
-
-    def list_jobs(self) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        params = {"limit": "100"}
-        while True:
-            response = self._count(
-                "api", self._session().get(f"{self.api}/jobs", params=params, timeout=HTTP_TIMEOUT)
-            )
-            response.raise_for_status()
-            page = response.json()
-            found.update((job["jobId"], job) for job in page["jobs"])
-            if not page["nextCursor"]:
-                return found
-            params["cursor"] = page["nextCursor"]
 
 
 # --- judging ---------------------------------------------------------------------------------
@@ -365,7 +321,7 @@ def run(
             outcomes = list(pool.map(soak.upload, range(uploads), plan))
         ended = time.time()
         rss_end = rss_mib(stack.process.pid)
-        listed = soak.list_jobs()
+        listed = soak.client.jobs()
     verdict = judge(outcomes, listed, soak.responses)
     terminal = [o for o in outcomes if o.status in TERMINAL]
     uploaded_bytes = sum(len(p.data) for p in plan)
