@@ -23,7 +23,6 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,58 +35,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
 API_KEY = "bench-key-0123456789abcdefghijklmnop"
 CLIENT_THREADS = 4
-
-
-def process_roles(root: int) -> dict[int, str]:
-    """The stack's processes by role: api (devstack.run: API server and dead-letter
-    poller), emulator, worker-N, s3-events."""
-    roles = {root: "api"}
-    for proc in launch.descendants(root):
-        if "devstack.emulator_server" in proc.command:
-            roles[proc.pid] = "emulator"
-        elif proc.name.startswith("worker-") or proc.name == "s3-events":
-            roles[proc.pid] = proc.name
-    return roles  # not multiprocessing's resource tracker and the like
-
-
-def proc_files(root: int, name: str) -> dict[str, str]:
-    """``/proc/<pid>/<name>`` of each of the stack's processes, by role (those still alive)."""
-    found = {}
-    for pid, role in process_roles(root).items():
-        try:
-            found[role] = Path(f"/proc/{pid}/{name}").read_text()
-        except OSError:
-            continue
-    return found
-
-
-def cpu_seconds(root: int) -> dict[str, float]:
-    """CPU time (user + system) each of the stack's processes has used so far, by role."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for role, stat in proc_files(root, "stat").items():
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found[role] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return found
-
-
-@dataclass
-class CpuMeter:
-    """CPU time used by each of the stack's processes and by this benchmark between
-    `start` and `stop`."""
-
-    root: int
-    started: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.started = {**cpu_seconds(self.root), "benchmark client": time.process_time()}
-
-    def stop(self) -> None:
-        ended = {**cpu_seconds(self.root), "benchmark client": time.process_time()}
-        self.used = {
-            role: ended[role] - self.started[role] for role in sorted(ended) if role in self.started
-        }
 
 
 def wait_all(client: Client, job_ids: set[str], timeout: float) -> dict[str, Job]:
@@ -144,7 +91,7 @@ def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int,
     return results
 
 
-def burst(client: Client, photos: list[bytes], count: int, meter: CpuMeter) -> dict[str, Any]:
+def burst(client: Client, photos: list[bytes], count: int) -> dict[str, Any]:
     uploaded: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -153,12 +100,10 @@ def burst(client: Client, photos: list[bytes], count: int, meter: CpuMeter) -> d
         with lock:
             uploaded[sent.job_id] = sent.sent_at
 
-    meter.start()
     started = time.time()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
         list(pool.map(one, range(count)))
     jobs = wait_all(client, set(uploaded), timeout=60 + count * 5)
-    meter.stop()
     failed = [job_id for job_id, job in jobs.items() if job["status"] != "COMPLETED"]
     if failed:
         raise SystemExit(f"{len(failed)} burst jobs failed, e.g. {jobs[failed[0]]['error']}")
@@ -184,12 +129,11 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     engine = engine_ms(photos)
     engine_images_per_second = len(photos) / (sum(engine) / 1000)
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
-    with launch.local_stack(settings) as stack:
-        meter = CpuMeter(stack.process.pid)
+    with launch.local_stack(settings):
         client = Client(settings.api, API_KEY)
         upload(client, photos[0])  # warm every path once before measuring
         sequential_results = low_load(client, photos, sequential)
-        burst_results = burst(client, photos, burst_size, meter)
+        burst_results = burst(client, photos, burst_size)
     overheads = [latency - engine[index] for index, latency in sequential_results]
     latencies = [latency for _, latency in sequential_results]
     expected_throughput = engine_images_per_second * workers
@@ -214,30 +158,7 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
             "ratio_to_engine_times_workers": round(
                 burst_results["jobs_per_second"] / expected_throughput, 3
             ),
-            "cpu": cpu_breakdown(meter.used, burst_size, burst_results["seconds"], engine),
         },
-    }
-
-
-def cpu_breakdown(
-    used: dict[str, float], jobs: int, seconds: float, engine: list[float]
-) -> dict[str, Any]:
-    """Where the burst's CPU went, per job: the workers against the engine's own time, and
-    everything else (the emulator standing in for AWS, the API, the S3 event source, the
-    benchmark's clients) that shares the machine's cores with them."""
-    per_job = {role: round(value * 1000 / jobs, 1) for role, value in used.items()}
-    workers = sum(value for role, value in used.items() if role.startswith("worker-"))
-    # The burst's jobs cycle through the photos: the engine's time for exactly those.
-    engine_mean = sum(engine[i % len(engine)] for i in range(jobs)) / jobs
-    worker_ms = workers * 1000 / jobs
-    return {
-        "ms_per_job_by_process": per_job,
-        "ms_per_job_total": round(sum(used.values()) * 1000 / jobs, 1),
-        "workers_ms_per_job": round(worker_ms, 1),
-        "engine_ms_per_job": round(engine_mean, 1),
-        "engine_share_of_worker_cpu": round(engine_mean / worker_ms, 3) if worker_ms else None,
-        "cores_busy": round(sum(used.values()) / seconds, 2),
-        "cores": os.cpu_count(),
     }
 
 
@@ -264,13 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         f" ({hit['engine_throughput_times_workers']} images/s); latency p50"
         f" {hit['latency_ms']['p50']} ms, p95 {hit['latency_ms']['p95']} ms,"
         f" p99 {hit['latency_ms']['p99']} ms"
-    )
-    cpu = hit["cpu"]
-    print(
-        f"burst CPU per job: {cpu['ms_per_job_total']} ms on {cpu['cores_busy']} of"
-        f" {cpu['cores']} cores; workers {cpu['workers_ms_per_job']} ms (the engine alone"
-        f" {cpu['engine_ms_per_job']} ms, {cpu['engine_share_of_worker_cpu']:.0%}); "
-        + ", ".join(f"{role} {ms}" for role, ms in cpu["ms_per_job_by_process"].items())
     )
     write_result("pipeline", result, args, trial=args.quick)
     return 0

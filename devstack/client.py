@@ -45,9 +45,17 @@ class JobTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class Upload:
-    job_id: str
-    form: dict[str, Any]  # the presigned POST: url, fields
+    answer: Job  # POST /uploads's answer: the new job, its presigned POST form in "upload"
     sent_at: float = 0.0  # time.time() when the file's POST returned; 0 until sent
+
+    @property
+    def job_id(self) -> str:
+        return str(self.answer["jobId"])
+
+    @property
+    def form(self) -> dict[str, Any]:
+        """The presigned POST: its url and fields."""
+        return dict(self.answer["upload"])
 
 
 class Client:
@@ -61,17 +69,15 @@ class Client:
         self._local = threading.local()
 
     def create_upload(self, filename: str, content_type: str) -> Upload:
-        created = self.request(
-            "POST", "/uploads", {"filename": filename, "contentType": content_type}
-        )
-        return Upload(str(created["jobId"]), created["upload"])
+        body = {"filename": filename, "contentType": content_type}
+        return Upload(self.request("POST", "/uploads", body))
 
     def send_file(self, upload: Upload, data: bytes, filename: str, content_type: str) -> Upload:
         """POST the file with the upload's presigned form, as a browser would."""
         form = upload.form
         files = {"file": (filename, data, content_type)}
         self._send("s3", "POST", form["url"], data=form["fields"], files=files)
-        return Upload(upload.job_id, form, sent_at=time.time())
+        return Upload(upload.answer, sent_at=time.time())
 
     def upload(self, data: bytes, filename: str, content_type: str) -> Upload:
         """A new job, its file sent."""
