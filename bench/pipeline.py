@@ -37,6 +37,25 @@ API_KEY = "bench-key-0123456789abcdefghijklmnop"
 CLIENT_THREADS = 4
 
 
+def read_photos(photo_dir: Path) -> dict[str, bytes]:
+    """The directory's JPEG photos, by name, in order."""
+    photos = {path.name: path.read_bytes() for path in sorted(photo_dir.glob("*.jpg"))}
+    if not photos:
+        raise SystemExit(f"no photos in {photo_dir}")
+    return photos
+
+
+def stack_parser(name: str, description: str | None, quick: str) -> argparse.ArgumentParser:
+    """The options of every benchmark on the local stack: its photos, the stack's worker
+    processes, a smoke run, and where the results go (bench.output)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    add_output_arguments(parser, name)
+    return parser
+
+
 def wait_all(client: Client, job_ids: set[str], timeout: float) -> dict[str, Job]:
     """Every job, once all of them are terminal (one listing a poll, not a GET a job)."""
     deadline = time.monotonic() + timeout
@@ -122,10 +141,8 @@ def burst(client: Client, photos: list[bytes], count: int) -> dict[str, Any]:
 
 
 def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict[str, Any]:
-    paths = sorted(photo_dir.glob("*.jpg"))
-    if not paths:
-        raise SystemExit(f"no photos in {photo_dir}")
-    photos = [path.read_bytes() for path in paths]
+    by_name = read_photos(photo_dir)
+    photos = list(by_name.values())
     engine = engine_ms(photos)
     engine_images_per_second = len(photos) / (sum(engine) / 1000)
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
@@ -140,7 +157,7 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "photos": [path.name for path in paths],
+        "photos": list(by_name),
         "workers": workers,
         "engine": {
             "ms_per_photo": [round(ms, 1) for ms in engine],
@@ -163,13 +180,9 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
-    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser = stack_parser("pipeline", __doc__, "5 + 5 jobs: a smoke run")
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--sequential", type=int, default=22)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--quick", action="store_true", help="5 + 5 jobs: a smoke run")
-    add_output_arguments(parser, "pipeline")
     args = parser.parse_args(argv)
     burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
     result = run(burst_size, sequential, args.workers, args.photos)

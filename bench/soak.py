@@ -11,12 +11,10 @@ a warm-up job, every few seconds, and at the end. bench/README.md tells the whol
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import itertools
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -30,8 +28,8 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench.output import add_output_arguments, machine, write_result
-from bench.pipeline import API_KEY, CORPUS, completed_at, percentile
+from bench.output import machine, write_result
+from bench.pipeline import API_KEY, completed_at, percentile, read_photos, stack_parser
 from devstack import launch
 from devstack.client import TERMINAL, ApiError, Client, Job, JobTimeout
 
@@ -83,10 +81,7 @@ def resized(data: bytes, image_format: str) -> bytes:
 
 def payloads(photo_dir: Path) -> dict[str, list[Payload]]:
     """Every kind's files, built once from the corpus."""
-    paths = sorted(photo_dir.glob("*.jpg"))
-    if not paths:
-        raise SystemExit(f"no photos in {photo_dir}")
-    originals = [(path.name, path.read_bytes()) for path in paths]
+    originals = read_photos(photo_dir).items()
     photos = [Payload("photo", n, resized(d, "JPEG"), "image/jpeg") for n, d in originals]
     first = photos[0]
     return {
@@ -365,13 +360,9 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
-    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser = stack_parser("soak", __doc__, "30 uploads, 2 clients")
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--quick", action="store_true", help="30 uploads, 2 clients")
-    add_output_arguments(parser, "soak")
     args = parser.parse_args(argv)
     uploads, clients = (30, 2) if args.quick else (args.uploads, args.clients)
     result = run(uploads, clients, args.workers, args.photos)
