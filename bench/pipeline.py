@@ -45,15 +45,23 @@ def read_photos(photo_dir: Path) -> dict[str, bytes]:
     return photos
 
 
-def stack_parser(name: str, description: str | None, quick: str) -> argparse.ArgumentParser:
+def parse_arguments(
+    name: str, description: str | None, counts: dict[str, tuple[int, int]], argv: list[str] | None
+) -> tuple[argparse.Namespace, list[int]]:
     """The options of every benchmark on the local stack: its photos, the stack's worker
-    processes, a smoke run, and where the results go (bench.output)."""
+    processes, where the results go (bench.output), and its counts (`counts`: each one's
+    default and its value in a --quick smoke run). Returns the arguments and the counts."""
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--quick", action="store_true", help=quick)
+    for count, (default, _) in counts.items():
+        parser.add_argument(f"--{count}", type=int, default=default)
+    smoke = ", ".join(f"--{count} {quick}" for count, (_, quick) in counts.items())
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {smoke}")
     add_output_arguments(parser, name)
-    return parser
+    args = parser.parse_args(argv)
+    chosen = [quick if args.quick else getattr(args, count) for count, (_, quick) in counts.items()]
+    return args, chosen
 
 
 def wait_all(client: Client, job_ids: set[str], timeout: float) -> dict[str, Job]:
@@ -180,11 +188,8 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stack_parser("pipeline", __doc__, "5 + 5 jobs: a smoke run")
-    parser.add_argument("--burst", type=int, default=200)
-    parser.add_argument("--sequential", type=int, default=22)
-    args = parser.parse_args(argv)
-    burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
+    counts = {"burst": (200, 5), "sequential": (22, 5)}
+    args, (burst_size, sequential) = parse_arguments("pipeline", __doc__, counts, argv)
     result = run(burst_size, sequential, args.workers, args.photos)
     low, hit = result["low_load"], result["burst"]
     print(

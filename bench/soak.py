@@ -29,7 +29,7 @@ import requests
 from PIL import Image
 
 from bench.output import machine, write_result
-from bench.pipeline import API_KEY, completed_at, percentile, read_photos, stack_parser
+from bench.pipeline import API_KEY, completed_at, parse_arguments, percentile, read_photos
 from devstack import launch
 from devstack.client import TERMINAL, ApiError, Client, Job, JobTimeout
 
@@ -341,30 +341,23 @@ def run(uploads: int, clients: int, workers: int, photo_dir: Path) -> dict[str, 
 
 
 def summary(result: dict[str, Any]) -> str:
-    latency = result["latency_ms"]["upload_to_terminal"]
-    rss = result["rss_mib"]
+    counts, rss = result["counts"], result["rss_mib"]
     lines = [
-        f"{result['counts']['uploads']} uploads, {result['settings']['clients']} clients, "
-        f"{result['settings']['workers']} workers: {result['seconds']} s, "
-        f"{result['jobs_per_second']} jobs/s",
-        f"upload -> terminal: p50 {latency.get('p50')} ms, p90 {latency.get('p90')} ms, "
-        f"p99 {latency.get('p99')} ms, max {latency.get('max')} ms",
-        f"by kind: {json.dumps(result['counts']['by_kind'])}",
+        f"{counts['uploads']} uploads in {result['seconds']} s, {result['jobs_per_second']}"
+        f" jobs/s; upload -> terminal ms: {json.dumps(result['latency_ms']['upload_to_terminal'])}",
+        f"by kind: {json.dumps(counts['by_kind'])}",
         f"5xx: {result['http']['server_errors_5xx']}, lost: {len(result['lost_jobs'])}, "
         f"not listed: {len(result['not_listed'])}, unexpected: {len(result['unexpected'])}",
-        f"RSS MiB start {json.dumps(rss['start'])}",
-        f"RSS MiB end   {json.dumps(rss['end'])} (stored: {rss['stored_mib']} MiB)",
+        f"RSS MiB {json.dumps(rss['start'])} -> {json.dumps(rss['end'])}"
+        f" (stored: {rss['stored_mib']} MiB)",
         "OK" if result["ok"] else "NOT OK",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stack_parser("soak", __doc__, "30 uploads, 2 clients")
-    parser.add_argument("--uploads", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=4)
-    args = parser.parse_args(argv)
-    uploads, clients = (30, 2) if args.quick else (args.uploads, args.clients)
+    counts = {"uploads": (1000, 30), "clients": (4, 2)}
+    args, (uploads, clients) = parse_arguments("soak", __doc__, counts, argv)
     result = run(uploads, clients, args.workers, args.photos)
     print(summary(result))
     write_result("soak", result, args, trial=args.quick, raw=("rss_mib.timeline",))
