@@ -1,18 +1,13 @@
 """The pipeline on the local stack: job latency and throughput against the engine's own.
 
-    python -m bench.pipeline [--burst 200] [--sequential 20] [--workers N] [--quick]
+    python -m bench.pipeline [--burst 200] [--sequential 22] [--workers N] [--quick]
 
-Starts `python -m devstack.run` on free ports (devstack.launch), then:
-- low load: uploads photos one at a time and measures, per job, the time from "the
-  presigned POST returned" to the job's COMPLETED write (`updatedAt`, written by the worker
-  on this same machine's clock, so no polling delay is counted), against the engine's own
-  render time for the same photo measured in this process;
-- burst: uploads `--burst` photos as fast as 4 client threads can, then waits for all of
-  them; throughput (jobs/s) and latency percentiles, against the engine's throughput on
-  the same photos times the number of worker processes.
-
-Writes out/bench/pipeline.json and its summary bench/results/pipeline.json (bench.output)
-and prints the figures.
+Starts the stack (devstack.launch) and measures, through devstack.client: at low load, one
+job at a time, from "the presigned POST returned" to the job's COMPLETED write against the
+engine's own render time for the same photo; then a burst of uploads from 4 client threads,
+its throughput and latencies against the engine's throughput times the worker processes.
+Writes out/bench/pipeline.json and bench/results/pipeline.json (bench.output); see
+bench/README.md.
 """
 
 from __future__ import annotations
