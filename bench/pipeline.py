@@ -1,38 +1,30 @@
 """The pipeline on the local stack: job latency and throughput against the engine's own.
 
-    python -m bench.pipeline [--burst 200] [--sequential 20] [--workers N] [--quick]
+    python -m bench.pipeline [--burst 200] [--sequential 22] [--workers N] [--quick]
 
-Starts `python -m devstack.run` on free ports (devstack.launch), then:
-- low load: uploads photos one at a time and measures, per job, the time from "the
-  presigned POST returned" to the job's COMPLETED write (`updatedAt`, written by the worker
-  on this same machine's clock, so no polling delay is counted), against the engine's own
-  render time for the same photo measured in this process;
-- burst: uploads `--burst` photos as fast as 4 client threads can, then waits for all of
-  them; throughput (jobs/s) and latency percentiles, against the engine's throughput on
-  the same photos times the number of worker processes.
-
-Writes out/bench/pipeline.json and its summary bench/results/pipeline.json (bench.output)
-and prints the figures.
+Starts the stack (devstack.launch) and measures, through devstack.client: at low load, one
+job at a time, from "the presigned POST returned" to the job's COMPLETED write against the
+engine's own render time for the same photo; then a burst of uploads from 4 client threads,
+its throughput and latencies against the engine's throughput times the worker processes.
+Writes out/bench/pipeline.json and bench/results/pipeline.json (bench.output); see
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from bench.output import add_output_arguments, machine, write_result
 from devstack import launch
+from devstack.client import TERMINAL, Client, Job, Upload
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
@@ -40,107 +32,49 @@ API_KEY = "bench-key-0123456789abcdefghijklmnop"
 CLIENT_THREADS = 4
 
 
-def process_roles(root: int) -> dict[int, str]:
-    """The stack's processes by role: api (devstack.run: API server and dead-letter
-    poller), emulator, worker-N, s3-events."""
-    roles = {root: "api"}
-    for proc in launch.descendants(root):
-        if "devstack.emulator_server" in proc.command:
-            roles[proc.pid] = "emulator"
-        elif proc.name.startswith("worker-") or proc.name == "s3-events":
-            roles[proc.pid] = proc.name
-    return roles  # not multiprocessing's resource tracker and the like
+def read_photos(photo_dir: Path) -> dict[str, bytes]:
+    """The directory's JPEG photos, by name, in order."""
+    photos = {path.name: path.read_bytes() for path in sorted(photo_dir.glob("*.jpg"))}
+    if not photos:
+        raise SystemExit(f"no photos in {photo_dir}")
+    return photos
 
 
-def proc_files(root: int, name: str) -> dict[str, str]:
-    """``/proc/<pid>/<name>`` of each of the stack's processes, by role (those still alive)."""
-    found = {}
-    for pid, role in process_roles(root).items():
-        try:
-            found[role] = Path(f"/proc/{pid}/{name}").read_text()
-        except OSError:
-            continue
-    return found
+def parse_arguments(
+    name: str, description: str | None, counts: dict[str, tuple[int, int]], argv: list[str] | None
+) -> tuple[argparse.Namespace, list[int]]:
+    """The options of every benchmark on the local stack: its photos, the stack's worker
+    processes, where the results go (bench.output), and its counts (`counts`: each one's
+    default and its value in a --quick smoke run). Returns the arguments and the counts."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    for count, (default, _) in counts.items():
+        parser.add_argument(f"--{count}", type=int, default=default)
+    smoke = ", ".join(f"--{count} {quick}" for count, (_, quick) in counts.items())
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {smoke}")
+    add_output_arguments(parser, name)
+    args = parser.parse_args(argv)
+    chosen = [quick if args.quick else getattr(args, count) for count, (_, quick) in counts.items()]
+    return args, chosen
 
 
-def cpu_seconds(root: int) -> dict[str, float]:
-    """CPU time (user + system) each of the stack's processes has used so far, by role."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for role, stat in proc_files(root, "stat").items():
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found[role] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return found
+def wait_all(client: Client, job_ids: set[str], timeout: float) -> dict[str, Job]:
+    """Every job, once all of them are terminal (one listing a poll, not a GET a job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = {i: job for i, job in client.jobs().items() if job["status"] in TERMINAL}
+        if job_ids <= finished.keys():
+            return {job_id: finished[job_id] for job_id in job_ids}
+        time.sleep(0.2)
+    raise SystemExit(f"jobs still unfinished after {timeout:.0f} s")
 
 
-@dataclass
-class CpuMeter:
-    """CPU time used by each of the stack's processes and by this benchmark between
-    `start` and `stop`."""
-
-    root: int
-    started: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.started = {**cpu_seconds(self.root), "benchmark client": time.process_time()}
-
-    def stop(self) -> None:
-        ended = {**cpu_seconds(self.root), "benchmark client": time.process_time()}
-        self.used = {
-            role: ended[role] - self.started[role] for role in sorted(ended) if role in self.started
-        }
+def upload(client: Client, data: bytes) -> Upload:
+    return client.upload(data, "photo.jpg", "image/jpeg")
 
 
-class Client:
-    def __init__(self, api: str) -> None:
-        self.api = api
-        self.session = requests.Session()
-        self.session.headers.update(
-            {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-        )
-
-    def upload(self, data: bytes) -> tuple[str, float]:
-        """Create an upload and post the file; the job id and when the upload was done."""
-        created = self.session.post(
-            f"{self.api}/uploads", data=json.dumps({"contentType": "image/jpeg"}), timeout=30
-        )
-        created.raise_for_status()
-        body = created.json()
-        form = body["upload"]
-        posted = requests.post(
-            form["url"], data=form["fields"], files={"file": ("photo.jpg", data)}, timeout=60
-        )
-        posted.raise_for_status()
-        return str(body["jobId"]), time.time()
-
-    def wait_all(self, job_ids: set[str], timeout: float) -> dict[str, dict[str, Any]]:
-        """Every job, once all of them are terminal."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            finished = {
-                job["jobId"]: job
-                for job in self._all_jobs()
-                if job["status"] in ("COMPLETED", "FAILED")
-            }
-            if job_ids <= finished.keys():
-                return {job_id: finished[job_id] for job_id in job_ids}
-            time.sleep(0.2)
-        raise SystemExit(f"jobs still unfinished after {timeout:.0f} s")
-
-    def _all_jobs(self) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            query = "limit=100" + (f"&cursor={cursor}" if cursor else "")
-            page = self.session.get(f"{self.api}/jobs?{query}", timeout=30).json()
-            jobs += page["jobs"]
-            cursor = page["nextCursor"]
-            if not cursor:
-                return jobs
-
-
-def completed_at(job: dict[str, Any]) -> float:
+def completed_at(job: Job) -> float:
     return datetime.fromisoformat(job["updatedAt"].replace("Z", "+00:00")).timestamp()
 
 
@@ -171,29 +105,27 @@ def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int,
     results = []
     for i in range(count):
         index = i % len(photos)
-        job_id, uploaded = client.upload(photos[index])
-        job = client.wait_all({job_id}, timeout=120)[job_id]
+        sent = upload(client, photos[index])
+        job = client.wait(sent.job_id, timeout=120, poll=0.2)
         if job["status"] != "COMPLETED":
-            raise SystemExit(f"job {job_id} failed: {job['error']}")
-        results.append((index, (completed_at(job) - uploaded) * 1000))
+            raise SystemExit(f"job {sent.job_id} failed: {job['error']}")
+        results.append((index, (completed_at(job) - sent.sent_at) * 1000))
     return results
 
 
-def burst(client: Client, photos: list[bytes], count: int, meter: CpuMeter) -> dict[str, Any]:
+def burst(client: Client, photos: list[bytes], count: int) -> dict[str, Any]:
     uploaded: dict[str, float] = {}
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        job_id, done = client.upload(photos[i % len(photos)])
+        sent = upload(client, photos[i % len(photos)])
         with lock:
-            uploaded[job_id] = done
+            uploaded[sent.job_id] = sent.sent_at
 
-    meter.start()
     started = time.time()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
         list(pool.map(one, range(count)))
-    jobs = client.wait_all(set(uploaded), timeout=60 + count * 5)
-    meter.stop()
+    jobs = wait_all(client, set(uploaded), timeout=60 + count * 5)
     failed = [job_id for job_id, job in jobs.items() if job["status"] != "COMPLETED"]
     if failed:
         raise SystemExit(f"{len(failed)} burst jobs failed, e.g. {jobs[failed[0]]['error']}")
@@ -212,26 +144,23 @@ def burst(client: Client, photos: list[bytes], count: int, meter: CpuMeter) -> d
 
 
 def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict[str, Any]:
-    paths = sorted(photo_dir.glob("*.jpg"))
-    if not paths:
-        raise SystemExit(f"no photos in {photo_dir}")
-    photos = [path.read_bytes() for path in paths]
+    by_name = read_photos(photo_dir)
+    photos = list(by_name.values())
     engine = engine_ms(photos)
     engine_images_per_second = len(photos) / (sum(engine) / 1000)
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
-    with launch.local_stack(settings) as stack:
-        meter = CpuMeter(stack.process.pid)
-        client = Client(settings.api)
-        client.upload(photos[0])  # warm every path once before measuring
+    with launch.local_stack(settings):
+        client = Client(settings.api, API_KEY)
+        upload(client, photos[0])  # warm every path once before measuring
         sequential_results = low_load(client, photos, sequential)
-        burst_results = burst(client, photos, burst_size, meter)
+        burst_results = burst(client, photos, burst_size)
     overheads = [latency - engine[index] for index, latency in sequential_results]
     latencies = [latency for _, latency in sequential_results]
     expected_throughput = engine_images_per_second * workers
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "photos": [path.name for path in paths],
+        "photos": list(by_name),
         "workers": workers,
         "engine": {
             "ms_per_photo": [round(ms, 1) for ms in engine],
@@ -249,43 +178,13 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
             "ratio_to_engine_times_workers": round(
                 burst_results["jobs_per_second"] / expected_throughput, 3
             ),
-            "cpu": cpu_breakdown(meter.used, burst_size, burst_results["seconds"], engine),
         },
     }
 
 
-def cpu_breakdown(
-    used: dict[str, float], jobs: int, seconds: float, engine: list[float]
-) -> dict[str, Any]:
-    """Where the burst's CPU went, per job: the workers against the engine's own time, and
-    everything else (the emulator standing in for AWS, the API, the S3 event source, the
-    benchmark's clients) that shares the machine's cores with them."""
-    per_job = {role: round(value * 1000 / jobs, 1) for role, value in used.items()}
-    workers = sum(value for role, value in used.items() if role.startswith("worker-"))
-    # The burst's jobs cycle through the photos: the engine's time for exactly those.
-    engine_mean = sum(engine[i % len(engine)] for i in range(jobs)) / jobs
-    worker_ms = workers * 1000 / jobs
-    return {
-        "ms_per_job_by_process": per_job,
-        "ms_per_job_total": round(sum(used.values()) * 1000 / jobs, 1),
-        "workers_ms_per_job": round(worker_ms, 1),
-        "engine_ms_per_job": round(engine_mean, 1),
-        "engine_share_of_worker_cpu": round(engine_mean / worker_ms, 3) if worker_ms else None,
-        "cores_busy": round(sum(used.values()) / seconds, 2),
-        "cores": os.cpu_count(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
-    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
-    parser.add_argument("--burst", type=int, default=200)
-    parser.add_argument("--sequential", type=int, default=22)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--quick", action="store_true", help="5 + 5 jobs: a smoke run")
-    add_output_arguments(parser, "pipeline")
-    args = parser.parse_args(argv)
-    burst_size, sequential = (5, 5) if args.quick else (args.burst, args.sequential)
+    counts = {"burst": (200, 5), "sequential": (22, 5)}
+    args, (burst_size, sequential) = parse_arguments("pipeline", __doc__, counts, argv)
     result = run(burst_size, sequential, args.workers, args.photos)
     low, hit = result["low_load"], result["burst"]
     print(
@@ -299,13 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         f" ({hit['engine_throughput_times_workers']} images/s); latency p50"
         f" {hit['latency_ms']['p50']} ms, p95 {hit['latency_ms']['p95']} ms,"
         f" p99 {hit['latency_ms']['p99']} ms"
-    )
-    cpu = hit["cpu"]
-    print(
-        f"burst CPU per job: {cpu['ms_per_job_total']} ms on {cpu['cores_busy']} of"
-        f" {cpu['cores']} cores; workers {cpu['workers_ms_per_job']} ms (the engine alone"
-        f" {cpu['engine_ms_per_job']} ms, {cpu['engine_share_of_worker_cpu']:.0%}); "
-        + ", ".join(f"{role} {ms}" for role, ms in cpu["ms_per_job_by_process"].items())
     )
     write_result("pipeline", result, args, trial=args.quick)
     return 0

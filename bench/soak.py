@@ -2,40 +2,25 @@
 
     python -m bench.soak [--uploads 1000] [--clients 4] [--workers N] [--quick] [--out FILE]
 
-Starts `python -m devstack.run` on free ports (devstack.launch), then each of
-`--clients` threads does, over plain HTTP and one upload at a time, what a client does:
-POST /uploads, the presigned POST of the file to the emulated S3, then GET /jobs/{id}
-every `--poll` seconds until the job is COMPLETED or FAILED. The files cycle through
-kinds (`KIND_CYCLE`): corpus photos resized to at most 1280 px (EXIF kept, so the
-phone photos' orientation and GPS are there to handle), the corpus photos as they are,
-and bad files: a truncated JPEG, a text file declared image/png, a zero-byte file (which
-the POST policy's 1-byte minimum refuses on AWS, so its job stays PENDING) and a PNG
-declared image/jpeg (content_mismatch).
-
-At the end every job created must be listed by GET /jobs and be terminal (PENDING for
-refused uploads) with the status its kind expects; no response may be a 5xx. Reported:
-jobs/s, latency percentiles, counts by kind, status and error code, HTTP responses by
-status, lost and unexpected jobs, and the RSS of each of the stack's processes after a
-warm-up, every few seconds, and at the end (the emulator keeps every object in memory,
-so its growth is compared with the bytes stored).
-
-Writes out/bench/soak.json and its summary bench/results/soak.json (nothing with --quick
-unless --out or --summary is given) and exits 1
-if a job was lost or unexpected, or a 5xx was seen.
+Each of `--clients` threads uploads files of every kind (`KIND_CYCLE`) one at a time and
+polls its job until it ends, through devstack.client. At the end every job created must
+be listed by GET /jobs, be terminal with an outcome its kind may have (`EXPECTED`), and no
+response may be a 5xx; otherwise it exits 1. The RSS of the stack's processes is read after
+a warm-up job, every few seconds, and at the end. bench/README.md tells the whole story.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import io
 import itertools
 import json
-import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,20 +28,16 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench.output import add_output_arguments, machine, write_result
-from bench.pipeline import (
-    API_KEY,
-    CORPUS,
-    completed_at,
-    percentile,
-    proc_files,
-)
+from bench.output import machine, write_result
+from bench.pipeline import API_KEY, completed_at, parse_arguments, percentile, read_photos
 from devstack import launch
+from devstack.client import TERMINAL, ApiError, Client, Job, JobTimeout
 
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
 HTTP_TIMEOUT = 60.0
 RESIZED_SIDE = 1280
 RSS_SAMPLE_SECONDS = 5.0
+POLL_SECONDS = 0.1  # between GETs of a job
+JOB_TIMEOUT = 180.0
 
 # One upload in 20 of each bad kind; the bad ones come early so a short run has them all.
 KIND_CYCLE = (
@@ -100,10 +81,7 @@ def resized(data: bytes, image_format: str) -> bytes:
 
 def payloads(photo_dir: Path) -> dict[str, list[Payload]]:
     """Every kind's files, built once from the corpus."""
-    paths = sorted(photo_dir.glob("*.jpg"))
-    if not paths:
-        raise SystemExit(f"no photos in {photo_dir}")
-    originals = [(path.name, path.read_bytes()) for path in paths]
+    originals = read_photos(photo_dir).items()
     photos = [Payload("photo", n, resized(d, "JPEG"), "image/jpeg") for n, d in originals]
     first = photos[0]
     return {
@@ -129,34 +107,46 @@ def schedule(count: int, files: dict[str, list[Payload]]) -> list[Payload]:
 # --- the stack's processes ---------------------------------------------------------------------
 
 
+def roles(root: int) -> dict[int, str]:
+    """The stack's processes by role: api (devstack.run), emulator, worker-N, s3-events."""
+    found = {root: "api"}
+    for proc in launch.descendants(root):
+        if "devstack.emulator_server" in proc.command:
+            found[proc.pid] = "emulator"
+        elif proc.name.startswith("worker-") or proc.name == "s3-events":
+            found[proc.pid] = proc.name
+    return found
+
+
 def rss_mib(root: int) -> dict[str, float]:
+    """The resident memory of each of the stack's processes still alive, by role."""
     found = {}
-    for role, status in proc_files(root, "status").items():
-        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-        found[role] = round(kib / 1024, 1)
+    for pid, role in roles(root).items():
+        with contextlib.suppress(OSError):
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            kib = next(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+            found[role] = round(kib / 1024, 1)
     return dict(sorted(found.items()))
 
 
-class RssSampler:
-    def __init__(self, root: int) -> None:
-        self.root = root
-        self.samples: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+@contextlib.contextmanager
+def rss_timeline(root: int) -> Iterator[list[dict[str, Any]]]:
+    """`rss_mib` every RSS_SAMPLE_SECONDS while the block runs."""
+    samples: list[dict[str, Any]] = []
+    stop = threading.Event()
+    started = time.monotonic()
 
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
+    def sample() -> None:
+        while not stop.wait(RSS_SAMPLE_SECONDS):
+            samples.append({"seconds": round(time.monotonic() - started, 1), "mib": rss_mib(root)})
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(RSS_SAMPLE_SECONDS):
-            seconds = round(time.monotonic() - self._started, 1)
-            self.samples.append({"seconds": seconds, "mib": rss_mib(self.root)})
+    thread = threading.Thread(target=sample, name="rss", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
 
 
 # --- the clients -------------------------------------------------------------------------------
@@ -170,9 +160,7 @@ class Outcome:
     status: str | None = None  # the last status seen, or "refused" / "create_failed"
     error_code: str | None = None
     stored_bytes: int = 0
-    created: float = 0.0  # time.time() when POST /uploads was sent
-    posted: float = 0.0  # when the file's POST returned
-    seen_terminal: float = 0.0  # when a GET first showed it terminal
+    posted: float = 0.0  # time.time() when the file's POST returned
     finished: float = 0.0  # the job's updatedAt, the worker's clock
 
     @property
@@ -182,104 +170,57 @@ class Outcome:
         return self.status or "none"
 
 
-@dataclass
 class Soak:
-    api: str
-    poll: float
-    job_timeout: float
-    responses: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    local: threading.local = field(default_factory=threading.local)
+    """The clients' uploads, through one client of the API that counts every response."""
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self.local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {API_KEY}"
-            self.local.session = session
-        return session
+    def __init__(self, api: str) -> None:
+        self.client = Client(api, API_KEY, timeout=HTTP_TIMEOUT, observer=self._count)
+        self.responses: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def _count(self, target: str, response: requests.Response) -> requests.Response:
-        with self.lock:
+    def _count(self, target: str, response: requests.Response) -> None:
+        with self._lock:
             self.responses[f"{target} {response.status_code}"] += 1
-        return response
 
     def upload(self, index: int, payload: Payload) -> Outcome:
-        outcome = Outcome(index, payload.kind, created=time.time())
-        session = self._session()
-        body = {"filename": payload.name, "contentType": payload.content_type}
-        created = self._count(
-            "api", session.post(f"{self.api}/uploads", json=body, timeout=HTTP_TIMEOUT)
-        )
-        if created.status_code != 201:
+        outcome = Outcome(index, payload.kind)
+        try:
+            upload = self.client.create_upload(payload.name, payload.content_type)
+        except ApiError:
             outcome.status = "create_failed"
             return outcome
-        job = created.json()
-        outcome.job_id = str(job["jobId"])
-        form = job["upload"]
-        posted = self._count(
-            "s3",
-            session.post(
-                form["url"],
-                data=form["fields"],
-                files={"file": (payload.name, payload.data, payload.content_type)},
-                headers={"Authorization": None},  # the API key is not for S3
-                timeout=HTTP_TIMEOUT,
-            ),
-        )
-        outcome.posted = time.time()
-        if posted.status_code >= 300:
-            outcome.status = "refused" if posted.status_code < 500 else "upload_failed"
-            self._record(outcome, self._job(outcome.job_id))
+        outcome.job_id = upload.job_id
+        try:
+            sent = self.client.send_file(upload, payload.data, payload.name, payload.content_type)
+        except ApiError as refused:
+            outcome.posted = time.time()
+            outcome.status = "refused" if refused.status < 500 else "upload_failed"
+            self._record(outcome, self.client.job(upload.job_id))
             return outcome
-        self._wait(outcome)
+        outcome.posted = sent.sent_at
+        self._wait(outcome, upload.job_id)
         return outcome
 
-    def _job(self, job_id: str) -> dict[str, Any] | None:
-        response = self._count(
-            "api", self._session().get(f"{self.api}/jobs/{job_id}", timeout=HTTP_TIMEOUT)
-        )
-        return response.json() if response.status_code == 200 else None
-
-    def _wait(self, outcome: Outcome) -> None:
-        assert outcome.job_id is not None
-        deadline = time.monotonic() + self.job_timeout
-        while True:
-            job = self._job(outcome.job_id)
-            if job is not None and job["status"] in TERMINAL:
-                outcome.seen_terminal = time.time()
-                self._record(outcome, job)
-                outcome.finished = completed_at(job)
-                return
-            if time.monotonic() > deadline:
-                outcome.status = job["status"] if job else "unreadable"
-                return
-            time.sleep(self.poll)
+    def _wait(self, outcome: Outcome, job_id: str) -> None:
+        try:
+            job = self.client.wait(job_id, JOB_TIMEOUT, POLL_SECONDS)
+        except JobTimeout as late:
+            outcome.status = late.job["status"]
+            return
+        except ApiError:
+            outcome.status = "unreadable"
+            return
+        self._record(outcome, job)
+        outcome.finished = completed_at(job)
 
     @staticmethod
-    def _record(outcome: Outcome, job: dict[str, Any] | None) -> None:
-        if job is None:
-            return
+    def _record(outcome: Outcome, job: Job) -> None:
         if outcome.status != "refused":
             outcome.status = job["status"]
         elif job["status"] != "PENDING":
             outcome.status = f"refused but {job['status']}"
         outcome.error_code = (job.get("error") or {}).get("code")
         outcome.stored_bytes = sum(output["bytes"] for output in job.get("outputs", []))
-
-    def list_jobs(self) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        params = {"limit": "100"}
-        while True:
-            response = self._count(
-                "api", self._session().get(f"{self.api}/jobs", params=params, timeout=HTTP_TIMEOUT)
-            )
-            response.raise_for_status()
-            page = response.json()
-            found.update((job["jobId"], job) for job in page["jobs"])
-            if not page["nextCursor"]:
-                return found
-            params["cursor"] = page["nextCursor"]
 
 
 # --- judging ---------------------------------------------------------------------------------
@@ -331,9 +272,6 @@ def judge(
             "jobs_created": len(created),
             "by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())},
             "by_status": dict(sorted(Counter(o.status or "none" for o in outcomes).items())),
-            "by_error_code": dict(
-                sorted(Counter(o.error_code for o in outcomes if o.error_code).items())
-            ),
         },
         "http": {"responses": dict(sorted(responses.items())), "server_errors_5xx": server_errors},
         "lost_jobs": lost,
@@ -347,25 +285,23 @@ def judge(
 # --- the run ---------------------------------------------------------------------------------
 
 
-def run(
-    uploads: int, clients: int, workers: int, poll: float, job_timeout: float, photo_dir: Path
-) -> dict[str, Any]:
+def run(uploads: int, clients: int, workers: int, photo_dir: Path) -> dict[str, Any]:
     files = payloads(photo_dir)
     plan = schedule(uploads, files)
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
     with launch.local_stack(settings) as stack:
-        soak = Soak(settings.api, poll, job_timeout)
+        soak = Soak(settings.api)
         warm = soak.upload(-1, files["photo"][0])  # every path once, before measuring
         if warm.status != "COMPLETED":
             raise SystemExit(f"the warm-up job did not complete: {warm}")
         soak.responses.clear()
         rss_start = rss_mib(stack.process.pid)
         started = time.time()
-        with RssSampler(stack.process.pid) as sampler, ThreadPoolExecutor(clients) as pool:
+        with rss_timeline(stack.process.pid) as timeline, ThreadPoolExecutor(clients) as pool:
             outcomes = list(pool.map(soak.upload, range(uploads), plan))
         ended = time.time()
         rss_end = rss_mib(stack.process.pid)
-        listed = soak.list_jobs()
+        listed = soak.client.jobs()
     verdict = judge(outcomes, listed, soak.responses)
     terminal = [o for o in outcomes if o.status in TERMINAL]
     uploaded_bytes = sum(len(p.data) for p in plan)
@@ -378,27 +314,17 @@ def run(
             "uploads": uploads,
             "clients": clients,
             "workers": workers,
-            "poll_seconds": poll,
-            "job_timeout_seconds": job_timeout,
             "kind_cycle": list(KIND_CYCLE),
             "expected": EXPECTED,
             "photos": sorted(p.name for p in files["photo"]),
         },
         "seconds": round(seconds, 1),
         "jobs_per_second": round(len(terminal) / seconds, 2),
+        # from the file's POST returning to the job's terminal write (the worker's clock)
         "latency_ms": {
-            # from the file's POST returning to the job's terminal write (worker's clock)
             "upload_to_terminal": latency_summary(
                 [(o.finished - o.posted) * 1000 for o in terminal]
-            ),
-            # from the file's POST returning to the first GET that showed it terminal
-            "upload_to_seen_terminal": latency_summary(
-                [(o.seen_terminal - o.posted) * 1000 for o in terminal]
-            ),
-            # the client's whole wait: POST /uploads sent to terminal seen
-            "request_to_seen_terminal": latency_summary(
-                [(o.seen_terminal - o.created) * 1000 for o in terminal]
-            ),
+            )
         },
         **verdict,
         "bytes": {"uploaded": uploaded_bytes, "outputs": output_bytes},
@@ -409,43 +335,30 @@ def run(
                 role: round(rss_end.get(role, 0.0) - mib, 1) for role, mib in rss_start.items()
             },
             "stored_mib": round((uploaded_bytes + output_bytes) / 2**20, 1),
-            "timeline": sampler.samples,
+            "timeline": timeline,
         },
     }
 
 
 def summary(result: dict[str, Any]) -> str:
-    latency = result["latency_ms"]["upload_to_terminal"]
-    rss = result["rss_mib"]
+    counts, rss = result["counts"], result["rss_mib"]
     lines = [
-        f"{result['counts']['uploads']} uploads, {result['settings']['clients']} clients, "
-        f"{result['settings']['workers']} workers: {result['seconds']} s, "
-        f"{result['jobs_per_second']} jobs/s",
-        f"upload -> terminal: p50 {latency.get('p50')} ms, p90 {latency.get('p90')} ms, "
-        f"p99 {latency.get('p99')} ms, max {latency.get('max')} ms",
-        f"by kind: {json.dumps(result['counts']['by_kind'])}",
+        f"{counts['uploads']} uploads in {result['seconds']} s, {result['jobs_per_second']}"
+        f" jobs/s; upload -> terminal ms: {json.dumps(result['latency_ms']['upload_to_terminal'])}",
+        f"by kind: {json.dumps(counts['by_kind'])}",
         f"5xx: {result['http']['server_errors_5xx']}, lost: {len(result['lost_jobs'])}, "
         f"not listed: {len(result['not_listed'])}, unexpected: {len(result['unexpected'])}",
-        f"RSS MiB start {json.dumps(rss['start'])}",
-        f"RSS MiB end   {json.dumps(rss['end'])} (stored: {rss['stored_mib']} MiB)",
+        f"RSS MiB {json.dumps(rss['start'])} -> {json.dumps(rss['end'])}"
+        f" (stored: {rss['stored_mib']} MiB)",
         "OK" if result["ok"] else "NOT OK",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
-    parser.add_argument("photos", nargs="?", type=Path, default=CORPUS)
-    parser.add_argument("--uploads", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--poll", type=float, default=0.1, help="seconds between GETs of a job")
-    parser.add_argument("--job-timeout", type=float, default=180.0)
-    parser.add_argument("--quick", action="store_true", help="30 uploads, 2 clients")
-    add_output_arguments(parser, "soak")
-    args = parser.parse_args(argv)
-    uploads, clients = (30, 2) if args.quick else (args.uploads, args.clients)
-    result = run(uploads, clients, args.workers, args.poll, args.job_timeout, args.photos)
+    counts = {"uploads": (1000, 30), "clients": (4, 2)}
+    args, (uploads, clients) = parse_arguments("soak", __doc__, counts, argv)
+    result = run(uploads, clients, args.workers, args.photos)
     print(summary(result))
     write_result("soak", result, args, trial=args.quick, raw=("rss_mib.timeline",))
     return 0 if result["ok"] else 1

@@ -1,5 +1,5 @@
 """`make run` for the tests that use the local stack as a user would: started on free
-ports by devstack.launch, used through plain HTTP and the AWS CLI, and stopped with
+ports by devstack.launch, used through devstack.client and the AWS CLI, and stopped with
 SIGTERM; a test fails if the stack stopped uncleanly or left any process behind."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from devstack import launch
+from devstack.client import Client, Job, Upload
 
 REPO = Path(__file__).resolve().parents[1]
 AWS_CLI = REPO / ".venv" / "bin" / "aws"
@@ -25,7 +25,6 @@ REGION = "us-east-1"
 JOB_TIMEOUT = 60.0
 JOB_POLL = 0.02  # one job, polled as tightly as a latency measurement needs
 HTTP_TIMEOUT = 30.0
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
 EXPECTED_OUTPUTS = {
     # preset: (width, height, format, content type, key name)
     "thumb": (256, 256, "JPEG", "image/jpeg", "thumb.jpg"),
@@ -35,19 +34,14 @@ EXPECTED_OUTPUTS = {
 
 
 @dataclass(frozen=True)
-class Upload:
-    job_id: str
-    form: dict[str, Any]
-    posted_at: float  # time.monotonic() when the file's POST returned
-
-
-@dataclass(frozen=True)
 class LocalStack:
-    """`make run`'s stack (started by `make_run`), from the outside: plain HTTP and the
-    AWS CLI."""
+    """`make run`'s stack (started by `make_run`), from the outside: a client of the API
+    for each tenant, and the AWS CLI. An API error raises devstack.client.ApiError, a job
+    not ended in time JobTimeout; the stack's log is printed when a test failed."""
 
     settings: launch.Settings
     log: Path
+    clients: dict[str, Client] = field(default_factory=dict, compare=False)
 
     @property
     def api(self) -> str:
@@ -68,80 +62,28 @@ class LocalStack:
     def log_tail(self, lines: int = 80) -> str:
         return launch.log_tail(self.log, lines)
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        key: str | None,
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> requests.Response:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return requests.request(
-            method,
-            self.api + path,
-            headers=headers,
-            json=body,
-            params=params,
-            timeout=HTTP_TIMEOUT,
-        )
-
-    def expect(self, response: requests.Response, status: int) -> Any:
-        assert response.status_code == status, (
-            f"{response.request.method} {response.url} answered {response.status_code}, "
-            f"expected {status}: {response.text[:2000]}\n{self.log_tail()}"
-        )
-        return response.json()
+    def client(self, tenant: str) -> Client:
+        if tenant not in self.clients:
+            self.clients[tenant] = Client(self.api, self.keys[tenant], timeout=HTTP_TIMEOUT)
+        return self.clients[tenant]
 
     def upload(self, tenant: str, data: bytes, *, filename: str, content_type: str) -> Upload:
         """POST /uploads, then the presigned multipart POST of the file, as a browser would."""
-        body = {"filename": filename, "contentType": content_type}
-        created = self.expect(self.call("POST", "/uploads", self.keys[tenant], body=body), 201)
-        assert created["status"] == "PENDING", created
-        form = created["upload"]
-        assert form["method"] == "POST", form
-        response = requests.post(
-            form["url"],
-            data=form["fields"],
-            files={"file": (filename, data, content_type)},
-            timeout=HTTP_TIMEOUT,
-        )
-        posted_at = time.monotonic()
-        assert response.status_code in (200, 201, 204), (
-            f"upload POST to {form['url']} answered {response.status_code}: "
-            f"{response.text[:2000]}\n{self.log_tail()}"
-        )
-        return Upload(job_id=created["jobId"], form=form, posted_at=posted_at)
+        upload = self.client(tenant).upload(data, filename, content_type)
+        assert (upload.answer["status"], upload.form["method"]) == ("PENDING", "POST"), upload
+        return upload
 
-    def job(self, tenant: str, job_id: str) -> Any:
-        return self.expect(self.call("GET", f"/jobs/{job_id}", self.keys[tenant]), 200)
+    def job(self, tenant: str, job_id: str) -> Job:
+        return self.client(tenant).job(job_id)
 
-    def wait(self, tenant: str, job_id: str, timeout: float = JOB_TIMEOUT) -> tuple[Any, float]:
-        """Poll until the job is COMPLETED or FAILED: the job, and when a GET first showed it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(tenant, job_id)
-            seen = time.monotonic()
-            if job["status"] in TERMINAL:
-                return job, seen
-            if seen > deadline:
-                pytest.fail(
-                    f"job {job_id} still {job['status']} after {timeout:.0f} s: {job}\n"
-                    + self.log_tail()
-                )
-            time.sleep(JOB_POLL)
+    def wait(self, tenant: str, job_id: str) -> tuple[Job, float]:
+        """The job once COMPLETED or FAILED, and when a GET first showed it (time.time())."""
+        job = self.client(tenant).wait(job_id, JOB_TIMEOUT, JOB_POLL)
+        return job, time.time()
 
-    def jobs(self, tenant: str) -> dict[str, Any]:
-        """Every job of the tenant, by id, through GET /jobs and its cursors."""
-        found: dict[str, Any] = {}
-        params = {"limit": "100"}
-        while True:
-            page = self.expect(self.call("GET", "/jobs", self.keys[tenant], params=params), 200)
-            found.update((job["jobId"], job) for job in page["jobs"])
-            if not page["nextCursor"]:
-                return found
-            params["cursor"] = page["nextCursor"]
+    def jobs(self, tenant: str) -> dict[str, Job]:
+        """Every job of the tenant, by id."""
+        return self.client(tenant).jobs()
 
     def aws(self, *args: str) -> str:
         """The AWS CLI against the emulator, with dummy credentials and nobody's config."""

@@ -43,6 +43,8 @@ from moto import mock_aws
 from chalicelib import auth, clients, dead_letters, sweeper
 from chalicelib.config import reset_settings
 from chalicelib.config import settings as app_settings
+from devstack.lambda_events import SqsPoller
+from infra.policies import DEAD_LETTERS, DISPATCHER, WORKER
 from tests.faults import (
     ErrorFactory,
     Fault,
@@ -50,7 +52,6 @@ from tests.faults import (
     JobHistory,
     KillSwitch,
     OutputWrites,
-    attached,
     body_contains,
     connection_refused,
     connection_reset,
@@ -58,6 +59,7 @@ from tests.faults import (
     read_timeout,
     url_contains,
 )
+from tests.harness import Harness, app_clients
 from tests.job_errors import assert_fixed_message
 from tests.pipeline import Pipeline, bearer
 from tests.resources import REGION, Deployed, provision
@@ -144,20 +146,28 @@ class LastReceived:
 
 
 class EventSources:
-    def __init__(self, pipeline: Pipeline, batch_size: int) -> None:
+    """S3's notifications to the dispatcher, and the SQS event sources of the worker and the
+    dead-letter handler (polling with the test's own SQS client)."""
+
+    def __init__(self, harness: Harness, pipeline: Pipeline, batch_size: int) -> None:
+        self.harness = harness
         self.pipeline = pipeline
         self.last_received = LastReceived(pipeline.sqs)
-        self.worker = pipeline.worker(batch_size)
-        self.dead_letters = pipeline.dead_letters()
+        self.worker = self.worker_poller(batch_size)
+        self.dead_letters = harness.poller(DEAD_LETTERS, pipeline.queues.dlq_url, sqs=pipeline.sqs)
         self.kills = 0
         self.dropped_events = 0
+
+    def worker_poller(self, batch_size: int) -> SqsPoller:
+        jobs_url = self.pipeline.queues.jobs_url
+        return self.harness.poller(WORKER, jobs_url, batch_size, sqs=self.pipeline.sqs)
 
     def deliver(self, event: dict[str, Any]) -> None:
         """S3's notification: an asynchronous invocation of the dispatcher, tried 3 times,
         then dropped (no on-failure destination is configured)."""
         for _ in range(ASYNC_ATTEMPTS):
             try:
-                self.pipeline.client.lambda_.invoke("dispatch_upload", event)
+                self.harness.invoke(DISPATCHER, event)
             except (Exception, InvocationKilled):
                 continue
             return
@@ -222,8 +232,12 @@ class SentMessages:
 # --- the harness ------------------------------------------------------------------------------
 
 
-class Harness:
+class FaultHarness(Harness):
+    """The shared harness (tests/harness.py) with the pipeline's sources, the event
+    sources' failure semantics, and the invariants every test checks."""
+
     def __init__(self, pipeline: Pipeline, tenant: str, batch_size: int = 5) -> None:
+        super().__init__()
         self.pipeline = pipeline
         self.tenant = tenant
         self.derived_bucket = app_settings().derived_bucket
@@ -232,17 +246,13 @@ class Harness:
         self.history = JobHistory(self.job_status)
         self.writes = OutputWrites(self.derived_bucket, self._was_completed)
         self.sent = SentMessages(clients.sqs())
-        self.sources = EventSources(pipeline, batch_size)
+        self.sources = EventSources(self, pipeline, batch_size)
 
     def _was_completed(self, job_id: str) -> bool:
         return self.job_status(job_id) == COMPLETED or self.history.reached(job_id, COMPLETED)
 
-    @property
-    def app_clients(self) -> tuple[Any, ...]:
-        return (clients.s3(), clients.sqs(), clients.dynamodb())
-
     def use_batch_size(self, batch_size: int) -> None:
-        self.sources.worker = self.pipeline.worker(batch_size)
+        self.sources.worker = self.sources.worker_poller(batch_size)
 
     # --- driving ---
 
@@ -257,11 +267,6 @@ class Harness:
         if notify:
             self.sources.deliver(submitted.event)
         return submitted
-
-    @contextmanager
-    def faults(self, *faults: Fault) -> Iterator[None]:
-        with attached(faults, self.app_clients):
-            yield
 
     def duplicate_sent_messages(self) -> None:
         for body in list(self.sent.bodies):
@@ -420,9 +425,9 @@ def pipeline(
 
 
 @pytest.fixture
-def harness(pipeline: Pipeline, tenant: str) -> Iterator[Harness]:
+def harness(pipeline: Pipeline, tenant: str) -> Iterator[FaultHarness]:
     record_clean_runs(pipeline, tenant)
-    harness = Harness(pipeline, tenant)
+    harness = FaultHarness(pipeline, tenant)
     with harness.history.recording(clients.dynamodb()), harness.writes.recording(clients.s3()):
         yield harness
 
@@ -484,18 +489,20 @@ def fault(operation: str, kind: str, *, times: int | None = 1, skip: int = 0, **
     ],
 )
 def test_transient_worker_errors_are_retried_to_the_right_end(
-    harness: Harness, operation: str, kind: str, times: int, skip: int, rendered_once: bool
+    harness: FaultHarness, operation: str, kind: str, times: int, skip: int, rendered_once: bool
 ) -> None:
     jobs = [harness.submit(name) for name in ("red", "text", "tall", "alpha", "truncated")]
     injected = fault(operation, kind, times=times, skip=skip)
-    with harness.faults(injected):
+    with harness.faulty(injected):
         harness.sources.settle()
     if operation in ("GetObject", "PutObject", "UpdateItem"):  # calls every job must make
         assert injected.failed == times
     harness.assert_settled(jobs, rendered_once=rendered_once)
 
 
-def test_the_same_errors_on_every_operation_at_once_still_end_every_job(harness: Harness) -> None:
+def test_the_same_errors_on_every_operation_at_once_still_end_every_job(
+    harness: FaultHarness,
+) -> None:
     jobs = [harness.submit(name) for name in ("red", "tall", "text", "alpha")]
     faults = [
         fault(operation, kind, times=1, skip=skip)
@@ -508,7 +515,7 @@ def test_the_same_errors_on_every_operation_at_once_still_end_every_job(harness:
             ]
         )
     ]
-    with harness.faults(*faults):
+    with harness.faulty(*faults):
         harness.sources.settle()
     # Four failed receives may fall on one message: it may have been given up, never stuck.
     harness.assert_settled(jobs, exact=False, rendered_once=False)
@@ -529,11 +536,11 @@ def test_the_same_errors_on_every_operation_at_once_still_end_every_job(harness:
     ],
 )
 def test_the_dispatcher_recovers_through_its_retries(
-    harness: Harness, operation: str, kind: str, times: int
+    harness: FaultHarness, operation: str, kind: str, times: int
 ) -> None:
     jobs = [harness.submit(name, notify=False) for name in ("red", "tall")]
     injected = fault(operation, kind, times=times)
-    with harness.faults(injected):
+    with harness.faulty(injected):
         for job in jobs:
             harness.sources.deliver(job.event)
     assert injected.failed == times
@@ -553,10 +560,10 @@ def test_the_dispatcher_recovers_through_its_retries(
     ],
 )
 def test_a_job_whose_dispatch_keeps_failing_is_ended_by_the_sweeper(
-    harness: Harness, operation: str, outcomes: set[str]
+    harness: FaultHarness, operation: str, outcomes: set[str]
 ) -> None:
     lost = harness.submit("red", notify=False)
-    with harness.faults(fault(operation, "server_error", times=ASYNC_ATTEMPTS)):
+    with harness.faulty(fault(operation, "server_error", times=ASYNC_ATTEMPTS)):
         harness.sources.deliver(lost.event)
     healthy = harness.submit("tall")
     assert harness.sources.dropped_events == 1
@@ -571,14 +578,14 @@ def test_a_job_whose_dispatch_keeps_failing_is_ended_by_the_sweeper(
 
 @pytest.mark.parametrize("kind", ["server_error", "connection_reset", "lost_response"])
 def test_failing_to_delete_finished_siblings_replays_them_harmlessly(
-    harness: Harness, kind: str
+    harness: FaultHarness, kind: str
 ) -> None:
     jobs = [harness.submit(name) for name in ("red", "tall", "alpha", "text")]
     unlucky = jobs[1].job_id
     flaky_read = Fault("GetObject", code="InternalError", status=500, times=1,
                        when=url_contains(unlucky))  # fmt: skip
     deletes = fault("DeleteMessage", kind, times=1)
-    with harness.faults(flaky_read, deletes):
+    with harness.faulty(flaky_read, deletes):
         harness.sources.settle()
     assert flaky_read.failed == 1
     assert deletes.failed == 1
@@ -600,13 +607,13 @@ def test_failing_to_delete_finished_siblings_replays_them_harmlessly(
         ),
     ],
 )
-def test_a_worker_killed_mid_batch_loses_nothing(harness: Harness, kill: Any) -> None:
+def test_a_worker_killed_mid_batch_loses_nothing(harness: FaultHarness, kill: Any) -> None:
     jobs = [harness.submit(name) for name in ("red", "tall", "alpha", "truncated")]
     # A read failing once makes the worker delete the finished siblings explicitly.
     flaky_read = Fault("GetObject", code="SlowDown", times=1, when=url_contains(jobs[2].job_id))
     killer = kill()
     faults = (killer, flaky_read) if killer.operation == "DeleteMessage" else (killer,)
-    with harness.faults(*faults):
+    with harness.faulty(*faults):
         harness.sources.settle()
     assert killer.failed == 1
     assert harness.sources.kills == 1
@@ -615,21 +622,21 @@ def test_a_worker_killed_mid_batch_loses_nothing(harness: Harness, kill: Any) ->
 
 @pytest.mark.parametrize("calls", [0, 5, 11, 17])
 def test_a_killed_batch_comes_back_after_its_visibility_timeout(
-    harness: Harness, calls: int
+    harness: FaultHarness, calls: int
 ) -> None:
     jobs = [harness.submit(name) for name in ("red", "text", "tall", "alpha")]
     switch = KillSwitch(after=calls)
-    with switch.armed(harness.app_clients):
+    with switch.armed(app_clients()):
         harness.sources.settle()
     assert switch.fired
     harness.assert_settled(jobs, rendered_once=False)
 
 
-def test_a_job_that_kills_its_worker_every_time_is_given_up(harness: Harness) -> None:
+def test_a_job_that_kills_its_worker_every_time_is_given_up(harness: FaultHarness) -> None:
     harness.use_batch_size(1)
     poison, *others = [harness.submit(name) for name in ("red", "tall", "alpha")]
     deadly = Fault("GetObject", raises=killed, when=url_contains(poison.job_id))
-    with harness.faults(deadly):
+    with harness.faulty(deadly):
         harness.sources.settle()
     assert deadly.failed == 3  # the queue's maxReceiveCount
     outcomes = harness.assert_settled([poison, *others], exact=False)
@@ -639,10 +646,10 @@ def test_a_job_that_kills_its_worker_every_time_is_given_up(harness: Harness) ->
     }
 
 
-def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: Harness) -> None:
+def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: FaultHarness) -> None:
     poison, *siblings = [harness.submit(name) for name in ("red", "tall", "alpha", "red")]
     deadly = Fault("GetObject", raises=killed, when=url_contains(poison.job_id))
-    with harness.faults(deadly):
+    with harness.faulty(deadly):
         harness.sources.settle()
     # Killed on each of its receives, and no more: it was not sent back.
     assert deadly.failed == dead_letters.MAX_RECEIVE_COUNT
@@ -658,14 +665,14 @@ def test_a_job_that_kills_its_worker_does_not_take_its_batch_down(harness: Harne
     assert harness.job_attempts(poison.job_id) == dead_letters.MAX_RECEIVE_COUNT
 
 
-def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: Harness) -> None:
+def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: FaultHarness) -> None:
     """The second poison is collateral damage of the first at first; sent back, it kills
     its worker on every receive of its own, and ends FAILED like the first."""
     first, sibling, second = [harness.submit(name) for name in ("red", "tall", "alpha")]
     deadly = [
         Fault("GetObject", raises=killed, when=url_contains(job.job_id)) for job in (first, second)
     ]
-    with harness.faults(*deadly):
+    with harness.faulty(*deadly):
         harness.sources.settle()
     outcomes = harness.assert_settled([first, sibling, second], exact=False)
     assert outcomes == {
@@ -681,14 +688,14 @@ def test_a_poison_behind_another_in_its_batch_is_still_given_up(harness: Harness
 
 
 def test_a_message_that_keeps_coming_back_to_the_dead_letter_queue_ends(
-    harness: Harness,
+    harness: FaultHarness,
 ) -> None:
     """A job whose invocation dies before it is ever claimed looks like collateral damage
     every time: it is sent back MAX_REDRIVES times, then given up."""
     job = harness.submit("red")
     dies_at_claim = Fault("UpdateItem", raises=killed, when=body_contains(job.job_id))
     for _ in range(dead_letters.MAX_REDRIVES + 1):
-        with harness.faults(dies_at_claim):
+        with harness.faulty(dies_at_claim):
             while harness.sources.poll_worker():
                 pass
         assert harness.queue_depth(harness.pipeline.queues.dlq_url) == 1
@@ -706,7 +713,7 @@ def test_a_message_that_keeps_coming_back_to_the_dead_letter_queue_ends(
 
 
 @pytest.mark.parametrize("batch_size", [1, 10], ids=["in-two-batches", "in-one-batch"])
-def test_duplicated_events_and_messages_render_once(harness: Harness, batch_size: int) -> None:
+def test_duplicated_events_and_messages_render_once(harness: FaultHarness, batch_size: int) -> None:
     harness.use_batch_size(batch_size)
     first = harness.submit("red")
     second = harness.submit("text")
@@ -724,11 +731,11 @@ def test_duplicated_events_and_messages_render_once(harness: Harness, batch_size
 
 
 @contextmanager
-def dead_lettered(harness: Harness, job: Submitted) -> Iterator[None]:
+def dead_lettered(harness: FaultHarness, job: Submitted) -> Iterator[None]:
     """The job's message fails all its receives and lands in the dead-letter queue,
     unhandled until the block ends."""
     failing = Fault("GetObject", code="InternalError", status=500, when=url_contains(job.job_id))
-    with harness.faults(failing):
+    with harness.faulty(failing):
         while harness.sources.poll_worker():
             pass
     assert failing.failed == 3
@@ -738,7 +745,7 @@ def dead_lettered(harness: Harness, job: Submitted) -> Iterator[None]:
 
 
 def test_a_dead_letter_after_a_duplicate_completed_the_job_changes_nothing(
-    harness: Harness,
+    harness: FaultHarness,
 ) -> None:
     job = harness.submit("red")
     with dead_lettered(harness, job):
@@ -750,7 +757,7 @@ def test_a_dead_letter_after_a_duplicate_completed_the_job_changes_nothing(
 
 
 def test_a_duplicate_after_the_dead_letter_failed_the_job_changes_nothing(
-    harness: Harness,
+    harness: FaultHarness,
 ) -> None:
     job = harness.submit("red")
     with dead_lettered(harness, job):
@@ -761,12 +768,12 @@ def test_a_duplicate_after_the_dead_letter_failed_the_job_changes_nothing(
     assert harness.writes.count() == {}
 
 
-def test_the_dead_letter_handler_retries_its_own_transient_errors(harness: Harness) -> None:
+def test_the_dead_letter_handler_retries_its_own_transient_errors(harness: FaultHarness) -> None:
     job = harness.submit("tall")
     sibling = harness.submit("red")
     with (
         dead_lettered(harness, job),
-        harness.faults(fault("UpdateItem", "throttled", times=2, when=body_contains(job.job_id))),
+        harness.faulty(fault("UpdateItem", "throttled", times=2, when=body_contains(job.job_id))),
     ):
         harness.sources.poll_dead_letters()
         harness.sources.poll_dead_letters()
@@ -842,13 +849,13 @@ EXPLORE = int(os.environ.get("FAULT_EXAMPLES", "0"))  # more, and random, when a
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(schedule=schedules())
-def test_any_fault_schedule_keeps_the_invariants(harness: Harness, schedule: Schedule) -> None:
+def test_any_fault_schedule_keeps_the_invariants(harness: FaultHarness, schedule: Schedule) -> None:
     harness.use_batch_size(schedule.batch_size)
     harness.sent.bodies.clear()
     harness.sources.dropped_events = 0
     jobs = [harness.submit(name, notify=False) for name in schedule.sources]
     dispatch_faults = [spec.build() for spec in schedule.dispatch_faults]
-    with harness.faults(*dispatch_faults):
+    with harness.faulty(*dispatch_faults):
         for job in jobs:
             harness.sources.deliver(job.event)
         for index in schedule.duplicate_events:  # again, after the others: out of order
@@ -858,7 +865,7 @@ def test_any_fault_schedule_keeps_the_invariants(harness: Harness, schedule: Sch
         harness.duplicate_sent_messages()
     worker_faults = [spec.build() for spec in schedule.worker_faults]
     switch = KillSwitch(after=schedule.kill_after if schedule.kill_after is not None else 10**9)
-    with harness.faults(*worker_faults), switch.armed(harness.app_clients):
+    with harness.faulty(*worker_faults), switch.armed(app_clients()):
         harness.sources.settle()
     # Each failed invocation costs each message in its batch at most one receive: with at
     # most 2 of them no message can reach the dead-letter queue (maxReceiveCount 3).

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,16 +28,16 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.local import LambdaContext
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
 from chalicelib import auth, clients
 from chalicelib.config import settings
-from devstack.lambda_events import SqsPoller, api_gateway_event, s3_object_created_event
+from devstack.lambda_events import api_gateway_event, s3_object_created_event
 from devstack.runner import scheduled_event
 from infra import policies, stack
 from tests.faults import Fault, body_contains, url_contains
+from tests.harness import ACTION_OF_VERSIONED_OPERATION, Harness
 from tests.resources import REGION, Queues
 from tests.samples import jpeg
 
@@ -47,20 +46,8 @@ STAGE = "test"
 UNSCOPED_IN_MOTO = ("dynamodb:", "sqs:GetQueueUrl")
 # Presigning makes no API call: the URL carries the signer's own authority.
 PRESIGNED = {policies.API: {"s3:PutObject", "s3:GetObject"}}
-# API names that AWS authorizes as another action.
-ACTION_OF_OPERATION = {
-    "s3:HeadObject": "s3:GetObject",
-    "s3:ListObjectVersions": "s3:ListBucketVersions",
-    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
-}
-# ... and the ones it authorizes as another action when they name an object's version.
-ACTION_OF_VERSIONED_OPERATION = {
-    "s3:GetObject": "s3:GetObjectVersion",
-    "s3:DeleteObject": "s3:DeleteObjectVersion",
-}
 # moto authorizes batch calls by their own name; AWS by the single action's.
 MOTO_BATCH_NAMES = {"sqs:DeleteMessage": "sqs:DeleteMessageBatch"}
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def enforceable(document: dict[str, Any]) -> dict[str, Any]:
@@ -89,82 +76,6 @@ def code_actions(function: str, outputs: dict[str, str]) -> set[str]:
         if statement.reason == "code"
         for action in statement.actions
     }
-
-
-class Harness:
-    """Runs each function's code with that function's credentials, as its Lambda would,
-    recording the AWS actions it calls and carrying any injected faults onto its clients."""
-
-    def __init__(self, identities: dict[str, dict[str, str]]) -> None:
-        self.identities = identities
-        self.calls: dict[str, set[str]] = defaultdict(set)
-        self.faults: list[Fault] = []
-
-    def watch(self, client: Any, name: str) -> Any:
-        def record(model: Any, params: dict[str, Any], **_: Any) -> None:
-            operation = f"{model.service_model.signing_name}:{model.name}"
-            if "versionId" in params.get("query_string", {}):
-                operation = ACTION_OF_VERSIONED_OPERATION.get(operation, operation)
-            self.calls[name].add(ACTION_OF_OPERATION.get(operation, operation))
-
-        client.meta.events.register("before-call", record)
-        for fault in self.faults:
-            fault.attach(client)
-        return client
-
-    @contextmanager
-    def acting_as(self, function: str) -> Iterator[None]:
-        saved = {name: os.environ.get(name) for name in CREDENTIAL_VARIABLES}
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.update(self.identities[function])
-        clients.reset_clients()
-        for client in (clients.s3(), clients.sqs(), clients.dynamodb()):
-            self.watch(client, function)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            clients.reset_clients()
-
-    @contextmanager
-    def faulty(self, *faults: Fault) -> Iterator[None]:
-        self.faults.extend(faults)
-        try:
-            yield
-        finally:
-            for fault in faults:
-                self.faults.remove(fault)
-
-    def invoke(self, function: str, event: dict[str, Any]) -> Any:
-        from app import app
-
-        handler: Any = app if function == policies.API else app.handler_map[function]
-        with self.acting_as(function):
-            return handler(event, LambdaContext(function, memory_size=256))
-
-    def poller(self, function: str, queue_url: str) -> SqsPoller:
-        """Lambda's SQS event source, which polls with the function's own role."""
-        sqs = self.watch(self._sqs(function), f"{function} (event source)")
-        return SqsPoller(
-            sqs,
-            queue_url,
-            lambda event: self.invoke(function, event),
-            batch_size=10,
-            expire_with=self._sqs("queue-owner"),
-        )
-
-    def _sqs(self, identity: str) -> Any:
-        credentials = self.identities[identity]
-        return boto3.client(
-            "sqs",
-            region_name=REGION,
-            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-        )
 
 
 def rest_event(
