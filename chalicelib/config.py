@@ -56,6 +56,7 @@ class Settings:
     max_pending_uploads: int
     webhooks_table: str
     webhooks_queue: str
+    webhooks_dlq: str
     webhook_secrets_key: str
     max_webhooks_per_tenant: int
     webhook_allow_http: bool
@@ -144,6 +145,7 @@ def settings() -> Settings:
         max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
         webhooks_table=_required("WEBHOOKS_TABLE"),
         webhooks_queue=_required("WEBHOOKS_QUEUE"),
+        webhooks_dlq=os.environ.get("WEBHOOKS_DLQ") or DEFAULT_WEBHOOKS_DLQ,
         webhook_secrets_key=_required("WEBHOOK_SECRETS_KEY"),
         max_webhooks_per_tenant=_int("MAX_WEBHOOKS_PER_TENANT", 10),
         # Off on AWS: https to public addresses only (chalicelib/outbound.py). The local

@@ -206,8 +206,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             # The event's data: the job as GET /jobs/{id} shows it.
             Statement("ReadJobs", ("dynamodb:GetItem",), (arns.jobs_table,), "code"),
+            # Retries, and the hops of a long wait. (Batches of one message: no record has
+            # a finished sibling to delete, so the function deletes nothing itself.)
             Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
-            Statement("DeleteFinishedDeliveries", DELETE_ACTIONS, (arns.webhooks_queue,), "code"),
             Statement("PollDeliveries", SQS_POLLER_ACTIONS, (arns.webhooks_queue,), "aws"),
         ),
         WEBHOOK_DEAD_LETTERS: (

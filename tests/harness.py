@@ -9,6 +9,7 @@ function runs with the process's credentials and the app's clients as they are.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -38,8 +39,17 @@ ACTION_OF_VERSIONED_OPERATION = {
 }
 
 
+# A transaction is authorized as the action of each of its items.
+TRANSACTION_ITEM_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
 def app_clients() -> tuple[Any, ...]:
-    return (clients.s3(), clients.sqs(), clients.dynamodb())
+    return (clients.s3(), clients.sqs(), clients.dynamodb(), clients.kms())
 
 
 class Harness:
@@ -109,6 +119,9 @@ class Harness:
             operation = f"{model.service_model.signing_name}:{model.name}"
             if "versionId" in params.get("query_string", {}):
                 operation = ACTION_OF_VERSIONED_OPERATION.get(operation, operation)
+            if operation == "dynamodb:TransactWriteItems":
+                self.calls[name].update(_transaction_actions(params))
+                return
             self.calls[name].add(ACTION_OF_OPERATION.get(operation, operation))
 
         client.meta.events.register("before-call", record)
@@ -122,3 +135,9 @@ class Harness:
             aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
         )
+
+
+def _transaction_actions(params: dict[str, Any]) -> set[str]:
+    body = params.get("body") or b"{}"
+    items = json.loads(body)["TransactItems"]
+    return {TRANSACTION_ITEM_ACTIONS[kind] for item in items for kind in item}

@@ -7,11 +7,13 @@ the function was seen to call in that run, and every action granted anywhere is 
 code makes (a static scan of chalicelib).
 
 moto cannot check four things, so those are checked statically instead:
-- DynamoDB requests are authorized against resource "*" (moto does not resolve table
-  ARNs), and so is sqs:GetQueueUrl (it has no queue URL to resolve). For the enforced run
-  these actions are granted on "*"; the real policies are checked for their ARNs below.
-- moto authorizes sqs:DeleteMessageBatch by that name; AWS authorizes it as
-  sqs:DeleteMessage, so the enforced copy grants both.
+- DynamoDB and KMS requests are authorized against resource "*" (moto does not resolve
+  table or key ARNs), and so is sqs:GetQueueUrl (it has no queue URL to resolve). For the
+  enforced run these actions are granted on "*"; the real policies are checked for their
+  ARNs below.
+- moto authorizes sqs:DeleteMessageBatch and dynamodb:TransactWriteItems by those names;
+  AWS authorizes them as sqs:DeleteMessage and as each item's action (dynamodb:PutItem,
+  UpdateItem, DeleteItem), so the enforced copy grants both.
 - moto cannot authorize a presigned POST upload, so the upload is made as a PutObject
   with the API function's credentials, which is the authority a presigned POST delegates.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,31 +35,44 @@ from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
 from chalicelib import auth, clients
-from chalicelib.config import settings
+from chalicelib.config import reset_settings, settings
+from chalicelib.delivery_message import Delivery
 from devstack.lambda_events import api_gateway_event, s3_object_created_event
 from devstack.runner import scheduled_event
 from infra import policies, stack
 from tests.faults import Fault, body_contains, url_contains
 from tests.harness import ACTION_OF_VERSIONED_OPERATION, Harness
+from tests.receiver import receiver
 from tests.resources import REGION, Queues
 from tests.samples import jpeg
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = "test"
-UNSCOPED_IN_MOTO = ("dynamodb:", "sqs:GetQueueUrl")
+UNSCOPED_IN_MOTO = ("dynamodb:", "sqs:GetQueueUrl", "kms:")
 # Presigning makes no API call: the URL carries the signer's own authority.
 PRESIGNED = {policies.API: {"s3:PutObject", "s3:GetObject"}}
 # moto authorizes batch calls by their own name; AWS by the single action's.
-MOTO_BATCH_NAMES = {"sqs:DeleteMessage": "sqs:DeleteMessageBatch"}
+MOTO_BATCH_NAMES = {
+    "sqs:DeleteMessage": "sqs:DeleteMessageBatch",
+    "dynamodb:PutItem": "dynamodb:TransactWriteItems",
+}
+# The stage `local`'s outbound rules (a receiver on 127.0.0.1), retries at once, and the
+# sweeper handing over an unannounced event at its first run.
+WEBHOOK_ENVIRONMENT = {
+    "WEBHOOK_ALLOW_HTTP": "1",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    "WEBHOOK_RETRY_SCHEDULE": "0",
+    "SWEEP_ANNOUNCE_GRACE_SECONDS": "0",
+}
 
 
 def enforceable(document: dict[str, Any]) -> dict[str, Any]:
     """The policy as moto can enforce it (see the module docstring)."""
     statements = []
     for statement in document["Statement"]:
-        actions = statement["Action"] + [
-            MOTO_BATCH_NAMES[a] for a in statement["Action"] if a in MOTO_BATCH_NAMES
-        ]
+        actions = statement["Action"] + sorted(
+            {MOTO_BATCH_NAMES[a] for a in statement["Action"] if a in MOTO_BATCH_NAMES}
+        )
         scoped = [a for a in actions if not a.startswith(UNSCOPED_IN_MOTO)]
         unscoped = [a for a in actions if a.startswith(UNSCOPED_IN_MOTO)]
         if scoped:
@@ -92,7 +108,10 @@ def outputs(aws: Queues) -> dict[str, str]:
 
 
 @pytest.fixture
-def harness(outputs: dict[str, str]) -> Harness:
+def harness(outputs: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Harness:
+    for name, value in WEBHOOK_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
     iam = boto3.client("iam", region_name=REGION)
     documents = {
         function: enforceable(policies.policy_document(function, STAGE, outputs))
@@ -103,14 +122,19 @@ def harness(outputs: dict[str, str]) -> Harness:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}],
     }
-    # The test stands in for SQS itself when it lets a visibility timeout expire early, or
-    # drops a message at the end of its retention.
+    # The test stands in for SQS itself when it lets a visibility timeout expire early,
+    # drops a message at the end of its retention, or moves one to a dead-letter queue.
     documents["queue-owner"] = {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
-                "Action": ["sqs:ChangeMessageVisibility", "sqs:PurgeQueue"],
+                "Action": [
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:PurgeQueue",
+                    "sqs:SendMessage",
+                    "sqs:GetQueueUrl",
+                ],
                 "Resource": "*",
             }
         ],
@@ -227,6 +251,8 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
         Fault("GetObject", times=1, when=url_contains(flaky)),
         *(Fault("GetObject", when=url_contains(job)) for job in doomed),
         Fault("UpdateItem", when=body_contains(never_claimed)),
+        # One job's event is not handed over at its end: the sweeper hands it over.
+        Fault("SendMessage", times=1, when=body_contains("job.event")),
     ):
         harness.poller(policies.WORKER, aws.jobs_url).drain()
     with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
@@ -244,7 +270,58 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
         statuses[job_id] = json.loads(job["body"])["status"]
     listing = harness.invoke(policies.API, rest_event("GET", "/jobs", "/jobs"))
     assert len(json.loads(listing["body"])["jobs"]) == len(job_ids)
+    run_webhook_paths(harness, job_ids[0])
     return statuses
+
+
+def run_webhook_paths(harness: Harness, job_id: str) -> None:
+    """Endpoints registered, listed, rotated, deleted; every job's event delivered (the
+    first attempt failing and retried), a test event, the delivery log and a replay; a
+    dead-lettered delivery given up, in a batch with a retried record."""
+    with harness.acting_as("queue-owner"):
+        webhooks_url = clients.queue_url(settings().webhooks_queue)
+        dlq_url = clients.queue_url(settings().webhooks_dlq)
+    events = ["job.completed", "job.failed"]
+    with receiver([500, 200]) as listening:
+        endpoint = api_call(harness, "POST", "/webhooks", {"url": listening.url, "events": events})
+        other = api_call(harness, "POST", "/webhooks", {"url": listening.url, "events": events})
+        on_other = f"/webhooks/{other['id']}"
+        api_call(harness, "POST", f"{on_other}/rotate", resource="/webhooks/{endpoint_id}/rotate")
+        api_call(harness, "DELETE", on_other, resource="/webhooks/{endpoint_id}")
+        assert len(api_call(harness, "GET", "/webhooks")["webhooks"]) == 1
+        on_endpoint = f"/webhooks/{endpoint['id']}/test"
+        api_call(harness, "POST", on_endpoint, resource="/webhooks/{endpoint_id}/test")
+        deliveries = harness.poller(policies.DELIVERIES, webhooks_url, batch_size=1)
+        deliveries.drain()
+        on_job = f"/jobs/{job_id}/deliveries"
+        logged = api_call(harness, "GET", on_job, resource="/jobs/{job_id}/deliveries")
+        assert logged["deliveries"][-1]["status"] == 200
+        api_call(harness, "POST", f"{on_job}/replay", resource="/jobs/{job_id}/deliveries/replay")
+        deliveries.drain()
+    ids = [received.headers["webhook-id"] for received in listening.received]
+    # Nine jobs' events and the test event; one attempt failed and was retried; a replay.
+    assert (len(set(ids)), len(ids)) == (10, 12)
+    dead = Delivery("acme", endpoint["id"], "evt_dead", "job.completed", job_id, 9, 0.0)
+    with harness.acting_as("queue-owner"):
+        for body in (dead.to_body(), "not a webhooks message"):
+            clients.sqs().send_message(QueueUrl=dlq_url, MessageBody=body)
+    with harness.faulty(Fault("PutItem", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.WEBHOOK_DEAD_LETTERS, dlq_url).drain()
+    logged = api_call(harness, "GET", on_job, resource="/jobs/{job_id}/deliveries")
+    assert logged["deliveries"][-1]["error"] == "dead_lettered"
+
+
+def api_call(
+    harness: Harness, method: str, path: str, body: Any = None, resource: str | None = None
+) -> Any:
+    parameters = dict(
+        zip(re.findall(r"{(\w+)}", resource or ""), path.split("/")[2::2], strict=False)
+    )
+    answer = harness.invoke(
+        policies.API, rest_event(method, path, resource or path, body, **parameters)
+    )
+    assert answer["statusCode"] < 300, answer["body"]
+    return json.loads(answer["body"]) if answer["body"] else None
 
 
 def test_each_function_runs_with_only_its_own_policy(aws: Queues, harness: Harness) -> None:
@@ -266,7 +343,13 @@ def test_each_policy_grants_only_what_its_function_calls(
     for function in policies.FUNCTIONS:
         seen = harness.calls[function] | PRESIGNED.get(function, set())
         assert code_actions(function, outputs) == seen, function
-    for function in (policies.WORKER, policies.DEAD_LETTERS):
+    pollers = (
+        policies.WORKER,
+        policies.DEAD_LETTERS,
+        policies.DELIVERIES,
+        policies.WEBHOOK_DEAD_LETTERS,
+    )
+    for function in pollers:
         assert harness.calls[f"{function} (event source)"] <= set(policies.SQS_POLLER_ACTIONS)
 
 
@@ -284,20 +367,30 @@ def test_a_missing_grant_is_refused(aws: Queues, harness: Harness) -> None:
 
 
 def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> None:
-    jobs_table = outputs["JobsTableArn"]
+    jobs_table, webhooks_table = outputs["JobsTableArn"], outputs["WebhooksTableArn"]
+    webhooks_queue = outputs["WebhooksQueueArn"]
     expected_resources = {
-        "dynamodb:PutItem": {jobs_table},
-        "dynamodb:GetItem": {jobs_table, outputs["ApiKeysTableArn"]},
-        "dynamodb:UpdateItem": {jobs_table},
+        "dynamodb:PutItem": {jobs_table, webhooks_table},
+        "dynamodb:GetItem": {jobs_table, outputs["ApiKeysTableArn"], webhooks_table},
+        "dynamodb:UpdateItem": {jobs_table, webhooks_table},
+        "dynamodb:DeleteItem": {webhooks_table},
         "dynamodb:Query": {
             f"{jobs_table}/index/{policies.JOBS_INDEX}",
             f"{jobs_table}/index/{policies.STATUS_INDEX}",
             f"{jobs_table}/index/{policies.OPEN_JOBS_INDEX}",
+            webhooks_table,
         },
+        "kms:Encrypt": {outputs["WebhookSecretsKey"]},
+        "kms:Decrypt": {outputs["WebhookSecretsKey"]},
         "s3:ListBucketVersions": {outputs["UploadsBucketArn"]},
-        "sqs:GetQueueUrl": {outputs["JobsQueueArn"], outputs["JobsDlqArn"]},
-        # Job messages go to the jobs queue only, never straight to the dead-letter queue.
-        "sqs:SendMessage": {outputs["JobsQueueArn"]},
+        "sqs:GetQueueUrl": {
+            outputs["JobsQueueArn"],
+            outputs["JobsDlqArn"],
+            webhooks_queue,
+            outputs["WebhooksDlqArn"],
+        },
+        # Messages go to their queues only, never straight to a dead-letter queue.
+        "sqs:SendMessage": {outputs["JobsQueueArn"], webhooks_queue},
         "s3:GetObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
             f"{outputs['DerivedBucketArn']}/*",
@@ -331,6 +424,8 @@ def test_every_granted_action_is_called_by_the_code(outputs: dict[str, str]) -> 
 
 SDK_METHOD_ACTIONS = {
     ("dynamodb", "put_item"): "dynamodb:PutItem",
+    ("kms", "encrypt"): "kms:Encrypt",
+    ("kms", "decrypt"): "kms:Decrypt",
     ("dynamodb", "get_item"): "dynamodb:GetItem",
     ("dynamodb", "update_item"): "dynamodb:UpdateItem",
     ("dynamodb", "query"): "dynamodb:Query",
@@ -346,6 +441,11 @@ SDK_METHOD_ACTIONS = {
 }
 
 
+# What the code's transactions may write: their items' actions (the table's endpoints and
+# their counter: put, update, delete).
+TRANSACTION_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
 def actions_called_in(package: Path) -> set[str]:
     """IAM actions of every `clients.<service>().<method>(...)` (or, inside clients.py,
     `<service>().<method>(...)`) call in the package."""
@@ -355,7 +455,13 @@ def actions_called_in(package: Path) -> set[str]:
             service_method = _client_call(node)
             if service_method is None:
                 continue
-            known = set(SDK_METHOD_ACTIONS) | {("s3", "generate_presigned_url")}
+            if service_method == ("dynamodb", "transact_write_items"):
+                actions |= TRANSACTION_ACTIONS
+                continue
+            known = set(SDK_METHOD_ACTIONS) | {
+                ("s3", "generate_presigned_url"),
+                ("dynamodb", "get_paginator"),
+            }
             assert service_method in known, f"{path.name}: unmapped call {service_method}"
             actions.add(_action(*service_method, node))  # type: ignore[arg-type]
     return actions
@@ -369,7 +475,7 @@ def _client_call(node: ast.AST) -> tuple[str, str] | None:
         return None
     factory = receiver.func
     name = factory.attr if isinstance(factory, ast.Attribute) else getattr(factory, "id", None)
-    if name not in ("s3", "sqs", "dynamodb"):
+    if name not in ("s3", "sqs", "dynamodb", "kms"):
         return None
     return str(name), node.func.attr
 
@@ -379,6 +485,10 @@ def _action(service: str, method: str, call: ast.Call) -> str:
         operation = call.args[0]
         assert isinstance(operation, ast.Constant), "presigned operation must be a literal"
         return {"get_object": "s3:GetObject"}[str(operation.value)]
+    if (service, method) == ("dynamodb", "get_paginator"):
+        operation = call.args[0]
+        assert isinstance(operation, ast.Constant), "paginated operation must be a literal"
+        return SDK_METHOD_ACTIONS[(service, str(operation.value))]
     action = SDK_METHOD_ACTIONS[(service, method)]
     if action not in ACTION_OF_VERSIONED_OPERATION:
         return action
