@@ -282,16 +282,13 @@ def pin(*, required: bool) -> int | None:
         os.sched_setaffinity(0, {core})
     except (AttributeError, OSError) as exc:
         if required:
-            raise SystemExit(
-                f"cannot pin to one core ({exc}); use --quick to run unpinned"
-            ) from exc
+            raise SystemExit(f"cannot pin to a core ({exc}): --quick runs unpinned") from exc
         return None
     return core
 
 
 def find_photos(directory: Path, *, quick: bool) -> list[Path]:
-    """The photos in `directory`; with `quick`, the first and the last by name (in the
-    corpus: a plain one and a phone photo)."""
+    """The photos in `directory`; with `quick`, the first and the last by name."""
     photos = sorted(path for path in directory.glob("*") if path.suffix.lower() in PHOTO_SUFFIXES)
     if not photos:
         raise SystemExit(f"no photos in {directory}")
@@ -451,19 +448,11 @@ def versions() -> dict[str, str | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.update(THREAD_ENVIRONMENT)  # before anything imports numpy or pyvips
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.engine",
-        description="Benchmark the imaging engine against pyvips and plain Pillow.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__)
     parser.add_argument("directory", nargs="?", type=Path, default=CORPUS, metavar="DIR")
     parser.add_argument("--repeats", type=int, help="runs per photo and engine (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 photos, 1 run, maybe unpinned")
-    parser.add_argument(
-        "--engines",
-        type=lambda text: tuple(text.split(",")),
-        default=ENGINE_ORDER,
-        help=f"comma-separated, of {','.join(ENGINE_ORDER)}",
-    )
+    parser.add_argument("--engines", type=lambda text: text.split(","), default=ENGINE_ORDER)
     parser.add_argument("--save-outputs", type=Path, help="write every engine's outputs here")
     add_output_arguments(parser, "engine")
     arguments = parser.parse_args(argv)
