@@ -26,16 +26,13 @@ def machine() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None,
         "architecture": platform.machine(),
-        "kernel": platform.release(),
         "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }
 
 
 def _proc_field(path: str, keys: tuple[str, ...]) -> str:
-    """The value of the first line of `path` (`key: value` lines) whose key is one of
-    `keys`; empty if there is none."""
+    """The value of the first `key: value` line of `path` with one of `keys`, or ''."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -48,16 +45,9 @@ def _proc_field(path: str, keys: tuple[str, ...]) -> str:
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"the whole result (default out/bench/{name}.json; none with --quick)",
-    )
-    parser.add_argument(
-        "--summary",
-        type=Path,
-        help=f"its summary (default bench/results/{name}.json; none with --quick)",
-    )
+    """--out and --summary, where `write_result` writes (--quick: only where they say)."""
+    parser.add_argument("--out", type=Path, help=f"the result (default out/bench/{name}.json)")
+    parser.add_argument("--summary", type=Path, help=f"default bench/results/{name}.json")
 
 
 def summarised(value: Any, raw: tuple[str, ...]) -> Any:
@@ -67,11 +57,8 @@ def summarised(value: Any, raw: tuple[str, ...]) -> Any:
     heads = {path.split(".", 1)[0] for path in raw if "." not in path}
 
     def rest(key: str) -> tuple[str, ...]:
-        return tuple(
-            path.split(".", 1)[1]
-            for path in raw
-            if "." in path and path.split(".")[0] in (key, "*")
-        )
+        split = (path.partition(".") for path in raw)
+        return tuple(tail for head, _, tail in split if tail and head in (key, "*"))
 
     if isinstance(value, dict):
         return {k: summarised(v, rest(k)) for k, v in value.items() if k not in heads}
