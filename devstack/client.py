@@ -108,6 +108,24 @@ class Client:
             time.sleep(poll)
         return job
 
+    def wait_long(self, job_id: str, seconds: int = 20) -> Job:
+        """The job after one long-poll (`?wait=`): ended, or as it stands after `seconds`."""
+        job: Job = self.request("GET", f"/jobs/{job_id}", params={"wait": str(seconds)})
+        return job
+
+    def add_webhook(self, url: str, events: list[str] | None = None) -> dict[str, Any]:
+        """A new endpoint and its secret (shown this once)."""
+        body = {"url": url, "events": events or ["job.completed", "job.failed"]}
+        endpoint: dict[str, Any] = self.request("POST", "/webhooks", body)
+        return endpoint
+
+    def remove_webhook(self, endpoint_id: str) -> None:
+        self._send("api", "DELETE", f"{self.api}/webhooks/{endpoint_id}", headers=self._auth())
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """Every delivery attempt of the job's events."""
+        return list(self.request("GET", f"/jobs/{job_id}/deliveries")["deliveries"])
+
     def download(self, url: str) -> bytes:
         """An output, by the URL its job gives."""
         return self._send("s3", "GET", url).content
@@ -116,9 +134,12 @@ class Client:
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> Any:
         """One call of the API with the key; its JSON answer."""
-        headers = {"Authorization": f"Bearer {self.key}"}
         url = self.api + path
-        return self._send("api", method, url, json=body, params=params, headers=headers).json()
+        answer = self._send("api", method, url, json=body, params=params, headers=self._auth())
+        return answer.json()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
     def _send(self, target: str, method: str, url: str, **options: Any) -> requests.Response:
         response = self._session().request(method, url, timeout=self.timeout, **options)

@@ -13,11 +13,28 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from chalicelib import clients, deliveries, delivery_message, job_events, jobs, webhooks
+from chalicelib import (
+    clients,
+    deliveries,
+    delivery_log,
+    delivery_message,
+    job_events,
+    jobs,
+    webhooks,
+)
 from chalicelib.config import reset_settings, settings
 from chalicelib.delivery_log import DeliveryState
 from chalicelib.webhook_schedule import JITTER, RETRY_WAITS_SECONDS
 from devstack.lambda_events import SqsPoller
+from tests.faults import (
+    Fault,
+    InvocationKilled,
+    KillSwitch,
+    attached,
+    body_contains,
+    connection_reset,
+)
+from tests.harness import app_clients
 from tests.images import encode, solid
 from tests.pipeline import Pipeline, bearer
 from tests.receiver import Receiver, receiver
@@ -322,7 +339,113 @@ def _delivery_state(job_id: str) -> DeliveryState:
     stored = jobs.get_job(job_id)
     assert stored is not None
     assert stored.event_id is not None
-    from chalicelib import delivery_log
-
     (record,) = delivery_log.deliveries_of_event(job_id, stored.event_id)
     return record.state
+
+
+# --- faults: no event lost, no second success ---------------------------------------------------
+
+
+def killable_poller(pipeline: Pipeline) -> SqsPoller:
+    """The deliveries function's event source, where a killed invocation fails its batch
+    (it comes back, as after its visibility timeout) instead of ending the test."""
+    url = clients.queue_url(settings().webhooks_queue)
+
+    def invoke(event: dict[str, Any]) -> Any:
+        try:
+            return pipeline.client.lambda_.invoke("deliver_webhooks", event).payload
+        except InvocationKilled as exc:
+            raise RuntimeError("invocation killed") from exc
+
+    return SqsPoller(pipeline.sqs, url, invoke, batch_size=1, expire_with=pipeline.sqs)
+
+
+DELIVERY_FAULTS = {
+    # the fan-out cannot list the tenant's endpoints
+    "list endpoints": lambda: Fault("Query", code="ThrottlingException", status=400, times=2),
+    # the fan-out's second send fails: the first endpoint gets its delivery twice
+    "fan-out send": lambda: Fault("SendMessage", times=1, skip=1),
+    "claim": lambda: Fault("UpdateItem", times=1, code="InternalServerError", status=500),
+    "claim applied, answer lost": lambda: Fault("UpdateItem", times=1, applied=True),
+    "decrypt": lambda: Fault("Decrypt", code="ThrottlingException", status=400, times=1),
+    # after the POST: the attempt is made again by the same message
+    "log the attempt": lambda: Fault("PutItem", times=1, raises=connection_reset),
+    "settle applied, answer lost": lambda: Fault(
+        "UpdateItem", times=1, applied=True, skip=1, when=body_contains("succeeded")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DELIVERY_FAULTS))
+def test_faults_in_the_delivery_path_lose_no_event_and_record_one_success(
+    local_stage: Pipeline, name: str
+) -> None:
+    with receiver([200]) as first, receiver([200]) as second:
+        endpoints = [register(local_stage, first.url), register(local_stage, second.url)]
+        jobs_ended = [local_stage.process(photo()), local_stage.process(b"not an image")]
+        fault = DELIVERY_FAULTS[name]()
+        with attached([fault], app_clients()):
+            killable_poller(local_stage).drain()
+        killable_poller(local_stage).drain()
+        assert fault.failed >= 1, f"{name}: the fault never struck"
+        assert_delivered_once(local_stage, jobs_ended, endpoints, [first, second])
+
+
+@pytest.mark.parametrize("after_calls", [1, 2, 4, 6, 7])
+def test_a_delivery_killed_anywhere_is_made_again(local_stage: Pipeline, after_calls: int) -> None:
+    with receiver([200]) as listening:
+        endpoint = register(local_stage, listening.url)
+        job = local_stage.process(photo())
+        switch = KillSwitch(after=after_calls)
+        with switch.armed(app_clients()):
+            killable_poller(local_stage).drain()
+        killable_poller(local_stage).drain()
+        assert switch.fired
+        assert_delivered_once(local_stage, [job], [endpoint], [listening])
+
+
+def test_a_lost_hand_over_is_delivered_after_the_sweep(
+    local_stage: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEP_ANNOUNCE_GRACE_SECONDS", "0")
+    reset_settings()
+    with receiver([200]) as listening:
+        endpoint = register(local_stage, listening.url)
+        with attached([Fault("SendMessage", when=body_contains("job.event"))], app_clients()):
+            job = local_stage.process(photo())
+        deliver(local_stage)
+        assert listening.received == []
+        local_stage.sweep()
+        deliver(local_stage)
+        assert_delivered_once(local_stage, [job], [endpoint], [listening])
+
+
+def assert_delivered_once(
+    pipeline: Pipeline,
+    ended: list[dict[str, Any]],
+    endpoints: list[dict[str, Any]],
+    receivers: list[Receiver],
+) -> None:
+    """Each job's event reached each endpoint (maybe more than once, always with its one
+    id); each delivery logged exactly one success and ended SUCCEEDED; nothing is left on
+    the webhooks queue or its dead-letter queue."""
+    for job in ended:
+        stored = jobs.get_job(job["jobId"])
+        assert stored is not None
+        assert stored.event_id is not None
+        for endpoint, listening in zip(endpoints, receivers, strict=True):
+            ids = {r.headers["webhook-id"] for r in listening.received}
+            assert stored.event_id in ids, (job["jobId"], endpoint["id"])
+            logged = [
+                a for a in attempts(pipeline, job["jobId"]) if a["endpointId"] == endpoint["id"]
+            ]
+            assert [a["status"] for a in logged if a["status"] == 200] == [200], logged
+        records = delivery_log.deliveries_of_event(job["jobId"], stored.event_id)
+        assert {r.state for r in records} == {DeliveryState.SUCCEEDED}
+        assert len(records) == len(endpoints)
+    for queue in (settings().webhooks_queue, settings().webhooks_dlq):
+        url = clients.queue_url(queue)
+        depth = clients.sqs().get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        assert depth == "0", queue

@@ -24,11 +24,13 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 from PIL import Image, ImageChops, ImageOps, ImageStat
+from standardwebhooks import Webhook
 
 from devstack import launch
 from devstack.client import ApiError, Client, Upload
 from tests.job_errors import assert_fixed_message
 from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack, make_run
+from tests.receiver import Receiver, receiver
 from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo
 
 BATCH_TIMEOUT = 120.0
@@ -277,3 +279,49 @@ def test_tenants_are_isolated_and_keys_checked(stack: LocalStack) -> None:
         with pytest.raises(ApiError) as refused:
             wrong.request(method, path, request_body)
         assert (refused.value.status, refused.value.code) == (401, "unauthorized"), refused.value
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+DELIVERY_TIMEOUT = 60.0
+
+
+def test_a_local_receiver_gets_a_verified_event_for_each_job(stack: LocalStack) -> None:
+    client = stack.client("acme")
+    with receiver([200]) as listening:
+        endpoint = client.add_webhook(listening.url)
+        try:
+            photos = {name: sample_photo(name) for name in ("Kite.jpg", "BytheWater.jpg")}
+            uploads = {
+                stack.upload("acme", data, filename=name, content_type="image/jpeg").job_id: name
+                for name, data in photos.items()
+            }
+            corrupt = stack.upload(
+                "acme", b"not an image" * 50, filename="corrupt.jpg", content_type="image/jpeg"
+            ).job_id
+            expected = {job_id: "job.completed" for job_id in uploads} | {corrupt: "job.failed"}
+            events = _verified_events(listening, endpoint["secret"], set(expected))
+        finally:
+            client.remove_webhook(endpoint["id"])
+    assert {job_id: event["type"] for job_id, event in events.items()} == expected
+    for job_id, event in events.items():
+        job = client.job(job_id)
+        assert event["data"]["status"] == job["status"]
+        assert [a["status"] for a in client.deliveries(job_id)] == [200]
+    assert events[corrupt]["data"]["error"]["code"] == "corrupt_image"
+
+
+def _verified_events(
+    listening: Receiver, secret: str, job_ids: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The events received for `job_ids`, each verified with `standardwebhooks`."""
+    verifier = Webhook(secret)
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    events: dict[str, dict[str, Any]] = {}
+    while set(events) != job_ids and time.monotonic() < deadline:
+        for received in list(listening.received):
+            event = verifier.verify(received.body, received.headers)
+            if event["data"].get("jobId") in job_ids:
+                events[event["data"]["jobId"]] = event
+        time.sleep(0.1)
+    return events
