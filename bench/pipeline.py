@@ -4,7 +4,8 @@
 
 Starts the stack (devstack.launch) and measures, through devstack.client: at low load, one
 job at a time, from "the presigned POST returned" to the job's COMPLETED write against the
-engine's own render time for the same photo; then a burst of uploads from 4 client threads,
+engine's own render time for the same photo, and to its `job.completed` webhook reaching a
+receiver on this machine (devstack.webhooks); then a burst of uploads from 4 client threads,
 its throughput and latencies against the engine's throughput times the worker processes.
 Writes out/bench/pipeline.json and bench/results/pipeline.json (bench.output); see
 bench/README.md.
@@ -13,6 +14,7 @@ bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import threading
@@ -25,6 +27,7 @@ from typing import Any
 from bench.output import add_output_arguments, machine, write_result
 from devstack import launch
 from devstack.client import TERMINAL, Client, Job, Upload
+from devstack.webhooks import Receiver, receiver
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"
@@ -100,8 +103,11 @@ def engine_ms(photos: list[bytes]) -> list[float]:
     return times
 
 
-def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int, float]]:
-    """(photo index, latency ms) for `count` jobs, one at a time."""
+def low_load(
+    client: Client, photos: list[bytes], count: int, listening: Receiver
+) -> list[tuple[int, float, float]]:
+    """(photo index, latency ms to COMPLETED, latency ms to its webhook delivered) for
+    `count` jobs, one at a time."""
     results = []
     for i in range(count):
         index = i % len(photos)
@@ -109,8 +115,22 @@ def low_load(client: Client, photos: list[bytes], count: int) -> list[tuple[int,
         job = client.wait(sent.job_id, timeout=120, poll=0.2)
         if job["status"] != "COMPLETED":
             raise SystemExit(f"job {sent.job_id} failed: {job['error']}")
-        results.append((index, (completed_at(job) - sent.sent_at) * 1000))
+        delivered = delivered_at(listening, sent.job_id)
+        results.append(
+            (index, (completed_at(job) - sent.sent_at) * 1000, (delivered - sent.sent_at) * 1000)
+        )
     return results
+
+
+def delivered_at(listening: Receiver, job_id: str, timeout: float = 60) -> float:
+    """When the job's event first reached the receiver (time.time())."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for received in list(listening.received):
+            if json.loads(received.body)["data"].get("jobId") == job_id:
+                return received.at
+        time.sleep(0.01)
+    raise SystemExit(f"no webhook for job {job_id} after {timeout:.0f} s")
 
 
 def burst(client: Client, photos: list[bytes], count: int) -> dict[str, Any]:
@@ -149,13 +169,18 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
     engine = engine_ms(photos)
     engine_images_per_second = len(photos) / (sum(engine) / 1000)
     settings = launch.Settings(keys={"bench": API_KEY}, workers=workers)
-    with launch.local_stack(settings):
+    with launch.local_stack(settings), receiver() as listening:
         client = Client(settings.api, API_KEY)
-        upload(client, photos[0])  # warm every path once before measuring
-        sequential_results = low_load(client, photos, sequential)
+        client.add_webhook(listening.url, ["job.completed"])
+        warm = upload(client, photos[0])  # warm every path once before measuring
+        client.wait(warm.job_id, timeout=120)
+        delivered_at(listening, warm.job_id)
+        sequential_results = low_load(client, photos, sequential, listening)
         burst_results = burst(client, photos, burst_size)
-    overheads = [latency - engine[index] for index, latency in sequential_results]
-    latencies = [latency for _, latency in sequential_results]
+    overheads = [latency - engine[index] for index, latency, _ in sequential_results]
+    latencies = [latency for _, latency, _ in sequential_results]
+    delivered = [to_webhook for _, _, to_webhook in sequential_results]
+    after_completed = [to_webhook - latency for _, latency, to_webhook in sequential_results]
     expected_throughput = engine_images_per_second * workers
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -171,6 +196,9 @@ def run(burst_size: int, sequential: int, workers: int, photo_dir: Path) -> dict
             "latency_ms_p50": round(statistics.median(latencies), 1),
             "overhead_ms_p50": round(statistics.median(overheads), 1),
             "overhead_ms_p95": round(percentile(overheads, 0.95), 1),
+            "webhook_delivered_ms_p50": round(statistics.median(delivered), 1),
+            "webhook_delivered_ms_p95": round(percentile(delivered, 0.95), 1),
+            "webhook_after_completed_ms_p50": round(statistics.median(after_completed), 1),
         },
         "burst": {
             **burst_results,
@@ -190,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"low load ({low['jobs']} jobs, one at a time): upload->COMPLETED p50 "
         f"{low['latency_ms_p50']} ms; above the engine's own time: p50 "
-        f"{low['overhead_ms_p50']} ms, p95 {low['overhead_ms_p95']} ms"
+        f"{low['overhead_ms_p50']} ms, p95 {low['overhead_ms_p95']} ms; upload->webhook "
+        f"delivered p50 {low['webhook_delivered_ms_p50']} ms, p95 "
+        f"{low['webhook_delivered_ms_p95']} ms ({low['webhook_after_completed_ms_p50']} ms "
+        "after COMPLETED, p50)"
     )
     print(
         f"burst ({hit['jobs']} jobs, {result['workers']} workers): {hit['jobs_per_second']} jobs/s"

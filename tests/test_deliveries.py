@@ -26,6 +26,7 @@ from chalicelib.config import reset_settings, settings
 from chalicelib.delivery_log import DeliveryState
 from chalicelib.webhook_schedule import JITTER, RETRY_WAITS_SECONDS
 from devstack.lambda_events import SqsPoller
+from devstack.webhooks import Receiver, receiver
 from tests.faults import (
     Fault,
     InvocationKilled,
@@ -37,7 +38,6 @@ from tests.faults import (
 from tests.harness import app_clients
 from tests.images import encode, solid
 from tests.pipeline import Pipeline, bearer
-from tests.receiver import Receiver, receiver
 
 SCHEDULE = (0, 0, 0)  # WEBHOOK_RETRY_SCHEDULE: four attempts, no waiting
 
@@ -143,6 +143,20 @@ def test_only_subscribed_endpoints_get_an_event(local_stage: Pipeline, listening
     local_stage.process(photo())
     deliver(local_stage)
     assert listening.received == []
+
+
+def test_a_redirect_is_an_answer_never_followed(local_stage: Pipeline) -> None:
+    with (
+        receiver([200]) as elsewhere,
+        receiver([302, 307, 200], redirect_to=elsewhere.url) as listening,
+    ):
+        register(local_stage, listening.url)
+        job = local_stage.process(photo())
+        deliver(local_stage)
+    # A 3xx is a failed attempt, retried at the registered URL; its Location is ignored.
+    assert [a["status"] for a in attempts(local_stage, job["jobId"])] == [302, 307, 200]
+    assert len(listening.received) == 3
+    assert elsewhere.received == []
 
 
 @pytest.mark.parametrize("listening", [[410]], indirect=True)

@@ -228,6 +228,8 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.WORKER: outputs["JobsQueue"],
         policies.DEAD_LETTERS: outputs["JobsDlq"],
         policies.SWEEPER: "rate(5 minutes)",
+        policies.DELIVERIES: outputs["WebhooksQueue"],
+        policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlq"],
     }
 
 

@@ -39,10 +39,10 @@ from chalicelib.config import reset_settings, settings
 from chalicelib.delivery_message import Delivery
 from devstack.lambda_events import api_gateway_event, s3_object_created_event
 from devstack.runner import scheduled_event
+from devstack.webhooks import receiver
 from infra import policies, stack
 from tests.faults import Fault, body_contains, url_contains
 from tests.harness import ACTION_OF_VERSIONED_OPERATION, Harness
-from tests.receiver import receiver
 from tests.resources import REGION, Queues
 from tests.samples import jpeg
 

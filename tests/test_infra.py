@@ -313,10 +313,13 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
         for logical_id, alarm in by_id.items()
         if logical_id not in errors
     }
-    dlq = alarms_by_metric["ApproximateNumberOfMessagesVisible"]
-    assert dlq["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsDlq", "QueueName"]}}
-    ]
+    for logical_id, queue in (
+        ("JobsDlqNotEmptyAlarm", "JobsDlq"),
+        ("WebhooksDlqNotEmptyAlarm", "WebhooksDlq"),
+    ):
+        assert by_id[logical_id]["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        ]
     age = alarms_by_metric["ApproximateAgeOfOldestMessage"]
     assert age["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["JobsQueue", "QueueName"]}
     for metric in ("ApproximateNumberOfMessagesVisible", "Throttles", "5XXError"):
@@ -447,13 +450,19 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
     assert status["StackStatus"] == "CREATE_COMPLETE"
     assert set(outputs) == set(OUTPUTS)
     suffix = f"{ACCOUNT}-{REGION}"
-    assert stack.environment(outputs) == {
+    environment = stack.environment(outputs)
+    key_arn = environment.pop("WEBHOOK_SECRETS_KEY")
+    assert key_arn.startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+    assert environment == {
         "UPLOADS_BUCKET": f"media-pipeline-test-uploads-{suffix}",
         "DERIVED_BUCKET": f"media-pipeline-test-derived-{suffix}",
         "JOBS_TABLE": "media-pipeline-test-jobs",
         "API_KEYS_TABLE": "media-pipeline-test-api-keys",
         "JOBS_QUEUE": "media-pipeline-test-jobs",
         "JOBS_DLQ": "media-pipeline-test-jobs-dlq",
+        "WEBHOOKS_TABLE": "media-pipeline-test-webhooks",
+        "WEBHOOKS_QUEUE": "media-pipeline-test-webhooks",
+        "WEBHOOKS_DLQ": "media-pipeline-test-webhooks-dlq",
         "JOB_TTL_DAYS": "30",
         "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
         "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[

@@ -28,9 +28,9 @@ from standardwebhooks import Webhook
 
 from devstack import launch
 from devstack.client import ApiError, Client, Upload
+from devstack.webhooks import Receiver, receiver
 from tests.job_errors import assert_fixed_message
 from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack, make_run
-from tests.receiver import Receiver, receiver
 from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo
 
 BATCH_TIMEOUT = 120.0

@@ -11,6 +11,9 @@ Two checks are configured rather than run as they come:
 - `positive_data_acceptance` on POST /webhooks also accepts 400: a URL is checked
   beyond its form (its host must resolve, to public addresses only), which no schema can
   say either.
+- GET /jobs/{job_id} long-polls with `wait` fixed at 1 s: a drawn wait of up to 20 s on
+  a job that never ends would hold each request that long (tests/test_long_poll.py checks
+  the parameter's bounds and its answer).
 - `unsupported_method` tries the methods schemathesis generates requests for;
   `test_undeclared_methods_answer_405` adds TRACE and QUERY, which the local API
   (devstack/local_api.py) answers in the API's shape as it does any other method a route
@@ -53,6 +56,11 @@ unexpected-methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 include-path = "/jobs"
 include-method = "GET"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "429"]
+
+[[operations]]
+include-path = "/jobs/{job_id}"
+include-method = "GET"
+parameters = { "query.wait" = 1 }
 
 [[operations]]
 include-path = "/webhooks"
@@ -150,4 +158,4 @@ def test_undeclared_methods_answer_405(api: Api) -> None:
     assert checked == sum(
         len(METHODS) - len(operations) for operations in document["paths"].values()
     )
-    assert len(document["paths"]) == 8
+    assert len(document["paths"]) == len({operation.path for operation in openapi.OPERATIONS})

@@ -299,7 +299,9 @@ def test_the_aws_calls_of_a_job_are_few_and_fixed(
         "DynamoDB.UpdateItem",  # claim, returning the job
         "S3.GetObject",  # the pinned version, sized before its body is read
         *["S3.PutObject"] * 3,  # one per preset
-        "DynamoDB.UpdateItem",  # COMPLETED
+        "DynamoDB.UpdateItem",  # COMPLETED, with its event's id
+        "SQS.SendMessage",  # the event, to the webhooks queue
+        "DynamoDB.UpdateItem",  # handed over: out of the event shard
         "S3.DeleteObject",  # the source version
     ]
     assert pipeline.job(upload["jobId"])["status"] == "COMPLETED"
@@ -316,6 +318,8 @@ def test_rejections_cost_as_little(pipeline: Pipeline) -> None:
         "DynamoDB.UpdateItem",
         "S3.GetObject",
         "DynamoDB.UpdateItem",  # FAILED content_mismatch
+        "SQS.SendMessage",
+        "DynamoDB.UpdateItem",
         "S3.DeleteObject",
     ]
     again = pipeline.post_file(bad, png())

@@ -113,6 +113,7 @@ def test_another_tenants_endpoint_is_not_found_on_every_route(
     assert client.http.delete(f"/webhooks/{endpoint_id}", headers=theirs).status_code == 404
     rotate = client.http.post(f"/webhooks/{endpoint_id}/rotate", headers=theirs)
     assert rotate.status_code == 404
+    assert client.http.post(f"/webhooks/{endpoint_id}/test", headers=theirs).status_code == 404
     assert json.loads(client.http.get("/webhooks", headers=theirs).body) == {"webhooks": []}
     # And it is untouched for its owner.
     assert client.http.get(f"/webhooks/{endpoint_id}", headers=bearer(acme_key)).status_code == 200
