@@ -308,7 +308,7 @@ def test_a_local_receiver_gets_a_verified_event_for_each_job(stack: LocalStack) 
         job = client.job(job_id)
         assert event["data"]["status"] == job["status"]
         assert [a["status"] for a in client.deliveries(job_id)] == [200]
-    assert events[corrupt]["data"]["error"]["code"] == "corrupt_image"
+    assert events[corrupt]["data"]["error"]["code"] == "unsupported_format"
 
 
 def _verified_events(
