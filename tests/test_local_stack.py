@@ -291,7 +291,7 @@ def test_a_local_receiver_gets_a_verified_event_for_each_job(stack: LocalStack) 
     with receiver([200]) as listening:
         endpoint = client.add_webhook(listening.url)
         try:
-            photos = {name: sample_photo(name) for name in ("Kite.jpg", "BytheWater.jpg")}
+            photos = {path.name: path.read_bytes() for path in sorted(SAMPLES.glob("*.jpg"))}
             uploads = {
                 stack.upload("acme", data, filename=name, content_type="image/jpeg").job_id: name
                 for name, data in photos.items()
