@@ -5,7 +5,7 @@
 Each case is one generated image, rendered with every default preset in a new process
 (``CHILD_CODE``) that reports its RSS after importing the engine (the baseline) and its
 peak after the render: VmHWM, the child's own (ru_maxrss would carry the parent's peak
-into a child started with vfork+exec; see bench/engine.py); a second render gives a warm
+into a child started with vfork+exec; see bench/README.md); a second render gives a warm
 time. Each of ``tests.hostile.METADATA_BOMBS`` is rendered once the same way
 (``HOSTILE_CODE``) and must stay under ``REFUSED_PEAK_RSS_BOUND_MIB``. The cases, issue
 5's targets and the results are in bench/README.md.
