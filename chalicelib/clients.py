@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import UpdateItemInputTypeDef
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -146,6 +147,21 @@ def aws_errors(
         raise TransientError(f"{operation} failed: {type(exc).__name__}") from exc
     except BotoCoreError as exc:
         raise UnexpectedAwsError(operation, type(exc).__name__) from exc
+
+
+def update_if(operation: str, request: UpdateItemInputTypeDef) -> bool:
+    """One conditional DynamoDB UpdateItem: False if its condition refused it (any other
+    failure is translated as `aws_errors` does)."""
+    from botocore.exceptions import ClientError
+
+    with aws_errors(operation):
+        try:
+            dynamodb().update_item(**request)
+        except ClientError as exc:
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+    return True
 
 
 def aws_error_code(error: ClientError) -> str:

@@ -211,23 +211,17 @@ def _query(pk: str, prefix: str) -> list[Item]:
 
 
 def _update(delivery: Delivery, expression: str, condition: str, values: Item) -> bool:
-    from botocore.exceptions import ClientError
-
-    with clients.aws_errors(f"update the delivery of {delivery.event_id}"):
-        try:
-            clients.dynamodb().update_item(
-                TableName=settings().webhooks_table,
-                Key={"pk": {"S": delivery.subject}, "sk": {"S": _delivery_sk(delivery)}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if clients.aws_error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-    return True
+    return clients.update_if(
+        f"update the delivery of {delivery.event_id}",
+        {
+            "TableName": settings().webhooks_table,
+            "Key": {"pk": {"S": delivery.subject}, "sk": {"S": _delivery_sk(delivery)}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": values,
+        },
+    )
 
 
 def _delivery_sk(delivery: Delivery) -> str:

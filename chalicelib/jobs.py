@@ -533,25 +533,19 @@ def unannounced_before(updated_before: str, per_shard: int) -> list[OpenJob]:
 def mark_announced(job_id: str, event_id: str) -> bool:
     """Take the ended job out of the event shards once its event `event_id` is on the
     webhooks queue. False if it was already out (another hand-over was first)."""
-    from botocore.exceptions import ClientError
-
-    with clients.aws_errors(f"mark the event of job {job_id} announced"):
-        try:
-            clients.dynamodb().update_item(
-                TableName=settings().jobs_table,
-                Key={"jobId": {"S": job_id}},
-                UpdateExpression=f"REMOVE {OPEN_SHARD}",
-                ConditionExpression=f"eventId = :event AND begins_with({OPEN_SHARD}, :prefix)",
-                ExpressionAttributeValues={
-                    ":event": {"S": event_id},
-                    ":prefix": {"S": f"{EVENT_SHARD}#"},
-                },
-            )
-        except ClientError as exc:
-            if clients.aws_error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-    return True
+    return clients.update_if(
+        f"mark the event of job {job_id} announced",
+        {
+            "TableName": settings().jobs_table,
+            "Key": {"jobId": {"S": job_id}},
+            "UpdateExpression": f"REMOVE {OPEN_SHARD}",
+            "ConditionExpression": f"eventId = :event AND begins_with({OPEN_SHARD}, :prefix)",
+            "ExpressionAttributeValues": {
+                ":event": {"S": event_id},
+                ":prefix": {"S": f"{EVENT_SHARD}#"},
+            },
+        },
+    )
 
 
 def open_jobs_before(status: JobStatus | str, updated_before: str, per_shard: int) -> list[OpenJob]:

@@ -26,10 +26,8 @@ from chalicelib.observability import logger
 
 @json_api
 def create_webhook(current: Request | None) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
-    body = json_body(request)
+    tenant = _caller(current)
+    body = json_body(present(current))
     models.validate(models.WEBHOOK_REQUEST, body, "The request body")
     url: str = body["url"]
     _check_url(url)
@@ -45,26 +43,20 @@ def create_webhook(current: Request | None) -> Response:
 
 @json_api
 def list_webhooks(current: Request | None) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     found = webhooks.list_for(tenant)
     return json_response({"webhooks": [webhooks.view(endpoint) for endpoint in found]})
 
 
 @json_api
 def get_webhook(current: Request | None, endpoint_id: str) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     return json_response(webhooks.view(webhooks.get(tenant, _endpoint_id(endpoint_id))))
 
 
 @json_api
 def delete_webhook(current: Request | None, endpoint_id: str) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     webhooks.delete(tenant, _endpoint_id(endpoint_id))
     logger.info("webhook endpoint deleted", extra={"tenant": tenant, "endpointId": endpoint_id})
     return Response(body="", status_code=204)
@@ -72,9 +64,7 @@ def delete_webhook(current: Request | None, endpoint_id: str) -> Response:
 
 @json_api
 def rotate_webhook_secret(current: Request | None, endpoint_id: str) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     rotated = webhooks.rotate(tenant, _endpoint_id(endpoint_id))
     logger.info("webhook secret rotated", extra={"tenant": tenant, "endpointId": endpoint_id})
     return json_response(_with_secret(rotated))
@@ -82,9 +72,7 @@ def rotate_webhook_secret(current: Request | None, endpoint_id: str) -> Response
 
 @json_api
 def send_test_event(current: Request | None, endpoint_id: str) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     endpoint = webhooks.get(tenant, _endpoint_id(endpoint_id))
     event_id = jobs.new_event_id()
     deliveries.send(
@@ -103,9 +91,7 @@ def send_test_event(current: Request | None, endpoint_id: str) -> Response:
 
 @json_api
 def list_deliveries(current: Request | None, job_id: str) -> Response:
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     job = _tenant_job(tenant, job_id)
     return json_response({"deliveries": delivery_log.attempts_of_job(job.job_id)})
 
@@ -115,9 +101,7 @@ def replay_deliveries(current: Request | None, job_id: str) -> Response:
     """Send the job's final event again to each endpoint that wants it: a new attempt
     after a finished delivery, a first one where there was none. A delivery still under
     way is left to its own attempts."""
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
+    tenant = _caller(current)
     job = _tenant_job(tenant, job_id)
     if not job.is_terminal or job.event_id is None:
         raise JobNotFinished("The job has not ended yet: it has no final event to replay.")
@@ -142,6 +126,14 @@ def replay_deliveries(current: Request | None, job_id: str) -> Response:
         )
         queued.append(endpoint.endpoint_id)
     return json_response({"eventId": job.event_id, "type": event_type, "endpoints": queued}, 202)
+
+
+def _caller(current: Request | None) -> str:
+    """The tenant of a route's caller, once the request has no query parameter."""
+    request = present(current)
+    tenant = auth.require_tenant(request.context)
+    checked_query(request)
+    return tenant
 
 
 def _tenant_job(tenant: str, job_id: str) -> jobs.Job:

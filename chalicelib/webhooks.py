@@ -293,22 +293,16 @@ def _key(tenant: str, sk: str) -> Item:
 
 def _update(tenant: str, endpoint_id: str, expression: str, condition: str, values: Item) -> bool:
     """One conditional UpdateItem of an endpoint: False if the condition refused it."""
-    from botocore.exceptions import ClientError
-
-    with clients.aws_errors(f"update webhook endpoint {endpoint_id}"):
-        try:
-            clients.dynamodb().update_item(
-                TableName=_table(),
-                Key=_key(tenant, _endpoint_sk(endpoint_id)),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if clients.aws_error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-    return True
+    return clients.update_if(
+        f"update webhook endpoint {endpoint_id}",
+        {
+            "TableName": _table(),
+            "Key": _key(tenant, _endpoint_sk(endpoint_id)),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        },
+    )
 
 
 def _transact(items: list[TransactWriteItemTypeDef], operation: str) -> bool:
