@@ -126,6 +126,7 @@ class Receiver:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
+    body: bytes = b""
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     port: int = 0
 
@@ -144,8 +145,9 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(state.status)
             for name, value in state.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(state.body)))
             self.end_headers()
+            self.wfile.write(state.body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -179,6 +181,13 @@ def test_a_post_reaches_the_checked_address_with_the_name_as_host(receiver: Rece
     assert headers["host"] == f"hooks.example.test:{receiver.port}"
     assert headers["user-agent"] == outbound.USER_AGENT
     assert headers["webhook-id"] == "evt_1"
+
+
+def test_only_a_short_prefix_of_the_answer_is_kept(receiver: Receiver) -> None:
+    receiver.status, receiver.body = 200, b"x" * 300 + b"y" * (200 * 1024)
+    endpoint = outbound.parse_endpoint(f"http://127.0.0.1:{receiver.port}/in", LOCAL)
+    answer = outbound.post(endpoint, b"{}", {}, LOCAL)
+    assert answer.prefix == "x" * outbound.ANSWER_PREFIX_BYTES
 
 
 def test_a_redirect_is_an_answer_not_followed(receiver: Receiver) -> None:
