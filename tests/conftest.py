@@ -1,7 +1,10 @@
-"""Shared fixtures: moto-backed AWS, the Chalice test client, API keys and a pipeline."""
+"""Shared fixtures: moto-backed AWS, the Chalice test client, API keys, a pipeline, and
+`make run` as a user starts it."""
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +15,10 @@ from moto import mock_aws
 from chalicelib import auth
 from chalicelib.clients import reset_clients
 from chalicelib.config import reset_settings
+from devstack import launch
 from devstack.launch import running_emulator
 from infra import stack
+from tests.local_stack import LocalStack, make_run
 from tests.pipeline import Pipeline
 from tests.resources import REGION, Names, Queues, provision
 
@@ -82,3 +87,28 @@ def emulator() -> Iterator[str]:
     on a free port: its endpoint."""
     with running_emulator() as endpoint:
         yield endpoint
+
+
+# Tenants of the shared `make run`: each module that uses it keeps to its own.
+STACK_TENANTS = ("acme", "globex", "cli", "console")
+
+
+@pytest.fixture(scope="session", name="stack")
+def make_run_stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalStack]:
+    """One `make run` for every test that uses it (they run last, together: see below)."""
+    keys = {tenant: secrets.token_urlsafe(30) for tenant in STACK_TENANTS}  # 40 chars
+    local = LocalStack(
+        launch.Settings(keys=keys, workers=2),
+        log=tmp_path_factory.mktemp("local-stack") / "make-run.log",
+    )
+    started = time.monotonic()
+    with make_run(local, request):
+        print(f"\nlocal stack ready in {time.monotonic() - started:.1f} s (log: {local.log})")
+        yield local
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared `make run` go last, so it runs only while they do."""
+    items.sort(key=lambda item: "stack" in getattr(item, "fixturenames", ()))

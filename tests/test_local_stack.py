@@ -1,6 +1,7 @@
 """The local stack (`make run`) used as a user would: plain HTTP and the AWS CLI, no AWS.
 
-One `make run` serves the whole module, on free ports, in its own session. It must answer
+One `make run` (the `stack` fixture of conftest) serves this module and the other
+`make run` tests, on free ports, in its own session. It must answer
 `/health` only once ready, run every job through the emulator, the dispatcher and the
 workers, and on SIGTERM stop every process it started, cleanly (the stack exits 0; make
 itself then re-raises the signal, as GNU make does for any recipe). Latencies and
@@ -15,7 +16,6 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +26,10 @@ import requests
 from PIL import Image, ImageChops, ImageOps, ImageStat
 from standardwebhooks import Webhook
 
-from devstack import launch
 from devstack.client import ApiError, Client, Upload
 from devstack.webhooks import Receiver, receiver
 from tests.job_errors import assert_fixed_message
-from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack, make_run
+from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack
 from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo
 
 BATCH_TIMEOUT = 120.0
@@ -46,21 +45,6 @@ def batch_photos() -> dict[str, bytes]:
     photos |= {phone_name(source): phone_photo(source) for source in PHONE_SOURCES}
     photos |= {path.name: path.read_bytes() for path in corpus_photos()}
     return dict(sorted(photos.items()))
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[LocalStack]:
-    keys = {tenant: secrets.token_urlsafe(30) for tenant in ("acme", "globex")}  # 40 chars
-    local = LocalStack(
-        launch.Settings(keys=keys, workers=2),
-        log=tmp_path_factory.mktemp("local-stack") / "make-run.log",
-    )
-    started = time.monotonic()
-    with make_run(local, request):
-        print(f"\nlocal stack ready in {time.monotonic() - started:.1f} s (log: {local.log})")
-        yield local
 
 
 # --- one photo, end to end -------------------------------------------------------------------
