@@ -20,6 +20,7 @@ from chalice.app import (
 from chalicelib import (
     api,
     auth,
+    console,
     dead_letters,
     deliveries,
     dispatch,
@@ -63,6 +64,17 @@ def health() -> Response:
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document() -> Response:
     return api.openapi_document(app.current_request)
+
+
+# The browser console loads without a key; a person pastes one into the page.
+@app.route("/console", methods=["GET"])
+def console_page() -> Response:
+    return console.page(app.current_request)
+
+
+@app.route("/console/{asset}", methods=["GET"])
+def console_asset(asset: str) -> Response:
+    return console.asset(app.current_request, asset)
 
 
 @app.route("/uploads", methods=["POST"], authorizer=key_authorizer)

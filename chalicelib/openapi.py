@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the REST API (`GET /openapi.json`), built from `models`.
 
 Every schema in it is one `chalicelib.api` validates with or answers in; `OPERATIONS` is
-the route table (tests check it against the Chalice app's routes, both ways).
+the route table (tests check it against the Chalice app's routes, both ways), all but the
+routes in `NOT_OPERATIONS`.
 """
 
 from __future__ import annotations
@@ -234,6 +235,14 @@ OPERATIONS: tuple[Operation, ...] = (
         path_parameters={"job_id": models.JOB_ID},
     ),
 )
+
+
+# Routes the document leaves out on purpose, with why: they serve a web page to people's
+# browsers, not JSON to API clients (tests/test_console.py checks their answers).
+NOT_OPERATIONS: Mapping[tuple[str, str], str] = {
+    ("/console", "GET"): "the browser console's page (HTML)",
+    ("/console/{asset}", "GET"): "the browser console's script, style and icon files",
+}
 
 
 def document(preset_names: Sequence[str]) -> Document:
