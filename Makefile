@@ -12,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
-.PHONY: install lint format types test run emulator bench soak fuzz deploy destroy package api-key cost clean
+.PHONY: install lint format types browser test run emulator bench soak fuzz deploy destroy package api-key cost clean
 
 install: $(STAMP)
 
@@ -37,7 +37,11 @@ format: install
 types: install
 	$(BIN)/mypy
 
-test: lint types
+# The console's browser test drives Debian's chromium and chromedriver, installed when missing.
+browser:
+	bin/ensure-chromium
+
+test: lint types browser
 	$(BIN)/pytest
 
 run: install
