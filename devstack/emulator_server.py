@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any
 
+from devstack.bucket_cors import CorsRule
+
 log = logging.getLogger("devstack.emulator")
 
 # --- DynamoDB: AttributeValue written directly ------------------------------------------
@@ -346,35 +348,36 @@ def is_path_style(environ: dict[str, Any]) -> bool:
     return not S3Response.subdomain_based_buckets(Request(environ))
 
 
-def bucket_cors_headers(environ: dict[str, Any], bucket_name: str) -> dict[str, str]:
-    """The CORS headers moto's S3 adds to an answer for the request's Origin, from the
-    first of the bucket's CORS rules that allows it (moto's S3Response._get_cors_headers_other)."""
+def bucket_cors_rules(bucket_name: str) -> list[CorsRule] | None:
+    """The bucket's CORS rules as moto stores them; None when it has no CORS
+    configuration, or does not exist."""
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.s3.exceptions import S3ClientError
     from moto.s3.models import s3_backends
-    from moto.s3.utils import cors_matches_origin
 
-    origin = environ.get("HTTP_ORIGIN")
-    if not origin:
-        return {}
     try:
         bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_bucket(bucket_name)
     except S3ClientError:
-        return {}
-    for rule in bucket.cors:
-        if rule.allowed_origins is None or not cors_matches_origin(origin, rule.allowed_origins):
-            continue
-        headers = {"Access-Control-Allow-Origin": origin}
-        for name, value in (
-            ("Access-Control-Allow-Methods", rule.allowed_methods),
-            ("Access-Control-Allow-Headers", rule.allowed_headers),
-            ("Access-Control-Expose-Headers", rule.exposed_headers),
-            ("Access-Control-Max-Age", rule.max_age_seconds),
-        ):
-            if value is not None:
-                headers[name] = ", ".join(value) if isinstance(value, list) else str(value)
-        return headers
-    return {}
+        return None
+    if not bucket.cors:
+        return None
+    return [
+        CorsRule(
+            allowed_methods=as_list(rule.allowed_methods),
+            allowed_origins=as_list(rule.allowed_origins),
+            allowed_headers=as_list(rule.allowed_headers),
+            exposed_headers=as_list(rule.exposed_headers),
+            max_age_seconds=None if rule.max_age_seconds is None else int(rule.max_age_seconds),
+        )
+        for rule in bucket.cors
+    ]
+
+
+def as_list(value: Any) -> list[str]:
+    """moto keeps a rule's one-item lists as the item alone."""
+    if value is None:
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
 
 def guard_s3() -> None:
@@ -390,7 +393,7 @@ def guard_s3() -> None:
         app = create_backend_app(service)
         if service == "s3":
             app.wsgi_app = S3Guard(  # type: ignore[method-assign]
-                app.wsgi_app, emulator_secret, REGION, is_path_style, bucket_cors_headers
+                app.wsgi_app, emulator_secret, REGION, is_path_style, bucket_cors_rules
             )
         return app
 

@@ -49,6 +49,8 @@ SIGNATURE_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-
 # S3's HTTP status for each error code a form upload may be refused with.
 STATUS = {
     "AccessDenied": 403,
+    "AccessForbidden": 403,
+    "BadRequest": 400,
     "InvalidAccessKeyId": 403,
     "SignatureDoesNotMatch": 403,
     "InvalidArgument": 400,

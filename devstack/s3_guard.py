@@ -13,6 +13,10 @@ front of its S3 application (a WSGI middleware, in the emulator's process) this 
 - refuses any other request that carries no signature (no Authorization header, no
   presigned query string) with 403 AccessDenied, as S3 answers a stranger for a private
   bucket: listing, reading, writing. CORS preflights (OPTIONS) still pass, as on S3.
+- answers CORS preflights to a bucket as S3 does (devstack.bucket_cors: the first rule
+  that allows the origin, method and headers, or 403 AccessForbidden), and gives a form
+  upload from a browser, or its refusal, the CORS headers S3 gives it. moto answers a
+  preflight whatever its method and headers, and with other headers.
 
 Signed requests other than form POSTs pass unchecked, as before: moto accepts any
 credentials, and so does the emulator for them.
@@ -24,7 +28,7 @@ import contextlib
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, Any
@@ -36,7 +40,8 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wsgi import ClosingIterator
 
-from devstack import post_policy
+from devstack import bucket_cors, post_policy
+from devstack.bucket_cors import CorsRule
 from devstack.post_policy import PostForm, Refusal, SizeRange
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -57,9 +62,12 @@ CORS_NAMES = frozenset(
         "access-control-allow-headers",
         "access-control-expose-headers",
         "access-control-max-age",
+        "access-control-allow-credentials",
+        "vary",
     }
 )
 _PATH_BUCKET = re.compile(r"^/([^/]+)/?$")
+_PATH_FIRST_SEGMENT = re.compile(r"^/([^/]+)")
 
 
 def malformed() -> Refusal:
@@ -91,18 +99,22 @@ class S3Guard:
 
     `secret_for(access_key_id)` gives the secret of the emulator's access key (None for
     any other); `is_path_style(environ)` tells path-style requests from virtual-host ones
-    as moto's S3 does; `cors_headers(environ, bucket)` the CORS headers the bucket's rules
-    give the request's Origin, added to refusals as S3 adds them to its errors."""
+    as moto's S3 does; `cors_rules(bucket)` the bucket's CORS rules (None when it has no
+    CORS configuration, or does not exist)."""
 
     app: WSGIApp
     secret_for: Callable[[str], str | None]
     region: str
     is_path_style: Callable[[dict[str, Any]], bool]
-    cors_headers: Callable[[dict[str, Any], str], Mapping[str, str]]
+    cors_rules: Callable[[str], Sequence[CorsRule] | None]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         bucket = self.posted_bucket(environ)
         try:
+            if environ["REQUEST_METHOD"] == "OPTIONS":
+                addressed = self.addressed_bucket(environ)
+                if addressed is not None:
+                    return self.preflight(environ, start_response, addressed)
             if bucket is not None:
                 return self.form_upload(environ, start_response, bucket)
             if is_anonymous(environ) and environ["REQUEST_METHOD"] != "OPTIONS":
@@ -125,6 +137,38 @@ class S3Guard:
             return match[1] if match else None
         host = environ.get("HTTP_HOST", "")
         return host.split(".", 1)[0] if path in ("", "/") else None
+
+    def addressed_bucket(self, environ: dict[str, Any]) -> str | None:
+        """The bucket a request is addressed to, from its path or its host name."""
+        if self.is_path_style(environ):
+            match = _PATH_FIRST_SEGMENT.match(environ.get("PATH_INFO", ""))
+            return match[1] if match else None
+        host = environ.get("HTTP_HOST", "")
+        return host.split(".", 1)[0] if "." in host else None
+
+    def preflight(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], bucket: str
+    ) -> list[bytes]:
+        headers = bucket_cors.preflight_headers(
+            self.cors_rules(bucket),
+            environ.get("HTTP_ORIGIN"),
+            environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "OPTIONS"),
+            environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
+        )
+        request_id = uuid.uuid4().hex[:16].upper()
+        start_response(
+            "200 OK",
+            [("Content-Length", "0"), ("x-amz-request-id", request_id), *headers.items()],
+        )
+        return []
+
+    def cors_headers(self, environ: dict[str, Any], bucket: str) -> dict[str, str]:
+        """The CORS headers S3 adds to its answer to the request (none without an Origin)."""
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin:
+            return {}
+        request = bucket_cors.cors_request(origin, environ["REQUEST_METHOD"], None)
+        return bucket_cors.request_headers(self.cors_rules(bucket), request)
 
     def form_upload(
         self, environ: dict[str, Any], start_response: Callable[..., Any], bucket: str

@@ -27,7 +27,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack import emulator, emulator_server, post_policy
+from devstack import bucket_cors, emulator, emulator_server, post_policy
 from devstack.launch import running_emulator
 from devstack.post_policy import PostForm
 from devstack.s3_guard import S3Guard
@@ -418,14 +418,124 @@ def test_signed_calls_and_presigned_downloads_still_work(endpoint: str) -> None:
     s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}]})
 
 
-def test_a_cors_preflight_is_answered(endpoint: str) -> None:
-    response = requests.options(
-        f"{endpoint}/{BUCKET}",
-        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
-        timeout=30,
+def preflight(endpoint: str, bucket: str = BUCKET, **headers: str) -> requests.Response:
+    return requests.options(f"{endpoint}/{bucket}", headers=headers, timeout=30)
+
+
+def test_a_cors_preflight_is_answered_as_s3_answers_it(endpoint: str) -> None:
+    response = preflight(
+        endpoint,
+        Origin=ORIGIN,
+        **{
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
     )
     assert response.status_code == 200
-    assert response.headers["Access-Control-Allow-Origin"] in (ORIGIN, "*")
+    assert response.content == b""
+    cors = {name: value for name, value in response.headers.items() if name != "Date"}
+    assert {
+        name: value for name, value in cors.items() if name.lower().startswith(("acc", "vary"))
+    } == {
+        "Access-Control-Allow-Origin": "*",  # the rule allows any origin
+        "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "content-type",
+        "Access-Control-Expose-Headers": "ETag, Location",
+        "Access-Control-Max-Age": "3000",
+    }
+
+
+@pytest.mark.parametrize(
+    ("bucket", "headers", "status", "code", "message"),
+    [
+        pytest.param(
+            BUCKET,
+            {"Origin": ORIGIN, "Access-Control-Request-Method": "PUT"},
+            403,
+            "AccessForbidden",
+            "CORSResponse: This CORS request is not allowed.",
+            id="method-not-allowed",
+        ),
+        pytest.param(
+            BUCKET,
+            {
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-custom",
+            },
+            403,
+            "AccessForbidden",
+            "CORSResponse: This CORS request is not allowed.",
+            id="header-not-allowed",
+        ),
+        pytest.param(
+            OTHER_BUCKET,
+            {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+            403,
+            "AccessForbidden",
+            "CORSResponse: CORS is not enabled for this bucket.",
+            id="no-cors-configuration",
+        ),
+        pytest.param(
+            BUCKET,
+            {"Access-Control-Request-Method": "POST"},
+            400,
+            "BadRequest",
+            "Insufficient information. Origin request header needed.",
+            id="no-origin",
+        ),
+    ],
+)
+def test_a_preflight_no_rule_allows_is_refused_as_s3_refuses_it(
+    endpoint: str, bucket: str, headers: dict[str, str], status: int, code: str, message: str
+) -> None:
+    response = preflight(endpoint, bucket, **headers)
+    assert error(response)[:2] == (status, code)
+    assert error(response)[2].startswith(message)
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+RULES = [
+    bucket_cors.CorsRule(
+        allowed_methods=["GET"], allowed_origins=["https://*.example.com"], max_age_seconds=60
+    ),
+    bucket_cors.CorsRule(
+        allowed_methods=["POST"],
+        allowed_origins=["https://app.example.com"],
+        allowed_headers=["Content-Type", "x-amz-*"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "requested", "expected"),
+    [
+        ("https://a.example.com", "GET", None, 0),
+        ("https://example.com", "GET", None, None),  # no "." before example.com
+        ("https://app.example.com", "POST", "content-type, X-Amz-Date", 1),
+        ("https://app.example.com", "POST", "x-other", None),
+        ("https://other.example.org", "POST", None, None),
+        ("https://app.example.com", "GET", "content-type", None),  # the GET rule allows none
+    ],
+)
+def test_the_first_rule_that_allows_everything_asked_is_the_one(
+    origin: str, method: str, requested: str | None, expected: int | None
+) -> None:
+    request = bucket_cors.cors_request(origin, method, requested)
+    rule = bucket_cors.matching_rule(RULES, request)
+    assert rule is (None if expected is None else RULES[expected])
+
+
+def test_a_rule_for_named_origins_answers_with_the_origin_and_credentials() -> None:
+    request = bucket_cors.cors_request("https://app.example.com", "POST", "Content-Type")
+    assert bucket_cors.answer_headers(RULES[1], request) == {
+        "Access-Control-Allow-Origin": "https://app.example.com",
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": bucket_cors.VARY,
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "content-type",
+    }
 
 
 # --- the guard's reading, in this process ----------------------------------------------
@@ -462,7 +572,7 @@ def through_guard(body: Body, boundary: str = "b0undary") -> tuple[int, str, byt
         return [b""]
 
     guard = S3Guard(
-        moto, emulator_server.emulator_secret, emulator.REGION, lambda _: True, lambda *_: {}
+        moto, emulator_server.emulator_secret, emulator.REGION, lambda _: True, lambda _: None
     )
     environ = {
         "REQUEST_METHOD": "POST",
