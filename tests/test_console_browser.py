@@ -72,6 +72,12 @@ for (const card of document.querySelectorAll("#uploads [data-filename]")) {
 return state;
 """
 
+# How many of the selected recent job's outputs are decoded.
+SELECTED_SHOWN = """
+return [...document.querySelectorAll("#selected img[data-preset]")]
+  .filter((image) => image.complete && image.naturalWidth > 0).length;
+"""
+
 
 def chromium_options(profile: Path) -> webdriver.ChromeOptions:
     options = webdriver.ChromeOptions()
@@ -230,6 +236,12 @@ def test_the_console_uploads_photos_and_shows_outputs_and_errors(
         # A thumb is cropped to its box; the others keep the photo's proportions.
         thumb_width, thumb_height, *_ = EXPECTED_OUTPUTS["thumb"]
         assert outputs["thumb"]["natural"] == [thumb_width, thumb_height], (photo, outputs)
+    # A recent job, clicked, shows its outputs too.
+    first_recent = browser.find_element(By.CSS_SELECTOR, "#recent tbody tr[data-job-id]")
+    first_recent.click()
+    WebDriverWait(browser, DONE_TIMEOUT, poll_frequency=0.2).until(
+        lambda driver: driver.execute_script(SELECTED_SHOWN) == len(EXPECTED_OUTPUTS)
+    )
     assert browser_problems(log_entries(browser, "browser"), stack.api) == []
     # The key stays in this tab's sessionStorage, nowhere else the page could keep it.
     storage = browser.execute_script(
@@ -257,3 +269,20 @@ def test_the_console_uploads_photos_and_shows_outputs_and_errors(
         assert preflight["status"] == 200, preflight
         assert preflight["answer"]["Access-Control-Allow-Origin"] == "*", preflight
         assert preflight["answer"]["Access-Control-Allow-Methods"] == "POST", preflight
+
+
+def test_a_refused_key_is_said_plainly(
+    stack: LocalStack, browser: webdriver.Chrome, screenshots: Path
+) -> None:
+    browser.get(f"{stack.api}/console")
+    browser.find_element(By.CSS_SELECTOR, "input[name=api-key]").send_keys("x" * 40)
+    picker = browser.find_element(By.CSS_SELECTOR, "input[type=file]")
+    picker.send_keys(str(REPO / "samples" / "photos" / PHOTOS[0]))
+    error = WebDriverWait(browser, DONE_TIMEOUT, poll_frequency=0.2).until(
+        lambda driver: driver.find_element(By.CSS_SELECTOR, "#uploads [data-error-code]")
+    )
+    browser.save_screenshot(str(screenshots / "refused.png"))
+    assert error.get_attribute("data-error-code") == "unauthorized"
+    notice = browser.find_element(By.ID, "notice")
+    assert notice.is_displayed()
+    assert "API key was refused" in notice.text

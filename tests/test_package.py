@@ -186,7 +186,12 @@ def test_no_tests_caches_dev_tooling_or_aws_sdk(built: Built) -> None:
 def test_everything_the_app_needs_is_there(built: Built) -> None:
     names = set(built.names)
     app = {name for name in package.app_files(REPO) if not name.startswith("chalice/")}
-    assert {"app.py", "chalicelib/__init__.py", "chalicelib/imaging/__init__.py"} <= app
+    assert {
+        "app.py",
+        "chalicelib/__init__.py",
+        "chalicelib/imaging/__init__.py",
+        "chalicelib/console_assets/console.html",  # the console's page, read at run time
+    } <= app
     assert app - names == set()
     for pattern in (
         r"PIL/__init__\.py",
