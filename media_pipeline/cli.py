@@ -173,7 +173,9 @@ class Printer:
 
 def _summary(outcome: Outcome) -> str:
     job_id = outcome.job["jobId"] if outcome.job else "-"
-    parts = [outcome.label, outcome.status, job_id, *outcome.saved.values()]
+    error = outcome.error or (outcome.job or {}).get("error") or {}
+    status = f"{outcome.status} {error['code']}" if error else outcome.status
+    parts = [outcome.label, status, job_id, *outcome.saved.values()]
     return "  ".join(parts)
 
 
@@ -264,9 +266,15 @@ def upload_command(client: Client, args: argparse.Namespace) -> int:
     options = UploadOptions(args.presets, args.wait, args.out, args.timeout)
     printer = Printer(args.json)
     bars = [(source.path, _bar_label(source.label), source.size) for source in found]
-    with display(bars) as shown, ThreadPoolExecutor(args.parallel) as pool:
+    with display(bars) as shown:
         uploader = Uploader(client, options, shown)
-        outcomes = list(pool.map(lambda source: _run_and_print(uploader, printer, source), found))
+        pool = ThreadPoolExecutor(args.parallel)
+        try:
+            running = [pool.submit(_run_and_print, uploader, printer, source) for source in found]
+            outcomes = [future.result() for future in running]
+        finally:
+            # On Ctrl-C, the files not started yet are not started at all.
+            pool.shutdown(cancel_futures=True)
     failed = [outcome for outcome in outcomes if outcome.failed]
     if len(outcomes) > 1 or failed:
         done = len(outcomes) - len(failed)
