@@ -16,13 +16,14 @@ STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { bin/find-python --help-install $(PYTHON_VERSION) >&2; exit 1; }
 	@bin/find-python --is $(PYTHON_VERSION) $(PYTHON) || { echo "$(PYTHON) is not CPython $(PYTHON_VERSION)" >&2; exit 1; }
 	@bin/find-python --is $(PYTHON_VERSION) $(BIN)/python || { echo "rebuilding $(VENV) with $(PYTHON)"; rm -rf $(VENV); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'pip>=24,<26.3'  # chalice packages with pip and requires <26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .  # media-pipeline, the CLI
 	touch $(STAMP)
 
 lint: install

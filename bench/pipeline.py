@@ -2,7 +2,7 @@
 
     python -m bench.pipeline [--burst 200] [--sequential 22] [--workers N] [--quick]
 
-Starts the stack (devstack.launch) and measures, through devstack.client: at low load, one
+Starts the stack (devstack.launch) and measures, through media_pipeline.client: at low load, one
 job at a time, from "the presigned POST returned" to the job's COMPLETED write against the
 engine's own render time for the same photo, and to its `job.completed` webhook reaching a
 receiver on this machine (devstack.webhooks); then a burst of uploads from 4 client threads,
@@ -26,8 +26,8 @@ from typing import Any
 
 from bench.output import add_output_arguments, machine, write_result
 from devstack import launch
-from devstack.client import TERMINAL, Client, Job, Upload
 from devstack.webhooks import Receiver, receiver
+from media_pipeline.client import TERMINAL, Client, Job, Upload
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = PROJECT.parent / "shared" / "corpus" / "photos"

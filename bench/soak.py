@@ -3,7 +3,7 @@
     python -m bench.soak [--uploads 1000] [--clients 4] [--workers N] [--quick] [--out FILE]
 
 Each of `--clients` threads uploads files of every kind (`KIND_CYCLE`) one at a time and
-polls its job until it ends, through devstack.client. At the end every job created must
+polls its job until it ends, through media_pipeline.client. At the end every job created must
 be listed by GET /jobs, be terminal with an outcome its kind may have (`EXPECTED`), and no
 response may be a 5xx; otherwise it exits 1. The RSS of the stack's processes is read after
 a warm-up job, every few seconds, and at the end. bench/README.md tells the whole story.
@@ -31,7 +31,7 @@ from PIL import Image
 from bench.output import machine, write_result
 from bench.pipeline import API_KEY, completed_at, parse_arguments, percentile, read_photos
 from devstack import launch
-from devstack.client import TERMINAL, ApiError, Client, Job, JobTimeout
+from media_pipeline.client import TERMINAL, ApiError, Client, Job, JobTimeout
 
 HTTP_TIMEOUT = 60.0
 RESIZED_SIDE = 1280

@@ -84,10 +84,11 @@ def banner(
     api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
 ) -> str:
     tenant, key = next(iter(keys.items()))
-    photo = launch.PROJECT / "samples" / "photos" / "Kite.jpg"
+    exports = shell_exports({"MEDIA_PIPELINE_API": api, "MEDIA_PIPELINE_KEY": key})
     return f"""
 media-pipeline local stack
   API        {api}
+  Console    {api}/console
   Emulator   {endpoint}   (AWS_ENDPOINT_URL; any credentials)
   Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
   Workers    {workers} processes, each replaced if it dies (its batch returns after the
@@ -95,20 +96,14 @@ media-pipeline local stack
 {key_lines(keys)}
 
 Try it (tenant {tenant}), from the repository root:
-  KEY={key}
-  curl -s -X POST {api}/uploads -H "Authorization: Bearer $KEY" \\
-       -H "Content-Type: application/json" \\
-       -d '{{"filename": "kite.jpg", "contentType": "image/jpeg"}}' > upload.json
-  curl -s $(.venv/bin/python -m devstack.form upload.json) -F file=@{photo}
-  curl -s {api}/jobs/$(.venv/bin/python -m devstack.form --job-id upload.json) \\
-       -H "Authorization: Bearer $KEY"
+  {exports}
+  .venv/bin/media-pipeline upload samples/photos --wait --out out/photos
+  .venv/bin/media-pipeline jobs
   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 \\
     .venv/bin/aws --endpoint-url {endpoint} s3 ls --recursive s3://{outputs["DerivedBucket"]}/
 
 Webhooks: register a receiver, then run it with the secret the answer shows:
-  curl -s -X POST {api}/webhooks -H "Authorization: Bearer $KEY" \\
-       -H "Content-Type: application/json" \\
-       -d '{{"url": "http://127.0.0.1:8765/", "events": ["job.completed", "job.failed"]}}'
+  .venv/bin/media-pipeline webhooks add http://127.0.0.1:8765/
   .venv/bin/python -m devstack.webhooks --secret whsec_...
 
 Ctrl-C stops everything.

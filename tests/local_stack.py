@@ -1,5 +1,5 @@
 """`make run` for the tests that use the local stack as a user would: started on free
-ports by devstack.launch, used through devstack.client and the AWS CLI, and stopped with
+ports by devstack.launch, used through media_pipeline.client and the AWS CLI, and stopped with
 SIGTERM; a test fails if the stack stopped uncleanly or left any process behind."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from devstack import launch
-from devstack.client import Client, Job, Upload
+from media_pipeline.client import Client, Job, Upload
 
 REPO = Path(__file__).resolve().parents[1]
 AWS_CLI = REPO / ".venv" / "bin" / "aws"
@@ -36,7 +36,7 @@ EXPECTED_OUTPUTS = {
 @dataclass(frozen=True)
 class LocalStack:
     """`make run`'s stack (started by `make_run`), from the outside: a client of the API
-    for each tenant, and the AWS CLI. An API error raises devstack.client.ApiError, a job
+    for each tenant, and the AWS CLI. An API error raises media_pipeline.client.ApiError, a job
     not ended in time JobTimeout; the stack's log is printed when a test failed."""
 
     settings: launch.Settings

@@ -26,8 +26,8 @@ import requests
 from PIL import Image, ImageChops, ImageOps, ImageStat
 from standardwebhooks import Webhook
 
-from devstack.client import ApiError, Client, Upload
 from devstack.webhooks import Receiver, receiver
+from media_pipeline.client import ApiError, Client, Upload
 from tests.job_errors import assert_fixed_message
 from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack
 from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo

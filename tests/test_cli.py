@@ -1,0 +1,374 @@
+"""`media-pipeline`, the command line, run as a user runs it: the console script that
+`make install` puts in .venv/bin, with no terminal attached (stdin from /dev/null, stdout
+and stderr to pipes), against the shared `make run` (tenant `cli`) or, for retries and
+error answers, a small HTTP server of the test's own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageOps
+from standardwebhooks import Webhook
+
+from devstack.webhooks import receiver
+from tests.local_stack import EXPECTED_OUTPUTS, LocalStack
+from tests.samples import SAMPLES, sample_photo
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = REPO / ".venv" / "bin" / "media-pipeline"
+TENANT = "cli"
+CLI_TIMEOUT = 120.0
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PHOTOS = ("BytheWater.jpg", "ColorfulCups.jpg", "Kite.jpg")
+SAMPLE_SIZE = (2560, 1600)  # each of PHOTOS, upright
+# The default presets' outputs of a 16:10 photo: name -> size, format (thumb covers its
+# 256x256 box; small and large fit inside 512x512 and 1024x1024).
+SAMPLE_OUTPUTS = {
+    "thumb.jpg": ((256, 256), "JPEG"),
+    "small.jpg": ((512, 320), "JPEG"),
+    "large.webp": ((1024, 640), "WEBP"),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    assert CLI.exists(), f"{CLI} is missing: `make install` installs it"
+
+
+def cli_environment(api: str, key: str | None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if "MEDIA_PIPELINE" not in name}
+    env["MEDIA_PIPELINE_API"] = api
+    if key is not None:
+        env["MEDIA_PIPELINE_KEY"] = key
+    return env
+
+
+def media_pipeline(
+    *args: str, api: str, key: str | None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The console script run with no terminal, the API and key from the environment."""
+    return subprocess.run(
+        [str(CLI), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=cli_environment(api, key),
+        cwd=cwd,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+
+
+def on_stack(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return media_pipeline(*args, api=stack.api, key=stack.keys[TENANT])
+
+
+def corrupt_jpeg() -> bytes:
+    """A JPEG cut short: the pipeline fails it corrupt_image."""
+    return sample_photo("BytheWater.jpg")[:3000]
+
+
+def assert_outputs(folder: Path) -> None:
+    """`folder` holds exactly a sample photo's outputs, each of its preset's size and format."""
+    names = {output[4] for output in EXPECTED_OUTPUTS.values()}  # the presets' file names
+    assert sorted(path.name for path in folder.iterdir()) == sorted(names), folder
+    for name in names:
+        with Image.open(folder / name) as output:
+            assert (output.size, output.format) == SAMPLE_OUTPUTS[name], name
+
+
+def test_the_sample_photos_are_16_by_10() -> None:
+    for name in PHOTOS:
+        with Image.open(SAMPLES / name) as photo:
+            assert ImageOps.exif_transpose(photo).size == SAMPLE_SIZE, name
+
+
+def no_terminal_codes(done: subprocess.CompletedProcess[str]) -> None:
+    assert "\x1b" not in done.stdout + done.stderr, done.stderr
+
+
+# --- uploads on `make run` -------------------------------------------------------------------
+
+
+def test_a_folder_with_a_corrupt_file_saves_every_output_and_names_the_failure(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    (photos / "nested" / "deeper").mkdir(parents=True)
+    for name in PHOTOS[:2]:
+        (photos / name).write_bytes(sample_photo(name))
+    (photos / "nested" / "deeper" / PHOTOS[2]).write_bytes(sample_photo(PHOTOS[2]))
+    (photos / "nested" / "broken.jpg").write_bytes(corrupt_jpeg())
+    (photos / "notes.txt").write_text("not an image: a folder's other files are left out\n")
+    out = tmp_path / "out"
+
+    done = on_stack(stack, "upload", str(photos), "--wait", "--out", str(out))
+
+    assert done.returncode == 1, done.stderr
+    failures = [line for line in done.stderr.splitlines() if "broken.jpg" in line]
+    assert len(failures) == 1, done.stderr
+    assert "corrupt_image" in failures[0]
+    assert "notes.txt" not in done.stdout + done.stderr
+    assert len(done.stdout.splitlines()) == 4, done.stdout
+    no_terminal_codes(done)
+    assert sorted(path.name for path in out.iterdir()) == sorted(Path(p).stem for p in PHOTOS)
+    for name in PHOTOS:
+        assert_outputs(out / Path(name).stem)
+
+
+def test_json_gives_one_parsable_line_per_file_and_nothing_else(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    (tmp_path / "Kite.jpg").write_bytes(sample_photo("Kite.jpg"))
+    (tmp_path / "broken.jpg").write_bytes(corrupt_jpeg())
+
+    done = on_stack(stack, "upload", str(tmp_path), "--json", "--wait", "--presets", "thumb")
+
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    by_file = {Path(record["file"]).name: record for record in records}
+    assert sorted(by_file) == ["Kite.jpg", "broken.jpg"], done.stdout
+    assert all(JOB_ID.fullmatch(record["jobId"]) for record in records), records
+    kite, broken = by_file["Kite.jpg"], by_file["broken.jpg"]
+    assert (kite["status"], kite["error"]) == ("COMPLETED", None), kite
+    assert [output["preset"] for output in kite["outputs"]] == ["thumb"]
+    assert (broken["status"], broken["error"]["code"]) == ("FAILED", "corrupt_image"), broken
+    assert "broken.jpg: corrupt_image" in done.stderr
+    no_terminal_codes(done)
+
+
+def test_get_saves_a_jobs_outputs_and_jobs_lists_by_status(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sent = on_stack(stack, "upload", str(SAMPLES / "Kite.jpg"), "--json")
+    assert sent.returncode == 0, sent.stderr
+    (record,) = [json.loads(line) for line in sent.stdout.splitlines()]
+    job_id = record["jobId"]
+
+    got = on_stack(stack, "get", job_id, "--wait", "--out", str(tmp_path))
+
+    assert got.returncode == 0, got.stderr
+    job = json.loads(got.stdout)
+    assert (job["jobId"], job["status"]) == (job_id, "COMPLETED")
+    assert_outputs(tmp_path / "Kite")
+    assert sorted(output["path"] for output in job["outputs"]) == sorted(
+        str(path) for path in (tmp_path / "Kite").iterdir()
+    )
+
+    listed = on_stack(stack, "jobs", "--status", "COMPLETED", "--limit", "1", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (newest,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (newest["jobId"], newest["status"]) == (job_id, "COMPLETED")
+    table = on_stack(stack, "jobs", "--limit", "100")
+    assert any(line.split()[:2] == [job_id, "COMPLETED"] for line in table.stdout.splitlines())
+
+
+def test_on_a_terminal_progress_bars_are_drawn_on_stderr_only(stack: LocalStack) -> None:
+    controller, terminal = pty.openpty()
+    drawn = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the last writer has closed it
+            while chunk := os.read(controller, 65536):
+                drawn.extend(chunk)
+
+    reading = threading.Thread(target=read_terminal)
+    reading.start()
+    try:
+        done = subprocess.run(
+            [str(CLI), "upload", str(SAMPLES / "Kite.jpg"), "--wait"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            env=cli_environment(stack.api, stack.keys[TENANT]) | {"TERM": "xterm-256color"},
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        reading.join(timeout=10)
+        os.close(controller)
+    screen = drawn.decode(errors="replace")
+    assert done.returncode == 0, screen
+    for shown in ("Kite.jpg", "━", "1 files", "COMPLETED"):  # the file's bar, the total's
+        assert shown in screen, screen
+    (line,) = done.stdout.splitlines()
+    assert line.split()[:2] == [str(SAMPLES / "Kite.jpg"), "COMPLETED"], done.stdout
+
+
+def test_webhooks_add_list_test_and_remove(stack: LocalStack) -> None:
+    with receiver([200]) as listening:
+        added = on_stack(stack, "webhooks", "add", listening.url, "--json")
+        assert added.returncode == 0, added.stderr
+        endpoint = json.loads(added.stdout)
+        listed = on_stack(stack, "webhooks", "list", "--json")
+        assert endpoint["id"] in [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+
+        tested = on_stack(stack, "webhooks", "test", endpoint["id"])
+        assert tested.returncode == 0, tested.stderr
+        event = _first_event(listening.received, endpoint["secret"])
+
+        removed = on_stack(stack, "webhooks", "rm", endpoint["id"])
+        again = on_stack(stack, "webhooks", "rm", endpoint["id"])
+    assert event["type"] == "webhook.test"
+    assert removed.returncode == 0, removed.stderr
+    listed = on_stack(stack, "webhooks", "list")
+    assert endpoint["id"] not in listed.stdout
+    assert again.returncode == 1
+    (explained,) = again.stderr.splitlines()
+    assert "not_found" in explained
+
+
+def _first_event(received: list[Any], secret: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert received, "no delivery of the test event"
+    event: dict[str, Any] = Webhook(secret).verify(received[0].body, received[0].headers)
+    return event
+
+
+# --- usage errors ----------------------------------------------------------------------------
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    api = "http://127.0.0.1:9"  # never reached: each command stops before any request
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.jpg").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "MEDIA_PIPELINE_KEY": (["jobs"], None),
+        "invalid choice": (["nothing"], "key"),
+        "not above 0": (["jobs", "--limit", "0"], "key"),
+        "no such file": (["upload", str(tmp_path / "missing.jpg")], "key"),
+        "no image to upload": (["upload", str(tmp_path / "empty")], "key"),
+        "would both save": (["upload", str(tmp_path), "--out", str(tmp_path / "o")], "key"),
+    }
+    for expected, (args, key) in cases.items():
+        done = media_pipeline(*args, api=api, key=key)
+        assert (done.returncode, done.stdout) == (2, ""), (args, done.stderr)
+        assert expected in done.stderr, (args, done.stderr)
+
+
+# --- retries and error answers, from a server of the test's own ------------------------------
+
+
+@dataclass
+class Scripted:
+    """An HTTP server answering each request with the next of `answers` (the last one
+    repeats): (status, headers, JSON body)."""
+
+    answers: list[tuple[int, dict[str, str], Any]]
+    requests: list[tuple[str, str, float]] = field(default_factory=list)  # method, path, when
+    url: str = ""
+
+
+@contextlib.contextmanager
+def scripted_api(*answers: tuple[int, dict[str, str], Any]) -> Iterator[Scripted]:
+    script = Scripted(list(answers))
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            script.requests.append((self.command, self.path, time.monotonic()))
+            status, headers, body = script.answers[min(len(script.requests), len(answers)) - 1]
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    script.url = f"http://127.0.0.1:{server.server_address[1]}"
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield script
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+A_JOB_ID = "0b5c8f6e-1f2a-4c3d-9e8f-7a6b5c4d3e2f"
+A_JOB = {
+    "jobId": A_JOB_ID,
+    "status": "COMPLETED",
+    "createdAt": "2026-01-01T00:00:00Z",
+    "filename": "kite.jpg",
+    "error": None,
+}
+
+
+def test_transient_failures_are_retried_after_retry_after() -> None:
+    unavailable = error("service_unavailable", "The service is briefly unavailable; try again.")
+    with scripted_api(
+        (503, {"Retry-After": "1"}, unavailable),
+        (502, {}, {"message": "Bad Gateway"}),
+        (200, {}, {"jobs": [A_JOB], "nextCursor": None}),
+    ) as api:
+        done = media_pipeline("jobs", "--json", api=api.url, key="k" * 20)
+
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["jobId"] for line in done.stdout.splitlines()] == [A_JOB["jobId"]]
+    assert [method for method, _, _ in api.requests] == ["GET"] * 3
+    first, second, _ = (when for _, _, when in api.requests)
+    assert second - first >= 1.0  # Retry-After: 1
+
+
+def test_a_create_is_not_repeated_after_a_lost_answer() -> None:
+    unavailable = error("service_unavailable", "The service is briefly unavailable; try again.")
+    with scripted_api((503, {"Retry-After": "0"}, unavailable)) as api:
+        done = media_pipeline("webhooks", "add", "https://example.com/", api=api.url, key="k" * 20)
+    assert done.returncode == 1
+    assert [method for method, _, _ in api.requests] == ["POST"]
+    assert done.stderr.splitlines() == [
+        "media-pipeline: service_unavailable: the service was still unavailable after retries:"
+        " try again later"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        (401, "unauthorized", "check --key or MEDIA_PIPELINE_KEY"),
+        (404, "not_found", "no such job or webhook endpoint"),
+        (400, "invalid_request", "cursor must not be empty"),  # the API's own specifics
+        (418, "teapot", "I am a teapot"),  # a code the CLI does not know: the API's words
+    ],
+)
+def test_an_error_answer_is_explained_in_one_line(status: int, code: str, says: str) -> None:
+    with scripted_api((status, {}, error(code, "I am a teapot" if status == 418 else says))) as api:
+        done = media_pipeline("get", A_JOB_ID, api=api.url, key="k" * 20)
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"media-pipeline: {code}: "), line
+    assert says in line
+    assert len(api.requests) == 1
