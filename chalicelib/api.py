@@ -147,6 +147,7 @@ def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
         "presets": job.presets,
         "source": _source_view(job),
         "outputs": outputs,
+        "placeholder": job.placeholder if job.status is JobStatus.COMPLETED else None,
         "error": job.error,
     }
 

@@ -111,6 +111,7 @@ class Job:
     presets: list[str]
     source: Item | None = None
     outputs: list[Item] = field(default_factory=list)
+    placeholder: Item | None = None
     error: dict[str, str] | None = None
     attempts: int = 0
     # The upload the job pinned when it was queued: the object's version and ETag.
@@ -371,8 +372,13 @@ def claim(upload: Upload) -> Transition:
     return _move(upload.job_id, JobStatus.PROCESSING, {}, owner=owner, count_attempt=True)
 
 
-def complete(job_id: str, *, source: Fields, outputs: Sequence[Fields]) -> Transition:
-    return _move(job_id, JobStatus.COMPLETED, {"source": source, "outputs": list(outputs)})
+def complete(
+    job_id: str, *, source: Fields, outputs: Sequence[Fields], placeholder: Fields | None = None
+) -> Transition:
+    fields: dict[str, object] = {"source": source, "outputs": list(outputs)}
+    if placeholder is not None:
+        fields["placeholder"] = placeholder
+    return _move(job_id, JobStatus.COMPLETED, fields)
 
 
 def fail(job_id: str, *, code: str, message: str) -> Transition:
@@ -661,6 +667,7 @@ def _to_item(job: Job) -> Item:
 
 def _from_item(item: Item) -> Job:
     source = item.get("source")
+    placeholder = item.get("placeholder")
     error = item.get("error")
     expires_at = item.get("expiresAt")
     return Job(
@@ -675,6 +682,7 @@ def _from_item(item: Item) -> Job:
         presets=[str(name) for name in _list(item, "presets")],
         source=_attributes(source) if isinstance(source, dict) else None,
         outputs=[_attributes(output) for output in _list(item, "outputs")],
+        placeholder=_attributes(placeholder) if isinstance(placeholder, dict) else None,
         error=_error(error) if isinstance(error, dict) else None,
         attempts=_count(item, "attempts"),
         source_version=_optional_text(item, "sourceVersion"),

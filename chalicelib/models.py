@@ -286,6 +286,30 @@ def _job_error(code: str) -> Schema:
     return _object({"code": {"type": "string", "enum": [code]}, "message": message})
 
 
+PLACEHOLDER = _object(
+    {
+        "blurhash": {
+            "type": "string",
+            "description": "A BlurHash (blurha.sh), 4 components along the longer side.",
+        },
+        "thumbhash": {
+            "type": "string",
+            "description": "A ThumbHash (evanw.github.io/thumbhash), base64; keeps transparency.",
+        },
+        "dominantColor": {
+            "type": "string",
+            "pattern": "^#[0-9a-f]{6}$",
+            "description": "The colour covering most of the picture, for a plain background.",
+        },
+        "width": COUNT,
+        "height": COUNT,
+    },
+    description=(
+        "What to show while an output loads, from the worker's own pixels. Width and height "
+        "are the upright picture's, for the placeholder's aspect ratio."
+    ),
+)
+
 JOB = _object(
     {
         "jobId": JOB_ID,
@@ -318,6 +342,10 @@ JOB = _object(
                     "url": STRING,
                 }
             ),
+        },
+        "placeholder": {
+            "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Placeholder"}],
+            "description": "Once COMPLETED; null otherwise.",
         },
         "error": {
             "oneOf": [{"type": "null"}, *(_job_error(code) for code in JOB_FAILURE_CODES)],
@@ -462,6 +490,7 @@ COMPONENTS: Mapping[str, Schema] = {
     "Health": HEALTH,
     "UploadCreated": UPLOAD_CREATED,
     "Job": JOB,
+    "Placeholder": PLACEHOLDER,
     "JobList": JOB_LIST,
     "Webhook": WEBHOOK,
     "WebhookWithSecret": WEBHOOK_WITH_SECRET,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from chalicelib import job_events, job_message, jobs, sqs_batch, storage
 from chalicelib.config import settings
@@ -40,6 +41,9 @@ from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.job_message import JobMessage
 from chalicelib.observability import job_fields, log_job_failed, logger, metric
 from chalicelib.presets import Preset, load_presets
+
+if TYPE_CHECKING:  # the engine (and Pillow) load only when a job is rendered
+    from chalicelib.imaging import Placeholder
 
 RemainingMillis = Callable[[], int]
 
@@ -175,10 +179,24 @@ def _make_thumbnails(
         "height": result.source.height,
         "format": result.source.format,
     }
-    completed = jobs.complete(job.job_id, source=source, outputs=outputs)
+    completed = jobs.complete(
+        job.job_id, source=source, outputs=outputs, placeholder=_placeholder(result.placeholder)
+    )
     if completed.moved:
         job_events.announce(completed.job)
     return completed.moved
+
+
+def _placeholder(found: Placeholder | None) -> dict[str, object] | None:
+    if found is None:
+        return None
+    return {
+        "blurhash": found.blurhash,
+        "thumbhash": found.thumbhash,
+        "dominantColor": found.dominant_color,
+        "width": found.width,
+        "height": found.height,
+    }
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -82,6 +84,11 @@ def test_a_phone_photo_comes_back_upright_and_clean(pipeline: Pipeline) -> None:
         "height": 3024,
         "format": "JPEG",
     }
+    placeholder = job["placeholder"]
+    assert (placeholder["width"], placeholder["height"]) == (4032, 3024)
+    assert re.fullmatch(r"#[0-9a-f]{6}", placeholder["dominantColor"])
+    assert len(placeholder["blurhash"]) == 28  # 4x3 components: the upright landscape
+    assert base64.b64decode(placeholder["thumbhash"])[4] & 0x80  # ThumbHash: landscape
     outputs = {output["preset"]: output for output in job["outputs"]}
     assert set(outputs) == {"thumb", "small", "large"}
     expected = {

@@ -22,12 +22,12 @@ from PIL import Image, ImageFile
 
 from chalicelib.errors import UnsupportedFormat
 from chalicelib.formats import OUTPUT_FORMATS, SOURCE_CONTENT_TYPES
-from chalicelib.imaging import colour, png_bands
+from chalicelib.imaging import colour, placeholder, png_bands
 from chalicelib.imaging.budget import Budget, deadline
 from chalicelib.imaging.decode import DEFAULT_MAX_FRAMES, decoding, draft, exif_orientation
 from chalicelib.imaging.encode import encode
 from chalicelib.imaging.geometry import Placement, place, to_stored
-from chalicelib.imaging.results import RenderResult, Rendition, SourceInfo
+from chalicelib.imaging.results import Placeholder, RenderResult, Rendition, SourceInfo
 from chalicelib.imaging.watermark import apply_watermark
 from chalicelib.presets import Preset
 
@@ -131,11 +131,12 @@ def _render(
         base = _prepare(pixels, decoded, needed)
         del pixels  # the largest thing in memory, no longer needed once reduced
         budget.check()
-        outputs = _render_all(base, decoded, presets, placements)
+        outputs, smallest = _render_all(base, decoded, presets, placements)
+        hints = _placeholder(smallest, decoded, displayed)
     except (OSError, ValueError) as exc:
         # Decoding succeeded, so these are pixels Pillow cannot convert or encode.
         raise UnsupportedFormat(f"The image cannot be processed: {exc}") from exc
-    return RenderResult(source, outputs)
+    return RenderResult(source, outputs, hints)
 
 
 def _source_info(image: ImageFile.ImageFile, orientation: int) -> SourceInfo:
@@ -244,7 +245,8 @@ def _render_all(
     decoded: _Decoded,
     presets: Sequence[Preset],
     placements: Sequence[Placement],
-) -> tuple[Rendition, ...]:
+) -> tuple[tuple[Rendition, ...], _Intermediate]:
+    """The renditions in the presets' order, and the smallest whole-picture intermediate."""
     largest_first = sorted(
         range(len(presets)),
         key=lambda index: placements[index].width * placements[index].height,
@@ -258,7 +260,21 @@ def _render_all(
         if placement.covers_whole(*decoded.stored_size):
             intermediates.append(_Intermediate(resized, placement.scale))
         renditions[index] = _finish(resized, decoded, presets[index])
-    return tuple(renditions[index] for index in range(len(presets)))
+    smallest = min(intermediates, key=lambda candidate: candidate.image.width)
+    return tuple(renditions[index] for index in range(len(presets))), smallest
+
+
+def _placeholder(
+    smallest: _Intermediate, decoded: _Decoded, displayed: tuple[int, int]
+) -> Placeholder:
+    """Placeholders from the smallest whole picture already made: shrunk first, then made
+    upright and sRGB as the outputs are, so they cost a tiny image's worth of work."""
+    image = placeholder.tiny(smallest.image)
+    if decoded.orientation in _UPRIGHT:
+        image = image.transpose(_UPRIGHT[decoded.orientation])
+    if decoded.plain_cmyk:
+        image = colour.invert_cmyk(image)
+    return placeholder.placeholder(colour.to_srgb(image, decoded.icc_profile), displayed)
 
 
 def _closest_larger(intermediates: Sequence[_Intermediate], placement: Placement) -> _Intermediate:

@@ -31,6 +31,19 @@ class Rendition:
 
 
 @dataclass(frozen=True)
+class Placeholder:
+    """What a front end shows before an output loads."""
+
+    blurhash: str
+    thumbhash: str  # base64
+    dominant_color: str  # "#rrggbb"
+    # The upright source's, so the placeholder holds the output's place.
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class RenderResult:
     source: SourceInfo
     outputs: tuple[Rendition, ...]
+    placeholder: Placeholder | None = None  # None when nothing was rendered
