@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from chalice.app import Request, Response
 
-from chalicelib import auth, jobs, models, openapi, storage
+from chalicelib import auth, jobs, models, openapi, responsive, storage
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
 from chalicelib.http import json_api, json_response, require_json_content_type
@@ -147,6 +147,7 @@ def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
         "presets": job.presets,
         "source": _source_view(job),
         "outputs": outputs,
+        "responsive": responsive.sets(outputs),
         "placeholder": job.placeholder if job.status is JobStatus.COMPLETED else None,
         "error": job.error,
     }
@@ -166,6 +167,9 @@ def _source_view(job: jobs.Job) -> dict[str, object]:
 def _output_view(output: Mapping[str, object], *, with_url: bool) -> dict[str, object]:
     fields = ("preset", "width", "height", "format", "contentType", "bytes")
     view = {name: output[name] for name in fields}
+    # Outputs recorded before responsive sets existed have neither.
+    view["name"] = output.get("name", output["preset"])
+    view["responsive"] = bool(output.get("responsive", False))
     if with_url:
         view["url"] = storage.presign_download(str(output["key"]))
     return view

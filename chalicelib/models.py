@@ -310,6 +310,29 @@ PLACEHOLDER = _object(
     ),
 )
 
+RESPONSIVE_SET = _object(
+    {
+        "preset": STRING,
+        "sizes": {
+            "type": "string",
+            "description": "The sizes attribute used: full width up to the largest output.",
+        },
+        "srcset": {
+            "type": "object",
+            "additionalProperties": STRING,
+            "description": "Per format (JPEG, WEBP, AVIF, PNG): `<url> <width>w, ...`.",
+        },
+        "picture": {
+            "type": "string",
+            "description": (
+                "<picture> with a <source type srcset sizes> per format but the fallback "
+                "(JPEG, else PNG, WEBP, AVIF), then <img src srcset sizes width height alt "
+                'loading="lazy" decoding="async">; alt is empty, for the page to fill.'
+            ),
+        },
+    }
+)
+
 JOB = _object(
     {
         "jobId": JOB_ID,
@@ -330,10 +353,24 @@ JOB = _object(
         ),
         "outputs": {
             "type": "array",
-            "description": "One per preset once COMPLETED, each with a presigned GET URL.",
+            "description": (
+                "Once COMPLETED: one per preset, or for a responsive set one per width and "
+                "format, each with a presigned GET URL."
+            ),
             "items": _object(
                 {
                     "preset": STRING,
+                    "name": {
+                        "type": "string",
+                        "description": (
+                            "The output's name in its key: the preset's, or "
+                            "`<preset>-<width>w` for one of a responsive set."
+                        ),
+                    },
+                    "responsive": {
+                        "type": "boolean",
+                        "description": "One of a preset's responsive set.",
+                    },
                     "width": COUNT,
                     "height": COUNT,
                     "format": STRING,
@@ -342,6 +379,15 @@ JOB = _object(
                     "url": STRING,
                 }
             ),
+        },
+        "responsive": {
+            "type": "array",
+            "description": (
+                "Once COMPLETED, per preset with a responsive set: ready srcsets and a "
+                "<picture> snippet naming only the outputs made. Empty in webhook events "
+                "(their URLs would expire): fetch the job."
+            ),
+            "items": {"$ref": "#/components/schemas/ResponsiveSet"},
         },
         "placeholder": {
             "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Placeholder"}],
@@ -491,6 +537,7 @@ COMPONENTS: Mapping[str, Schema] = {
     "UploadCreated": UPLOAD_CREATED,
     "Job": JOB,
     "Placeholder": PLACEHOLDER,
+    "ResponsiveSet": RESPONSIVE_SET,
     "JobList": JOB_LIST,
     "Webhook": WEBHOOK,
     "WebhookWithSecret": WEBHOOK_WITH_SECRET,

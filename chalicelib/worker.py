@@ -153,7 +153,7 @@ def _make_thumbnails(
         raise
     written = [
         storage.Output(
-            storage.output_key(job.tenant, job.job_id, rendition.preset, rendition.extension),
+            storage.output_key(job.tenant, job.job_id, rendition.name, rendition.extension),
             rendition.data,
             rendition.content_type,
         )
@@ -163,6 +163,8 @@ def _make_thumbnails(
     outputs = [
         {
             "preset": rendition.preset,
+            "name": rendition.name,
+            "responsive": rendition.in_set,
             "width": rendition.width,
             "height": rendition.height,
             "format": rendition.format,

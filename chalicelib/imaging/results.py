@@ -23,6 +23,13 @@ class Rendition:
     content_type: str
     extension: str
     data: bytes
+    in_set: bool = False  # one of a preset's responsive set
+
+    @property
+    def name(self) -> str:
+        """Unique within a job: the preset's name, or for a set ``<preset>-<width>w``
+        (a set's formats differ by extension)."""
+        return f"{self.preset}-{self.width}w" if self.in_set else self.preset
 
     @property
     def bytes(self) -> int:
