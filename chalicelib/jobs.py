@@ -109,6 +109,8 @@ class Job:
     content_type: str
     filename: str | None
     presets: list[str]
+    # The upload's own outputs (preset documents, chalicelib/upload_outputs.py).
+    requested_outputs: list[Item] = field(default_factory=list)
     source: Item | None = None
     outputs: list[Item] = field(default_factory=list)
     placeholder: Item | None = None
@@ -151,6 +153,7 @@ def create_job(
     content_type: str,
     filename: str | None,
     presets: list[str],
+    requested_outputs: Sequence[Fields] = (),
 ) -> Job:
     created = now_iso()
     job = Job(
@@ -163,6 +166,7 @@ def create_job(
         content_type=content_type,
         filename=filename,
         presets=presets,
+        requested_outputs=[dict(output) for output in requested_outputs],
         expires_at=int(time.time()) + settings().job_ttl_days * 86400,
     )
     item = _to_item(job)
@@ -656,6 +660,8 @@ def _to_item(job: Job) -> Item:
     }
     if job.filename is not None:
         item["filename"] = job.filename
+    if job.requested_outputs:
+        item["requestedOutputs"] = job.requested_outputs
     if job.source_version is not None:
         item["sourceVersion"] = job.source_version
     if job.source_etag is not None:
@@ -680,6 +686,7 @@ def _from_item(item: Item) -> Job:
         content_type=_text(item, "contentType"),
         filename=_optional_text(item, "filename"),
         presets=[str(name) for name in _list(item, "presets")],
+        requested_outputs=[_attributes(output) for output in _list(item, "requestedOutputs")],
         source=_attributes(source) if isinstance(source, dict) else None,
         outputs=[_attributes(output) for output in _list(item, "outputs")],
         placeholder=_attributes(placeholder) if isinstance(placeholder, dict) else None,

@@ -24,9 +24,10 @@ from chalicelib.errors import (
     UnknownPreset,
     UnsupportedContentType,
 )
-from chalicelib.formats import ACCEPTED_CONTENT_TYPES
+from chalicelib.formats import ACCEPTED_CONTENT_TYPES, OUTPUT_FORMATS
 from chalicelib.jobs import JobStatus
 from chalicelib.outbound import MAX_URL_LENGTH
+from chalicelib.presets import FITS, MAX_DIMENSION, MAX_SET_WIDTHS, NAME_PATTERN
 from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS, WEBHOOK_TEST
 
 Schema = dict[str, Any]
@@ -121,6 +122,51 @@ JOB_FAILURE_CODES = sorted({error.code for error in _subclasses(SourceError)} | 
 # --- request models ----------------------------------------------------------------------
 
 
+OUTPUT_SPEC: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "width", "height", "fit", "format"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": f"^{NAME_PATTERN.pattern}$",
+            "description": (
+                "1 to 32 characters of a-z, 0-9, _ and -, starting with a letter or digit."
+            ),
+        },
+        "width": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+        "height": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+        "fit": {"type": "string", "enum": list(FITS)},
+        "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+        "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+        "widths": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+            "description": (
+                f"A responsive set: the box scaled to each width (at most {MAX_SET_WIDTHS})."
+            ),
+        },
+        "formats": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+            "description": "A responsive set: each width in each of these formats.",
+        },
+    },
+    "description": (
+        "An output as a preset describes one, named unlike the job's presets; stored as "
+        "`<name>.<ext>`, or `<name>-<width>w.<ext>` with `widths`. Within the stage's "
+        "limits: MAX_JOB_OUTPUTS outputs (each width counts), MAX_OUTPUT_DIMENSION pixels "
+        "a side, the formats of UPLOAD_OUTPUT_FORMATS, MAX_JOB_OUTPUT_PIXELS pixels over all "
+        "of them (each width's whole box); past one, 400 invalid_request naming the field "
+        "and the limit."
+    ),
+}
+
+
 def upload_request(preset_names: Sequence[str]) -> Schema:
     """POST /uploads. `preset_names` are the stage's configured presets."""
     example: dict[str, Any] = {"contentType": "image/jpeg", "filename": "beach.jpg"}
@@ -155,7 +201,16 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
                 "minItems": 1,
                 "uniqueItems": True,
                 "items": {"type": "string", "enum": list(preset_names)},
-                "description": "Presets to render, each at most once; default: all of them.",
+                "description": (
+                    "Presets to render, each at most once; default: all of them, or none "
+                    "when `outputs` is given."
+                ),
+            },
+            "outputs": {
+                "type": "array",
+                "minItems": 1,
+                "items": OUTPUT_SPEC,
+                "description": "The upload's own outputs, rendered in the same job.",
             },
         },
     }
@@ -685,7 +740,8 @@ def _additional_properties(schema: Schema, value: Any, name: str) -> None:
 def _properties(schema: Schema, value: Any, name: str) -> None:
     for field, field_schema in schema["properties"].items():
         if field in value:
-            validate(field_schema, value[field], field)
+            # An object in a list is named by its path (outputs[1].width); others by the field.
+            validate(field_schema, value[field], f"{name}.{field}" if name.endswith("]") else field)
 
 
 # Checked in this order: the type first (the others assume it), then unknown and missing

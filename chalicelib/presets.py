@@ -168,6 +168,16 @@ def presets_to_json(presets: Iterable[Preset]) -> str:
     return json.dumps([_preset_document(preset) for preset in presets])
 
 
+def parse_preset(item: object, where: str) -> Preset:
+    """One preset from its JSON document; a ``PresetError`` names ``where`` and the field."""
+    return _parse_preset(item, where)
+
+
+def preset_document(preset: Preset) -> dict[str, Any]:
+    """The JSON document :func:`parse_preset` turns back into ``preset``."""
+    return _preset_document(preset)
+
+
 def _parse_preset(item: object, where: str) -> Preset:
     fields = _object(item, where, allowed=_PRESET_KEYS, required=_REQUIRED_PRESET_KEYS)
     output_format = _string(fields["format"], f"{where}.format")

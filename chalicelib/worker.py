@@ -40,7 +40,7 @@ from chalicelib.errors import (
 from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.job_message import JobMessage
 from chalicelib.observability import job_fields, log_job_failed, logger, metric
-from chalicelib.presets import Preset, load_presets
+from chalicelib.presets import Preset, load_presets, parse_preset
 
 if TYPE_CHECKING:  # the engine (and Pillow) load only when a job is rendered
     from chalicelib.imaging import Placeholder
@@ -252,7 +252,11 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
     missing = [name for name in job.presets if name not in configured]
     if missing:
         raise PresetRemoved(f"Preset(s) no longer configured: {', '.join(missing)}.")
-    return [configured[name] for name in job.presets]
+    own = [
+        parse_preset(document, f"requestedOutputs[{index}]")
+        for index, document in enumerate(job.requested_outputs)
+    ]
+    return [configured[name] for name in job.presets] + own
 
 
 def _end_failed(job_id: str, error: SourceError) -> bool:
