@@ -31,7 +31,7 @@ from PIL import Image, ImageCms, ImageOps, features
 
 from bench.output import add_output_arguments, compact, machine, write_result
 from chalicelib.formats import OUTPUT_FORMATS
-from chalicelib.imaging import encode, render
+from chalicelib.imaging import encode, placeholder, render
 from chalicelib.presets import DEFAULT_PRESETS, Preset
 
 if TYPE_CHECKING:
@@ -47,6 +47,21 @@ PRESETS: tuple[Preset, ...] = tuple(DEFAULT_PRESETS)
 SCHEMA = "media-pipeline/bench-engine/2"
 # Per sample, left out of the committed summary: every run's time, every output's figures.
 RAW_PARTS = tuple(f"images.*.engines.*.{key}" for key in ("runs_ms", "runs_cpu_ms", "outputs"))
+
+# A responsive set, rendered by the engine alone after the comparison: its cost per output.
+SET_PRESET = Preset(
+    "hero",
+    1600,
+    1600,
+    "contain",
+    "JPEG",
+    82,
+    widths=(320, 640, 1024, 1600),
+    formats=("AVIF", "WEBP", "JPEG"),
+)
+# The preset whose output is the size of the engine's smallest whole-picture intermediate,
+# the image its placeholders are computed from.
+PLACEHOLDER_SOURCE = "small"
 
 ENGINE, BASELINE = "engine", "pillow-baseline"
 PYVIPS, PYVIPS_DEFAULTS = "pyvips", "pyvips-defaults"
@@ -330,7 +345,45 @@ def time_photo(
                 (save_to / f"{photo.stem}.{preset.name}.{name}.{extension}").write_bytes(encoded)
     timings = ", ".join(f"{name} {run['median_ms']:.1f} ms" for name, run in engines.items())
     print(f"{photo.name}: {timings}", file=sys.stderr, flush=True)
-    return {"name": photo.name, "bytes": len(data), "engines": engines}
+    entry: dict[str, Any] = {"name": photo.name, "bytes": len(data), "engines": engines}
+    if ENGINE in runs:
+        small = runs[ENGINE][2][[p.name for p in PRESETS].index(PLACEHOLDER_SOURCE)]
+        placeholder_ms = time_placeholder(small, repeats)
+        entry["placeholder"] = {
+            "median_ms": round(placeholder_ms, 3),
+            "share_of_engine": round(placeholder_ms / statistics.median(runs[ENGINE][0]), 4),
+        }
+        entry["responsive_set"] = time_set(data, repeats)
+    return entry
+
+
+def time_placeholder(small_output: bytes, repeats: int) -> float:
+    """Median ms of the engine's placeholder work (shrink to 32 pixels, BlurHash, ThumbHash,
+    dominant colour) on an image the size of the one it uses, the small preset's."""
+    with Image.open(io.BytesIO(small_output)) as opened:
+        image = opened.convert("RGB")
+    runs = []
+    for _ in range(max(repeats, 5)):
+        started = time.perf_counter()
+        placeholder.placeholder(placeholder.tiny(image), image.size)
+        runs.append((time.perf_counter() - started) * 1000)
+    return statistics.median(runs)
+
+
+def time_set(data: bytes, repeats: int) -> dict[str, Any]:
+    """The engine rendering SET_PRESET alone: median ms, and its outputs."""
+    wall, cpu = [], []
+    outputs: tuple[Any, ...] = ()
+    for _ in range(repeats):
+        cpu_started, started = time.process_time(), time.perf_counter()
+        outputs = render(data, [SET_PRESET]).outputs
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
+    return {
+        "median_ms": round(statistics.median(wall), 2),
+        "median_cpu_ms": round(statistics.median(cpu), 2),
+        "outputs": [[o.format, o.width, o.height, len(o.data)] for o in outputs],
+    }
 
 
 def engine_summary(name: str, images: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -365,6 +418,41 @@ def engine_summary(name: str, images: Sequence[Mapping[str, Any]]) -> dict[str, 
         },
         "outputs_ok": all(output["format_ok"] for output in outputs),
         "metadata_found": sorted({block for output in outputs for block in output["metadata"]}),
+    }
+
+
+def placeholder_summary(images: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The placeholders' cost against the engine's time per image (goal: at most 3 %)."""
+    measured = [image["placeholder"] for image in images if "placeholder" in image]
+    if not measured:
+        return {}
+    shares = [entry["share_of_engine"] for entry in measured]
+    return {
+        "ms_per_image": round(statistics.fmean(e["median_ms"] for e in measured), 3),
+        "share_of_engine_mean": round(statistics.fmean(shares), 4),
+        "share_of_engine_max": round(max(shares), 4),
+        "goal_at_most": 0.03,
+    }
+
+
+def set_summary(images: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The responsive set's cost per image and per output, and its bytes per format."""
+    measured = [image["responsive_set"] for image in images if "responsive_set" in image]
+    if not measured:
+        return {}
+    outputs = [output for entry in measured for output in entry["outputs"]]
+    total_ms = sum(entry["median_ms"] for entry in measured)
+    total_cpu_ms = sum(entry["median_cpu_ms"] for entry in measured)
+    formats = SET_PRESET.set_formats
+    return {
+        "preset": {"widths": list(SET_PRESET.widths), "formats": list(formats)},
+        "ms_per_image": round(total_ms / len(measured), 2),
+        "outputs_per_image": round(len(outputs) / len(measured), 2),
+        "ms_per_output": round(total_ms / len(outputs), 2),
+        "cpu_ms_per_output": round(total_cpu_ms / len(outputs), 2),
+        "bytes_per_output_by_format": {
+            name: round(statistics.fmean(o[3] for o in outputs if o[0] == name)) for name in formats
+        },
     }
 
 
@@ -431,6 +519,8 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         "engines": {name: engines[name] for name in ENGINE_ORDER if name in engines},
         "images": images,
         "comparison": compare(engines),
+        "placeholder": placeholder_summary(images),
+        "responsive_set": set_summary(images),
     }
 
 
@@ -459,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not set(arguments.engines) <= set(ENGINE_ORDER):
         parser.error(f"--engines: a subset of {','.join(ENGINE_ORDER)}")
     result = run_benchmark(arguments)
-    print(compact({key: result[key] for key in ("settings", "engines", "comparison")}))
+    shown = ("settings", "engines", "comparison", "placeholder", "responsive_set")
+    print(compact({key: result[key] for key in shown}))
     write_result("engine", result, arguments, trial=arguments.quick, raw=RAW_PARTS)
     return 0
 

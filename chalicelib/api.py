@@ -13,13 +13,13 @@ from typing import Any, NoReturn
 
 from chalice.app import Request, Response
 
-from chalicelib import auth, jobs, models, openapi, storage
+from chalicelib import auth, jobs, models, openapi, responsive, storage, upload_outputs
 from chalicelib.config import settings
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
 from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
-from chalicelib.presets import load_presets
+from chalicelib.presets import load_presets, preset_document
 
 # A long-poll reads the job (one consistent read) this often, so it answers within this
 # much of the job's end.
@@ -50,7 +50,9 @@ def create_upload(current: Request | None) -> Response:
     models.validate(models.upload_request(configured), body, "The request body")
     content_type: str = body["contentType"]
     filename: str | None = body.get("filename")
-    presets: list[str] = body.get("presets") or configured
+    requested = body.get("outputs")
+    presets: list[str] = body.get("presets") or ([] if requested else configured)
+    own_outputs = upload_outputs.parse(requested, presets, settings())
     _check_pending_uploads(tenant)
     job_id = jobs.new_job_id()
     key = storage.source_key(tenant, job_id, filename)
@@ -62,6 +64,7 @@ def create_upload(current: Request | None) -> Response:
         content_type=content_type,
         filename=filename,
         presets=presets,
+        requested_outputs=[preset_document(output) for output in own_outputs],
     )
     logger.info("upload created", extra=job_fields(job_id, tenant=tenant, presets=presets))
     metric("UploadsCreated", 1)
@@ -147,6 +150,8 @@ def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
         "presets": job.presets,
         "source": _source_view(job),
         "outputs": outputs,
+        "responsive": responsive.sets(outputs),
+        "placeholder": job.placeholder if job.status is JobStatus.COMPLETED else None,
         "error": job.error,
     }
 
@@ -165,6 +170,9 @@ def _source_view(job: jobs.Job) -> dict[str, object]:
 def _output_view(output: Mapping[str, object], *, with_url: bool) -> dict[str, object]:
     fields = ("preset", "width", "height", "format", "contentType", "bytes")
     view = {name: output[name] for name in fields}
+    # Outputs recorded before responsive sets existed have neither.
+    view["name"] = output.get("name", output["preset"])
+    view["responsive"] = bool(output.get("responsive", False))
     if with_url:
         view["url"] = storage.presign_download(str(output["key"]))
     return view

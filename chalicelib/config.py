@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from chalicelib.errors import ConfigurationError
+from chalicelib.formats import OUTPUT_FORMATS
 
 MIB = 1024 * 1024
 
@@ -54,6 +55,10 @@ class Settings:
     sweep_max_requeues: int
     sweep_announce_grace_seconds: int
     max_pending_uploads: int
+    max_job_outputs: int
+    max_output_dimension: int
+    max_job_output_pixels: int
+    upload_output_formats: tuple[str, ...]
     webhooks_table: str
     webhooks_queue: str
     webhooks_dlq: str
@@ -88,6 +93,14 @@ def _flag(name: str) -> bool:
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip())
+
+
+def _formats(name: str) -> tuple[str, ...]:
+    items = _list(name)
+    unknown = [item for item in items if item not in OUTPUT_FORMATS]
+    if unknown:
+        raise ConfigurationError(f"{name} must name formats of {', '.join(OUTPUT_FORMATS)}")
+    return items or tuple(OUTPUT_FORMATS)
 
 
 def _seconds_list(name: str) -> tuple[int, ...] | None:
@@ -143,6 +156,12 @@ def settings() -> Settings:
         # seconds: at the stage's whole rate (50 req/s), 1000 is 20 s per upload. It also
         # bounds the backlog one tenant can leave the sweeper (chalicelib/sweeper.py).
         max_pending_uploads=_int("MAX_PENDING_UPLOADS", 1000),
+        # What an upload's own `outputs` may ask for (chalicelib/upload_outputs.py).
+        max_job_outputs=_int("MAX_JOB_OUTPUTS", 16),
+        max_output_dimension=_int("MAX_OUTPUT_DIMENSION", 4096),
+        # 16 outputs of 1.5 megapixels: a 4-width x 3-format set up to 1600x1200 fits.
+        max_job_output_pixels=_int("MAX_JOB_OUTPUT_PIXELS", 24_000_000),
+        upload_output_formats=_formats("UPLOAD_OUTPUT_FORMATS"),
         webhooks_table=_required("WEBHOOKS_TABLE"),
         webhooks_queue=_required("WEBHOOKS_QUEUE"),
         webhooks_dlq=os.environ.get("WEBHOOKS_DLQ") or DEFAULT_WEBHOOKS_DLQ,

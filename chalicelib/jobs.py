@@ -109,8 +109,11 @@ class Job:
     content_type: str
     filename: str | None
     presets: list[str]
+    # The upload's own outputs (preset documents, chalicelib/upload_outputs.py).
+    requested_outputs: list[Item] = field(default_factory=list)
     source: Item | None = None
     outputs: list[Item] = field(default_factory=list)
+    placeholder: Item | None = None
     error: dict[str, str] | None = None
     attempts: int = 0
     # The upload the job pinned when it was queued: the object's version and ETag.
@@ -150,6 +153,7 @@ def create_job(
     content_type: str,
     filename: str | None,
     presets: list[str],
+    requested_outputs: Sequence[Fields] = (),
 ) -> Job:
     created = now_iso()
     job = Job(
@@ -162,6 +166,7 @@ def create_job(
         content_type=content_type,
         filename=filename,
         presets=presets,
+        requested_outputs=[dict(output) for output in requested_outputs],
         expires_at=int(time.time()) + settings().job_ttl_days * 86400,
     )
     item = _to_item(job)
@@ -371,8 +376,13 @@ def claim(upload: Upload) -> Transition:
     return _move(upload.job_id, JobStatus.PROCESSING, {}, owner=owner, count_attempt=True)
 
 
-def complete(job_id: str, *, source: Fields, outputs: Sequence[Fields]) -> Transition:
-    return _move(job_id, JobStatus.COMPLETED, {"source": source, "outputs": list(outputs)})
+def complete(
+    job_id: str, *, source: Fields, outputs: Sequence[Fields], placeholder: Fields | None = None
+) -> Transition:
+    fields: dict[str, object] = {"source": source, "outputs": list(outputs)}
+    if placeholder is not None:
+        fields["placeholder"] = placeholder
+    return _move(job_id, JobStatus.COMPLETED, fields)
 
 
 def fail(job_id: str, *, code: str, message: str) -> Transition:
@@ -650,6 +660,8 @@ def _to_item(job: Job) -> Item:
     }
     if job.filename is not None:
         item["filename"] = job.filename
+    if job.requested_outputs:
+        item["requestedOutputs"] = job.requested_outputs
     if job.source_version is not None:
         item["sourceVersion"] = job.source_version
     if job.source_etag is not None:
@@ -661,6 +673,7 @@ def _to_item(job: Job) -> Item:
 
 def _from_item(item: Item) -> Job:
     source = item.get("source")
+    placeholder = item.get("placeholder")
     error = item.get("error")
     expires_at = item.get("expiresAt")
     return Job(
@@ -673,8 +686,10 @@ def _from_item(item: Item) -> Job:
         content_type=_text(item, "contentType"),
         filename=_optional_text(item, "filename"),
         presets=[str(name) for name in _list(item, "presets")],
+        requested_outputs=[_attributes(output) for output in _list(item, "requestedOutputs")],
         source=_attributes(source) if isinstance(source, dict) else None,
         outputs=[_attributes(output) for output in _list(item, "outputs")],
+        placeholder=_attributes(placeholder) if isinstance(placeholder, dict) else None,
         error=_error(error) if isinstance(error, dict) else None,
         attempts=_count(item, "attempts"),
         source_version=_optional_text(item, "sourceVersion"),

@@ -24,9 +24,10 @@ from chalicelib.errors import (
     UnknownPreset,
     UnsupportedContentType,
 )
-from chalicelib.formats import ACCEPTED_CONTENT_TYPES
+from chalicelib.formats import ACCEPTED_CONTENT_TYPES, OUTPUT_FORMATS
 from chalicelib.jobs import JobStatus
 from chalicelib.outbound import MAX_URL_LENGTH
+from chalicelib.presets import FITS, MAX_DIMENSION, MAX_SET_WIDTHS, NAME_PATTERN
 from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS, WEBHOOK_TEST
 
 Schema = dict[str, Any]
@@ -121,6 +122,51 @@ JOB_FAILURE_CODES = sorted({error.code for error in _subclasses(SourceError)} | 
 # --- request models ----------------------------------------------------------------------
 
 
+OUTPUT_SPEC: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "width", "height", "fit", "format"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": f"^{NAME_PATTERN.pattern}$",
+            "description": (
+                "1 to 32 characters of a-z, 0-9, _ and -, starting with a letter or digit."
+            ),
+        },
+        "width": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+        "height": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+        "fit": {"type": "string", "enum": list(FITS)},
+        "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+        "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+        "widths": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+            "description": (
+                f"A responsive set: the box scaled to each width (at most {MAX_SET_WIDTHS})."
+            ),
+        },
+        "formats": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+            "description": "A responsive set: each width in each of these formats.",
+        },
+    },
+    "description": (
+        "An output as a preset describes one, named unlike the job's presets; stored as "
+        "`<name>.<ext>`, or `<name>-<width>w.<ext>` with `widths`. Within the stage's "
+        "limits: MAX_JOB_OUTPUTS outputs (each width counts), MAX_OUTPUT_DIMENSION pixels "
+        "a side, the formats of UPLOAD_OUTPUT_FORMATS, MAX_JOB_OUTPUT_PIXELS pixels over all "
+        "of them (each width's whole box); past one, 400 invalid_request naming the field "
+        "and the limit."
+    ),
+}
+
+
 def upload_request(preset_names: Sequence[str]) -> Schema:
     """POST /uploads. `preset_names` are the stage's configured presets."""
     example: dict[str, Any] = {"contentType": "image/jpeg", "filename": "beach.jpg"}
@@ -155,7 +201,16 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
                 "minItems": 1,
                 "uniqueItems": True,
                 "items": {"type": "string", "enum": list(preset_names)},
-                "description": "Presets to render, each at most once; default: all of them.",
+                "description": (
+                    "Presets to render, each at most once; default: all of them, or none "
+                    "when `outputs` is given."
+                ),
+            },
+            "outputs": {
+                "type": "array",
+                "minItems": 1,
+                "items": OUTPUT_SPEC,
+                "description": "The upload's own outputs, rendered in the same job.",
             },
         },
     }
@@ -286,6 +341,53 @@ def _job_error(code: str) -> Schema:
     return _object({"code": {"type": "string", "enum": [code]}, "message": message})
 
 
+PLACEHOLDER = _object(
+    {
+        "blurhash": {
+            "type": "string",
+            "description": "A BlurHash (blurha.sh), 4 components along the longer side.",
+        },
+        "thumbhash": {
+            "type": "string",
+            "description": "A ThumbHash (evanw.github.io/thumbhash), base64; keeps transparency.",
+        },
+        "dominantColor": {
+            "type": "string",
+            "pattern": "^#[0-9a-f]{6}$",
+            "description": "The colour covering most of the picture, for a plain background.",
+        },
+        "width": COUNT,
+        "height": COUNT,
+    },
+    description=(
+        "What to show while an output loads, from the worker's own pixels. Width and height "
+        "are the upright picture's, for the placeholder's aspect ratio."
+    ),
+)
+
+RESPONSIVE_SET = _object(
+    {
+        "preset": STRING,
+        "sizes": {
+            "type": "string",
+            "description": "The sizes attribute used: full width up to the largest output.",
+        },
+        "srcset": {
+            "type": "object",
+            "additionalProperties": STRING,
+            "description": "Per format (JPEG, WEBP, AVIF, PNG): `<url> <width>w, ...`.",
+        },
+        "picture": {
+            "type": "string",
+            "description": (
+                "<picture> with a <source type srcset sizes> per format but the fallback "
+                "(JPEG, else PNG, WEBP, AVIF), then <img src srcset sizes width height alt "
+                'loading="lazy" decoding="async">; alt is empty, for the page to fill.'
+            ),
+        },
+    }
+)
+
 JOB = _object(
     {
         "jobId": JOB_ID,
@@ -306,10 +408,24 @@ JOB = _object(
         ),
         "outputs": {
             "type": "array",
-            "description": "One per preset once COMPLETED, each with a presigned GET URL.",
+            "description": (
+                "Once COMPLETED: one per preset, or for a responsive set one per width and "
+                "format, each with a presigned GET URL."
+            ),
             "items": _object(
                 {
                     "preset": STRING,
+                    "name": {
+                        "type": "string",
+                        "description": (
+                            "The output's name in its key: the preset's, or "
+                            "`<preset>-<width>w` for one of a responsive set."
+                        ),
+                    },
+                    "responsive": {
+                        "type": "boolean",
+                        "description": "One of a preset's responsive set.",
+                    },
                     "width": COUNT,
                     "height": COUNT,
                     "format": STRING,
@@ -318,6 +434,19 @@ JOB = _object(
                     "url": STRING,
                 }
             ),
+        },
+        "responsive": {
+            "type": "array",
+            "description": (
+                "Once COMPLETED, per preset with a responsive set: ready srcsets and a "
+                "<picture> snippet naming only the outputs made. Empty in webhook events "
+                "(their URLs would expire): fetch the job."
+            ),
+            "items": {"$ref": "#/components/schemas/ResponsiveSet"},
+        },
+        "placeholder": {
+            "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Placeholder"}],
+            "description": "Once COMPLETED; null otherwise.",
         },
         "error": {
             "oneOf": [{"type": "null"}, *(_job_error(code) for code in JOB_FAILURE_CODES)],
@@ -462,6 +591,8 @@ COMPONENTS: Mapping[str, Schema] = {
     "Health": HEALTH,
     "UploadCreated": UPLOAD_CREATED,
     "Job": JOB,
+    "Placeholder": PLACEHOLDER,
+    "ResponsiveSet": RESPONSIVE_SET,
     "JobList": JOB_LIST,
     "Webhook": WEBHOOK,
     "WebhookWithSecret": WEBHOOK_WITH_SECRET,
@@ -609,7 +740,8 @@ def _additional_properties(schema: Schema, value: Any, name: str) -> None:
 def _properties(schema: Schema, value: Any, name: str) -> None:
     for field, field_schema in schema["properties"].items():
         if field in value:
-            validate(field_schema, value[field], field)
+            # An object in a list is named by its path (outputs[1].width); others by the field.
+            validate(field_schema, value[field], f"{name}.{field}" if name.endswith("]") else field)
 
 
 # Checked in this order: the type first (the others assume it), then unknown and missing

@@ -26,6 +26,8 @@ CORNERS: tuple[Corner, ...] = get_args(Corner)
 FITS: tuple[Fit, ...] = get_args(Fit)
 MAX_DIMENSION = 4096
 MAX_WATERMARK_TEXT = 100
+# A responsive set's widths, and its formats, at most.
+MAX_SET_WIDTHS = 8
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 # Encoder quality when a preset does not give one. PNG is lossless and ignores it.
@@ -66,6 +68,31 @@ class Preset:
     format: str  # a key of OUTPUT_FORMATS
     quality: int
     watermark: Watermark | None = None
+    # A responsive set: one output per width (the box scaled to it, never above the source)
+    # and per format. Empty: one output, `width` x `height` in `format`.
+    widths: tuple[int, ...] = ()
+    formats: tuple[str, ...] = ()
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.widths or self.formats)
+
+    @property
+    def set_widths(self) -> tuple[int, ...]:
+        """The widths asked for, smallest first (the preset's own width for a plain one)."""
+        return tuple(sorted(self.widths)) if self.widths else (self.width,)
+
+    @property
+    def set_formats(self) -> tuple[str, ...]:
+        return self.formats or (self.format,)
+
+    def box_at(self, width: int) -> tuple[int, int]:
+        """The preset's box scaled to ``width``, its aspect ratio kept."""
+        return width, max(1, round(self.height * width / self.width))
+
+    def quality_of(self, output_format: str) -> int:
+        """``quality`` is for ``format``; a set's other formats take their own default."""
+        return self.quality if output_format == self.format else DEFAULT_QUALITY[output_format]
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -85,6 +112,20 @@ class Preset:
             )
         if not 1 <= self.quality <= 100:
             raise PresetError(f"preset {self.name!r}: quality must be 1..100")
+        self._check_set()
+
+    def _check_set(self) -> None:
+        where = f"preset {self.name!r}"
+        if len(self.widths) > MAX_SET_WIDTHS or len(set(self.widths)) != len(self.widths):
+            raise PresetError(f"{where}: widths must be at most {MAX_SET_WIDTHS} distinct widths")
+        if any(not 1 <= width <= MAX_DIMENSION for width in self.widths):
+            raise PresetError(f"{where}: each of widths must be 1..{MAX_DIMENSION}")
+        if len(set(self.formats)) != len(self.formats):
+            raise PresetError(f"{where}: formats must not repeat")
+        if any(name not in OUTPUT_FORMATS for name in self.formats):
+            raise PresetError(
+                f"{where}: each of formats must be one of {', '.join(OUTPUT_FORMATS)}"
+            )
 
 
 DEFAULT_PRESETS: tuple[Preset, ...] = (
@@ -93,7 +134,9 @@ DEFAULT_PRESETS: tuple[Preset, ...] = (
     Preset("large", 1024, 1024, "contain", "WEBP", DEFAULT_QUALITY["WEBP"]),
 )
 
-_PRESET_KEYS = frozenset({"name", "width", "height", "fit", "format", "quality", "watermark"})
+_PRESET_KEYS = frozenset(
+    {"name", "width", "height", "fit", "format", "quality", "watermark", "widths", "formats"}
+)
 _REQUIRED_PRESET_KEYS = ("name", "width", "height", "fit", "format")
 _WATERMARK_KEYS = frozenset({"text", "corner", "opacity", "size"})
 
@@ -125,6 +168,16 @@ def presets_to_json(presets: Iterable[Preset]) -> str:
     return json.dumps([_preset_document(preset) for preset in presets])
 
 
+def parse_preset(item: object, where: str) -> Preset:
+    """One preset from its JSON document; a ``PresetError`` names ``where`` and the field."""
+    return _parse_preset(item, where)
+
+
+def preset_document(preset: Preset) -> dict[str, Any]:
+    """The JSON document :func:`parse_preset` turns back into ``preset``."""
+    return _preset_document(preset)
+
+
 def _parse_preset(item: object, where: str) -> Preset:
     fields = _object(item, where, allowed=_PRESET_KEYS, required=_REQUIRED_PRESET_KEYS)
     output_format = _string(fields["format"], f"{where}.format")
@@ -137,8 +190,12 @@ def _parse_preset(item: object, where: str) -> Preset:
     quality = _integer(fields.get("quality", DEFAULT_QUALITY[output_format]), f"{where}.quality")
     raw_watermark = fields.get("watermark")
     watermark = None if raw_watermark is None else _parse_watermark(raw_watermark, where)
+    widths = tuple(_integer(value, f"{where}.widths") for value in _list(fields, "widths", where))
+    formats = tuple(_string(value, f"{where}.formats") for value in _list(fields, "formats", where))
     try:
-        return Preset(name, width, height, cast(Fit, fit), output_format, quality, watermark)
+        return Preset(
+            name, width, height, cast(Fit, fit), output_format, quality, watermark, widths, formats
+        )
     except PresetError as exc:
         raise PresetError(f"{where}: {exc}") from exc
 
@@ -167,6 +224,10 @@ def _preset_document(preset: Preset) -> dict[str, Any]:
         "format": preset.format,
         "quality": preset.quality,
     }
+    if preset.widths:
+        document["widths"] = list(preset.widths)
+    if preset.formats:
+        document["formats"] = list(preset.formats)
     if preset.watermark is not None:
         watermark = preset.watermark
         document["watermark"] = {
@@ -190,6 +251,13 @@ def _object(
     if missing:
         raise PresetError(f"{where} is missing field(s): {', '.join(missing)}")
     return cast(dict[str, Any], item)
+
+
+def _list(fields: dict[str, Any], key: str, where: str) -> list[object]:
+    value = fields.get(key, [])
+    if not isinstance(value, list):
+        raise PresetError(f"{where}.{key} must be a JSON list")
+    return value
 
 
 def _string(value: object, where: str) -> str:

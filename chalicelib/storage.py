@@ -1,7 +1,8 @@
 """Object keys, presigned URLs and S3 reads/writes for sources and outputs.
 
 Sources live in the uploads bucket under ``uploads/<tenant>/<jobId>/<safe name>``;
-outputs in the separate derived bucket under ``<tenant>/<jobId>/<preset>.<ext>``, so a
+outputs in the separate derived bucket under ``<tenant>/<jobId>/<output>.<ext>`` (``<output>``
+is the preset's name, or ``<preset>-<width>w`` for one of a responsive set), so a
 thumbnail can never land under ``uploads/`` and re-trigger the dispatcher. Output keys
 are deterministic: a duplicate delivery overwrites the same objects, never adds a set.
 
@@ -78,8 +79,8 @@ def parse_source_key(key: str) -> SourceKey | None:
     return SourceKey(tenant=match["tenant"], job_id=match["job"])
 
 
-def output_key(tenant: str, job_id: str, preset: str, extension: str) -> str:
-    return f"{tenant}/{job_id}/{preset}.{extension}"
+def output_key(tenant: str, job_id: str, output: str, extension: str) -> str:
+    return f"{tenant}/{job_id}/{output}.{extension}"
 
 
 def presign_upload(key: str, content_type: str) -> dict[str, object]:

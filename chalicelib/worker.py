@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from chalicelib import job_events, job_message, jobs, sqs_batch, storage
 from chalicelib.config import settings
@@ -39,7 +40,10 @@ from chalicelib.errors import (
 from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.job_message import JobMessage
 from chalicelib.observability import job_fields, log_job_failed, logger, metric
-from chalicelib.presets import Preset, load_presets
+from chalicelib.presets import Preset, load_presets, parse_preset
+
+if TYPE_CHECKING:  # the engine (and Pillow) load only when a job is rendered
+    from chalicelib.imaging import Placeholder
 
 RemainingMillis = Callable[[], int]
 
@@ -149,7 +153,7 @@ def _make_thumbnails(
         raise
     written = [
         storage.Output(
-            storage.output_key(job.tenant, job.job_id, rendition.preset, rendition.extension),
+            storage.output_key(job.tenant, job.job_id, rendition.name, rendition.extension),
             rendition.data,
             rendition.content_type,
         )
@@ -159,6 +163,8 @@ def _make_thumbnails(
     outputs = [
         {
             "preset": rendition.preset,
+            "name": rendition.name,
+            "responsive": rendition.in_set,
             "width": rendition.width,
             "height": rendition.height,
             "format": rendition.format,
@@ -175,10 +181,24 @@ def _make_thumbnails(
         "height": result.source.height,
         "format": result.source.format,
     }
-    completed = jobs.complete(job.job_id, source=source, outputs=outputs)
+    completed = jobs.complete(
+        job.job_id, source=source, outputs=outputs, placeholder=_placeholder(result.placeholder)
+    )
     if completed.moved:
         job_events.announce(completed.job)
     return completed.moved
+
+
+def _placeholder(found: Placeholder | None) -> dict[str, object] | None:
+    if found is None:
+        return None
+    return {
+        "blurhash": found.blurhash,
+        "thumbhash": found.thumbhash,
+        "dominantColor": found.dominant_color,
+        "width": found.width,
+        "height": found.height,
+    }
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:
@@ -232,7 +252,11 @@ def _job_presets(job: jobs.Job) -> list[Preset]:
     missing = [name for name in job.presets if name not in configured]
     if missing:
         raise PresetRemoved(f"Preset(s) no longer configured: {', '.join(missing)}.")
-    return [configured[name] for name in job.presets]
+    own = [
+        parse_preset(document, f"requestedOutputs[{index}]")
+        for index, document in enumerate(job.requested_outputs)
+    ]
+    return [configured[name] for name in job.presets] + own
 
 
 def _end_failed(job_id: str, error: SourceError) -> bool:

@@ -94,6 +94,11 @@ def test_quick_run_measures_every_engine_it_can_run(
     assert set(ratios) == runnable - {bench.ENGINE}
     assert all(ratio["speedup"] > 0 for ratio in ratios.values())
     assert "speed_vs_baseline" in result["comparison"]["goal"]
+    assert 0 < result["placeholder"]["share_of_engine_max"] < 1
+    responsive_set = result["responsive_set"]
+    assert responsive_set["outputs_per_image"] > 0
+    assert responsive_set["ms_per_output"] > 0
+    assert set(responsive_set["bytes_per_output_by_format"]) == {"AVIF", "WEBP", "JPEG"}
 
 
 def test_runs_and_says_so_without_pyvips(tmp_path: Path, photos: Path) -> None:

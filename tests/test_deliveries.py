@@ -119,6 +119,7 @@ def test_a_receiver_failing_twice_gets_one_success_with_one_event_id(
             o["preset"] for o in job["outputs"]
         ]
         assert all("url" not in output for output in event["data"]["outputs"])
+        assert event["data"]["placeholder"] == job["placeholder"] is not None
     log = attempts(local_stage, job["jobId"])
     assert [(a["attempt"], a["status"]) for a in log] == [(1, 500), (2, 503), (3, 200)]
     assert all(a["endpointId"] == endpoint["id"] for a in log)

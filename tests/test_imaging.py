@@ -1048,6 +1048,7 @@ def test_cli_renders_and_reports_each_input(
     assert reports[0]["outputs"] == [
         {
             "preset": "mini",
+            "name": "mini",
             "width": 30,
             "height": 30,
             "format": "AVIF",

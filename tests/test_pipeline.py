@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -82,6 +84,11 @@ def test_a_phone_photo_comes_back_upright_and_clean(pipeline: Pipeline) -> None:
         "height": 3024,
         "format": "JPEG",
     }
+    placeholder = job["placeholder"]
+    assert (placeholder["width"], placeholder["height"]) == (4032, 3024)
+    assert re.fullmatch(r"#[0-9a-f]{6}", placeholder["dominantColor"])
+    assert len(placeholder["blurhash"]) == 28  # 4x3 components: the upright landscape
+    assert base64.b64decode(placeholder["thumbhash"])[4] & 0x80  # ThumbHash: landscape
     outputs = {output["preset"]: output for output in job["outputs"]}
     assert set(outputs) == {"thumb", "small", "large"}
     expected = {
@@ -640,3 +647,38 @@ def test_logs_are_json_with_the_job_id_and_metrics_are_embedded(
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
     names = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in metrics}
     assert {"UploadsCreated", "JobsQueued", "JobsCompleted", "JobDuration"} <= names
+
+
+def test_a_responsive_set_is_stored_and_listed(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = (
+        '{"name": "hero", "width": 640, "height": 640, "fit": "contain", "format": "JPEG",'
+        ' "widths": [160, 320, 480, 640], "formats": ["AVIF", "WEBP", "JPEG"]}'
+    )
+    thumb = '{"name": "thumb", "width": 64, "height": 64, "fit": "cover", "format": "JPEG"}'
+    monkeypatch.setenv("PRESETS", f"[{thumb}, {preset}]")
+    reset_settings()
+    job = pipeline.process(phone_photo(), filename="IMG 0002.jpg", contentType="image/jpeg")
+    assert job["status"] == "COMPLETED", job["error"]
+    widths = (160, 320, 480, 640)
+    extensions = {"AVIF": "avif", "WEBP": "webp", "JPEG": "jpg"}
+    expected = {f"acme/{job['jobId']}/thumb.jpg"} | {
+        f"acme/{job['jobId']}/hero-{width}w.{extension}"
+        for width in widths
+        for extension in extensions.values()
+    }
+    assert set(derived_keys(pipeline)) == expected
+    by_url = {output["url"]: output for output in job["outputs"]}
+    [entry] = job["responsive"]
+    assert entry["preset"] == "hero"
+    for output_format, srcset in entry["srcset"].items():
+        entries = [item.rsplit(" ", 1) for item in srcset.split(", ")]
+        assert [int(descriptor[:-1]) for _, descriptor in entries] == list(widths)
+        for url, descriptor in entries:
+            output = by_url[url]
+            assert output["format"] == output_format
+            image = Image.open(io.BytesIO(pipeline.download(url).content))
+            assert image.format == output_format
+            assert image.size == (int(descriptor[:-1]), output["height"])
+            assert image.width > image.height  # upright

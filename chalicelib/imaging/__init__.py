@@ -8,6 +8,14 @@ decodes once and produces every preset. Undecodable input raises the domain's
 from __future__ import annotations
 
 from chalicelib.imaging.pipeline import DEFAULT_MAX_PIXELS, probe, render
-from chalicelib.imaging.results import RenderResult, Rendition, SourceInfo
+from chalicelib.imaging.results import Placeholder, RenderResult, Rendition, SourceInfo
 
-__all__ = ["DEFAULT_MAX_PIXELS", "RenderResult", "Rendition", "SourceInfo", "probe", "render"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "Placeholder",
+    "RenderResult",
+    "Rendition",
+    "SourceInfo",
+    "probe",
+    "render",
+]

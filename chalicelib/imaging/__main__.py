@@ -88,6 +88,7 @@ def _render_one(
         "outputs": [
             {
                 "preset": output.preset,
+                "name": output.name,
                 "width": output.width,
                 "height": output.height,
                 "format": output.format,
@@ -100,7 +101,7 @@ def _render_one(
 
 def _write_outputs(result: RenderResult, stem: str, out_dir: Path) -> None:
     for output in result.outputs:
-        (out_dir / f"{stem}.{output.preset}.{output.extension}").write_bytes(output.data)
+        (out_dir / f"{stem}.{output.name}.{output.extension}").write_bytes(output.data)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from PIL import Image, ImageFile
 
 from chalicelib.errors import UnsupportedFormat
 from chalicelib.formats import OUTPUT_FORMATS, SOURCE_CONTENT_TYPES
-from chalicelib.imaging import colour, png_bands
+from chalicelib.imaging import colour, placeholder, png_bands
 from chalicelib.imaging.budget import Budget, deadline
 from chalicelib.imaging.decode import DEFAULT_MAX_FRAMES, decoding, draft, exif_orientation
 from chalicelib.imaging.encode import encode
 from chalicelib.imaging.geometry import Placement, place, to_stored
-from chalicelib.imaging.results import RenderResult, Rendition, SourceInfo
+from chalicelib.imaging.results import Placeholder, RenderResult, Rendition, SourceInfo
 from chalicelib.imaging.watermark import apply_watermark
 from chalicelib.presets import Preset
 
@@ -69,6 +69,16 @@ class _Decoded:
     icc_profile: bytes | None
     plain_cmyk: bool  # a CMYK JPEG without Adobe's marker, so not inverted
     bands: png_bands.PngBands | None  # a PNG left undecoded: `_prepare` decodes it in bands
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One output: a preset's box at one of its widths, in one of its formats."""
+
+    preset: Preset
+    placement: Placement  # in the stored pixels
+    format: str
+    in_set: bool
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,8 @@ def _render(
         orientation = _orientation(image, png)
         source = _source_info(image, orientation)
         displayed = (source.width, source.height)
-        placements = [
-            to_stored(place(p.fit, p.width, p.height, *displayed), orientation, displayed)
-            for p in presets
-        ]
+        specs = _specs(presets, orientation, displayed)
+        placements = [spec.placement for spec in specs]
         needed = max((max(placement.scale) for placement in placements), default=0.0)
         decoded = _load(image, orientation, needed, png)
         pixels: Image.Image = image
@@ -131,11 +139,32 @@ def _render(
         base = _prepare(pixels, decoded, needed)
         del pixels  # the largest thing in memory, no longer needed once reduced
         budget.check()
-        outputs = _render_all(base, decoded, presets, placements)
+        outputs, smallest = _render_all(base, decoded, specs)
+        hints = _placeholder(smallest, decoded, displayed)
     except (OSError, ValueError) as exc:
         # Decoding succeeded, so these are pixels Pillow cannot convert or encode.
         raise UnsupportedFormat(f"The image cannot be processed: {exc}") from exc
-    return RenderResult(source, outputs)
+    return RenderResult(source, outputs, hints)
+
+
+def _specs(presets: Sequence[Preset], orientation: int, displayed: tuple[int, int]) -> list[_Spec]:
+    """Every output of ``presets``, preset by preset, width by width (smallest first),
+    format by format. Widths that would exceed the source give the same output; it is
+    made once, at the source's size."""
+    specs = []
+    for preset in presets:
+        sizes: set[tuple[int, int]] = set()
+        for width in preset.set_widths:
+            placement = place(preset.fit, *preset.box_at(width), *displayed)
+            if (placement.width, placement.height) in sizes:
+                continue
+            sizes.add((placement.width, placement.height))
+            stored = to_stored(placement, orientation, displayed)
+            specs += [
+                _Spec(preset, stored, output_format, preset.is_set)
+                for output_format in preset.set_formats
+            ]
+    return specs
 
 
 def _source_info(image: ImageFile.ImageFile, orientation: int) -> SourceInfo:
@@ -240,25 +269,38 @@ def reduce_in_strips(image: Image.Image, factor: int) -> Image.Image:
 
 
 def _render_all(
-    base: _Intermediate,
-    decoded: _Decoded,
-    presets: Sequence[Preset],
-    placements: Sequence[Placement],
-) -> tuple[Rendition, ...]:
+    base: _Intermediate, decoded: _Decoded, specs: Sequence[_Spec]
+) -> tuple[tuple[Rendition, ...], _Intermediate]:
+    """The renditions in the specs' order, and the smallest whole-picture intermediate.
+
+    Outputs of one placement (a set's formats) share its resize and colour conversion."""
     largest_first = sorted(
-        range(len(presets)),
-        key=lambda index: placements[index].width * placements[index].height,
+        range(len(specs)),
+        key=lambda index: specs[index].placement.width * specs[index].placement.height,
         reverse=True,
     )
     intermediates = [base]
     renditions: dict[int, Rendition] = {}
+    shown: tuple[Placement, Image.Image] | None = None
     for index in largest_first:
-        placement = placements[index]
-        resized = _resize(_closest_larger(intermediates, placement), placement)
-        if placement.covers_whole(*decoded.stored_size):
-            intermediates.append(_Intermediate(resized, placement.scale))
-        renditions[index] = _finish(resized, decoded, presets[index])
-    return tuple(renditions[index] for index in range(len(presets)))
+        placement = specs[index].placement
+        if shown is None or shown[0] != placement:
+            resized = _resize(_closest_larger(intermediates, placement), placement)
+            if placement.covers_whole(*decoded.stored_size):
+                intermediates.append(_Intermediate(resized, placement.scale))
+            shown = placement, _upright_srgb(resized, decoded)
+        renditions[index] = _finish(shown[1], specs[index])
+    smallest = min(intermediates, key=lambda candidate: candidate.image.width)
+    return tuple(renditions[index] for index in range(len(specs))), smallest
+
+
+def _placeholder(
+    smallest: _Intermediate, decoded: _Decoded, displayed: tuple[int, int]
+) -> Placeholder:
+    """Placeholders from the smallest whole picture already made: shrunk first, then made
+    upright and sRGB as the outputs are, so they cost a tiny image's worth of work."""
+    tiny = _upright_srgb(placeholder.tiny(smallest.image), decoded)
+    return placeholder.placeholder(tiny, displayed)
 
 
 def _closest_larger(intermediates: Sequence[_Intermediate], placement: Placement) -> _Intermediate:
@@ -286,24 +328,29 @@ def _resize(source: _Intermediate, placement: Placement) -> Image.Image:
     return source.image.resize(size, RESAMPLE, box=(left, top, right, bottom))
 
 
-def _finish(image: Image.Image, decoded: _Decoded, preset: Preset) -> Rendition:
-    """Upright, sRGB, flattened for JPEG, watermarked and encoded."""
+def _upright_srgb(image: Image.Image, decoded: _Decoded) -> Image.Image:
     if decoded.orientation in _UPRIGHT:
         image = image.transpose(_UPRIGHT[decoded.orientation])
     if decoded.plain_cmyk:
         image = colour.invert_cmyk(image)
-    image = colour.to_srgb(image, decoded.icc_profile)
-    if preset.format == "JPEG":
+    return colour.to_srgb(image, decoded.icc_profile)
+
+
+def _finish(image: Image.Image, spec: _Spec) -> Rendition:
+    """Flattened for JPEG, watermarked and encoded."""
+    preset = spec.preset
+    if spec.format == "JPEG":
         image = colour.flatten(image)
     if preset.watermark is not None:
         image = apply_watermark(image, preset.watermark)
-    output = OUTPUT_FORMATS[preset.format]
+    output = OUTPUT_FORMATS[spec.format]
     return Rendition(
         preset=preset.name,
         width=image.width,
         height=image.height,
-        format=preset.format,
+        format=spec.format,
         content_type=output.content_type,
         extension=output.extension,
-        data=encode(image, preset.format, preset.quality),
+        data=encode(image, spec.format, preset.quality_of(spec.format)),
+        in_set=spec.in_set,
     )
