@@ -80,13 +80,21 @@ def test_nothing_found_says_what_to_install(tmp_path: Path) -> None:
 
 
 def make_project(tmp_path: Path) -> Path:
-    """The Makefile and bin/ of the repository, with no requirements to install."""
+    """The Makefile, bin/ and the CLI's package of the repository, with no requirements to
+    install but setuptools, which installing the CLI needs."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(REPO / "Makefile", project / "Makefile")
     shutil.copytree(REPO / "bin", project / "bin")
     (project / "requirements.txt").write_text("")
-    (project / "requirements-dev.txt").write_text("-r requirements.txt\n")
+    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(REPO / "media_pipeline", project / "media_pipeline")
+    setuptools = next(
+        line
+        for line in (REPO / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("setuptools==")
+    )
+    (project / "requirements-dev.txt").write_text(f"-r requirements.txt\n{setuptools}\n")
     return project
 
 
