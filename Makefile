@@ -42,8 +42,11 @@ types: install
 browser:
 	bin/ensure-chromium
 
+# Test modules are spread over TEST_WORKERS processes (pytest-xdist), a module's tests in one.
+TEST_WORKERS ?= 2
+
 test: lint types browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 run: install
 	$(BIN)/python -m devstack.run

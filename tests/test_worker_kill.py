@@ -240,11 +240,12 @@ def exit_at_once(stop: ProcessEvent, ready: Semaphore) -> None:
 
 
 def spawned_children() -> list[Proc]:
-    """This process's live children started by multiprocessing's spawn context."""
+    """This process's live children started by multiprocessing's spawn context (not those of
+    a stack another test of this process started, which are further down)."""
     return [
         proc
         for proc in descendants(os.getpid())
-        if proc.state != "Z" and "spawn_main" in proc.command
+        if proc.ppid == os.getpid() and proc.state != "Z" and "spawn_main" in proc.command
     ]
 
 
