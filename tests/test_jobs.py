@@ -14,7 +14,7 @@ from chalicelib import clients, jobs, storage, sweeper
 from chalicelib.config import reset_settings, settings
 from chalicelib.errors import InvalidRequest
 from chalicelib.jobs import JobStatus
-from infra import backfill
+from infra import migrate_status_index
 from tests.pipeline import bearer, claim_job, new_job, queue_job
 from tests.resources import Queues
 
@@ -280,11 +280,11 @@ def test_jobs_written_before_the_status_index_are_filled_in_once(aws: Queues) ->
         )
     assert every_page(JobStatus.COMPLETED, limit=10) == [[]]
 
-    assert backfill.backfill() == 2
+    assert migrate_status_index.migrate() == 2
     assert every_page(JobStatus.COMPLETED, limit=10) == [[done]]
     assert every_page(JobStatus.PENDING, limit=10) == [[waiting]]
     assert jobs.count_pending("acme", up_to=10) == 1
-    assert backfill.backfill() == 0
+    assert migrate_status_index.migrate() == 0
 
 
 # --- the bound on a tenant's uploads waiting for their file ----------------------------------

@@ -1,6 +1,6 @@
 """Give jobs written before `tenant-status-index` existed their `statusSince`, once a stage.
 
-    python -m infra.backfill --stage dev
+    python -m infra.migrate_status_index --stage dev
 
 A job gets `statusSince` from the next write that changes its status, but a job that
 will not change again (COMPLETED, FAILED) would stay out of `GET /jobs?status=` until it
@@ -21,7 +21,7 @@ from chalicelib.errors import StaleTransition
 from infra import stack
 
 
-def backfill() -> int:
+def migrate() -> int:
     """Set `statusSince` on every job without one; how many were set."""
     scan: dict[str, Any] = {
         "TableName": settings().jobs_table,
@@ -61,12 +61,14 @@ def _set_status_since(item: dict[str, Any]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.backfill", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.migrate_status_index", description=__doc__
+    )
     parser.add_argument("--stage", help="the deployed stage whose jobs table to fill in")
     args = parser.parse_args(argv)
     stack.use_stage_output(args.stage, "JOBS_TABLE")
     reset_settings()
-    print(f"statusSince set on {backfill()} job(s)")
+    print(f"statusSince set on {migrate()} job(s)")
     return 0
 
 
