@@ -28,6 +28,8 @@ DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
 DEFAULT_WEBHOOKS_QUEUE = "media-pipeline-webhooks"
 DEFAULT_WEBHOOKS_DLQ = "media-pipeline-webhooks-dlq"
 UPLOADS_PREFIX = "uploads/"
+# Kept originals, in the uploads bucket (chalicelib/storage.py).
+ORIGINALS_PREFIX = "originals/"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Settings:
     upload_url_ttl_seconds: int
     download_url_ttl_seconds: int
     job_ttl_days: int
+    # Days a job's original upload is kept for reprocessing; 0 keeps none.
+    originals_retention_days: int
     presets_json: str | None
     jobs_queue_retention_seconds: int
     jobs_queue_visibility_timeout_seconds: int
@@ -121,6 +125,7 @@ def _required(name: str) -> str:
 
 @cache
 def settings() -> Settings:
+    job_ttl_days = _int("JOB_TTL_DAYS", 30)
     return Settings(
         uploads_bucket=_required("UPLOADS_BUCKET"),
         derived_bucket=_required("DERIVED_BUCKET"),
@@ -134,7 +139,8 @@ def settings() -> Settings:
         render_time_budget_seconds=_int("RENDER_TIME_BUDGET_SECONDS", 25),
         upload_url_ttl_seconds=_int("UPLOAD_URL_TTL_SECONDS", 900),
         download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
-        job_ttl_days=_int("JOB_TTL_DAYS", 30),
+        job_ttl_days=job_ttl_days,
+        originals_retention_days=_int("ORIGINALS_RETENTION_DAYS", job_ttl_days, minimum=0),
         presets_json=os.environ.get("PRESETS") or None,
         # The jobs queue's MessageRetentionPeriod and VisibilityTimeout: the stack's outputs
         # (make deploy writes them); these defaults are the template's.

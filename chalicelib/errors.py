@@ -199,8 +199,8 @@ class PresetError(ValueError):
 
 class StaleTransition(MediaPipelineError):
     """A conditional status write lost: the job already moved past the expected state.
-    (The job store answers a refused move with its `Transition`; infra/migrate_status_index.py raises
-    this for its own writes.)"""
+    (The job store answers a refused move with its `Transition`;
+    infra/migrate_status_index.py raises this for its own writes.)"""
 
     code = "stale_transition"
 

@@ -127,6 +127,9 @@ class Job:
     # The id of the event the job's end made (`job.completed` or `job.failed`): written
     # with the end itself, the same on every delivery of that event.
     event_id: str | None = None
+    # The kept original upload, for reprocessing: {"key", "bytes", "expiresAt"} (epoch
+    # seconds); None when none was kept (ORIGINALS_RETENTION_DAYS 0, or before originals).
+    original: Item | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -377,11 +380,18 @@ def claim(upload: Upload) -> Transition:
 
 
 def complete(
-    job_id: str, *, source: Fields, outputs: Sequence[Fields], placeholder: Fields | None = None
+    job_id: str,
+    *,
+    source: Fields,
+    outputs: Sequence[Fields],
+    placeholder: Fields | None = None,
+    original: Fields | None = None,
 ) -> Transition:
     fields: dict[str, object] = {"source": source, "outputs": list(outputs)}
     if placeholder is not None:
         fields["placeholder"] = placeholder
+    if original is not None:
+        fields["original"] = original
     return _move(job_id, JobStatus.COMPLETED, fields)
 
 
@@ -674,6 +684,7 @@ def _to_item(job: Job) -> Item:
 def _from_item(item: Item) -> Job:
     source = item.get("source")
     placeholder = item.get("placeholder")
+    original = item.get("original")
     error = item.get("error")
     expires_at = item.get("expiresAt")
     return Job(
@@ -697,6 +708,7 @@ def _from_item(item: Item) -> Job:
         requeues=_count(item, "requeues"),
         expires_at=expires_at if isinstance(expires_at, int) else None,
         event_id=_optional_text(item, "eventId"),
+        original=_attributes(original) if isinstance(original, dict) else None,
     )
 
 

@@ -8,6 +8,11 @@ are deterministic: a duplicate delivery overwrites the same objects, never adds 
 
 The uploads bucket is versioned: a source is read, and deleted, by the version its job
 pinned, so another upload to the same key can neither replace it nor survive it.
+
+Originals (the pinned source version, kept for reprocessing) are copied within the
+uploads bucket to ``originals/<tenant>/<jobId>/<safe name>``: a private prefix no API
+role may read or presign (the API only presigns POSTs under ``uploads/``), outside the
+dispatcher's ``uploads/`` trigger, expired by its own lifecycle rule.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from chalicelib import clients
-from chalicelib.config import UPLOADS_PREFIX, settings
+from chalicelib.config import ORIGINALS_PREFIX, UPLOADS_PREFIX, settings
 from chalicelib.errors import FileTooLarge, NotFound
 from chalicelib.timestamps import iso_utc
 
@@ -70,6 +75,10 @@ def safe_filename(filename: str | None) -> str:
 
 def source_key(tenant: str, job_id: str, filename: str | None) -> str:
     return f"{UPLOADS_PREFIX}{tenant}/{job_id}/{safe_filename(filename)}"
+
+
+def original_key(tenant: str, job_id: str, filename: str | None) -> str:
+    return f"{ORIGINALS_PREFIX}{tenant}/{job_id}/{safe_filename(filename)}"
 
 
 def parse_source_key(key: str) -> SourceKey | None:
@@ -166,6 +175,26 @@ def source_versions(bucket: str, key: str) -> list[StoredObject]:
         request["VersionIdMarker"] = page["NextVersionIdMarker"]
     # S3 lists a key's versions newest first.
     return found[::-1]
+
+
+def keep_original(bucket: str, key: str, version_id: str | None, original: str) -> None:
+    """Copy the source version (the current object when None) to the `original` key of
+    the uploads bucket, server-side: its bytes never pass through the function."""
+    copy_source: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version_id is not None:
+        copy_source["VersionId"] = version_id
+    with clients.aws_errors("keep original"):
+        clients.s3().copy_object(
+            Bucket=settings().uploads_bucket,
+            Key=original,
+            CopySource=copy_source,  # type: ignore[arg-type]
+            MetadataDirective="COPY",
+        )
+
+
+def read_original(key: str, *, max_bytes: int) -> bytes:
+    """A kept original's bytes; NotFound once it has expired."""
+    return read_source(settings().uploads_bucket, key, None, max_bytes=max_bytes)
 
 
 def delete_source(bucket: str, key: str, version_id: str) -> None:

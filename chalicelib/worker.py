@@ -13,8 +13,10 @@ the content type the job declared, before anything is decoded.
 
 Bad sources are permanent failures: the job ends FAILED with the error's code at once
 and the message is consumed, not retried. Duplicates are harmless: a terminal job is
-skipped, and output keys are deterministic. Once the worker has ended a job COMPLETED or
-FAILED, the source version is deleted: the outputs are what the service keeps.
+skipped, and output keys are deterministic. Before a job completes, the pinned source
+version is copied to the job's original (kept ORIGINALS_RETENTION_DAYS for reprocessing,
+chalicelib/reprocess.py); once the worker has ended a job COMPLETED or FAILED, the source
+version itself is deleted.
 """
 
 from __future__ import annotations
@@ -182,11 +184,27 @@ def _make_thumbnails(
         "format": result.source.format,
     }
     completed = jobs.complete(
-        job.job_id, source=source, outputs=outputs, placeholder=_placeholder(result.placeholder)
+        job.job_id,
+        source=source,
+        outputs=outputs,
+        placeholder=_placeholder(result.placeholder),
+        original=_keep_original(job, message, len(data)),
     )
     if completed.moved:
         job_events.announce(completed.job)
     return completed.moved
+
+
+def _keep_original(job: jobs.Job, message: JobMessage, size: int) -> dict[str, object] | None:
+    """Copy the pinned source version to the job's original, kept ORIGINALS_RETENTION_DAYS
+    for reprocessing (chalicelib/reprocess.py); None when the stage keeps none. Done before
+    the job completes: a completed job's original exists (until it expires)."""
+    days = settings().originals_retention_days
+    if days == 0:
+        return None
+    key = storage.original_key(job.tenant, job.job_id, job.filename)
+    storage.keep_original(message.bucket, message.key, message.version_id, key)
+    return {"key": key, "bytes": size, "expiresAt": int(time.time()) + days * 86400}
 
 
 def _placeholder(found: Placeholder | None) -> dict[str, object] | None:

@@ -108,6 +108,7 @@ def function_name(stage: str, function: str) -> str:
 
 def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, ...]:
     sources = f"{arns.uploads_bucket}/uploads/*"
+    originals = f"{arns.uploads_bucket}/originals/*"
     outputs = f"{arns.derived_bucket}/*"
     jobs_index = f"{arns.jobs_table}/index/"
     # A job's moves are conditional UpdateItems (each returns the job, or its state when
@@ -167,6 +168,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("ReadSources", ("s3:GetObject", "s3:GetObjectVersion"), (sources,), "code"),
             Statement("DeleteFinishedSources", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
+            # The pinned version copied to the job's original (CopyObject: GetObjectVersion
+            # on the source, above, and PutObject on the copy).
+            Statement("KeepOriginals", ("s3:PutObject",), (originals,), "code"),
             send_job_events,
             Statement("DeleteFinishedJobs", DELETE_ACTIONS, (arns.jobs_queue,), "code"),
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),

@@ -397,6 +397,7 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
         },
         "s3:PutObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
+            f"{outputs['UploadsBucketArn']}/originals/*",
             f"{outputs['DerivedBucketArn']}/*",
         },
         "s3:GetObjectVersion": {f"{outputs['UploadsBucketArn']}/uploads/*"},
@@ -433,6 +434,7 @@ SDK_METHOD_ACTIONS = {
     ("s3", "head_object"): "s3:GetObject",
     ("s3", "get_object"): "s3:GetObject",
     ("s3", "put_object"): "s3:PutObject",
+    ("s3", "copy_object"): "s3:PutObject",
     ("s3", "delete_object"): "s3:DeleteObject",
     ("s3", "list_object_versions"): "s3:ListBucketVersions",
     ("sqs", "get_queue_url"): "sqs:GetQueueUrl",

@@ -392,9 +392,8 @@ def test_the_template_lets_browsers_post_uploads_and_expires_them() -> None:
     (cors,) = properties("UploadsBucket")["CorsConfiguration"]["CorsRules"]
     assert "POST" in cors["AllowedMethods"]
     assert cors["AllowedOrigins"] == {"Ref": "UploadOrigins"}
-    rules = {
-        rule["Id"]: rule for rule in properties("UploadsBucket")["LifecycleConfiguration"]["Rules"]
-    }
+    listed = properties("UploadsBucket")["LifecycleConfiguration"]["Rules"]
+    rules = {rule["Id"]: rule for rule in listed if "Id" in rule}
     expire = rules["expire-stale-uploads"]
     assert expire["Prefix"] == "uploads/"
     assert expire["ExpirationInDays"] == {"Ref": "StaleUploadDays"}
@@ -464,6 +463,7 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "WEBHOOKS_QUEUE": "media-pipeline-test-webhooks",
         "WEBHOOKS_DLQ": "media-pipeline-test-webhooks-dlq",
         "JOB_TTL_DAYS": "30",
+        "ORIGINALS_RETENTION_DAYS": "30",
         "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
         "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[
             "QueueVisibilityTimeoutSeconds"
@@ -795,6 +795,28 @@ def test_apply_emulator_gaps_takes_the_values_from_the_stacks_parameters(
     rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
     expire = next(rule for rule in rules if rule["ID"] == "expire-stale-uploads")
     assert expire["Expiration"] == {"Days": 3}
+
+
+def test_originals_expire_after_their_retention_and_none_rule_at_zero(
+    cloudformation: Any,
+) -> None:
+    outputs = deploy(cloudformation, OriginalsRetentionDays="7")
+    apply_gaps()
+    assert stack.environment(outputs)["ORIGINALS_RETENTION_DAYS"] == "7"
+    rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
+    expire = next(rule for rule in rules if rule["ID"] == "expire-originals")
+    assert expire["Filter"] == {"Prefix": "originals/"}
+    assert expire["Expiration"] == {"Days": 7}
+    assert expire["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    markers = next(rule for rule in rules if rule["ID"] == "remove-expired-original-markers")
+    assert markers["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+    # 0 keeps none: no expiration rule (S3 refuses 0 days), and the app copies nothing.
+    outputs = deploy(cloudformation, OriginalsRetentionDays="0")
+    apply_gaps()
+    assert stack.environment(outputs)["ORIGINALS_RETENTION_DAYS"] == "0"
+    rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
+    assert "expire-originals" not in {rule["ID"] for rule in rules}
+    assert "expire-stale-uploads" in {rule["ID"] for rule in rules}
 
 
 def test_outputs_expire_with_their_jobs(cloudformation: Any) -> None:

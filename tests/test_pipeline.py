@@ -122,7 +122,8 @@ def test_outputs_go_to_the_derived_bucket_with_cache_headers(pipeline: Pipeline)
         head = pipeline.s3.head_object(Bucket=settings().derived_bucket, Key=key)
         assert head["CacheControl"] == "public, max-age=31536000, immutable"
     # The source is deleted once the job is done: no version of it, and no delete marker.
-    uploads = pipeline.s3.list_object_versions(Bucket=settings().uploads_bucket)
+    # (Its original, a copy under originals/, is kept: tests/test_originals.py.)
+    uploads = pipeline.s3.list_object_versions(Bucket=settings().uploads_bucket, Prefix="uploads/")
     assert uploads.get("Versions", []) == []
     assert uploads.get("DeleteMarkers", []) == []
 

@@ -299,6 +299,7 @@ def test_the_aws_calls_of_a_job_are_few_and_fixed(
         "DynamoDB.UpdateItem",  # claim, returning the job
         "S3.GetObject",  # the pinned version, sized before its body is read
         *["S3.PutObject"] * 3,  # one per preset
+        "S3.CopyObject",  # the pinned version kept as the job's original
         "DynamoDB.UpdateItem",  # COMPLETED, with its event's id
         "SQS.SendMessage",  # the event, to the webhooks queue
         "DynamoDB.UpdateItem",  # handed over: out of the event shard
