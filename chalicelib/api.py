@@ -173,6 +173,9 @@ def _output_view(output: Mapping[str, object], *, with_url: bool) -> dict[str, o
     # Outputs recorded before responsive sets existed have neither.
     view["name"] = output.get("name", output["preset"])
     view["responsive"] = bool(output.get("responsive", False))
+    # The preset's version that made it (outputs recorded before versions have none).
+    version = output.get("version")
+    view["version"] = version if isinstance(version, str) else None
     if with_url:
         view["url"] = storage.presign_download(str(output["key"]))
     return view

@@ -426,6 +426,15 @@ JOB = _object(
                         "type": "boolean",
                         "description": "One of a preset's responsive set.",
                     },
+                    "version": {
+                        "type": ["string", "null"],
+                        "description": (
+                            "The version of the preset definition that made it (10 hex "
+                            "digits of its canonical JSON's SHA-256), also in its key; a "
+                            "changed preset has a new version (POST "
+                            "/jobs/{jobId}/reprocess makes its outputs again)."
+                        ),
+                    },
                     "width": COUNT,
                     "height": COUNT,
                     "format": STRING,

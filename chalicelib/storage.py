@@ -1,10 +1,12 @@
 """Object keys, presigned URLs and S3 reads/writes for sources and outputs.
 
 Sources live in the uploads bucket under ``uploads/<tenant>/<jobId>/<safe name>``;
-outputs in the separate derived bucket under ``<tenant>/<jobId>/<output>.<ext>`` (``<output>``
-is the preset's name, or ``<preset>-<width>w`` for one of a responsive set), so a
-thumbnail can never land under ``uploads/`` and re-trigger the dispatcher. Output keys
-are deterministic: a duplicate delivery overwrites the same objects, never adds a set.
+outputs in the separate derived bucket under ``<tenant>/<jobId>/<output>.<version>.<ext>``
+(``<output>`` is the preset's name, or ``<preset>-<width>w`` for one of a responsive set;
+``<version>`` the preset's, chalicelib/presets.py `preset_version`), so a thumbnail can
+never land under ``uploads/`` and re-trigger the dispatcher. Output keys are
+deterministic: a duplicate delivery overwrites the same objects, never adds a set, and a
+changed preset's outputs get new keys (reprocessing replaces the old ones).
 
 The uploads bucket is versioned: a source is read, and deleted, by the version its job
 pinned, so another upload to the same key can neither replace it nor survive it.
@@ -88,8 +90,8 @@ def parse_source_key(key: str) -> SourceKey | None:
     return SourceKey(tenant=match["tenant"], job_id=match["job"])
 
 
-def output_key(tenant: str, job_id: str, output: str, extension: str) -> str:
-    return f"{tenant}/{job_id}/{output}.{extension}"
+def output_key(tenant: str, job_id: str, output: str, version: str, extension: str) -> str:
+    return f"{tenant}/{job_id}/{output}.{version}.{extension}"
 
 
 def presign_upload(key: str, content_type: str) -> dict[str, object]:

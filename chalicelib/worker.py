@@ -42,7 +42,7 @@ from chalicelib.errors import (
 from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.job_message import JobMessage
 from chalicelib.observability import job_fields, log_job_failed, logger, metric
-from chalicelib.presets import Preset, load_presets, parse_preset
+from chalicelib.presets import Preset, load_presets, parse_preset, preset_version
 
 if TYPE_CHECKING:  # the engine (and Pillow) load only when a job is rendered
     from chalicelib.imaging import Placeholder
@@ -153,9 +153,16 @@ def _make_thumbnails(
             raise InvocationEnding(f"The invocation ended within {budget:.1f} s") from exc
         exc.detail = f"budget: {budget:g} s"
         raise
+    versions = {preset.name: preset_version(preset) for preset in presets}
     written = [
         storage.Output(
-            storage.output_key(job.tenant, job.job_id, rendition.name, rendition.extension),
+            storage.output_key(
+                job.tenant,
+                job.job_id,
+                rendition.name,
+                versions[rendition.preset],
+                rendition.extension,
+            ),
             rendition.data,
             rendition.content_type,
         )
@@ -173,6 +180,7 @@ def _make_thumbnails(
             "contentType": rendition.content_type,
             "bytes": len(rendition.data),
             "key": output.key,
+            "version": versions[rendition.preset],
         }
         for rendition, output in zip(result.outputs, written, strict=True)
     ]
