@@ -27,6 +27,8 @@ DEFAULT_JOBS_QUEUE = "media-pipeline-jobs"
 DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
 DEFAULT_WEBHOOKS_QUEUE = "media-pipeline-webhooks"
 DEFAULT_WEBHOOKS_DLQ = "media-pipeline-webhooks-dlq"
+DEFAULT_REPROCESS_QUEUE = "media-pipeline-reprocess"
+DEFAULT_REPROCESS_DLQ = "media-pipeline-reprocess-dlq"
 UPLOADS_PREFIX = "uploads/"
 # Kept originals, in the uploads bucket (chalicelib/storage.py).
 ORIGINALS_PREFIX = "originals/"
@@ -63,6 +65,8 @@ class Settings:
     max_output_dimension: int
     max_job_output_pixels: int
     upload_output_formats: tuple[str, ...]
+    reprocess_queue: str
+    reprocess_dlq: str
     webhooks_table: str
     webhooks_queue: str
     webhooks_dlq: str
@@ -168,6 +172,8 @@ def settings() -> Settings:
         # 16 outputs of 1.5 megapixels: a 4-width x 3-format set up to 1600x1200 fits.
         max_job_output_pixels=_int("MAX_JOB_OUTPUT_PIXELS", 24_000_000),
         upload_output_formats=_formats("UPLOAD_OUTPUT_FORMATS"),
+        reprocess_queue=_required("REPROCESS_QUEUE"),
+        reprocess_dlq=os.environ.get("REPROCESS_DLQ") or DEFAULT_REPROCESS_DLQ,
         webhooks_table=_required("WEBHOOKS_TABLE"),
         webhooks_queue=_required("WEBHOOKS_QUEUE"),
         webhooks_dlq=os.environ.get("WEBHOOKS_DLQ") or DEFAULT_WEBHOOKS_DLQ,

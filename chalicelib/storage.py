@@ -237,3 +237,10 @@ def write_output(output: Output) -> None:
             ContentType=output.content_type,
             CacheControl=OUTPUT_CACHE_CONTROL,
         )
+
+
+def delete_outputs(keys: Sequence[str]) -> None:
+    """Delete outputs from the derived bucket (those a reprocess superseded)."""
+    for key in keys:
+        with clients.aws_errors("delete superseded output"):
+            clients.s3().delete_object(Bucket=settings().derived_bucket, Key=key)

@@ -48,6 +48,8 @@ ENVIRONMENT_OUTPUTS = {
     "WEBHOOKS_DLQ": "WebhooksDlq",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
+    "REPROCESS_QUEUE": "ReprocessQueue",
+    "REPROCESS_DLQ": "ReprocessDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
     "JOB_TTL_DAYS": "JobTtlDays",
     # How long originals are kept for reprocessing (the uploads bucket's lifecycle).
