@@ -172,7 +172,7 @@ def settings() -> Settings:
         # 16 outputs of 1.5 megapixels: a 4-width x 3-format set up to 1600x1200 fits.
         max_job_output_pixels=_int("MAX_JOB_OUTPUT_PIXELS", 24_000_000),
         upload_output_formats=_formats("UPLOAD_OUTPUT_FORMATS"),
-        reprocess_queue=_required("REPROCESS_QUEUE"),
+        reprocess_queue=os.environ.get("REPROCESS_QUEUE") or DEFAULT_REPROCESS_QUEUE,
         reprocess_dlq=os.environ.get("REPROCESS_DLQ") or DEFAULT_REPROCESS_DLQ,
         webhooks_table=_required("WEBHOOKS_TABLE"),
         webhooks_queue=_required("WEBHOOKS_QUEUE"),

@@ -48,6 +48,10 @@ OUTPUTS = (
     "WebhooksTableArn",
     "WebhooksQueueArn",
     "WebhooksDlqArn",
+    "ReprocessQueueUrl",
+    "ReprocessQueueArn",
+    "ReprocessDlqUrl",
+    "ReprocessDlqArn",
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",
@@ -294,6 +298,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     assert {logical_id: alarm["MetricName"] for logical_id, alarm in by_id.items()} == {
         "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "WebhooksDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
+        "ReprocessDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
         "WorkerThrottlesAlarm": "Throttles",
         "Api5xxAlarm": "5XXError",
@@ -316,6 +321,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     for logical_id, queue in (
         ("JobsDlqNotEmptyAlarm", "JobsDlq"),
         ("WebhooksDlqNotEmptyAlarm", "WebhooksDlq"),
+        ("ReprocessDlqNotEmptyAlarm", "ReprocessDlq"),
     ):
         assert by_id[logical_id]["Dimensions"] == [
             {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
@@ -464,6 +470,8 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "WEBHOOKS_DLQ": "media-pipeline-test-webhooks-dlq",
         "JOB_TTL_DAYS": "30",
         "ORIGINALS_RETENTION_DAYS": "30",
+        "REPROCESS_QUEUE": "media-pipeline-test-reprocess",
+        "REPROCESS_DLQ": "media-pipeline-test-reprocess-dlq",
         "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
         "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[
             "QueueVisibilityTimeoutSeconds"
