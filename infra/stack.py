@@ -448,12 +448,9 @@ class Resolver:
         self._values.update(physical)
 
     def resolve(self, value: Any) -> Any:
-        resolved = self._resolve(value)
-        return None if resolved is self._NO_VALUE else resolved
-
-    def _resolve(self, value: Any) -> Any:
+        """`value` resolved; an AWS::NoValue inside a list or object is left out."""
         if isinstance(value, list):
-            items = (self._resolve(item) for item in value)
+            items = (self.resolve(item) for item in value)
             return [item for item in items if item is not self._NO_VALUE]
         if not isinstance(value, dict):
             return value
@@ -465,10 +462,10 @@ class Resolver:
                 return self._sub(argument)
             if function == "Fn::If":
                 condition, when_true, when_false = argument
-                return self._resolve(when_true if self._holds(condition) else when_false)
+                return self.resolve(when_true if self._holds(condition) else when_false)
             if function.startswith("Fn::") or function == "Condition":
                 raise NotImplementedError(f"{function} is not resolved for emulators")
-        resolved = {key: self._resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
         return {key: item for key, item in resolved.items() if item is not self._NO_VALUE}
 
     def _holds(self, condition: Any) -> bool:
@@ -480,7 +477,7 @@ class Resolver:
         if function == "Condition":
             return self._holds(argument)
         if function == "Fn::Equals":
-            left, right = (str(self._resolve(item)) for item in argument)
+            left, right = (str(self.resolve(item)) for item in argument)
             return left == right
         if function == "Fn::Not":
             return not self._holds(argument[0])

@@ -242,6 +242,8 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.SWEEPER: "rate(5 minutes)",
         policies.DELIVERIES: outputs["WebhooksQueue"],
         policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlq"],
+        policies.REPROCESS: outputs["ReprocessQueue"],
+        policies.REPROCESS_DEAD_LETTERS: outputs["ReprocessDlq"],
     }
 
 
