@@ -294,8 +294,8 @@ def run_reprocess_paths(harness: Harness, job_id: str, other_job_id: str) -> Non
         harness.poller(policies.REPROCESS, queue_url, batch_size=2).drain()
     dead = reprocess_message.ReprocessMessage(job_id, "acme", ("thumb",), "rpr_dead")
     with harness.acting_as("queue-owner"):
-        for body in (reprocess_message.build(dead), reprocess_message.build(dead)):
-            clients.sqs().send_message(QueueUrl=dlq_url, MessageBody=body)
+        for letter in (reprocess_message.build(dead), reprocess_message.build(dead)):
+            clients.sqs().send_message(QueueUrl=dlq_url, MessageBody=letter)
     with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
         harness.poller(policies.REPROCESS_DEAD_LETTERS, dlq_url).drain()
     job = api_call(harness, "GET", f"/jobs/{job_id}", resource="/jobs/{job_id}")
