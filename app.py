@@ -25,6 +25,8 @@ from chalicelib import (
     deliveries,
     dispatch,
     http,
+    reprocess,
+    reprocess_dead_letters,
     sweeper,
     webhook_api,
     webhook_dead_letters,
@@ -33,6 +35,8 @@ from chalicelib import (
 from chalicelib.config import (
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
+    DEFAULT_REPROCESS_DLQ,
+    DEFAULT_REPROCESS_QUEUE,
     DEFAULT_UPLOADS_BUCKET,
     DEFAULT_WEBHOOKS_DLQ,
     DEFAULT_WEBHOOKS_QUEUE,
@@ -132,6 +136,11 @@ def replay_deliveries(job_id: str) -> Response:
     return webhook_api.replay_deliveries(app.current_request, job_id)
 
 
+@app.route("/jobs/{job_id}/reprocess", methods=["POST"], authorizer=key_authorizer)
+def reprocess_job(job_id: str) -> Response:
+    return api.reprocess_job(app.current_request, job_id)
+
+
 @app.on_s3_event(
     bucket=os.environ.get("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
     events=["s3:ObjectCreated:*"],
@@ -170,6 +179,17 @@ def deliver_webhooks(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=os.environ.get("WEBHOOKS_DLQ", DEFAULT_WEBHOOKS_DLQ), batch_size=10)
 def fail_webhook_dead_letters(event: SQSEvent) -> None:
     webhook_dead_letters.handle_webhook_dead_letters(event.to_dict()["Records"])
+
+
+# One message an invocation: a render of several presets takes a worker's time.
+@app.on_sqs_message(queue=os.environ.get("REPROCESS_QUEUE", DEFAULT_REPROCESS_QUEUE), batch_size=1)
+def reprocess_outputs(event: SQSEvent) -> None:
+    reprocess.handle_reprocess_batch(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(queue=os.environ.get("REPROCESS_DLQ", DEFAULT_REPROCESS_DLQ), batch_size=10)
+def fail_reprocess_dead_letters(event: SQSEvent) -> None:
+    reprocess_dead_letters.handle_reprocess_dead_letters(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(int(os.environ.get("SWEEP_RATE_MINUTES", "5")), unit=Rate.MINUTES))

@@ -7,15 +7,33 @@ OpenAPI document (`GET /openapi.json`) publishes.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from chalice.app import Request, Response
 
-from chalicelib import auth, jobs, models, openapi, responsive, storage, upload_outputs
+from chalicelib import (
+    auth,
+    jobs,
+    models,
+    openapi,
+    reprocess,
+    reprocess_message,
+    responsive,
+    storage,
+    upload_outputs,
+)
 from chalicelib.config import settings
-from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyPendingUploads
+from chalicelib.errors import (
+    InvalidRequest,
+    JobNotCompleted,
+    NotFound,
+    OriginalExpired,
+    PayloadTooLarge,
+    TooManyPendingUploads,
+)
 from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
@@ -135,6 +153,39 @@ def list_jobs(current: Request | None) -> Response:
     return json_response({"jobs": [job_view(job) for job in found], "nextCursor": cursor})
 
 
+@json_api
+def reprocess_job(current: Request | None, job_id: str) -> Response:
+    """Ask for some of a completed job's outputs to be made again from its original."""
+    request = present(current)
+    tenant = auth.require_tenant(request.context)
+    checked_query(request)
+    body = json_body(request)
+    models.validate(models.reprocess_request(_configured_presets()), body, "The request body")
+    presets: list[str] = body["presets"]
+    job = jobs.get_tenant_job(tenant, job_id) if models.conforms(models.JOB_ID, job_id) else None
+    if job is None:
+        raise NotFound("No such job.")
+    if job.status is not JobStatus.COMPLETED:
+        raise JobNotCompleted("The job has not completed: it has no outputs to make again.")
+    if not reprocess.original_available(job):
+        raise OriginalExpired("The job's original upload is no longer kept; upload it again.")
+    request_id = f"rpr_{secrets.token_hex(16)}"
+    marked = jobs.mark_reprocessing(tenant, job.job_id, request_id)
+    if not marked.moved:
+        raise JobNotCompleted("The job has not completed: it has no outputs to make again.")
+    reprocess_message.send(
+        reprocess_message.ReprocessMessage(job.job_id, tenant, tuple(presets), request_id)
+    )
+    logger.info("reprocess requested", extra=job_fields(job.job_id, requestId=request_id))
+    answer = {
+        "jobId": job.job_id,
+        "requestId": request_id,
+        "revision": job.revision + 1,
+        "presets": presets,
+    }
+    return json_response(answer, 202)
+
+
 def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
     """The job as the API shows it; a webhook event's `data` leaves the presigned URLs out
     (they expire: the receiver fetches the job for fresh ones)."""
@@ -153,6 +204,9 @@ def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:
         "responsive": responsive.sets(outputs),
         "placeholder": job.placeholder if job.status is JobStatus.COMPLETED else None,
         "error": job.error,
+        "revision": job.revision,
+        "reprocessing": job.is_reprocessing,
+        "reprocessError": job.reprocess_error,
     }
 
 
@@ -173,6 +227,9 @@ def _output_view(output: Mapping[str, object], *, with_url: bool) -> dict[str, o
     # Outputs recorded before responsive sets existed have neither.
     view["name"] = output.get("name", output["preset"])
     view["responsive"] = bool(output.get("responsive", False))
+    # The preset's version that made it (outputs recorded before versions have none).
+    version = output.get("version")
+    view["version"] = version if isinstance(version, str) else None
     if with_url:
         view["url"] = storage.presign_download(str(output["key"]))
     return view

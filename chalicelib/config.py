@@ -27,7 +27,11 @@ DEFAULT_JOBS_QUEUE = "media-pipeline-jobs"
 DEFAULT_JOBS_DLQ = "media-pipeline-jobs-dlq"
 DEFAULT_WEBHOOKS_QUEUE = "media-pipeline-webhooks"
 DEFAULT_WEBHOOKS_DLQ = "media-pipeline-webhooks-dlq"
+DEFAULT_REPROCESS_QUEUE = "media-pipeline-reprocess"
+DEFAULT_REPROCESS_DLQ = "media-pipeline-reprocess-dlq"
 UPLOADS_PREFIX = "uploads/"
+# Kept originals, in the uploads bucket (chalicelib/storage.py).
+ORIGINALS_PREFIX = "originals/"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Settings:
     upload_url_ttl_seconds: int
     download_url_ttl_seconds: int
     job_ttl_days: int
+    # Days a job's original upload is kept for reprocessing; 0 keeps none.
+    originals_retention_days: int
     presets_json: str | None
     jobs_queue_retention_seconds: int
     jobs_queue_visibility_timeout_seconds: int
@@ -59,6 +65,8 @@ class Settings:
     max_output_dimension: int
     max_job_output_pixels: int
     upload_output_formats: tuple[str, ...]
+    reprocess_queue: str
+    reprocess_dlq: str
     webhooks_table: str
     webhooks_queue: str
     webhooks_dlq: str
@@ -121,6 +129,7 @@ def _required(name: str) -> str:
 
 @cache
 def settings() -> Settings:
+    job_ttl_days = _int("JOB_TTL_DAYS", 30)
     return Settings(
         uploads_bucket=_required("UPLOADS_BUCKET"),
         derived_bucket=_required("DERIVED_BUCKET"),
@@ -134,7 +143,8 @@ def settings() -> Settings:
         render_time_budget_seconds=_int("RENDER_TIME_BUDGET_SECONDS", 25),
         upload_url_ttl_seconds=_int("UPLOAD_URL_TTL_SECONDS", 900),
         download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
-        job_ttl_days=_int("JOB_TTL_DAYS", 30),
+        job_ttl_days=job_ttl_days,
+        originals_retention_days=_int("ORIGINALS_RETENTION_DAYS", job_ttl_days, minimum=0),
         presets_json=os.environ.get("PRESETS") or None,
         # The jobs queue's MessageRetentionPeriod and VisibilityTimeout: the stack's outputs
         # (make deploy writes them); these defaults are the template's.
@@ -162,6 +172,8 @@ def settings() -> Settings:
         # 16 outputs of 1.5 megapixels: a 4-width x 3-format set up to 1600x1200 fits.
         max_job_output_pixels=_int("MAX_JOB_OUTPUT_PIXELS", 24_000_000),
         upload_output_formats=_formats("UPLOAD_OUTPUT_FORMATS"),
+        reprocess_queue=os.environ.get("REPROCESS_QUEUE") or DEFAULT_REPROCESS_QUEUE,
+        reprocess_dlq=os.environ.get("REPROCESS_DLQ") or DEFAULT_REPROCESS_DLQ,
         webhooks_table=_required("WEBHOOKS_TABLE"),
         webhooks_queue=_required("WEBHOOKS_QUEUE"),
         webhooks_dlq=os.environ.get("WEBHOOKS_DLQ") or DEFAULT_WEBHOOKS_DLQ,

@@ -113,6 +113,20 @@ class JobNotFinished(ApiError):
     status = 409
 
 
+class JobNotCompleted(ApiError):
+    """A reprocess of a job that has not completed: it has no outputs to make again."""
+
+    code = "job_not_completed"
+    status = 409
+
+
+class OriginalExpired(ApiError):
+    """A reprocess of a job whose original upload is no longer kept."""
+
+    code = "original_expired"
+    status = 409
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 

@@ -127,6 +127,20 @@ class Job:
     # The id of the event the job's end made (`job.completed` or `job.failed`): written
     # with the end itself, the same on every delivery of that event.
     event_id: str | None = None
+    # The kept original upload, for reprocessing: {"key", "bytes", "expiresAt"} (epoch
+    # seconds); None when none was kept (ORIGINALS_RETENTION_DAYS 0, or before originals).
+    original: Item | None = None
+    # Reprocessing (chalicelib/reprocess.py): how many times the outputs were made again
+    # (0: never), the request still under way (the `reprocessing` flag of the job view),
+    # the last request recorded, and why the last one failed.
+    revision: int = 0
+    reprocess_request: str | None = None
+    last_reprocess_request: str | None = None
+    reprocess_error: dict[str, str] | None = None
+
+    @property
+    def is_reprocessing(self) -> bool:
+        return self.reprocess_request is not None
 
     @property
     def is_terminal(self) -> bool:
@@ -377,11 +391,18 @@ def claim(upload: Upload) -> Transition:
 
 
 def complete(
-    job_id: str, *, source: Fields, outputs: Sequence[Fields], placeholder: Fields | None = None
+    job_id: str,
+    *,
+    source: Fields,
+    outputs: Sequence[Fields],
+    placeholder: Fields | None = None,
+    original: Fields | None = None,
 ) -> Transition:
     fields: dict[str, object] = {"source": source, "outputs": list(outputs)}
     if placeholder is not None:
         fields["placeholder"] = placeholder
+    if original is not None:
+        fields["original"] = original
     return _move(job_id, JobStatus.COMPLETED, fields)
 
 
@@ -642,6 +663,120 @@ def requeue_unchanged(job: OpenJob, *, max_requeues: int) -> Transition:
     return _update_or_current(request, f"requeue job {job.job_id}")
 
 
+# --- reprocessing (chalicelib/reprocess.py) ----------------------------------------------
+
+REVISION = "revision"
+REPROCESS_REQUEST = "reprocessRequest"
+LAST_REPROCESS_REQUEST = "lastReprocessRequest"
+REPROCESS_ERROR = "reprocessError"
+
+
+def mark_reprocessing(tenant: str, job_id: str, request_id: str) -> Transition:
+    """Record that `request_id` will make the COMPLETED job's outputs again (the job view's
+    `reprocessing`), forgetting the last request's error. Refused (the job as it stood)
+    unless the job is the tenant's and COMPLETED."""
+    values: dict[str, object] = {
+        ":request": request_id,
+        ":completed": JobStatus.COMPLETED.value,
+        ":tenant": tenant,
+        ":now": now_iso(),
+    }
+    request: UpdateItemInputTypeDef = {
+        "TableName": settings().jobs_table,
+        "Key": {"jobId": {"S": job_id}},
+        "UpdateExpression": (
+            f"SET {REPROCESS_REQUEST} = :request, updatedAt = :now REMOVE {REPROCESS_ERROR}"
+        ),
+        "ConditionExpression": "#status = :completed AND tenant = :tenant",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_NEW",
+    }
+    return _update_or_current(request, f"mark job {job_id} reprocessing")
+
+
+def record_reprocess(
+    read: Job, *, request_id: str, outputs: Sequence[Fields], presets: Sequence[str]
+) -> Transition:
+    """Store a reprocess's outputs in one conditional write: the outputs and presets,
+    `revision` + 1, a new event id (the job in an event shard until it is announced, as at
+    its end), `request_id` as the last request, and the pending request cleared if it was
+    this one (or none). Only if the job is still as it was `read` (COMPLETED, same
+    revision, same pending request): a redelivered message, or another request that wrote
+    first, is refused, so the revision moves once per write and only forward."""
+    values: dict[str, object] = {
+        ":completed": JobStatus.COMPLETED.value,
+        ":outputs": list(outputs),
+        ":presets": list(presets),
+        ":next": read.revision + 1,
+        ":event": new_event_id(),
+        ":shard": open_shard(read.job_id, EVENT_SHARD),
+        ":request": request_id,
+        ":now": now_iso(),
+    }
+    assignments = [
+        "outputs = :outputs",
+        "presets = :presets",
+        f"{REVISION} = :next",
+        "eventId = :event",
+        f"{OPEN_SHARD} = :shard",
+        f"{LAST_REPROCESS_REQUEST} = :request",
+        "updatedAt = :now",
+    ]
+    conditions = ["#status = :completed"]
+    if read.revision:
+        values[":read_revision"] = read.revision
+        conditions.append(f"{REVISION} = :read_revision")
+    else:
+        conditions.append(f"attribute_not_exists({REVISION})")
+    if read.reprocess_request is None:
+        conditions.append(f"attribute_not_exists({REPROCESS_REQUEST})")
+    else:
+        values[":pending"] = read.reprocess_request
+        conditions.append(f"{REPROCESS_REQUEST} = :pending")
+    expression = "SET " + ", ".join(assignments)
+    if read.reprocess_request in (None, request_id):
+        expression += f" REMOVE {REPROCESS_REQUEST}, {REPROCESS_ERROR}"
+    request: UpdateItemInputTypeDef = {
+        "TableName": settings().jobs_table,
+        "Key": {"jobId": {"S": read.job_id}},
+        "UpdateExpression": expression,
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_NEW",
+    }
+    return _update_or_current(request, f"record the reprocess of job {read.job_id}")
+
+
+def end_reprocessing(
+    job_id: str, request_id: str | None, *, error: Mapping[str, str] | None = None
+) -> Transition:
+    """The request `request_id` ended without new outputs: clear the pending request if it
+    is that one (any, for None: a dead letter must never leave the job stuck), recording
+    `error` ({code, message}) if given. Refused if there is no such job."""
+    values: dict[str, object] = {":now": now_iso()}
+    expression = "SET updatedAt = :now"
+    if error is not None:
+        values[":error"] = dict(error)
+        expression += f", {REPROCESS_ERROR} = :error"
+    conditions = ["attribute_exists(jobId)"]
+    if request_id is not None:
+        values[":request"] = request_id
+        conditions.append(
+            f"(attribute_not_exists({REPROCESS_REQUEST}) OR {REPROCESS_REQUEST} = :request)"
+        )
+    request: UpdateItemInputTypeDef = {
+        "TableName": settings().jobs_table,
+        "Key": {"jobId": {"S": job_id}},
+        "UpdateExpression": f"{expression} REMOVE {REPROCESS_REQUEST}",
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValues": "ALL_NEW",
+    }
+    return _update_or_current(request, f"end the reprocess of job {job_id}")
+
+
 # --- item mapping ----------------------------------------------------------------------
 
 
@@ -674,7 +809,9 @@ def _to_item(job: Job) -> Item:
 def _from_item(item: Item) -> Job:
     source = item.get("source")
     placeholder = item.get("placeholder")
+    original = item.get("original")
     error = item.get("error")
+    reprocess_error = item.get(REPROCESS_ERROR)
     expires_at = item.get("expiresAt")
     return Job(
         job_id=_text(item, "jobId"),
@@ -697,6 +834,11 @@ def _from_item(item: Item) -> Job:
         requeues=_count(item, "requeues"),
         expires_at=expires_at if isinstance(expires_at, int) else None,
         event_id=_optional_text(item, "eventId"),
+        original=_attributes(original) if isinstance(original, dict) else None,
+        revision=_count(item, REVISION),
+        reprocess_request=_optional_text(item, REPROCESS_REQUEST),
+        last_reprocess_request=_optional_text(item, LAST_REPROCESS_REQUEST),
+        reprocess_error=_error(reprocess_error) if isinstance(reprocess_error, dict) else None,
     )
 
 

@@ -216,6 +216,29 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
     }
 
 
+def reprocess_request(preset_names: Sequence[str]) -> Schema:
+    """POST /jobs/{job_id}/reprocess. `preset_names` are the stage's configured presets."""
+    return {
+        "type": "object",
+        "examples": [{"presets": list(preset_names[:1])}],
+        "additionalProperties": False,
+        "required": ["presets"],
+        "properties": {
+            "presets": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": list(preset_names)},
+                "description": (
+                    "Configured presets to make again from the job's original, at their "
+                    "current versions (new ones are added to the job); a preset whose "
+                    "outputs are already current is left alone."
+                ),
+            },
+        },
+    }
+
+
 # Which error a value outside a field's enum raises (any other violation: InvalidRequest).
 ENUM_ERRORS: Mapping[str, type[ApiError]] = {
     "contentType": UnsupportedContentType,
@@ -426,6 +449,15 @@ JOB = _object(
                         "type": "boolean",
                         "description": "One of a preset's responsive set.",
                     },
+                    "version": {
+                        "type": ["string", "null"],
+                        "description": (
+                            "The version of the preset definition that made it (10 hex "
+                            "digits of its canonical JSON's SHA-256), also in its key; a "
+                            "changed preset has a new version (POST "
+                            "/jobs/{jobId}/reprocess makes its outputs again)."
+                        ),
+                    },
                     "width": COUNT,
                     "height": COUNT,
                     "format": STRING,
@@ -455,6 +487,30 @@ JOB = _object(
                 "at most followed by a detail in parentheses."
             ),
         },
+        "revision": {
+            **COUNT,
+            "description": "How many times the outputs were made again (0: never).",
+        },
+        "reprocessing": {
+            "type": "boolean",
+            "description": "A reprocess request is under way.",
+        },
+        "reprocessError": {
+            "oneOf": [
+                {"type": "null"},
+                _object({"code": STRING, "message": STRING}),
+            ],
+            "description": "Why the last reprocess failed (the outputs stayed); null otherwise.",
+        },
+    }
+)
+
+REPROCESS_QUEUED = _object(
+    {
+        "jobId": STRING,
+        "requestId": {"type": "string", "pattern": "^rpr_[0-9a-f]{32}$"},
+        "revision": {**COUNT, "description": "The revision the job will have once done."},
+        "presets": {"type": "array", "items": STRING},
     }
 )
 
@@ -600,6 +656,7 @@ COMPONENTS: Mapping[str, Schema] = {
     "WebhookTestSent": WEBHOOK_TEST_SENT,
     "DeliveryList": DELIVERY_LIST,
     "ReplayQueued": REPLAY_QUEUED,
+    "ReprocessQueued": REPROCESS_QUEUED,
 }
 
 

@@ -48,7 +48,9 @@ ERROR_RESPONSES: Mapping[int, str] = {
     NotFound.status: ("No such job or webhook endpoint, or another tenant's (indistinguishable)."),
     TooManyWebhooks.status: (
         "`too_many_webhooks` (POST /webhooks): the tenant has MAX_WEBHOOKS_PER_TENANT "
-        "endpoints; delete one first. `job_not_finished` (replay): the job has not ended."
+        "endpoints; delete one first. `job_not_finished` (replay): the job has not ended. "
+        "`job_not_completed` (reprocess): the job is not COMPLETED. `original_expired` "
+        "(reprocess): the job's original upload is no longer kept."
     ),
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
     UnsupportedMediaType.status: (
@@ -232,6 +234,26 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         "ReplayQueued",
         (NotFound.status, JobNotFinished.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"job_id": models.JOB_ID},
+    ),
+    Operation(
+        "POST",
+        "/jobs/{job_id}/reprocess",
+        "reprocessJob",
+        "Make some of a completed job's outputs again from its original, at the presets' "
+        "current versions; the job's revision moves on and a job.completed event follows.",
+        202,
+        "ReprocessQueued",
+        (
+            InvalidRequest.status,
+            NotFound.status,
+            JobNotFinished.status,
+            PayloadTooLarge.status,
+            *AUTHENTICATED,
+            *ALWAYS,
+            *AWS_BACKED,
+        ),
+        request_body=models.reprocess_request,
         path_parameters={"job_id": models.JOB_ID},
     ),
 )

@@ -7,6 +7,7 @@ Deliberately free of Pillow (imported on the API's request path).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -176,6 +177,15 @@ def parse_preset(item: object, where: str) -> Preset:
 def preset_document(preset: Preset) -> dict[str, Any]:
     """The JSON document :func:`parse_preset` turns back into ``preset``."""
     return _preset_document(preset)
+
+
+def preset_version(preset: Preset) -> str:
+    """The preset's version: the first 10 hex digits of the SHA-256 of its canonical JSON
+    document (sorted keys, no whitespace), name included. A pure function of the
+    definition: the same preset always has the same version, a changed one a new one, so
+    an output's key says which definition made it."""
+    canonical = json.dumps(_preset_document(preset), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
 def _parse_preset(item: object, where: str) -> Preset:

@@ -1,13 +1,20 @@
 """Object keys, presigned URLs and S3 reads/writes for sources and outputs.
 
 Sources live in the uploads bucket under ``uploads/<tenant>/<jobId>/<safe name>``;
-outputs in the separate derived bucket under ``<tenant>/<jobId>/<output>.<ext>`` (``<output>``
-is the preset's name, or ``<preset>-<width>w`` for one of a responsive set), so a
-thumbnail can never land under ``uploads/`` and re-trigger the dispatcher. Output keys
-are deterministic: a duplicate delivery overwrites the same objects, never adds a set.
+outputs in the separate derived bucket under ``<tenant>/<jobId>/<output>.<version>.<ext>``
+(``<output>`` is the preset's name, or ``<preset>-<width>w`` for one of a responsive set;
+``<version>`` the preset's, chalicelib/presets.py `preset_version`), so a thumbnail can
+never land under ``uploads/`` and re-trigger the dispatcher. Output keys are
+deterministic: a duplicate delivery overwrites the same objects, never adds a set, and a
+changed preset's outputs get new keys (reprocessing replaces the old ones).
 
 The uploads bucket is versioned: a source is read, and deleted, by the version its job
 pinned, so another upload to the same key can neither replace it nor survive it.
+
+Originals (the pinned source version, kept for reprocessing) are copied within the
+uploads bucket to ``originals/<tenant>/<jobId>/<safe name>``: a private prefix no API
+role may read or presign (the API only presigns POSTs under ``uploads/``), outside the
+dispatcher's ``uploads/`` trigger, expired by its own lifecycle rule.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from chalicelib import clients
-from chalicelib.config import UPLOADS_PREFIX, settings
+from chalicelib.config import ORIGINALS_PREFIX, UPLOADS_PREFIX, settings
 from chalicelib.errors import FileTooLarge, NotFound
 from chalicelib.timestamps import iso_utc
 
@@ -72,6 +79,10 @@ def source_key(tenant: str, job_id: str, filename: str | None) -> str:
     return f"{UPLOADS_PREFIX}{tenant}/{job_id}/{safe_filename(filename)}"
 
 
+def original_key(tenant: str, job_id: str, filename: str | None) -> str:
+    return f"{ORIGINALS_PREFIX}{tenant}/{job_id}/{safe_filename(filename)}"
+
+
 def parse_source_key(key: str) -> SourceKey | None:
     match = _KEY_PATTERN.match(key)
     if match is None:
@@ -79,8 +90,8 @@ def parse_source_key(key: str) -> SourceKey | None:
     return SourceKey(tenant=match["tenant"], job_id=match["job"])
 
 
-def output_key(tenant: str, job_id: str, output: str, extension: str) -> str:
-    return f"{tenant}/{job_id}/{output}.{extension}"
+def output_key(tenant: str, job_id: str, output: str, version: str, extension: str) -> str:
+    return f"{tenant}/{job_id}/{output}.{version}.{extension}"
 
 
 def presign_upload(key: str, content_type: str) -> dict[str, object]:
@@ -168,6 +179,26 @@ def source_versions(bucket: str, key: str) -> list[StoredObject]:
     return found[::-1]
 
 
+def keep_original(bucket: str, key: str, version_id: str | None, original: str) -> None:
+    """Copy the source version (the current object when None) to the `original` key of
+    the uploads bucket, server-side: its bytes never pass through the function."""
+    copy_source: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version_id is not None:
+        copy_source["VersionId"] = version_id
+    with clients.aws_errors("keep original"):
+        clients.s3().copy_object(
+            Bucket=settings().uploads_bucket,
+            Key=original,
+            CopySource=copy_source,  # type: ignore[arg-type]
+            MetadataDirective="COPY",
+        )
+
+
+def read_original(key: str, *, max_bytes: int) -> bytes:
+    """A kept original's bytes; NotFound once it has expired."""
+    return read_source(settings().uploads_bucket, key, None, max_bytes=max_bytes)
+
+
 def delete_source(bucket: str, key: str, version_id: str) -> None:
     """Delete one version of a source for good (no delete marker is left behind)."""
     with clients.aws_errors("delete source"):
@@ -206,3 +237,10 @@ def write_output(output: Output) -> None:
             ContentType=output.content_type,
             CacheControl=OUTPUT_CACHE_CONTROL,
         )
+
+
+def delete_outputs(keys: Sequence[str]) -> None:
+    """Delete outputs from the derived bucket (those a reprocess superseded)."""
+    for key in keys:
+        with clients.aws_errors("delete superseded output"):
+            clients.s3().delete_object(Bucket=settings().derived_bucket, Key=key)

@@ -13,24 +13,23 @@ the content type the job declared, before anything is decoded.
 
 Bad sources are permanent failures: the job ends FAILED with the error's code at once
 and the message is consumed, not retried. Duplicates are harmless: a terminal job is
-skipped, and output keys are deterministic. Once the worker has ended a job COMPLETED or
-FAILED, the source version is deleted: the outputs are what the service keeps.
+skipped, and output keys are deterministic. Before a job completes, the pinned source
+version is copied to the job's original (kept ORIGINALS_RETENTION_DAYS for reprocessing,
+chalicelib/reprocess.py); once the worker has ended a job COMPLETED or FAILED, the source
+version itself is deleted.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
-from chalicelib import job_events, job_message, jobs, sqs_batch, storage
+from chalicelib import job_events, job_message, jobs, rendering, sqs_batch, storage
 from chalicelib.config import settings
 from chalicelib.errors import (
     ContentMismatch,
-    InvocationEnding,
     NotFound,
     PresetRemoved,
-    ProcessingTimeout,
     SourceError,
     SourceGone,
     TransientError,
@@ -41,17 +40,7 @@ from chalicelib.formats import DECLARED_FORMATS
 from chalicelib.job_message import JobMessage
 from chalicelib.observability import job_fields, log_job_failed, logger, metric
 from chalicelib.presets import Preset, load_presets, parse_preset
-
-if TYPE_CHECKING:  # the engine (and Pillow) load only when a job is rendered
-    from chalicelib.imaging import Placeholder
-
-RemainingMillis = Callable[[], int]
-
-# Kept back from the invocation's remaining time for writing outputs and the final status.
-FINISHING_SECONDS = 5.0
-# Below this much time left, the invocation's clock is not worth honouring: the render gets
-# its whole budget, and if Lambda's timeout ends the invocation first, the batch returns.
-MIN_RENDER_SECONDS = 1.0
+from chalicelib.rendering import RemainingMillis
 
 
 def handle_jobs_batch(
@@ -126,8 +115,6 @@ def _make_thumbnails(
 ) -> bool:
     """Render, store and record the job's outputs: True if this completed the job, False if
     it had ended elsewhere meanwhile. Raises SourceError when the source cannot be used."""
-    from chalicelib import imaging
-
     config = settings()
     presets = _job_presets(job)
     try:
@@ -137,68 +124,29 @@ def _make_thumbnails(
     except NotFound as exc:
         raise SourceGone("The uploaded object no longer exists.") from exc
     _check_declared_format(job.content_type, data)
-    budget, cut_short = render_budget(config.render_time_budget_seconds, remaining_millis)
-    try:
-        result = imaging.render(
-            data,
-            presets,
-            max_pixels=config.max_pixels,
-            max_frames=config.max_frames,
-            time_budget=budget,
-        )
-    except ProcessingTimeout as exc:
-        if cut_short:
-            raise InvocationEnding(f"The invocation ended within {budget:.1f} s") from exc
-        exc.detail = f"budget: {budget:g} s"
-        raise
-    written = [
-        storage.Output(
-            storage.output_key(job.tenant, job.job_id, rendition.name, rendition.extension),
-            rendition.data,
-            rendition.content_type,
-        )
-        for rendition in result.outputs
-    ]
-    storage.write_outputs(written)
-    outputs = [
-        {
-            "preset": rendition.preset,
-            "name": rendition.name,
-            "responsive": rendition.in_set,
-            "width": rendition.width,
-            "height": rendition.height,
-            "format": rendition.format,
-            "contentType": rendition.content_type,
-            "bytes": len(rendition.data),
-            "key": output.key,
-        }
-        for rendition, output in zip(result.outputs, written, strict=True)
-    ]
-    source = {
-        "contentType": result.source.content_type,
-        "bytes": len(data),
-        "width": result.source.width,
-        "height": result.source.height,
-        "format": result.source.format,
-    }
+    rendered = rendering.render_and_store(job.tenant, job.job_id, data, presets, remaining_millis)
     completed = jobs.complete(
-        job.job_id, source=source, outputs=outputs, placeholder=_placeholder(result.placeholder)
+        job.job_id,
+        source=rendered.source,
+        outputs=rendered.outputs,
+        placeholder=rendered.placeholder,
+        original=_keep_original(job, message, len(data)),
     )
     if completed.moved:
         job_events.announce(completed.job)
     return completed.moved
 
 
-def _placeholder(found: Placeholder | None) -> dict[str, object] | None:
-    if found is None:
+def _keep_original(job: jobs.Job, message: JobMessage, size: int) -> dict[str, object] | None:
+    """Copy the pinned source version to the job's original, kept ORIGINALS_RETENTION_DAYS
+    for reprocessing (chalicelib/reprocess.py); None when the stage keeps none. Done before
+    the job completes: a completed job's original exists (until it expires)."""
+    days = settings().originals_retention_days
+    if days == 0:
         return None
-    return {
-        "blurhash": found.blurhash,
-        "thumbhash": found.thumbhash,
-        "dominantColor": found.dominant_color,
-        "width": found.width,
-        "height": found.height,
-    }
+    key = storage.original_key(job.tenant, job.job_id, job.filename)
+    storage.keep_original(message.bucket, message.key, message.version_id, key)
+    return {"key": key, "bytes": size, "expiresAt": int(time.time()) + days * 86400}
 
 
 def _check_declared_format(content_type: str, data: bytes) -> None:
@@ -233,18 +181,6 @@ def remaining_time(lambda_context: object) -> RemainingMillis | None:
     """The Lambda context's clock, if the context has one."""
     clock = getattr(lambda_context, "get_remaining_time_in_millis", None)
     return clock if callable(clock) else None
-
-
-def render_budget(
-    configured: float, remaining_millis: RemainingMillis | None
-) -> tuple[float, bool]:
-    """Seconds the next render may take, and whether that is less than its own budget."""
-    if remaining_millis is None:
-        return configured, False
-    left = remaining_millis() / 1000 - FINISHING_SECONDS
-    if left >= configured or left < MIN_RENDER_SECONDS:
-        return configured, False
-    return left, True
 
 
 def _job_presets(job: jobs.Job) -> list[Preset]:

@@ -172,7 +172,14 @@ def start_functions(
     # Several deliveries at once, as Lambda runs one invocation per message: a slow
     # receiver holds one of them only.
     deliveries = [triggers[runner.DELIVERIES]] * DELIVERY_THREADS
-    consumers = [dead_letters, triggers[runner.WEBHOOK_DEAD_LETTERS], *deliveries]
+    consumers = [
+        dead_letters,
+        triggers[runner.WEBHOOK_DEAD_LETTERS],
+        *deliveries,
+        # Reprocessing renders like the worker, one message at a time.
+        triggers[runner.REPROCESS],
+        triggers[runner.REPROCESS_DEAD_LETTERS],
+    ]
     threads = [
         *(
             threading.Thread(target=runner.consume, args=(trigger, threads_stop), daemon=True)

@@ -120,6 +120,21 @@ ERRORS_ALARMS = (
         "not being logged as failed. It runs rarely, so any failure in 5 minutes pages.",
         period=300,
     ),
+    ErrorsAlarm(
+        policies.REPROCESS,
+        "reprocess",
+        "The reprocess function ({function}) failed invocations in 3 of the last 5 minutes: "
+        "reprocess requests are retried and, after 3 receives, dead-lettered.",
+        evaluation_periods=5,
+        datapoints_to_alarm=3,
+    ),
+    ErrorsAlarm(
+        policies.REPROCESS_DEAD_LETTERS,
+        "reprocess-dead-letter-handler",
+        "The reprocess dead-letter handler ({function}) failed: jobs may stay marked "
+        "reprocessing. It runs rarely, so any failure in 5 minutes pages.",
+        period=300,
+    ),
 )
 
 

@@ -42,6 +42,7 @@ PRICES = {
     "cloudwatch_dashboard_month": 3.00,  # beyond the account's first three
     "kms_key_month": 1.00,
     "kms_request": 0.03 / 10000,
+    "s3_standard_gb_month": 0.023,
 }
 
 # Requests per image, from the code: POST /uploads and (say) three polls of GET /jobs/{id};
@@ -64,6 +65,12 @@ DYNAMODB_READ_UNITS = 4.5
 # that takes the job out of the event shard (the item, and the open-jobs index).
 EVENT_SQS_REQUESTS = 1
 EVENT_WRITE_UNITS = 2
+
+# Originals (ORIGINALS_RETENTION_DAYS, default the jobs' 30 days): each upload copied once
+# (a COPY is priced as a PUT) and stored for the retention. A phone photo is about 3 MB.
+ORIGINAL_MB = 3.0
+DEFAULT_ORIGINALS_DAYS = 30
+DAYS_PER_MONTH = 30
 
 # One webhook delivery to one endpoint that answers at once (chalicelib/deliveries.py):
 # two invocations (the fan-out and the attempt) of the deliveries function, ~50 ms each at
@@ -168,7 +175,12 @@ def worker_settings() -> tuple[int, str, int]:
     return int(worker["lambda_memory_size"]), str(config["lambda_architecture"]), batch
 
 
-def estimate(engine_ms: float, overhead_ms: float, notify: str = "polls") -> Estimate:
+def estimate(
+    engine_ms: float,
+    overhead_ms: float,
+    notify: str = "polls",
+    originals_days: int = DEFAULT_ORIGINALS_DAYS,
+) -> Estimate:
     memory_mb, architecture, batch_size = worker_settings()
     worker_ms = engine_ms + overhead_ms
     gb_seconds = worker_ms / 1000 * memory_mb / 1024
@@ -197,7 +209,21 @@ def estimate(engine_ms: float, overhead_ms: float, notify: str = "polls") -> Est
     }
     if notify == "webhooks":
         lines.update(delivery_lines(architecture))
+    if originals_days:
+        lines.update(originals_lines(originals_days))
     return Estimate(engine_ms, worker_ms, memory_mb, architecture, batch_size, lines)
+
+
+def originals_lines(days: int) -> dict[str, float]:
+    """Each image's original kept `days` for reprocessing: one copy, and its storage
+    (a million originals' worth, held for `days` of a month's price)."""
+    million = 1e6
+    gb_months = million * ORIGINAL_MB / 1024 * days / DAYS_PER_MONTH
+    return {
+        f"S3 originals: copy + storage ({ORIGINAL_MB:g} MB kept {days} d)": million
+        * PRICES["s3_put"]
+        + gb_months * PRICES["s3_standard_gb_month"],
+    }
 
 
 def delivery_lines(architecture: str) -> dict[str, float]:
@@ -235,11 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         default="webhooks",
         help="how the client learns a job ended: three polls, or a webhook",
     )
+    parser.add_argument(
+        "--originals-days",
+        type=int,
+        default=DEFAULT_ORIGINALS_DAYS,
+        help="ORIGINALS_RETENTION_DAYS: days each upload is kept for reprocessing (0: none)",
+    )
     args = parser.parse_args(argv)
     photos = sorted(args.photos.glob("*.jpg"))
     if not photos:
         parser.error(f"no .jpg photos in {args.photos}")
-    result = estimate(measure_engine_ms(photos), args.overhead_ms, args.notify)
+    result = estimate(measure_engine_ms(photos), args.overhead_ms, args.notify, args.originals_days)
     print(
         f"engine {result.engine_ms:.0f} ms/image (median of {len(photos)} photos, this machine)"
         f" + {args.overhead_ms:.0f} ms I/O = {result.worker_ms:.0f} ms at"

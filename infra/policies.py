@@ -31,6 +31,8 @@ DEAD_LETTERS = "fail_dead_letters"
 SWEEPER = "sweep_jobs"
 DELIVERIES = "deliver_webhooks"
 WEBHOOK_DEAD_LETTERS = "fail_webhook_dead_letters"
+REPROCESS = "reprocess_outputs"
+REPROCESS_DEAD_LETTERS = "fail_reprocess_dead_letters"
 FUNCTIONS = (
     API,
     AUTHORIZER,
@@ -40,6 +42,8 @@ FUNCTIONS = (
     SWEEPER,
     DELIVERIES,
     WEBHOOK_DEAD_LETTERS,
+    REPROCESS,
+    REPROCESS_DEAD_LETTERS,
 )
 
 # What Lambda's SQS event source calls with the function's role.
@@ -78,6 +82,8 @@ class StageArns:
     webhooks_queue: str
     webhooks_dlq: str
     webhook_secrets_key: str
+    reprocess_queue: str
+    reprocess_dlq: str
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str]) -> StageArns:
@@ -96,6 +102,8 @@ class StageArns:
             webhooks_queue=outputs["WebhooksQueueArn"],
             webhooks_dlq=outputs["WebhooksDlqArn"],
             webhook_secrets_key=outputs["WebhookSecretsKey"],
+            reprocess_queue=outputs["ReprocessQueueArn"],
+            reprocess_dlq=outputs["ReprocessDlqArn"],
         )
 
 
@@ -108,6 +116,7 @@ def function_name(stage: str, function: str) -> str:
 
 def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, ...]:
     sources = f"{arns.uploads_bucket}/uploads/*"
+    originals = f"{arns.uploads_bucket}/originals/*"
     outputs = f"{arns.derived_bucket}/*"
     jobs_index = f"{arns.jobs_table}/index/"
     # A job's moves are conditional UpdateItems (each returns the job, or its state when
@@ -155,6 +164,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             # Test events and replays.
             Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
+            # Reprocess requests: the job marked, the message sent.
+            Statement("MarkReprocessing", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            Statement("SendReprocess", SEND_ACTIONS, (arns.reprocess_queue,), "code"),
         ),
         AUTHORIZER: (
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
@@ -167,6 +179,9 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             Statement("ReadSources", ("s3:GetObject", "s3:GetObjectVersion"), (sources,), "code"),
             Statement("DeleteFinishedSources", ("s3:DeleteObjectVersion",), (sources,), "code"),
             Statement("WriteOutputs", ("s3:PutObject",), (outputs,), "code"),
+            # The pinned version copied to the job's original (CopyObject: GetObjectVersion
+            # on the source, above, and PutObject on the copy).
+            Statement("KeepOriginals", ("s3:PutObject",), (originals,), "code"),
             send_job_events,
             Statement("DeleteFinishedJobs", DELETE_ACTIONS, (arns.jobs_queue,), "code"),
             Statement("PollJobs", SQS_POLLER_ACTIONS, (arns.jobs_queue,), "aws"),
@@ -210,6 +225,25 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             # a finished sibling to delete, so the function deletes nothing itself.)
             Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
             Statement("PollDeliveries", SQS_POLLER_ACTIONS, (arns.webhooks_queue,), "aws"),
+        ),
+        REPROCESS: (
+            Statement(
+                "ReprocessJobs",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (arns.jobs_table,),
+                "code",
+            ),
+            Statement("ReadOriginals", ("s3:GetObject",), (originals,), "code"),
+            # New outputs written, then the superseded ones deleted.
+            Statement("ReplaceOutputs", ("s3:PutObject", "s3:DeleteObject"), (outputs,), "code"),
+            send_job_events,
+            Statement("DeleteFinishedReprocess", DELETE_ACTIONS, (arns.reprocess_queue,), "code"),
+            Statement("PollReprocess", SQS_POLLER_ACTIONS, (arns.reprocess_queue,), "aws"),
+        ),
+        REPROCESS_DEAD_LETTERS: (
+            Statement("EndReprocess", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
+            Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.reprocess_dlq,), "code"),
+            Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.reprocess_dlq,), "aws"),
         ),
         WEBHOOK_DEAD_LETTERS: (
             Statement(

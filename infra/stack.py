@@ -48,8 +48,12 @@ ENVIRONMENT_OUTPUTS = {
     "WEBHOOKS_DLQ": "WebhooksDlq",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
+    "REPROCESS_QUEUE": "ReprocessQueue",
+    "REPROCESS_DLQ": "ReprocessDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
     "JOB_TTL_DAYS": "JobTtlDays",
+    # How long originals are kept for reprocessing (the uploads bucket's lifecycle).
+    "ORIGINALS_RETENTION_DAYS": "OriginalsKeptDays",
     # What the sweeper must know of the jobs queue (chalicelib/sweeper.py).
     "JOBS_QUEUE_RETENTION_SECONDS": "JobsQueueRetentionSeconds",
     "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "JobsQueueVisibilityTimeoutSeconds",
@@ -392,10 +396,13 @@ def _list_parameter(value: str) -> list[str]:
 class Resolver:
     """Resolves template values the way CloudFormation did for one deployed stack: Ref and
     Fn::Sub of its parameters (as the stack reports them, defaults included), pseudo
-    parameters and resources' physical ids. Any other intrinsic function raises: better
-    than applying a value that is not the template's."""
+    parameters and resources' physical ids, and Fn::If on the template's conditions
+    (Fn::Equals, Fn::Not, Fn::And, Fn::Or), AWS::NoValue dropping the value. Any other
+    intrinsic function raises: better than applying a value that is not the template's."""
 
     _SUB = re.compile(r"\$\{([^}]+)\}")
+    # What Ref AWS::NoValue resolves to: the value is left out where it stands.
+    _NO_VALUE = object()
 
     @classmethod
     def for_stack(
@@ -419,6 +426,7 @@ class Resolver:
         self, template: Mapping[str, Any], stack: Mapping[str, Any], physical: Mapping[str, str]
     ) -> None:
         self.physical_ids = dict(physical)
+        self._conditions: Mapping[str, Any] = template.get("Conditions", {})
         _, partition, _, region, account, _ = str(stack["StackId"]).split(":", 5)
         declared = template.get("Parameters", {})
         self._values: dict[str, Any] = {}
@@ -440,19 +448,44 @@ class Resolver:
         self._values.update(physical)
 
     def resolve(self, value: Any) -> Any:
+        """`value` resolved; an AWS::NoValue inside a list or object is left out."""
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            items = (self.resolve(item) for item in value)
+            return [item for item in items if item is not self._NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((function, argument),) = value.items()
             if function == "Ref":
-                return self._ref(argument)
+                return self._NO_VALUE if argument == "AWS::NoValue" else self._ref(argument)
             if function == "Fn::Sub":
                 return self._sub(argument)
+            if function == "Fn::If":
+                condition, when_true, when_false = argument
+                return self.resolve(when_true if self._holds(condition) else when_false)
             if function.startswith("Fn::") or function == "Condition":
                 raise NotImplementedError(f"{function} is not resolved for emulators")
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not self._NO_VALUE}
+
+    def _holds(self, condition: Any) -> bool:
+        """Whether a condition (a name in the template's Conditions, or an expression)
+        holds for this stack."""
+        if isinstance(condition, str):
+            return self._holds(self._conditions[condition])
+        ((function, argument),) = condition.items()
+        if function == "Condition":
+            return self._holds(argument)
+        if function == "Fn::Equals":
+            left, right = (str(self.resolve(item)) for item in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._holds(argument[0])
+        if function == "Fn::And":
+            return all(self._holds(item) for item in argument)
+        if function == "Fn::Or":
+            return any(self._holds(item) for item in argument)
+        raise NotImplementedError(f"{function} is not evaluated for emulators")
 
     def _ref(self, name: str) -> Any:
         if name not in self._values:

@@ -29,6 +29,8 @@ CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSI
 # API names that AWS authorizes as another action.
 ACTION_OF_OPERATION = {
     "s3:HeadObject": "s3:GetObject",
+    # (and GetObject or GetObjectVersion on its source, which the function also reads)
+    "s3:CopyObject": "s3:PutObject",
     "s3:ListObjectVersions": "s3:ListBucketVersions",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
 }

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from chalicelib.presets import load_presets, preset_version
 from devstack import launch
 from media_pipeline.client import Client, Job, Upload
 
@@ -26,11 +27,17 @@ JOB_TIMEOUT = 60.0
 JOB_POLL = 0.02  # one job, polled as tightly as a latency measurement needs
 HTTP_TIMEOUT = 30.0
 EXPECTED_OUTPUTS = {
-    # preset: (width, height, format, content type, key name)
+    # preset: (width, height, format, content type, file name as the CLI saves it)
     "thumb": (256, 256, "JPEG", "image/jpeg", "thumb.jpg"),
     "small": (512, 384, "JPEG", "image/jpeg", "small.jpg"),
     "large": (1024, 768, "WEBP", "image/webp", "large.webp"),
 }
+
+
+def output_key_name(preset: str) -> str:
+    """The last segment of a default preset's output key: `<preset>.<version>.<ext>`."""
+    name, extension = EXPECTED_OUTPUTS[preset][4].rsplit(".", 1)
+    return f"{name}.{preset_version(load_presets(None)[preset])}.{extension}"
 
 
 @dataclass(frozen=True)

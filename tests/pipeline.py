@@ -125,6 +125,15 @@ class Pipeline:
     def dead_letters(self) -> SqsPoller:
         return self._poller(self.queues.dlq_url, "fail_dead_letters", 10)
 
+    def reprocessor(self) -> SqsPoller:
+        """The reprocess function on the reprocess queue."""
+        url = self.sqs.get_queue_url(QueueName=settings().reprocess_queue)["QueueUrl"]
+        return self._poller(url, "reprocess_outputs", 1)
+
+    def reprocess_dead_letters(self) -> SqsPoller:
+        url = self.sqs.get_queue_url(QueueName=settings().reprocess_dlq)["QueueUrl"]
+        return self._poller(url, "fail_reprocess_dead_letters", 10)
+
     def sweep(self) -> None:
         """One tick of the sweeper's schedule."""
         self.client.lambda_.invoke("sweep_jobs", scheduled_event())

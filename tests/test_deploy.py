@@ -153,6 +153,18 @@ def test_the_cost_estimate_prices_compute_at_the_configured_memory() -> None:
     assert estimate.total > estimate.lines["Lambda worker compute"]
 
 
+def test_the_cost_estimate_prices_originals_by_their_retention() -> None:
+    def originals(days: int) -> float:
+        estimate = cost.estimate(engine_ms=100, overhead_ms=0, originals_days=days)
+        return sum(dollars for name, dollars in estimate.lines.items() if "originals" in name)
+
+    copies = 1e6 * cost.PRICES["s3_put"]
+    month = 1e6 * cost.ORIGINAL_MB / 1024 * cost.PRICES["s3_standard_gb_month"]
+    assert originals(30) == pytest.approx(copies + month)
+    assert originals(60) == pytest.approx(copies + 2 * month)
+    assert originals(0) == 0
+
+
 def test_the_cost_estimate_prices_the_access_log_lines_deploy_sets() -> None:
     # Every variable of the format has a sample: the estimate follows the format's changes.
     variables = set(re.findall(r"\$context\.([A-Za-z.]+)", deploy.ACCESS_LOG_FORMAT))
@@ -230,6 +242,8 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.SWEEPER: "rate(5 minutes)",
         policies.DELIVERIES: outputs["WebhooksQueue"],
         policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlq"],
+        policies.REPROCESS: outputs["ReprocessQueue"],
+        policies.REPROCESS_DEAD_LETTERS: outputs["ReprocessDlq"],
     }
 
 

@@ -482,6 +482,8 @@ def test_the_queues_trigger_their_functions_as_app_py_declares(deployed: dict[st
         policies.DEAD_LETTERS: outputs["JobsDlqArn"],
         policies.DELIVERIES: outputs["WebhooksQueueArn"],
         policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlqArn"],
+        policies.REPROCESS: outputs["ReprocessQueueArn"],
+        policies.REPROCESS_DEAD_LETTERS: outputs["ReprocessDlqArn"],
     }
     for name, mappings in stage["event sources"].items():
         if name not in queues:

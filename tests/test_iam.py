@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ import pytest
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
-from chalicelib import auth, clients
+from chalicelib import auth, clients, reprocess_message
 from chalicelib.config import reset_settings, settings
 from chalicelib.delivery_message import Delivery
 from devstack.lambda_events import api_gateway_event, s3_object_created_event
@@ -271,7 +272,34 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
     listing = harness.invoke(policies.API, rest_event("GET", "/jobs", "/jobs"))
     assert len(json.loads(listing["body"])["jobs"]) == len(job_ids)
     run_webhook_paths(harness, job_ids[0])
+    run_reprocess_paths(harness, job_ids[0], job_ids[2])
     return statuses
+
+
+def run_reprocess_paths(harness: Harness, job_id: str, other_job_id: str) -> None:
+    """Two reprocess requests (one of them retried once), and a dead-lettered one given up
+    in a batch with a retried record."""
+    with harness.acting_as("queue-owner"):
+        queue_url = clients.queue_url(settings().reprocess_queue)
+        dlq_url = clients.queue_url(settings().reprocess_dlq)
+    on_job = "/jobs/{job_id}/reprocess"
+    # The stage's thumb preset changed: its outputs are made again at the new version.
+    changed = {"name": "thumb", "width": 32, "height": 32, "fit": "cover", "format": "JPEG"}
+    os.environ["PRESETS"] = json.dumps([changed])
+    reset_settings()
+    for job in (job_id, other_job_id):
+        body = {"presets": ["thumb"]}
+        api_call(harness, "POST", f"/jobs/{job}/reprocess", body, resource=on_job)
+    with harness.faulty(Fault("GetItem", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.REPROCESS, queue_url, batch_size=2).drain()
+    dead = reprocess_message.ReprocessMessage(job_id, "acme", ("thumb",), "rpr_dead")
+    with harness.acting_as("queue-owner"):
+        for letter in (reprocess_message.build(dead), reprocess_message.build(dead)):
+            clients.sqs().send_message(QueueUrl=dlq_url, MessageBody=letter)
+    with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.REPROCESS_DEAD_LETTERS, dlq_url).drain()
+    job = api_call(harness, "GET", f"/jobs/{job_id}", resource="/jobs/{job_id}")
+    assert (job["reprocessing"], job["reprocessError"]["code"]) == (False, "processing_failed")
 
 
 def run_webhook_paths(harness: Harness, job_id: str) -> None:
@@ -348,6 +376,8 @@ def test_each_policy_grants_only_what_its_function_calls(
         policies.DEAD_LETTERS,
         policies.DELIVERIES,
         policies.WEBHOOK_DEAD_LETTERS,
+        policies.REPROCESS,
+        policies.REPROCESS_DEAD_LETTERS,
     )
     for function in pollers:
         assert harness.calls[f"{function} (event source)"] <= set(policies.SQS_POLLER_ACTIONS)
@@ -388,15 +418,20 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
             outputs["JobsDlqArn"],
             webhooks_queue,
             outputs["WebhooksDlqArn"],
+            outputs["ReprocessQueueArn"],
+            outputs["ReprocessDlqArn"],
         },
         # Messages go to their queues only, never straight to a dead-letter queue.
-        "sqs:SendMessage": {outputs["JobsQueueArn"], webhooks_queue},
+        "sqs:SendMessage": {outputs["JobsQueueArn"], webhooks_queue, outputs["ReprocessQueueArn"]},
         "s3:GetObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
+            f"{outputs['UploadsBucketArn']}/originals/*",
             f"{outputs['DerivedBucketArn']}/*",
         },
+        "s3:DeleteObject": {f"{outputs['DerivedBucketArn']}/*"},
         "s3:PutObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
+            f"{outputs['UploadsBucketArn']}/originals/*",
             f"{outputs['DerivedBucketArn']}/*",
         },
         "s3:GetObjectVersion": {f"{outputs['UploadsBucketArn']}/uploads/*"},
@@ -433,10 +468,12 @@ SDK_METHOD_ACTIONS = {
     ("s3", "head_object"): "s3:GetObject",
     ("s3", "get_object"): "s3:GetObject",
     ("s3", "put_object"): "s3:PutObject",
+    ("s3", "copy_object"): "s3:PutObject",
     ("s3", "delete_object"): "s3:DeleteObject",
     ("s3", "list_object_versions"): "s3:ListBucketVersions",
     ("sqs", "get_queue_url"): "sqs:GetQueueUrl",
     ("sqs", "send_message"): "sqs:SendMessage",
+    ("sqs", "send_message_batch"): "sqs:SendMessage",
     ("sqs", "delete_message"): "sqs:DeleteMessage",
 }
 

@@ -48,6 +48,10 @@ OUTPUTS = (
     "WebhooksTableArn",
     "WebhooksQueueArn",
     "WebhooksDlqArn",
+    "ReprocessQueueUrl",
+    "ReprocessQueueArn",
+    "ReprocessDlqUrl",
+    "ReprocessDlqArn",
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",
@@ -294,6 +298,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     assert {logical_id: alarm["MetricName"] for logical_id, alarm in by_id.items()} == {
         "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "WebhooksDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
+        "ReprocessDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
         "WorkerThrottlesAlarm": "Throttles",
         "Api5xxAlarm": "5XXError",
@@ -316,6 +321,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
     for logical_id, queue in (
         ("JobsDlqNotEmptyAlarm", "JobsDlq"),
         ("WebhooksDlqNotEmptyAlarm", "WebhooksDlq"),
+        ("ReprocessDlqNotEmptyAlarm", "ReprocessDlq"),
     ):
         assert by_id[logical_id]["Dimensions"] == [
             {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
@@ -392,9 +398,8 @@ def test_the_template_lets_browsers_post_uploads_and_expires_them() -> None:
     (cors,) = properties("UploadsBucket")["CorsConfiguration"]["CorsRules"]
     assert "POST" in cors["AllowedMethods"]
     assert cors["AllowedOrigins"] == {"Ref": "UploadOrigins"}
-    rules = {
-        rule["Id"]: rule for rule in properties("UploadsBucket")["LifecycleConfiguration"]["Rules"]
-    }
+    listed = properties("UploadsBucket")["LifecycleConfiguration"]["Rules"]
+    rules = {rule["Id"]: rule for rule in listed if "Id" in rule}
     expire = rules["expire-stale-uploads"]
     assert expire["Prefix"] == "uploads/"
     assert expire["ExpirationInDays"] == {"Ref": "StaleUploadDays"}
@@ -464,6 +469,9 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "WEBHOOKS_QUEUE": "media-pipeline-test-webhooks",
         "WEBHOOKS_DLQ": "media-pipeline-test-webhooks-dlq",
         "JOB_TTL_DAYS": "30",
+        "ORIGINALS_RETENTION_DAYS": "30",
+        "REPROCESS_QUEUE": "media-pipeline-test-reprocess",
+        "REPROCESS_DLQ": "media-pipeline-test-reprocess-dlq",
         "JOBS_QUEUE_RETENTION_SECONDS": str(4 * 24 * 3600),
         "JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS": stack.default_parameters(STAGE)[
             "QueueVisibilityTimeoutSeconds"
@@ -795,6 +803,28 @@ def test_apply_emulator_gaps_takes_the_values_from_the_stacks_parameters(
     rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
     expire = next(rule for rule in rules if rule["ID"] == "expire-stale-uploads")
     assert expire["Expiration"] == {"Days": 3}
+
+
+def test_originals_expire_after_their_retention_and_none_rule_at_zero(
+    cloudformation: Any,
+) -> None:
+    outputs = deploy(cloudformation, OriginalsRetentionDays="7")
+    apply_gaps()
+    assert stack.environment(outputs)["ORIGINALS_RETENTION_DAYS"] == "7"
+    rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
+    expire = next(rule for rule in rules if rule["ID"] == "expire-originals")
+    assert expire["Filter"] == {"Prefix": "originals/"}
+    assert expire["Expiration"] == {"Days": 7}
+    assert expire["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    markers = next(rule for rule in rules if rule["ID"] == "remove-expired-original-markers")
+    assert markers["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+    # 0 keeps none: no expiration rule (S3 refuses 0 days), and the app copies nothing.
+    outputs = deploy(cloudformation, OriginalsRetentionDays="0")
+    apply_gaps()
+    assert stack.environment(outputs)["ORIGINALS_RETENTION_DAYS"] == "0"
+    rules = s3().get_bucket_lifecycle_configuration(Bucket=outputs["UploadsBucket"])["Rules"]
+    assert "expire-originals" not in {rule["ID"] for rule in rules}
+    assert "expire-stale-uploads" in {rule["ID"] for rule in rules}
 
 
 def test_outputs_expire_with_their_jobs(cloudformation: Any) -> None:

@@ -29,7 +29,7 @@ from standardwebhooks import Webhook
 from devstack.webhooks import Receiver, receiver
 from media_pipeline.client import ApiError, Client, Upload
 from tests.job_errors import assert_fixed_message
-from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack
+from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, LocalStack, output_key_name
 from tests.samples import SAMPLES, corpus_photos, phone_name, phone_photo, sample_photo
 
 BATCH_TIMEOUT = 120.0
@@ -102,8 +102,9 @@ def test_a_phone_photo_comes_back_upright_and_clean(
     outputs = {output["preset"]: output for output in job["outputs"]}
     assert sorted(outputs) == sorted(EXPECTED_OUTPUTS)
     reference = upright_reference()
-    for preset, (width, height, fmt, content_type, name) in EXPECTED_OUTPUTS.items():
+    for preset, (width, height, fmt, content_type, _) in EXPECTED_OUTPUTS.items():
         output = outputs[preset]
+        name = output_key_name(preset)
         assert (output["width"], output["height"]) == (width, height), output
         assert (output["format"], output["contentType"]) == (fmt, content_type), output
         url = urlsplit(output["url"])
@@ -144,11 +145,10 @@ def test_the_aws_cli_sees_the_outputs(stack: LocalStack, phone_job: Finished) ->
 
     job_id = phone_job.job["jobId"]
     listing = stack.aws("s3", "ls", f"s3://{derived[0]}/acme/{job_id}/")
-    # `2026-11-22 10:00:01      18211 thumb.jpg`
+    # `2026-11-22 10:00:01      18211 thumb.8a2f0c11d4.jpg`
     listed = {line.split()[-1]: int(line.split()[-2]) for line in listing.splitlines() if line}
     sizes = {
-        EXPECTED_OUTPUTS[output["preset"]][4]: output["bytes"]
-        for output in phone_job.job["outputs"]
+        output_key_name(output["preset"]): output["bytes"] for output in phone_job.job["outputs"]
     }
     assert listed == sizes, listing
 

@@ -18,6 +18,7 @@ from PIL import Image
 from chalicelib import clients, dead_letters, job_message, jobs
 from chalicelib.config import reset_settings, settings
 from chalicelib.dead_letters import GIVEN_UP
+from chalicelib.presets import load_presets, preset_version
 from devstack import runner
 from devstack.lambda_events import s3_object_created_event
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
@@ -115,14 +116,20 @@ def test_outputs_go_to_the_derived_bucket_with_cache_headers(pipeline: Pipeline)
     job = pipeline.process(jpeg(800, 600))
     assert job["status"] == "COMPLETED"
     keys = derived_keys(pipeline)
+    presets = load_presets(None)
     assert keys == sorted(
-        f"acme/{job['jobId']}/{name}" for name in ("thumb.jpg", "small.jpg", "large.webp")
+        f"acme/{job['jobId']}/{name}.{preset_version(presets[name])}.{extension}"
+        for name, extension in (("thumb", "jpg"), ("small", "jpg"), ("large", "webp"))
     )
+    assert {output["version"] for output in job["outputs"]} == {
+        preset_version(preset) for preset in presets.values()
+    }
     for key in keys:
         head = pipeline.s3.head_object(Bucket=settings().derived_bucket, Key=key)
         assert head["CacheControl"] == "public, max-age=31536000, immutable"
     # The source is deleted once the job is done: no version of it, and no delete marker.
-    uploads = pipeline.s3.list_object_versions(Bucket=settings().uploads_bucket)
+    # (Its original, a copy under originals/, is kept: tests/test_originals.py.)
+    uploads = pipeline.s3.list_object_versions(Bucket=settings().uploads_bucket, Prefix="uploads/")
     assert uploads.get("Versions", []) == []
     assert uploads.get("DeleteMarkers", []) == []
 
@@ -663,8 +670,10 @@ def test_a_responsive_set_is_stored_and_listed(
     assert job["status"] == "COMPLETED", job["error"]
     widths = (160, 320, 480, 640)
     extensions = {"AVIF": "avif", "WEBP": "webp", "JPEG": "jpg"}
-    expected = {f"acme/{job['jobId']}/thumb.jpg"} | {
-        f"acme/{job['jobId']}/hero-{width}w.{extension}"
+    configured = load_presets(f"[{thumb}, {preset}]")
+    versions = {name: preset_version(found) for name, found in configured.items()}
+    expected = {f"acme/{job['jobId']}/thumb.{versions['thumb']}.jpg"} | {
+        f"acme/{job['jobId']}/hero-{width}w.{versions['hero']}.{extension}"
         for width in widths
         for extension in extensions.values()
     }
@@ -682,3 +691,24 @@ def test_a_responsive_set_is_stored_and_listed(
             assert image.format == output_format
             assert image.size == (int(descriptor[:-1]), output["height"])
             assert image.width > image.height  # upright
+
+
+def test_an_outputs_key_names_its_presets_version(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def thumb_key(width: int) -> str:
+        fields = {"name": "thumb", "width": width, "height": 64, "fit": "cover", "format": "JPEG"}
+        preset = json.dumps([fields])
+        monkeypatch.setenv("PRESETS", preset)
+        reset_settings()
+        job = pipeline.process(jpeg(), presets=["thumb"])
+        (output,) = job["outputs"]
+        assert output["version"] == preset_version(load_presets(preset)["thumb"])
+        (key,) = [key for key in derived_keys(pipeline) if key.startswith(f"acme/{job['jobId']}/")]
+        assert key == f"acme/{job['jobId']}/thumb.{output['version']}.jpg"
+        return key.split("/", 2)[2]
+
+    first, same, changed = thumb_key(64), thumb_key(64), thumb_key(65)
+    assert first == same
+    assert changed != first
+    assert changed.startswith("thumb.")

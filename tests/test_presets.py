@@ -19,6 +19,7 @@ from chalicelib.presets import (
     PresetError,
     Watermark,
     load_presets,
+    preset_version,
     presets_to_json,
 )
 
@@ -241,3 +242,47 @@ def test_presets_and_formats_do_not_import_pillow() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def test_a_presets_version_is_ten_hex_of_its_canonical_documents_sha256() -> None:
+    import hashlib
+
+    preset = Preset("thumb", 256, 256, "cover", "JPEG", 82)
+    canonical = (
+        '{"fit":"cover","format":"JPEG","height":256,"name":"thumb","quality":82,"width":256}'
+    )
+    assert preset_version(preset) == hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    assert re.fullmatch(r"[0-9a-f]{10}", preset_version(preset))
+
+
+def test_the_same_definition_has_the_same_version_however_written() -> None:
+    spaced = '[{"width": 256, "name": "thumb", "format": "JPEG", "height": 256, "fit": "cover"}]'
+    packed = '[{"name":"thumb","fit":"cover","format":"JPEG","height":256,"width":256}]'
+    (first,), (second,) = load_presets(spaced).values(), load_presets(packed).values()
+    assert preset_version(first) == preset_version(second)
+    # Quality left out is its default, the same definition as one that names it.
+    explicit = load_presets(packed.replace('"width":256', '"width":256,"quality":82'))
+    assert preset_version(explicit["thumb"]) == preset_version(first)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"width": 300},
+        {"quality": 90},
+        {"fit": "contain"},
+        {"format": "WEBP"},
+        {"name": "thumb2"},
+        {"widths": [128, 256]},
+        {"watermark": {"text": "(c) acme"}},
+    ],
+)
+def test_any_change_to_a_definition_gives_a_new_version(change: dict[str, Any]) -> None:
+    base: dict[str, Any] = {"name": "thumb", "width": 256, "height": 256, "fit": "cover"}
+    base["format"] = "JPEG"
+    (before,) = load_presets(json.dumps([base])).values()
+    (after,) = load_presets(json.dumps([{**base, **change}])).values()
+    assert preset_version(after) != preset_version(before)

@@ -633,7 +633,7 @@ def test_the_queue_defaults_are_the_templates(monkeypatch: pytest.MonkeyPatch) -
     # No stack: the defaults config.py falls back to (resource names have none).
     for variable in stack.ENVIRONMENT_OUTPUTS:
         monkeypatch.setenv(variable, "unused")
-    for variable in ("JOB_TTL_DAYS", "JOBS_QUEUE_RETENTION_SECONDS"):
+    for variable in ("JOB_TTL_DAYS", "JOBS_QUEUE_RETENTION_SECONDS", "ORIGINALS_RETENTION_DAYS"):
         monkeypatch.delenv(variable)
     monkeypatch.delenv("JOBS_QUEUE_VISIBILITY_TIMEOUT_SECONDS")
     monkeypatch.setenv("JOBS_QUEUE", "unused")

@@ -22,6 +22,7 @@ from moto.s3 import notifications
 from chalicelib import clients, jobs, storage
 from chalicelib.config import settings
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES, DECLARED_FORMATS
+from chalicelib.presets import load_presets, preset_version
 from devstack import emulator
 from tests.faults import aws_calls, aws_fault
 from tests.job_errors import assert_fixed_message
@@ -253,7 +254,13 @@ def test_a_source_whose_delete_fails_is_left_to_the_lifecycle(pipeline: Pipeline
     assert pipeline.versions(pipeline.source_key(upload)) == [version]
 
 
-EXPECTED_OUTPUT_NAMES = ("large.webp", "small.jpg", "thumb.jpg")
+def expected_output_names() -> list[str]:
+    presets = load_presets(None)
+    extensions = {"large": "webp", "small": "jpg", "thumb": "jpg"}
+    return sorted(
+        f"{name}.{preset_version(presets[name])}.{extension}"
+        for name, extension in extensions.items()
+    )
 
 
 def test_a_jobs_outputs_are_written_at_once(pipeline: Pipeline) -> None:
@@ -277,7 +284,7 @@ def test_a_jobs_outputs_are_written_at_once(pipeline: Pipeline) -> None:
     assert len(threads) == 3
     assert [output["preset"] for output in job["outputs"]] == ["thumb", "small", "large"]
     written = outputs_bytes(pipeline)
-    assert sorted(written) == [f"acme/{job['jobId']}/{name}" for name in EXPECTED_OUTPUT_NAMES]
+    assert sorted(written) == [f"acme/{job['jobId']}/{name}" for name in expected_output_names()]
     assert all(written.values())
 
 
@@ -299,6 +306,7 @@ def test_the_aws_calls_of_a_job_are_few_and_fixed(
         "DynamoDB.UpdateItem",  # claim, returning the job
         "S3.GetObject",  # the pinned version, sized before its body is read
         *["S3.PutObject"] * 3,  # one per preset
+        "S3.CopyObject",  # the pinned version kept as the job's original
         "DynamoDB.UpdateItem",  # COMPLETED, with its event's id
         "SQS.SendMessage",  # the event, to the webhooks queue
         "DynamoDB.UpdateItem",  # handed over: out of the event shard
@@ -378,7 +386,9 @@ def test_output_links_live_as_long_as_configured(pipeline: Pipeline) -> None:
     (output,) = job["outputs"]
     query = parse_qs(urlparse(output["url"]).query)
     assert query["X-Amz-Expires"] == [str(settings().download_url_ttl_seconds)]
-    assert storage.output_key("acme", job["jobId"], "thumb", "jpg") in output["url"]
+    thumb = load_presets(None)["thumb"]
+    key = storage.output_key("acme", job["jobId"], "thumb", preset_version(thumb), "jpg")
+    assert key in output["url"]
 
 
 # --- the emulator's S3 events carry the version, as S3's do ---------------------------------

@@ -34,7 +34,15 @@ from PIL import Image
 
 from devstack import runner
 from devstack.launch import Proc, Settings, descendants
-from tests.local_stack import EXPECTED_OUTPUTS, HTTP_TIMEOUT, JOB_POLL, REGION, LocalStack, make_run
+from tests.local_stack import (
+    EXPECTED_OUTPUTS,
+    HTTP_TIMEOUT,
+    JOB_POLL,
+    REGION,
+    LocalStack,
+    make_run,
+    output_key_name,
+)
 from tests.samples import phone_photo
 
 VISIBILITY_SECONDS = 5
@@ -216,11 +224,11 @@ def assert_outputs_once_per_preset(
     for job_id, job in finished.items():
         by_preset = {output["preset"]: output for output in job["outputs"]}
         assert sorted(by_preset) == sorted(EXPECTED_OUTPUTS), job
-        for preset, (width, height, fmt, content_type, name) in EXPECTED_OUTPUTS.items():
+        for preset, (width, height, fmt, content_type, _) in EXPECTED_OUTPUTS.items():
             output = by_preset[preset]
             assert (output["width"], output["height"]) == (width, height), output
             assert (output["format"], output["contentType"]) == (fmt, content_type), output
-            expected[f"{TENANT}/{job_id}/{name}"] = output["bytes"]
+            expected[f"{TENANT}/{job_id}/{output_key_name(preset)}"] = output["bytes"]
             downloaded = requests.get(output["url"], timeout=HTTP_TIMEOUT)
             assert downloaded.status_code == 200, output["url"]
             assert len(downloaded.content) == output["bytes"]

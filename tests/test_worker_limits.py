@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import worker
+from chalicelib import rendering, worker
 from devstack.lambda_events import SqsPoller
 from tests.hostile import gif_frames
 from tests.pipeline import Pipeline
@@ -15,23 +15,23 @@ from tests.samples import sample_photo
 
 
 def test_the_budget_is_the_configured_one_without_a_clock() -> None:
-    assert worker.render_budget(25, None) == (25, False)
+    assert rendering.render_budget(25, None) == (25, False)
 
 
 def test_the_budget_is_the_configured_one_when_the_invocation_has_time() -> None:
-    assert worker.render_budget(25, lambda: 55_000) == (25, False)
+    assert rendering.render_budget(25, lambda: 55_000) == (25, False)
 
 
 def test_the_budget_is_cut_to_what_the_invocation_has_left() -> None:
-    budget, cut_short = worker.render_budget(25, lambda: 12_000)
+    budget, cut_short = rendering.render_budget(25, lambda: 12_000)
     assert cut_short
-    assert budget == pytest.approx(12 - worker.FINISHING_SECONDS)
+    assert budget == pytest.approx(12 - rendering.FINISHING_SECONDS)
 
 
 def test_a_nearly_spent_clock_is_not_honoured() -> None:
     # Chalice's local and test contexts give every invocation 3 s: the render keeps its
     # own budget rather than none at all.
-    assert worker.render_budget(25, lambda: 3_000) == (25, False)
+    assert rendering.render_budget(25, lambda: 3_000) == (25, False)
 
 
 def test_a_context_without_a_clock_gives_none() -> None:
@@ -44,11 +44,13 @@ def test_a_render_cut_short_by_the_invocation_is_retried_not_failed(
     upload = pipeline.request_upload()
     pipeline.post_file(upload, sample_photo("Kite.jpg"))
     pipeline.notify_upload(pipeline.source_key(upload))
-    monkeypatch.setattr(worker, "MIN_RENDER_SECONDS", 0.0)
+    monkeypatch.setattr(rendering, "MIN_RENDER_SECONDS", 0.0)
 
     def nearly_timed_out(event: dict[str, Any]) -> None:
         # 1 ms of render time left: the photo cannot be rendered in it.
-        worker.handle_jobs_batch(event["Records"], lambda: int(worker.FINISHING_SECONDS * 1000) + 1)
+        worker.handle_jobs_batch(
+            event["Records"], lambda: int(rendering.FINISHING_SECONDS * 1000) + 1
+        )
 
     hurried = SqsPoller(
         pipeline.sqs, pipeline.queues.jobs_url, nearly_timed_out, expire_with=pipeline.sqs
