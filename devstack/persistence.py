@@ -69,12 +69,17 @@ def is_data_dir(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
+def holds_anything(path: Path) -> bool:
+    """Whether the directory holds more than the lock files."""
+    return any(entry.name not in (LOCK, EMULATOR_LOCK) for entry in path.iterdir())
+
+
 def prepare(path: Path, *, reset: bool) -> None:
     """Make `path` a data directory (RESET: an empty one). Refuses a directory that holds
     anything but is not one: RESET=1 must never wipe someone's files."""
     if path.exists() and not path.is_dir():
         raise PersistenceError(f"DATA_DIR {path} is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not is_data_dir(path):
+    if path.is_dir() and holds_anything(path) and not is_data_dir(path):
         raise PersistenceError(
             f"DATA_DIR {path} is not empty and is not a media-pipeline data directory "
             f"(it has no {MARKER} file): choose another DATA_DIR"
@@ -124,7 +129,7 @@ def lock(path: Path, name: str = LOCK, wait_seconds: float = 0.0) -> IO[str]:
 def open_data_dir(path: Path, *, reset: bool) -> IO[str]:
     """The stack's side: check the directory, lock it, reset it if asked, and check that
     its snapshot (if any) is whole. Returns the held lock."""
-    if path.is_dir() and any(path.iterdir()) and not is_data_dir(path):
+    if path.is_dir() and holds_anything(path) and not is_data_dir(path):
         prepare(path, reset=False)  # raises: not ours
     held = lock(path)
     try:

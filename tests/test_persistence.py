@@ -1,0 +1,126 @@
+"""`make run` keeps its state in DATA_DIR across restarts (devstack.persistence).
+
+End to end on the local stack: a photo's job, its outputs, the API key and a webhook
+endpoint outlive a stop and a start on the same DATA_DIR; a second stack on the directory,
+and a damaged snapshot, are refused with a message that says what to do; RESET=1 starts
+empty. The snapshot file's checks and the directory's marker, on their own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack import launch, persistence
+from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack
+
+TENANT = "acme"
+PHOTO = REPO / "samples" / "photos" / "Kite.jpg"
+
+
+def stack(tmp_path: Path, name: str, keys: dict[str, str], **settings: object) -> LocalStack:
+    return LocalStack(
+        launch.Settings(keys=keys, **settings),  # type: ignore[arg-type]
+        log=tmp_path / f"{name}.log",
+    )
+
+
+def refusal(local: LocalStack) -> str:
+    """The stack's message when it refuses to start."""
+    with (
+        pytest.raises(launch.LaunchError) as failure,
+        launch.local_stack(local.settings, local.log),
+    ):
+        pass
+    return str(failure.value)
+
+
+def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "first", keys, data_dir=data)
+    with launch.local_stack(first.settings, first.log):
+        upload = first.upload(
+            TENANT, PHOTO.read_bytes(), filename=PHOTO.name, content_type="image/jpeg"
+        )
+        job, _ = first.wait(TENANT, upload.job_id)
+        assert job["status"] == "COMPLETED", job
+        outputs = {
+            output["preset"]: requests.get(output["url"], timeout=HTTP_TIMEOUT).content
+            for output in job["outputs"]
+        }
+        endpoint = first.client(TENANT).add_webhook(f"http://127.0.0.1:{launch.free_ports(1)[0]}/")
+
+    second = stack(tmp_path, "second", keys, data_dir=data)
+    with launch.local_stack(second.settings, second.log):
+        again = second.job(TENANT, upload.job_id)  # the same key still authorizes
+        assert again["status"] == "COMPLETED", again
+        kept = {
+            output["preset"]: requests.get(output["url"], timeout=HTTP_TIMEOUT).content
+            for output in again["outputs"]
+        }
+        assert kept == outputs
+        assert all(kept.values())
+        webhooks = second.client(TENANT).webhooks()
+        assert endpoint["id"] in [hook["id"] for hook in webhooks]
+        status = requests.get(f"{second.endpoint}{persistence.STATUS_PATH}", timeout=5).json()
+        assert status["enabled"] is True
+        assert status["loadedSnapshotSavedAt"] is not None
+        assert status["dataDir"] == str(data)
+
+        intruder = stack(tmp_path, "intruder", keys, data_dir=data)
+        assert "in use by another stack" in refusal(intruder)
+
+    snapshot = data / persistence.SNAPSHOT
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[-1] ^= 0xFF
+    snapshot.write_bytes(bytes(damaged))
+    message = refusal(stack(tmp_path, "damaged", keys, data_dir=data))
+    assert str(snapshot) in message
+    assert "RESET=1" in message
+
+    fresh = stack(tmp_path, "reset", keys, data_dir=data, reset=True)
+    with launch.local_stack(fresh.settings, fresh.log):
+        assert fresh.jobs(TENANT) == {}
+        assert fresh.client(TENANT).webhooks() == []
+
+
+def test_a_torn_or_foreign_snapshot_is_named_never_loaded_empty(tmp_path: Path) -> None:
+    payload = b"state"
+    path = tmp_path / persistence.SNAPSHOT
+    whole = persistence.encode_snapshot(payload) + payload
+    path.write_bytes(whole)
+    assert persistence.read_snapshot(path) == payload
+    for broken in (whole[:-1], whole[:10], b"something else entirely", whole[:-1] + b"X"):
+        path.write_bytes(broken)
+        with pytest.raises(persistence.PersistenceError, match="RESET=1") as failure:
+            persistence.read_snapshot(path)
+        assert str(path) in str(failure.value)
+
+
+def test_reset_wipes_only_a_data_directory(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(persistence.PersistenceError, match="not a media-pipeline data"):
+        persistence.prepare(foreign, reset=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    data = tmp_path / "data"
+    persistence.prepare(data, reset=False)
+    (data / persistence.SNAPSHOT).write_bytes(b"old")
+    persistence.prepare(data, reset=True)
+    assert sorted(entry.name for entry in data.iterdir()) == [persistence.MARKER]
+
+
+def test_one_stack_per_directory(tmp_path: Path) -> None:
+    held = persistence.open_data_dir(tmp_path / "data", reset=False)
+    try:
+        with pytest.raises(persistence.PersistenceError, match="in use by another stack"):
+            persistence.open_data_dir(tmp_path / "data", reset=False)
+    finally:
+        held.close()
+    persistence.open_data_dir(tmp_path / "data", reset=False).close()
