@@ -9,13 +9,15 @@ empty. The snapshot file's checks and the directory's marker, on their own.
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from devstack import launch, persistence
-from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack
+from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
+from tests.samples import phone_photo
 
 TENANT = "acme"
 PHOTO = REPO / "samples" / "photos" / "Kite.jpg"
@@ -124,3 +126,28 @@ def test_one_stack_per_directory(tmp_path: Path) -> None:
     finally:
         held.close()
     persistence.open_data_dir(tmp_path / "data", reset=False).close()
+
+
+def test_a_stack_killed_mid_job_finishes_it_after_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    photo = phone_photo("Kite.jpg")
+    first = stack(tmp_path, "killed", keys, data_dir=data, workers=1)
+    with launch.local_stack(first.settings, first.log) as running:
+        uploads = [
+            first.upload(TENANT, photo, filename=f"{n}.jpg", content_type="image/jpeg")
+            for n in range(3)
+        ]
+        deadline = time.monotonic() + 60
+        while not any(job["status"] == "PROCESSING" for job in first.jobs(TENANT).values()):
+            assert time.monotonic() < deadline, "no job was ever PROCESSING"
+            time.sleep(0.02)
+        kill_everything(running)
+
+    second = stack(tmp_path, "restarted", keys, data_dir=data, workers=1)
+    with launch.local_stack(second.settings, second.log):
+        assert set(second.jobs(TENANT)) >= {upload.job_id for upload in uploads}
+        for upload in uploads:
+            job, _ = second.wait(TENANT, upload.job_id)
+            assert job["status"] == "COMPLETED", job
+            assert job["outputs"], job
