@@ -8,6 +8,7 @@ empty. The snapshot file's checks and the directory's marker, on their own.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -20,6 +21,11 @@ from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
 from tests.samples import phone_photo
 
 TENANT = "acme"
+# The restarted stack's presets: one more than a preset it had.
+PRESETS = [
+    {"name": "thumb", "width": 256, "height": 256, "fit": "cover", "format": "JPEG"},
+    {"name": "tiny", "width": 64, "height": 64, "fit": "cover", "format": "JPEG"},
+]
 PHOTO = REPO / "samples" / "photos" / "Kite.jpg"
 
 
@@ -56,7 +62,7 @@ def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
         }
         endpoint = first.client(TENANT).add_webhook(f"http://127.0.0.1:{launch.free_ports(1)[0]}/")
 
-    second = stack(tmp_path, "second", keys, data_dir=data)
+    second = stack(tmp_path, "second", keys, data_dir=data, presets=json.dumps(PRESETS))
     with launch.local_stack(second.settings, second.log):
         again = second.job(TENANT, upload.job_id)  # the same key still authorizes
         assert again["status"] == "COMPLETED", again
@@ -66,6 +72,11 @@ def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
         }
         assert kept == outputs
         assert all(kept.values())
+        added = second.upload(
+            TENANT, PHOTO.read_bytes(), filename="b.jpg", content_type="image/jpeg"
+        )
+        added_job, _ = second.wait(TENANT, added.job_id)
+        assert sorted(output["preset"] for output in added_job["outputs"]) == ["thumb", "tiny"]
         webhooks = second.client(TENANT).webhooks()
         assert endpoint["id"] in [hook["id"] for hook in webhooks]
         status = requests.get(f"{second.endpoint}{persistence.STATUS_PATH}", timeout=5).json()
