@@ -8,15 +8,19 @@ empty. The snapshot file's checks and the directory's marker, on their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from standardwebhooks import Webhook
 
 from devstack import launch, persistence
+from devstack.webhooks import receiver
 from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
 from tests.samples import phone_photo
 
@@ -36,6 +40,12 @@ def stack(tmp_path: Path, name: str, keys: dict[str, str], **settings: object) -
     )
 
 
+@pytest.fixture
+def stack_receiver() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
 def refusal(local: LocalStack) -> str:
     """The stack's message when it refuses to start."""
     with (
@@ -46,9 +56,12 @@ def refusal(local: LocalStack) -> str:
     return str(failure.value)
 
 
-def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
+def test_state_survives_a_restart_and_reset_empties_it(
+    tmp_path: Path, stack_receiver: contextlib.ExitStack
+) -> None:
     data = tmp_path / "data"
     keys = {TENANT: secrets.token_urlsafe(30)}
+    hooks = stack_receiver.enter_context(receiver())
     first = stack(tmp_path, "first", keys, data_dir=data)
     with launch.local_stack(first.settings, first.log):
         upload = first.upload(
@@ -60,7 +73,7 @@ def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
             output["preset"]: requests.get(output["url"], timeout=HTTP_TIMEOUT).content
             for output in job["outputs"]
         }
-        endpoint = first.client(TENANT).add_webhook(f"http://127.0.0.1:{launch.free_ports(1)[0]}/")
+        endpoint = first.client(TENANT).add_webhook(hooks.url)
 
     second = stack(tmp_path, "second", keys, data_dir=data, presets=json.dumps(PRESETS))
     with launch.local_stack(second.settings, second.log):
@@ -79,6 +92,14 @@ def test_state_survives_a_restart_and_reset_empties_it(tmp_path: Path) -> None:
         assert sorted(output["preset"] for output in added_job["outputs"]) == ["thumb", "tiny"]
         webhooks = second.client(TENANT).webhooks()
         assert endpoint["id"] in [hook["id"] for hook in webhooks]
+        sent = second.client(TENANT).test_webhook(endpoint["id"])
+        verifier = Webhook(endpoint["secret"])  # the secret shown before the restart
+        deadline = time.monotonic() + 30
+        while sent["type"] not in [
+            verifier.verify(hook.body, hook.headers)["type"] for hook in list(hooks.received)
+        ]:
+            assert time.monotonic() < deadline, "the test event never arrived"
+            time.sleep(0.05)
         status = requests.get(f"{second.endpoint}{persistence.STATUS_PATH}", timeout=5).json()
         assert status["enabled"] is True
         assert status["loadedSnapshotSavedAt"] is not None
