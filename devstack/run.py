@@ -172,7 +172,8 @@ def start_functions(
     # Several deliveries at once, as Lambda runs one invocation per message: a slow
     # receiver holds one of them only.
     deliveries = [triggers[runner.DELIVERIES]] * DELIVERY_THREADS
-    consumers = [dead_letters, triggers[runner.WEBHOOK_DEAD_LETTERS], *deliveries]
+    backfills = [triggers[runner.BACKFILL_PAGES], triggers[runner.BACKFILL_DEAD_LETTERS]]
+    consumers = [dead_letters, triggers[runner.WEBHOOK_DEAD_LETTERS], *deliveries, *backfills]
     threads = [
         *(
             threading.Thread(target=runner.consume, args=(trigger, threads_stop), daemon=True)

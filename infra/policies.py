@@ -31,6 +31,8 @@ DEAD_LETTERS = "fail_dead_letters"
 SWEEPER = "sweep_jobs"
 DELIVERIES = "deliver_webhooks"
 WEBHOOK_DEAD_LETTERS = "fail_webhook_dead_letters"
+BACKFILL_PAGES = "walk_backfill_pages"
+BACKFILL_DEAD_LETTERS = "fail_backfill_dead_letters"
 FUNCTIONS = (
     API,
     AUTHORIZER,
@@ -40,6 +42,8 @@ FUNCTIONS = (
     SWEEPER,
     DELIVERIES,
     WEBHOOK_DEAD_LETTERS,
+    BACKFILL_PAGES,
+    BACKFILL_DEAD_LETTERS,
 )
 
 # What Lambda's SQS event source calls with the function's role.
@@ -78,6 +82,9 @@ class StageArns:
     webhooks_queue: str
     webhooks_dlq: str
     webhook_secrets_key: str
+    backfills_table: str
+    backfill_queue: str
+    backfill_dlq: str
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str]) -> StageArns:
@@ -96,6 +103,9 @@ class StageArns:
             webhooks_queue=outputs["WebhooksQueueArn"],
             webhooks_dlq=outputs["WebhooksDlqArn"],
             webhook_secrets_key=outputs["WebhookSecretsKey"],
+            backfills_table=outputs["BackfillsTableArn"],
+            backfill_queue=outputs["BackfillQueueArn"],
+            backfill_dlq=outputs["BackfillDlqArn"],
         )
 
 
@@ -155,6 +165,14 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             # Test events and replays.
             Statement("SendDeliveries", SEND_ACTIONS, (arns.webhooks_queue,), "code"),
+            # Backfills: started (their first page sent), read and cancelled.
+            Statement(
+                "Backfills",
+                ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                (arns.backfills_table,),
+                "code",
+            ),
+            Statement("StartBackfills", SEND_ACTIONS, (arns.backfill_queue,), "code"),
         ),
         AUTHORIZER: (
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
@@ -217,6 +235,25 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.webhooks_dlq,), "code"),
             Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.webhooks_dlq,), "aws"),
+        ),
+        BACKFILL_PAGES: (
+            # A page's plan and its counts: conditional writes on the backfill's record.
+            Statement(
+                "BackfillPages",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (arns.backfills_table,),
+                "code",
+            ),
+            Statement("ReadTenantJobs", ("dynamodb:Query",), (jobs_index + JOBS_INDEX,), "code"),
+            Statement("SendReprocessing", SEND_ACTIONS, (arns.reprocess_queue,), "code"),
+            # The next page. (Batches of one message: the function deletes nothing itself.)
+            Statement("SendNextPages", SEND_ACTIONS, (arns.backfill_queue,), "code"),
+            Statement("PollPages", SQS_POLLER_ACTIONS, (arns.backfill_queue,), "aws"),
+        ),
+        BACKFILL_DEAD_LETTERS: (
+            Statement("FailBackfills", ("dynamodb:UpdateItem",), (arns.backfills_table,), "code"),
+            Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.backfill_dlq,), "code"),
+            Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.backfill_dlq,), "aws"),
         ),
     }
     return by_function[function] + _runtime_statements(function, stage, arns)

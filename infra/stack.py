@@ -48,6 +48,9 @@ ENVIRONMENT_OUTPUTS = {
     "WEBHOOKS_DLQ": "WebhooksDlq",
     "JOBS_QUEUE": "JobsQueue",
     "JOBS_DLQ": "JobsDlq",
+    "BACKFILLS_TABLE": "BackfillsTable",
+    "BACKFILL_QUEUE": "BackfillQueue",
+    "BACKFILL_DLQ": "BackfillDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
     "JOB_TTL_DAYS": "JobTtlDays",
     # What the sweeper must know of the jobs queue (chalicelib/sweeper.py).
