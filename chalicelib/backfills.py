@@ -30,7 +30,11 @@ from chalicelib.errors import BackfillFinished, NotFound
 from chalicelib.timestamps import now_iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, UpdateItemInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        TransactWriteItemTypeDef,
+        UpdateItemInputTypeDef,
+    )
 
 BACKFILL_ID_PREFIX = "bf_"
 RECORD = "backfill"
@@ -249,12 +253,10 @@ def record_outcome(backfill_id: str, job_id: str, counter: str) -> bool:
     job's outcome was counted already."""
     if counter not in OUTCOME_COUNTS:
         raise ValueError(f"not an outcome count: {counter}")
-    from botocore.exceptions import ClientError
-
     table = settings().backfills_table
     marker: dict[str, object] = {"pk": backfill_id, "sk": f"job#{job_id}", "counter": counter}
     marker["expiresAt"] = _expires_at()
-    items: list[Any] = [
+    items: list[TransactWriteItemTypeDef] = [
         {
             "Put": {
                 "TableName": table,
@@ -272,18 +274,7 @@ def record_outcome(backfill_id: str, job_id: str, counter: str) -> bool:
             }
         },
     ]
-    with clients.aws_errors(f"count job {job_id} in backfill {backfill_id}"):
-        try:
-            clients.dynamodb().transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons", [])
-            codes = {reason.get("Code") for reason in reasons}
-            if clients.aws_error_code(exc) == "TransactionCanceledException" and (
-                "ConditionalCheckFailed" in codes
-            ):
-                return False
-            raise
-    return True
+    return clients.transact_if(f"count job {job_id} in backfill {backfill_id}", items)
 
 
 def view(backfill: Backfill) -> dict[str, object]:

@@ -167,6 +167,17 @@ OUTPUT_SPEC: Schema = {
 }
 
 
+def preset_names_schema(preset_names: Sequence[str], description: str) -> Schema:
+    """A list of configured preset names, each at most once."""
+    return {
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": {"type": "string", "enum": list(preset_names)},
+        "description": description,
+    }
+
+
 def upload_request(preset_names: Sequence[str]) -> Schema:
     """POST /uploads. `preset_names` are the stage's configured presets."""
     example: dict[str, Any] = {"contentType": "image/jpeg", "filename": "beach.jpg"}
@@ -196,16 +207,11 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
                     "a storage key."
                 ),
             },
-            "presets": {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {"type": "string", "enum": list(preset_names)},
-                "description": (
-                    "Presets to render, each at most once; default: all of them, or none "
-                    "when `outputs` is given."
-                ),
-            },
+            "presets": preset_names_schema(
+                preset_names,
+                "Presets to render, each at most once; default: all of them, or none when "
+                "`outputs` is given.",
+            ),
             "outputs": {
                 "type": "array",
                 "minItems": 1,
@@ -604,16 +610,11 @@ def backfill_request(preset_names: Sequence[str]) -> Schema:
         "additionalProperties": False,
         "required": ["presets"],
         "properties": {
-            "presets": {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {"type": "string", "enum": list(preset_names)},
-                "description": (
-                    "The configured presets every job in the range should have at their "
-                    "current version; a job lacking one gets it from its original."
-                ),
-            },
+            "presets": preset_names_schema(
+                preset_names,
+                "The configured presets every job in the range should have at their current "
+                "version; a job lacking one gets it from its original.",
+            ),
             "createdAfter": {
                 "type": "string",
                 "minLength": 1,
