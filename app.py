@@ -20,6 +20,9 @@ from chalice.app import (
 from chalicelib import (
     api,
     auth,
+    backfill_api,
+    backfill_dead_letters,
+    backfill_pages,
     console,
     dead_letters,
     deliveries,
@@ -33,6 +36,8 @@ from chalicelib import (
     worker,
 )
 from chalicelib.config import (
+    DEFAULT_BACKFILL_DLQ,
+    DEFAULT_BACKFILL_QUEUE,
     DEFAULT_JOBS_DLQ,
     DEFAULT_JOBS_QUEUE,
     DEFAULT_REPROCESS_DLQ,
@@ -141,6 +146,21 @@ def reprocess_job(job_id: str) -> Response:
     return api.reprocess_job(app.current_request, job_id)
 
 
+@app.route("/backfills", methods=["POST"], authorizer=key_authorizer)
+def create_backfill() -> Response:
+    return backfill_api.create_backfill(app.current_request)
+
+
+@app.route("/backfills/{backfill_id}", methods=["GET"], authorizer=key_authorizer)
+def get_backfill(backfill_id: str) -> Response:
+    return backfill_api.get_backfill(app.current_request, backfill_id)
+
+
+@app.route("/backfills/{backfill_id}", methods=["DELETE"], authorizer=key_authorizer)
+def cancel_backfill(backfill_id: str) -> Response:
+    return backfill_api.cancel_backfill(app.current_request, backfill_id)
+
+
 @app.on_s3_event(
     bucket=os.environ.get("UPLOADS_BUCKET", DEFAULT_UPLOADS_BUCKET),
     events=["s3:ObjectCreated:*"],
@@ -190,6 +210,17 @@ def reprocess_outputs(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=os.environ.get("REPROCESS_DLQ", DEFAULT_REPROCESS_DLQ), batch_size=10)
 def fail_reprocess_dead_letters(event: SQSEvent) -> None:
     reprocess_dead_letters.handle_reprocess_dead_letters(event.to_dict()["Records"])
+
+
+# One page an invocation: a page is a hundred jobs read and sent on, well within a second.
+@app.on_sqs_message(queue=os.environ.get("BACKFILL_QUEUE", DEFAULT_BACKFILL_QUEUE), batch_size=1)
+def walk_backfill_pages(event: SQSEvent) -> None:
+    backfill_pages.handle_backfill_pages(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(queue=os.environ.get("BACKFILL_DLQ", DEFAULT_BACKFILL_DLQ), batch_size=10)
+def fail_backfill_dead_letters(event: SQSEvent) -> None:
+    backfill_dead_letters.handle_backfill_dead_letters(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(int(os.environ.get("SWEEP_RATE_MINUTES", "5")), unit=Rate.MINUTES))

@@ -55,7 +55,7 @@ def health(current: Request | None) -> Response:
 @json_api
 def openapi_document(current: Request | None) -> Response:
     checked_query(present(current))
-    return json_response(openapi.document(_configured_presets()))
+    return json_response(openapi.document(configured_presets()))
 
 
 @json_api
@@ -64,7 +64,7 @@ def create_upload(current: Request | None) -> Response:
     tenant = auth.require_tenant(request.context)
     checked_query(request)
     body = json_body(request)
-    configured = _configured_presets()
+    configured = configured_presets()
     models.validate(models.upload_request(configured), body, "The request body")
     content_type: str = body["contentType"]
     filename: str | None = body.get("filename")
@@ -160,7 +160,7 @@ def reprocess_job(current: Request | None, job_id: str) -> Response:
     tenant = auth.require_tenant(request.context)
     checked_query(request)
     body = json_body(request)
-    models.validate(models.reprocess_request(_configured_presets()), body, "The request body")
+    models.validate(models.reprocess_request(configured_presets()), body, "The request body")
     presets: list[str] = body["presets"]
     job = jobs.get_tenant_job(tenant, job_id) if models.conforms(models.JOB_ID, job_id) else None
     if job is None:
@@ -242,6 +242,14 @@ def present(request: Request | None) -> Request:
     return request
 
 
+def caller(current: Request | None) -> str:
+    """The tenant of a route's caller, once the request has no query parameter."""
+    request = present(current)
+    tenant = auth.require_tenant(request.context)
+    checked_query(request)
+    return tenant
+
+
 def checked_query(
     request: Request, schemas: Mapping[str, models.Schema] = models.NO_QUERY
 ) -> dict[str, Any]:
@@ -252,7 +260,7 @@ def checked_query(
     return models.parse_query(schemas, given)
 
 
-def _configured_presets() -> list[str]:
+def configured_presets() -> list[str]:
     return list(load_presets(settings().presets_json))
 
 

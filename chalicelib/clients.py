@@ -8,7 +8,7 @@ client never outlives the moto context it was made in.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Literal
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import UpdateItemInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateItemInputTypeDef
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -161,6 +161,25 @@ def update_if(operation: str, request: UpdateItemInputTypeDef) -> bool:
             if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False
+    return True
+
+
+def transact_if(operation: str, items: Sequence[TransactWriteItemTypeDef]) -> bool:
+    """One DynamoDB transaction: False if a condition of one of its items refused it (any
+    other failure is translated as `aws_errors` does)."""
+    from botocore.exceptions import ClientError
+
+    with aws_errors(operation):
+        try:
+            dynamodb().transact_write_items(TransactItems=list(items))
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = {reason.get("Code") for reason in reasons}
+            if aws_error_code(exc) == "TransactionCanceledException" and (
+                "ConditionalCheckFailed" in codes
+            ):
+                return False
+            raise
     return True
 
 

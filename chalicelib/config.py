@@ -29,6 +29,8 @@ DEFAULT_WEBHOOKS_QUEUE = "media-pipeline-webhooks"
 DEFAULT_WEBHOOKS_DLQ = "media-pipeline-webhooks-dlq"
 DEFAULT_REPROCESS_QUEUE = "media-pipeline-reprocess"
 DEFAULT_REPROCESS_DLQ = "media-pipeline-reprocess-dlq"
+DEFAULT_BACKFILL_QUEUE = "media-pipeline-backfill"
+DEFAULT_BACKFILL_DLQ = "media-pipeline-backfill-dlq"
 UPLOADS_PREFIX = "uploads/"
 # Kept originals, in the uploads bucket (chalicelib/storage.py).
 ORIGINALS_PREFIX = "originals/"
@@ -77,6 +79,9 @@ class Settings:
     webhook_ca_file: str | None
     webhook_retry_schedule: tuple[int, ...] | None
     webhook_timeout_seconds: int
+    backfills_table: str
+    backfill_queue: str
+    backfill_page_size: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -188,6 +193,10 @@ def settings() -> Settings:
         webhook_retry_schedule=_seconds_list("WEBHOOK_RETRY_SCHEDULE"),
         # How long a receiver has to answer (Standard Webhooks: at most 15 s; we give 10).
         webhook_timeout_seconds=_int("WEBHOOK_TIMEOUT_SECONDS", 10),
+        backfills_table=_required("BACKFILLS_TABLE"),
+        backfill_queue=_required("BACKFILL_QUEUE"),
+        # Jobs a backfill reads, and sends to be reprocessed, per page message.
+        backfill_page_size=_int("BACKFILL_PAGE_SIZE", 100),
     )
 
 

@@ -127,6 +127,13 @@ class OriginalExpired(ApiError):
     status = 409
 
 
+class BackfillFinished(ApiError):
+    """A cancellation of a backfill that has already completed or failed."""
+
+    code = "backfill_finished"
+    status = 409
+
+
 # --- Source errors: permanent, the job ends FAILED with this code -----------------------
 
 

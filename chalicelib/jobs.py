@@ -312,6 +312,28 @@ def list_jobs(
     return [_from_item(item) for item in page], (_encode_cursor(start_key) if start_key else None)
 
 
+def created_between(
+    tenant: str, after: str, before: str, *, limit: int, start_key: Mapping[str, str] | None
+) -> tuple[list[Job], dict[str, str] | None]:
+    """One page of the tenant's jobs created from `after` to `before` (both included),
+    newest first, read from the tenant index (never a scan), and where the next page starts
+    (None: this was the last). A page may be short, even empty, yet not the last."""
+    oldest = iso_from_epoch(time.time() - settings().job_ttl_days * 86400)
+    after = max(after, oldest)
+    if after > before:
+        return [], None
+    listing = _Listing(
+        TENANT_INDEX,
+        "createdAt",
+        "tenant = :tenant AND createdAt BETWEEN :after AND :before",
+        {":tenant": tenant, ":after": after, ":before": before},
+        _TIMESTAMP,
+    )
+    items, last = _query_page(listing, limit, dict(start_key) if start_key else None)
+    next_key = {name: str(value) for name, value in last.items()} if last else None
+    return [_from_item(item) for item in items], next_key
+
+
 def _query_page(
     listing: _Listing, limit: int, start_key: Item | None
 ) -> tuple[list[Item], Item | None]:

@@ -167,6 +167,17 @@ OUTPUT_SPEC: Schema = {
 }
 
 
+def preset_names_schema(preset_names: Sequence[str], description: str) -> Schema:
+    """A list of configured preset names, each at most once."""
+    return {
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": {"type": "string", "enum": list(preset_names)},
+        "description": description,
+    }
+
+
 def upload_request(preset_names: Sequence[str]) -> Schema:
     """POST /uploads. `preset_names` are the stage's configured presets."""
     example: dict[str, Any] = {"contentType": "image/jpeg", "filename": "beach.jpg"}
@@ -196,16 +207,11 @@ def upload_request(preset_names: Sequence[str]) -> Schema:
                     "a storage key."
                 ),
             },
-            "presets": {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {"type": "string", "enum": list(preset_names)},
-                "description": (
-                    "Presets to render, each at most once; default: all of them, or none "
-                    "when `outputs` is given."
-                ),
-            },
+            "presets": preset_names_schema(
+                preset_names,
+                "Presets to render, each at most once; default: all of them, or none when "
+                "`outputs` is given.",
+            ),
             "outputs": {
                 "type": "array",
                 "minItems": 1,
@@ -640,6 +646,105 @@ REPLAY_QUEUED = _object(
     }
 )
 
+BACKFILL_ID: Schema = {
+    "type": "string",
+    "pattern": r"^bf_[0-9a-f]{24}$",
+    "description": "A backfill's id as POST /backfills returned it.",
+}
+
+CREATED_BOUND = (
+    "An ISO 8601 date-time with its offset (2026-12-01T00:00:00Z); jobs created at that "
+    "moment are included."
+)
+
+
+def backfill_request(preset_names: Sequence[str]) -> Schema:
+    """POST /backfills. `preset_names` are the stage's configured presets."""
+    return {
+        "type": "object",
+        "examples": [{"presets": list(preset_names[:1]), "dryRun": True}],
+        "additionalProperties": False,
+        "required": ["presets"],
+        "properties": {
+            "presets": preset_names_schema(
+                preset_names,
+                "The configured presets every job in the range should have at their current "
+                "version; a job lacking one gets it from its original.",
+            ),
+            "createdAfter": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "description": f"Only jobs created at or after this. {CREATED_BOUND}",
+            },
+            "createdBefore": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "description": (
+                    f"Only jobs created at or before this (default: now). {CREATED_BOUND}"
+                ),
+            },
+            "dryRun": {
+                "type": "boolean",
+                "description": "Count what would be done, and do nothing.",
+            },
+        },
+    }
+
+
+BACKFILL_COUNTS = _object(
+    {
+        "matched": {**COUNT, "description": "Jobs of the range read so far."},
+        "toReprocess": {
+            **COUNT,
+            "description": "Jobs sent to be reprocessed (in a dry run: that would be).",
+        },
+        "done": {**COUNT, "description": "Jobs reprocessed: they have every preset now."},
+        "failed": {**COUNT, "description": "Jobs whose reprocessing failed (see the job)."},
+        "alreadyCurrent": {**COUNT, "description": "Jobs that had every preset current."},
+        "originalExpired": {**COUNT, "description": "Jobs whose original is gone."},
+        "notCompleted": {**COUNT, "description": "Jobs not COMPLETED (pending or failed)."},
+        "cancelled": {**COUNT, "description": "Jobs sent but left as they were: cancelled."},
+        "pending": {**COUNT, "description": "Jobs sent whose reprocessing has not ended."},
+    }
+)
+
+BACKFILL = _object(
+    {
+        "backfillId": BACKFILL_ID,
+        "status": {
+            "type": "string",
+            "enum": ["running", "completed", "cancelled", "failed"],
+            "description": "completed: every page read and every job sent has ended.",
+        },
+        "presets": {"type": "array", "items": STRING},
+        "createdAfter": TIMESTAMP,
+        "createdBefore": TIMESTAMP,
+        "dryRun": {"type": "boolean"},
+        "pagesRead": COUNT,
+        "allPagesRead": {"type": "boolean"},
+        "counts": BACKFILL_COUNTS,
+        "createdAt": TIMESTAMP,
+        "updatedAt": TIMESTAMP,
+        "completedAt": TIMESTAMP,
+        "error": _object({"code": STRING, "message": STRING}),
+    },
+    required=[
+        "backfillId",
+        "status",
+        "presets",
+        "createdAfter",
+        "createdBefore",
+        "dryRun",
+        "pagesRead",
+        "allPagesRead",
+        "counts",
+        "createdAt",
+        "updatedAt",
+    ],
+)
+
 # What `#/components/schemas` publishes; $refs above point into it.
 COMPONENTS: Mapping[str, Schema] = {
     "Error": ERROR,
@@ -657,6 +762,7 @@ COMPONENTS: Mapping[str, Schema] = {
     "DeliveryList": DELIVERY_LIST,
     "ReplayQueued": REPLAY_QUEUED,
     "ReprocessQueued": REPROCESS_QUEUED,
+    "Backfill": BACKFILL,
 }
 
 
@@ -713,9 +819,15 @@ _JSON_TYPES: Mapping[str, Callable[[Any], bool]] = {
     "array": lambda value: isinstance(value, list),
     "string": lambda value: isinstance(value, str),
     "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "boolean": lambda value: isinstance(value, bool),
     "null": lambda value: value is None,
 }
-_ARTICLES = {"object": "an object", "array": "a list", "integer": "an integer"}
+_ARTICLES = {
+    "object": "an object",
+    "array": "a list",
+    "integer": "an integer",
+    "boolean": "true or false",
+}
 
 
 def _type(schema: Schema, value: Any, name: str) -> None:

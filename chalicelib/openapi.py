@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib import models
 from chalicelib.errors import (
+    BackfillFinished,
     Forbidden,
     InternalError,
     InvalidRequest,
@@ -45,12 +46,15 @@ ERROR_RESPONSES: Mapping[int, str] = {
         "shape (`make deploy` sets it), on Chalice's local server as LocalGatewayMessage."
     ),
     Forbidden.status: "API Gateway denied access (AWS only).",
-    NotFound.status: ("No such job or webhook endpoint, or another tenant's (indistinguishable)."),
+    NotFound.status: (
+        "No such job, webhook endpoint or backfill, or another tenant's (indistinguishable)."
+    ),
     TooManyWebhooks.status: (
         "`too_many_webhooks` (POST /webhooks): the tenant has MAX_WEBHOOKS_PER_TENANT "
         "endpoints; delete one first. `job_not_finished` (replay): the job has not ended. "
         "`job_not_completed` (reprocess): the job is not COMPLETED. `original_expired` "
-        "(reprocess): the job's original upload is no longer kept."
+        "(reprocess): the job's original upload is no longer kept. "
+        "`backfill_finished` (DELETE /backfills/{id}): the backfill has completed or failed."
     ),
     PayloadTooLarge.status: f"The body is larger than {models.MAX_BODY_BYTES} bytes.",
     UnsupportedMediaType.status: (
@@ -255,6 +259,38 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         request_body=models.reprocess_request,
         path_parameters={"job_id": models.JOB_ID},
+    ),
+    Operation(
+        "POST",
+        "/backfills",
+        "createBackfill",
+        "Give every job of a range the presets named, at their current version, from the "
+        "originals; a job already current costs nothing.",
+        202,
+        "Backfill",
+        (InvalidRequest.status, PayloadTooLarge.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        request_body=models.backfill_request,
+    ),
+    Operation(
+        "GET",
+        "/backfills/{backfill_id}",
+        "getBackfill",
+        "One of the caller's backfills: its status and counts.",
+        200,
+        "Backfill",
+        (NotFound.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"backfill_id": models.BACKFILL_ID},
+    ),
+    Operation(
+        "DELETE",
+        "/backfills/{backfill_id}",
+        "cancelBackfill",
+        "Cancel one of the caller's backfills: no more jobs are sent; those sent and not yet "
+        "reprocessed are left as they are.",
+        200,
+        "Backfill",
+        (NotFound.status, BackfillFinished.status, *AUTHENTICATED, *ALWAYS, *AWS_BACKED),
+        path_parameters={"backfill_id": models.BACKFILL_ID},
     ),
 )
 

@@ -23,7 +23,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
-from chalicelib import job_events, jobs, rendering, reprocess_message, sqs_batch, storage
+from chalicelib import (
+    backfill_outcomes,
+    job_events,
+    jobs,
+    rendering,
+    reprocess_message,
+    sqs_batch,
+    storage,
+)
 from chalicelib.config import settings
 from chalicelib.errors import (
     NotFound,
@@ -61,9 +69,13 @@ def _process_record(record: sqs_batch.SqsRecord) -> None:
     if message is None:
         logger.error("dropping malformed reprocess message", extra={"messageId": record.message_id})
         return
+    if backfill_outcomes.cancelled(message):
+        _log_outcome(message, Outcome.SKIPPED)
+        return
     outcome = reprocess(message)
     # Where each message's outcome is known (a transient failure raised above instead).
     _log_outcome(message, outcome)
+    backfill_outcomes.count(message, outcome)
 
 
 def _log_outcome(message: ReprocessMessage, outcome: Outcome) -> None:

@@ -10,8 +10,8 @@ import time
 
 from chalice.app import Request, Response
 
-from chalicelib import auth, deliveries, delivery_log, jobs, models, webhooks
-from chalicelib.api import checked_query, json_body, present
+from chalicelib import deliveries, delivery_log, jobs, models, webhooks
+from chalicelib.api import caller, json_body, present
 from chalicelib.delivery_message import Delivery
 from chalicelib.errors import (
     DeliveryUnreachable,
@@ -26,7 +26,7 @@ from chalicelib.observability import logger
 
 @json_api
 def create_webhook(current: Request | None) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     body = json_body(present(current))
     models.validate(models.WEBHOOK_REQUEST, body, "The request body")
     url: str = body["url"]
@@ -43,20 +43,20 @@ def create_webhook(current: Request | None) -> Response:
 
 @json_api
 def list_webhooks(current: Request | None) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     found = webhooks.list_for(tenant)
     return json_response({"webhooks": [webhooks.view(endpoint) for endpoint in found]})
 
 
 @json_api
 def get_webhook(current: Request | None, endpoint_id: str) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     return json_response(webhooks.view(webhooks.get(tenant, _endpoint_id(endpoint_id))))
 
 
 @json_api
 def delete_webhook(current: Request | None, endpoint_id: str) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     webhooks.delete(tenant, _endpoint_id(endpoint_id))
     logger.info("webhook endpoint deleted", extra={"tenant": tenant, "endpointId": endpoint_id})
     return Response(body="", status_code=204)
@@ -64,7 +64,7 @@ def delete_webhook(current: Request | None, endpoint_id: str) -> Response:
 
 @json_api
 def rotate_webhook_secret(current: Request | None, endpoint_id: str) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     rotated = webhooks.rotate(tenant, _endpoint_id(endpoint_id))
     logger.info("webhook secret rotated", extra={"tenant": tenant, "endpointId": endpoint_id})
     return json_response(_with_secret(rotated))
@@ -72,7 +72,7 @@ def rotate_webhook_secret(current: Request | None, endpoint_id: str) -> Response
 
 @json_api
 def send_test_event(current: Request | None, endpoint_id: str) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     endpoint = webhooks.get(tenant, _endpoint_id(endpoint_id))
     event_id = jobs.new_event_id()
     deliveries.send(
@@ -91,7 +91,7 @@ def send_test_event(current: Request | None, endpoint_id: str) -> Response:
 
 @json_api
 def list_deliveries(current: Request | None, job_id: str) -> Response:
-    tenant = _caller(current)
+    tenant = caller(current)
     job = _tenant_job(tenant, job_id)
     return json_response({"deliveries": delivery_log.attempts_of_job(job.job_id)})
 
@@ -101,7 +101,7 @@ def replay_deliveries(current: Request | None, job_id: str) -> Response:
     """Send the job's final event again to each endpoint that wants it: a new attempt
     after a finished delivery, a first one where there was none. A delivery still under
     way is left to its own attempts."""
-    tenant = _caller(current)
+    tenant = caller(current)
     job = _tenant_job(tenant, job_id)
     if not job.is_terminal or job.event_id is None:
         raise JobNotFinished("The job has not ended yet: it has no final event to replay.")
@@ -126,14 +126,6 @@ def replay_deliveries(current: Request | None, job_id: str) -> Response:
         )
         queued.append(endpoint.endpoint_id)
     return json_response({"eventId": job.event_id, "type": event_type, "endpoints": queued}, 202)
-
-
-def _caller(current: Request | None) -> str:
-    """The tenant of a route's caller, once the request has no query parameter."""
-    request = present(current)
-    tenant = auth.require_tenant(request.context)
-    checked_query(request)
-    return tenant
 
 
 def _tenant_job(tenant: str, job_id: str) -> jobs.Job:

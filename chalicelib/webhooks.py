@@ -128,7 +128,7 @@ def create(tenant: str, *, url: str, events: Sequence[str], description: str | N
             "ConditionExpression": "attribute_not_exists(pk)",
         }
     }
-    if not _transact([counter, put], f"create webhook endpoint {endpoint_id}"):
+    if not clients.transact_if(f"create webhook endpoint {endpoint_id}", [counter, put]):
         raise TooManyWebhooks(
             f"You have {limit} webhook endpoints, the most this stage allows. Delete one first."
         )
@@ -179,7 +179,7 @@ def delete(tenant: str, endpoint_id: str) -> None:
             "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
         }
     }
-    if not _transact([remove, counter], f"delete webhook endpoint {endpoint_id}"):
+    if not clients.transact_if(f"delete webhook endpoint {endpoint_id}", [remove, counter]):
         raise NotFound("No such webhook endpoint.")
 
 
@@ -303,24 +303,6 @@ def _update(tenant: str, endpoint_id: str, expression: str, condition: str, valu
             "ExpressionAttributeValues": values,
         },
     )
-
-
-def _transact(items: list[TransactWriteItemTypeDef], operation: str) -> bool:
-    """Write `items` in one transaction: False if a condition refused it."""
-    from botocore.exceptions import ClientError
-
-    with clients.aws_errors(operation):
-        try:
-            clients.dynamodb().transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons", [])
-            codes = {reason.get("Code") for reason in reasons}
-            if clients.aws_error_code(exc) == "TransactionCanceledException" and (
-                "ConditionalCheckFailed" in codes
-            ):
-                return False
-            raise
-    return True
 
 
 def _signing_value(signing: Sequence[SigningSecret]) -> AttributeValueTypeDef:

@@ -219,6 +219,8 @@ def start_functions(
         # Reprocessing renders like the worker, one message at a time.
         triggers[runner.REPROCESS],
         triggers[runner.REPROCESS_DEAD_LETTERS],
+        triggers[runner.BACKFILL_PAGES],
+        triggers[runner.BACKFILL_DEAD_LETTERS],
     ]
     threads = [
         *(

@@ -129,10 +129,26 @@ ERRORS_ALARMS = (
         datapoints_to_alarm=3,
     ),
     ErrorsAlarm(
+        policies.BACKFILL_PAGES,
+        "backfill-pages",
+        "The backfill function ({function}) failed invocations in 3 of the last 5 minutes: "
+        "backfills are not moving on. A page that fails is retried by itself, and its "
+        "backfill ends failed (the backfill dead-letter alarm) if it keeps failing.",
+        evaluation_periods=5,
+        datapoints_to_alarm=3,
+    ),
+    ErrorsAlarm(
         policies.REPROCESS_DEAD_LETTERS,
         "reprocess-dead-letter-handler",
         "The reprocess dead-letter handler ({function}) failed: jobs may stay marked "
         "reprocessing. It runs rarely, so any failure in 5 minutes pages.",
+        period=300,
+    ),
+    ErrorsAlarm(
+        policies.BACKFILL_DEAD_LETTERS,
+        "backfill-dead-letter-handler",
+        "The backfill dead-letter handler ({function}) failed: a backfill whose page could "
+        "not be read stays running. It runs rarely, so any failure in 5 minutes pages.",
         period=300,
     ),
 )

@@ -33,6 +33,8 @@ DELIVERIES = "deliver_webhooks"
 WEBHOOK_DEAD_LETTERS = "fail_webhook_dead_letters"
 REPROCESS = "reprocess_outputs"
 REPROCESS_DEAD_LETTERS = "fail_reprocess_dead_letters"
+BACKFILL_PAGES = "walk_backfill_pages"
+BACKFILL_DEAD_LETTERS = "fail_backfill_dead_letters"
 FUNCTIONS = (
     API,
     AUTHORIZER,
@@ -44,6 +46,8 @@ FUNCTIONS = (
     WEBHOOK_DEAD_LETTERS,
     REPROCESS,
     REPROCESS_DEAD_LETTERS,
+    BACKFILL_PAGES,
+    BACKFILL_DEAD_LETTERS,
 )
 
 # What Lambda's SQS event source calls with the function's role.
@@ -84,6 +88,9 @@ class StageArns:
     webhook_secrets_key: str
     reprocess_queue: str
     reprocess_dlq: str
+    backfills_table: str
+    backfill_queue: str
+    backfill_dlq: str
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, str]) -> StageArns:
@@ -104,6 +111,9 @@ class StageArns:
             webhook_secrets_key=outputs["WebhookSecretsKey"],
             reprocess_queue=outputs["ReprocessQueueArn"],
             reprocess_dlq=outputs["ReprocessDlqArn"],
+            backfills_table=outputs["BackfillsTableArn"],
+            backfill_queue=outputs["BackfillQueueArn"],
+            backfill_dlq=outputs["BackfillDlqArn"],
         )
 
 
@@ -167,6 +177,14 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             # Reprocess requests: the job marked, the message sent.
             Statement("MarkReprocessing", ("dynamodb:UpdateItem",), (arns.jobs_table,), "code"),
             Statement("SendReprocess", SEND_ACTIONS, (arns.reprocess_queue,), "code"),
+            # Backfills: started (their first page sent), read and cancelled.
+            Statement(
+                "Backfills",
+                ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                (arns.backfills_table,),
+                "code",
+            ),
+            Statement("StartBackfills", SEND_ACTIONS, (arns.backfill_queue,), "code"),
         ),
         AUTHORIZER: (
             Statement("ApiKeyLookup", ("dynamodb:GetItem",), (arns.api_keys_table,), "code"),
@@ -237,6 +255,14 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             # New outputs written, then the superseded ones deleted.
             Statement("ReplaceOutputs", ("s3:PutObject", "s3:DeleteObject"), (outputs,), "code"),
             send_job_events,
+            # A backfill's job: is the backfill cancelled; its outcome counted once (a marker
+            # and the count in one transaction), and the backfill completed by the last.
+            Statement(
+                "CountBackfillOutcomes",
+                ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                (arns.backfills_table,),
+                "code",
+            ),
             Statement("DeleteFinishedReprocess", DELETE_ACTIONS, (arns.reprocess_queue,), "code"),
             Statement("PollReprocess", SQS_POLLER_ACTIONS, (arns.reprocess_queue,), "aws"),
         ),
@@ -251,6 +277,25 @@ def statements(function: str, stage: str, arns: StageArns) -> tuple[Statement, .
             ),
             Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.webhooks_dlq,), "code"),
             Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.webhooks_dlq,), "aws"),
+        ),
+        BACKFILL_PAGES: (
+            # A page's plan and its counts: conditional writes on the backfill's record.
+            Statement(
+                "BackfillPages",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (arns.backfills_table,),
+                "code",
+            ),
+            Statement("ReadTenantJobs", ("dynamodb:Query",), (jobs_index + JOBS_INDEX,), "code"),
+            Statement("SendReprocessing", SEND_ACTIONS, (arns.reprocess_queue,), "code"),
+            # The next page. (Batches of one message: the function deletes nothing itself.)
+            Statement("SendNextPages", SEND_ACTIONS, (arns.backfill_queue,), "code"),
+            Statement("PollPages", SQS_POLLER_ACTIONS, (arns.backfill_queue,), "aws"),
+        ),
+        BACKFILL_DEAD_LETTERS: (
+            Statement("FailBackfills", ("dynamodb:UpdateItem",), (arns.backfills_table,), "code"),
+            Statement("DeleteHandledLetters", DELETE_ACTIONS, (arns.backfill_dlq,), "code"),
+            Statement("PollDeadLetters", SQS_POLLER_ACTIONS, (arns.backfill_dlq,), "aws"),
         ),
     }
     return by_function[function] + _runtime_statements(function, stage, arns)

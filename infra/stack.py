@@ -50,6 +50,9 @@ ENVIRONMENT_OUTPUTS = {
     "JOBS_DLQ": "JobsDlq",
     "REPROCESS_QUEUE": "ReprocessQueue",
     "REPROCESS_DLQ": "ReprocessDlq",
+    "BACKFILLS_TABLE": "BackfillsTable",
+    "BACKFILL_QUEUE": "BackfillQueue",
+    "BACKFILL_DLQ": "BackfillDlq",
     # One retention for job records and their outputs (the derived bucket's lifecycle).
     "JOB_TTL_DAYS": "JobTtlDays",
     # How long originals are kept for reprocessing (the uploads bucket's lifecycle).

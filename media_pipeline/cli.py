@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import requests
 
-from media_pipeline.client import ApiError, Client, Job, JobTimeout
+from media_pipeline.client import ApiError, BackfillTimeout, Client, Job, JobTimeout
 from media_pipeline.explain import explain, one_line
 from media_pipeline.progress import Display, display
 
@@ -372,11 +372,41 @@ WEBHOOK_ACTIONS: dict[str, Callable[[Client, argparse.Namespace], None]] = {
     "rotate": _webhook_rotate,
 }
 
+# --- backfills -------------------------------------------------------------------------------
+
+
+def backfill_command(client: Client, args: argparse.Namespace) -> int:
+    """Start, show or cancel a backfill; prints it as JSON. Fails (exit 1) if it ended
+    failed or timed out waiting."""
+    if args.action == "start":
+        shown = client.start_backfill(
+            args.presets,
+            created_after=args.after,
+            created_before=args.before,
+            dry_run=args.dry_run,
+        )
+    elif args.action == "cancel":
+        shown = client.cancel_backfill(args.id)
+    else:
+        shown = client.backfill(args.id)
+    status = EXIT_OK
+    if getattr(args, "wait", False):
+        try:
+            shown = client.wait_backfill(shown["backfillId"], args.timeout)
+        except BackfillTimeout as late:
+            shown = late.backfill
+            print(f"media-pipeline: timeout: {late}", file=sys.stderr)
+            status = EXIT_FAILED
+    print(json.dumps(shown, indent=None if args.json else 2))
+    return EXIT_FAILED if shown["status"] == "failed" else status
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "upload": upload_command,
     "get": get_command,
     "jobs": jobs_command,
     "webhooks": webhooks_command,
+    "backfill": backfill_command,
 }
 
 
@@ -466,7 +496,28 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("rm", "remove"), ("test", "send a test event"), ("rotate", "new secret")):
         action = actions.add_parser(name, parents=[common], help=f"{text} (endpoint ID)")
         action.add_argument("id", metavar="ID")
+    _backfill_parser(commands, common)
     return main_parser
+
+
+def _backfill_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    backfill = commands.add_parser(
+        "backfill", parents=[common], help="give past jobs new or changed presets"
+    )
+    actions = backfill.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = actions.add_parser("start", parents=[common], help="start a backfill")
+    start.add_argument("--presets", type=_preset_list, required=True, help="comma-separated")
+    start.add_argument("--after", help="only jobs created at or after (ISO 8601, with offset)")
+    start.add_argument("--before", help="only jobs created at or before (default: now)")
+    start.add_argument("--dry-run", action="store_true", help="count only; change nothing")
+    for name, text in (("show", "show one (backfill ID)"), ("cancel", "cancel one (backfill ID)")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("id", metavar="ID")
+    for action in (start, actions.choices["show"]):
+        action.add_argument("--wait", action="store_true", help="until it is no longer running")
+        action.add_argument(
+            "--timeout", type=_positive(float), default=600.0, help="seconds (default 600)"
+        )
 
 
 def connect(args: argparse.Namespace) -> Client:

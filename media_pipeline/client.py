@@ -55,6 +55,14 @@ class JobTimeout(TimeoutError):
         self.job = job
 
 
+class BackfillTimeout(TimeoutError):
+    """The backfill was still running when the wait ended; `backfill` is what was seen."""
+
+    def __init__(self, backfill: dict[str, Any], timeout: float) -> None:
+        super().__init__(f"backfill {backfill['backfillId']} still running after {timeout:.0f} s")
+        self.backfill = backfill
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Transient failures (no connection, a timeout, 429, 502, 503, 504) are tried again,
@@ -273,6 +281,45 @@ class Client:
         """The endpoint with its new secret (shown this once)."""
         rotated: dict[str, Any] = self.request("POST", f"/webhooks/{endpoint_id}/rotate")
         return rotated
+
+    # --- backfills -----------------------------------------------------------------------
+
+    def start_backfill(
+        self,
+        presets: list[str],
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Start a backfill of the presets over the jobs created in the range (both ends
+        included; ISO 8601 date-times with an offset)."""
+        body: dict[str, Any] = {"presets": presets, "dryRun": dry_run}
+        if created_after:
+            body["createdAfter"] = created_after
+        if created_before:
+            body["createdBefore"] = created_before
+        started: dict[str, Any] = self.request("POST", "/backfills", body)
+        return started
+
+    def backfill(self, backfill_id: str) -> dict[str, Any]:
+        shown: dict[str, Any] = self.request("GET", f"/backfills/{backfill_id}")
+        return shown
+
+    def cancel_backfill(self, backfill_id: str) -> dict[str, Any]:
+        cancelled: dict[str, Any] = self.request("DELETE", f"/backfills/{backfill_id}")
+        return cancelled
+
+    def wait_backfill(
+        self, backfill_id: str, timeout: float = 600.0, poll: float = 1.0
+    ) -> dict[str, Any]:
+        """The backfill once it is no longer running; BackfillTimeout after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while (shown := self.backfill(backfill_id))["status"] == "running":
+            if time.monotonic() > deadline:
+                raise BackfillTimeout(shown, timeout)
+            time.sleep(poll)
+        return shown
 
     # --- HTTP ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ EXPLANATIONS: Mapping[str, str] = {
     "unknown_preset": "a preset given with --presets is not configured on this API",
     "unauthorized": "the API key was refused: check --key or MEDIA_PIPELINE_KEY",
     "forbidden": "the API denied access: check the key, and that --api is this stage's URL",
-    "not_found": "no such job or webhook endpoint for this key (ids are per tenant)",
+    "not_found": "no such job, webhook endpoint or backfill for this key (ids are per tenant)",
     "method_not_allowed": "this URL does not answer that request: check --api",
     "payload_too_large": "the request was larger than the API accepts",
     "unsupported_media_type": "the API expected a JSON body",
@@ -28,6 +28,7 @@ EXPLANATIONS: Mapping[str, str] = {
     ),
     "too_many_webhooks": "this key's tenant has all the webhook endpoints it may: remove one",
     "job_not_finished": "the job has not ended yet",
+    "backfill_finished": "the backfill has already completed or failed",
     "internal_error": "the service failed on its side",
     "service_unavailable": "the service was still unavailable after retries: try again later",
     # S3, refusing a presigned upload

@@ -244,6 +244,8 @@ def test_chalice_deploy_wires_the_event_sources_to_the_stack(
         policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlq"],
         policies.REPROCESS: outputs["ReprocessQueue"],
         policies.REPROCESS_DEAD_LETTERS: outputs["ReprocessDlq"],
+        policies.BACKFILL_PAGES: outputs["BackfillQueue"],
+        policies.BACKFILL_DEAD_LETTERS: outputs["BackfillDlq"],
     }
 
 

@@ -484,6 +484,8 @@ def test_the_queues_trigger_their_functions_as_app_py_declares(deployed: dict[st
         policies.WEBHOOK_DEAD_LETTERS: outputs["WebhooksDlqArn"],
         policies.REPROCESS: outputs["ReprocessQueueArn"],
         policies.REPROCESS_DEAD_LETTERS: outputs["ReprocessDlqArn"],
+        policies.BACKFILL_PAGES: outputs["BackfillQueueArn"],
+        policies.BACKFILL_DEAD_LETTERS: outputs["BackfillDlqArn"],
     }
     for name, mappings in stage["event sources"].items():
         if name not in queues:

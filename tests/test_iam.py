@@ -36,6 +36,7 @@ from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
 from chalicelib import auth, clients, reprocess_message
+from chalicelib.backfill_message import PageMessage
 from chalicelib.config import reset_settings, settings
 from chalicelib.delivery_message import Delivery
 from devstack.lambda_events import api_gateway_event, s3_object_created_event
@@ -273,7 +274,40 @@ def run_every_path(harness: Harness, aws: Queues) -> dict[str, str]:
     assert len(json.loads(listing["body"])["jobs"]) == len(job_ids)
     run_webhook_paths(harness, job_ids[0])
     run_reprocess_paths(harness, job_ids[0], job_ids[2])
+    run_backfill_paths(harness)
     return statuses
+
+
+def run_backfill_paths(harness: Harness) -> None:
+    """A backfill of a new preset (a page read again after a fault, every job reprocessed
+    and counted), a cancelled one, and a dead-lettered page ending its backfill failed."""
+    with harness.acting_as("queue-owner"):
+        pages_url = clients.queue_url(settings().backfill_queue)
+        dlq_url = clients.queue_url(settings().backfill_queue + "-dlq")
+        reprocess_url = clients.queue_url(settings().reprocess_queue)
+    wide = {"name": "wide", "width": 40, "height": 20, "fit": "contain", "format": "WEBP"}
+    os.environ["PRESETS"] = json.dumps([*json.loads(os.environ["PRESETS"]), wide])
+    reset_settings()
+    on_backfill = "/backfills/{backfill_id}"
+    started = api_call(harness, "POST", "/backfills", {"presets": ["wide"]})
+    with harness.faulty(Fault("Query", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.BACKFILL_PAGES, pages_url, batch_size=1).drain()
+    harness.poller(policies.REPROCESS, reprocess_url, batch_size=5).drain()
+    shown = api_call(harness, "GET", f"/backfills/{started['backfillId']}", resource=on_backfill)
+    assert shown["status"] == "completed", (shown["counts"], shown["allPagesRead"])
+    assert shown["counts"]["done"] > 0
+    cancelled = api_call(harness, "POST", "/backfills", {"presets": ["thumb"]})
+    on_cancelled = f"/backfills/{cancelled['backfillId']}"
+    api_call(harness, "DELETE", on_cancelled, resource=on_backfill)
+    doomed = api_call(harness, "POST", "/backfills", {"presets": ["thumb"]})
+    with harness.acting_as("queue-owner"):
+        for letter in (PageMessage("acme", doomed["backfillId"], 0).to_body(), "not a page"):
+            clients.sqs().send_message(QueueUrl=dlq_url, MessageBody=letter)
+    with harness.faulty(Fault("UpdateItem", code="ThrottlingException", status=400, times=1)):
+        harness.poller(policies.BACKFILL_DEAD_LETTERS, dlq_url).drain()
+    harness.poller(policies.BACKFILL_PAGES, pages_url, batch_size=1).drain()
+    failed = api_call(harness, "GET", f"/backfills/{doomed['backfillId']}", resource=on_backfill)
+    assert failed["status"] == "failed"
 
 
 def run_reprocess_paths(harness: Harness, job_id: str, other_job_id: str) -> None:
@@ -378,6 +412,8 @@ def test_each_policy_grants_only_what_its_function_calls(
         policies.WEBHOOK_DEAD_LETTERS,
         policies.REPROCESS,
         policies.REPROCESS_DEAD_LETTERS,
+        policies.BACKFILL_PAGES,
+        policies.BACKFILL_DEAD_LETTERS,
     )
     for function in pollers:
         assert harness.calls[f"{function} (event source)"] <= set(policies.SQS_POLLER_ACTIONS)
@@ -399,10 +435,16 @@ def test_a_missing_grant_is_refused(aws: Queues, harness: Harness) -> None:
 def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> None:
     jobs_table, webhooks_table = outputs["JobsTableArn"], outputs["WebhooksTableArn"]
     webhooks_queue = outputs["WebhooksQueueArn"]
+    backfills_table, backfill_queue = outputs["BackfillsTableArn"], outputs["BackfillQueueArn"]
     expected_resources = {
-        "dynamodb:PutItem": {jobs_table, webhooks_table},
-        "dynamodb:GetItem": {jobs_table, outputs["ApiKeysTableArn"], webhooks_table},
-        "dynamodb:UpdateItem": {jobs_table, webhooks_table},
+        "dynamodb:PutItem": {jobs_table, webhooks_table, backfills_table},
+        "dynamodb:GetItem": {
+            jobs_table,
+            outputs["ApiKeysTableArn"],
+            webhooks_table,
+            backfills_table,
+        },
+        "dynamodb:UpdateItem": {jobs_table, webhooks_table, backfills_table},
         "dynamodb:DeleteItem": {webhooks_table},
         "dynamodb:Query": {
             f"{jobs_table}/index/{policies.JOBS_INDEX}",
@@ -420,9 +462,16 @@ def test_policies_are_scoped_to_the_stage_resources(outputs: dict[str, str]) -> 
             outputs["WebhooksDlqArn"],
             outputs["ReprocessQueueArn"],
             outputs["ReprocessDlqArn"],
+            backfill_queue,
+            outputs["BackfillDlqArn"],
         },
         # Messages go to their queues only, never straight to a dead-letter queue.
-        "sqs:SendMessage": {outputs["JobsQueueArn"], webhooks_queue, outputs["ReprocessQueueArn"]},
+        "sqs:SendMessage": {
+            outputs["JobsQueueArn"],
+            webhooks_queue,
+            outputs["ReprocessQueueArn"],
+            backfill_queue,
+        },
         "s3:GetObject": {
             f"{outputs['UploadsBucketArn']}/uploads/*",
             f"{outputs['UploadsBucketArn']}/originals/*",

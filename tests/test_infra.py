@@ -52,6 +52,9 @@ OUTPUTS = (
     "ReprocessQueueArn",
     "ReprocessDlqUrl",
     "ReprocessDlqArn",
+    "BackfillsTableArn",
+    "BackfillQueueArn",
+    "BackfillDlqArn",
     "JobsQueueArn",
     "JobsDlqArn",
     "AlarmTopicArn",
@@ -299,6 +302,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
         "JobsDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "WebhooksDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "ReprocessDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
+        "BackfillDlqNotEmptyAlarm": "ApproximateNumberOfMessagesVisible",
         "JobsQueueOldestMessageAlarm": "ApproximateAgeOfOldestMessage",
         "WorkerThrottlesAlarm": "Throttles",
         "Api5xxAlarm": "5XXError",
@@ -322,6 +326,7 @@ def test_every_alarm_notifies_the_topic_and_ignores_missing_data() -> None:
         ("JobsDlqNotEmptyAlarm", "JobsDlq"),
         ("WebhooksDlqNotEmptyAlarm", "WebhooksDlq"),
         ("ReprocessDlqNotEmptyAlarm", "ReprocessDlq"),
+        ("BackfillDlqNotEmptyAlarm", "BackfillDlq"),
     ):
         assert by_id[logical_id]["Dimensions"] == [
             {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
@@ -465,6 +470,9 @@ def test_the_template_deploys_and_outputs_everything(cloudformation: Any) -> Non
         "API_KEYS_TABLE": "media-pipeline-test-api-keys",
         "JOBS_QUEUE": "media-pipeline-test-jobs",
         "JOBS_DLQ": "media-pipeline-test-jobs-dlq",
+        "BACKFILLS_TABLE": "media-pipeline-test-backfills",
+        "BACKFILL_QUEUE": "media-pipeline-test-backfill",
+        "BACKFILL_DLQ": "media-pipeline-test-backfill-dlq",
         "WEBHOOKS_TABLE": "media-pipeline-test-webhooks",
         "WEBHOOKS_QUEUE": "media-pipeline-test-webhooks",
         "WEBHOOKS_DLQ": "media-pipeline-test-webhooks-dlq",
