@@ -33,6 +33,7 @@ ACTION_OF_OPERATION = {
     "s3:CopyObject": "s3:PutObject",
     "s3:ListObjectVersions": "s3:ListBucketVersions",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
 }
 # ... and the ones it authorizes as another action when they name an object's version.
 ACTION_OF_VERSIONED_OPERATION = {

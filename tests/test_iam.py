@@ -11,9 +11,10 @@ moto cannot check four things, so those are checked statically instead:
   table or key ARNs), and so is sqs:GetQueueUrl (it has no queue URL to resolve). For the
   enforced run these actions are granted on "*"; the real policies are checked for their
   ARNs below.
-- moto authorizes sqs:DeleteMessageBatch and dynamodb:TransactWriteItems by those names;
-  AWS authorizes them as sqs:DeleteMessage and as each item's action (dynamodb:PutItem,
-  UpdateItem, DeleteItem), so the enforced copy grants both.
+- moto authorizes sqs:DeleteMessageBatch, sqs:SendMessageBatch and
+  dynamodb:TransactWriteItems by those names; AWS authorizes them as sqs:DeleteMessage,
+  sqs:SendMessage and each item's action (dynamodb:PutItem, UpdateItem, DeleteItem), so
+  the enforced copy grants both.
 - moto cannot authorize a presigned POST upload, so the upload is made as a PutObject
   with the API function's credentials, which is the authority a presigned POST delegates.
 """
@@ -56,6 +57,7 @@ PRESIGNED = {policies.API: {"s3:PutObject", "s3:GetObject"}}
 # moto authorizes batch calls by their own name; AWS by the single action's.
 MOTO_BATCH_NAMES = {
     "sqs:DeleteMessage": "sqs:DeleteMessageBatch",
+    "sqs:SendMessage": "sqs:SendMessageBatch",
     "dynamodb:PutItem": "dynamodb:TransactWriteItems",
 }
 # The stage `local`'s outbound rules (a receiver on 127.0.0.1), retries at once, and the
