@@ -289,7 +289,10 @@ def view(backfill: Backfill) -> dict[str, object]:
         "notCompleted": backfill.count("notCompleted") + backfill.count("skipped"),
         "cancelled": backfill.count("cancelled"),
     }
-    counts["pending"] = 0 if backfill.dry_run else backfill.count("toReprocess") - backfill.settled
+    # A job sent may end before its page's counts are added (they are added once the whole
+    # page is sent): until then it is not pending, it is counted already.
+    unsettled = backfill.count("toReprocess") - backfill.settled
+    counts["pending"] = 0 if backfill.dry_run else max(unsettled, 0)
     shown: dict[str, object] = {
         "backfillId": backfill.backfill_id,
         "status": backfill.state.value,

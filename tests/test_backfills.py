@@ -278,6 +278,34 @@ def test_a_backfill_resumes_after_a_fault_midway_and_does_nothing_twice(
     assert len(wide_files) == 60
 
 
+def test_jobs_that_end_before_their_page_is_counted_are_never_shown_pending_below_zero(
+    pipeline: Pipeline, backfills: Backfills, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, THUMB)
+    job_ids = upload_many(pipeline, 3)
+    configure(monkeypatch, THUMB, WIDE)
+    started = backfills.start(presets=["wide"])
+    # The page is planned and its jobs sent; the write that counts the page is refused.
+    uncounted = Fault("UpdateItem", skip=1, times=1, code="InternalServerError", status=500)
+    with backfills.harness.faulty(uncounted):
+        assert backfills.pages().poll_once().failed
+    assert uncounted.failed == 1
+    backfills.reprocessing().drain()
+
+    meanwhile = backfills.get(started["backfillId"])
+    assert meanwhile["status"] == "running"
+    assert meanwhile["counts"]["done"] == 3
+    assert (meanwhile["counts"]["toReprocess"], meanwhile["counts"]["pending"]) == (0, 0)
+
+    backfills.run()  # the page comes back: the same jobs, sent again, counted once
+    finished = backfills.get(started["backfillId"])
+    assert finished["status"] == "completed"
+    counts = finished["counts"]
+    assert (counts["matched"], counts["toReprocess"], counts["done"]) == (3, 3, 3), counts
+    assert (counts["alreadyCurrent"], counts["pending"]) == (0, 0), counts
+    assert [pipeline.job(job_id)["revision"] for job_id in job_ids] == [1, 1, 1]
+
+
 def test_a_page_that_keeps_failing_ends_the_backfill_failed(
     pipeline: Pipeline, backfills: Backfills, monkeypatch: pytest.MonkeyPatch
 ) -> None:
