@@ -242,6 +242,103 @@ def _first_event(received: list[Any], secret: str, timeout: float = 30.0) -> dic
     return event
 
 
+# --- backfills on `make run` ----------------------------------------------------------------
+
+
+def test_backfill_start_wait_gives_a_past_job_a_preset_and_show_prints_it(
+    stack: LocalStack,
+) -> None:
+    sent = on_stack(stack, "upload", str(SAMPLES / "Kite.jpg"), "--presets", "thumb", "--wait")
+    assert sent.returncode == 0, sent.stderr
+    (job_id,) = JOB_ID.findall(sent.stdout)
+    created = stack.job(TENANT, job_id)["createdAt"]  # the range is this one job
+
+    range_ = ("--after", created, "--before", created)
+    started = on_stack(
+        stack, "backfill", "start", "--presets", "small", *range_, "--wait", "--json"
+    )
+
+    assert started.returncode == 0, started.stderr
+    backfill = json.loads(started.stdout)
+    assert backfill["status"] == "completed", backfill
+    counts = backfill["counts"]
+    assert (counts["matched"], counts["toReprocess"], counts["done"]) == (1, 1, 1), counts
+    assert (counts["alreadyCurrent"], counts["failed"], counts["pending"]) == (0, 0, 0), counts
+    no_terminal_codes(started)
+    job = stack.job(TENANT, job_id)
+    assert sorted(output["preset"] for output in job["outputs"]) == ["small", "thumb"]
+    (small,) = [output for output in job["outputs"] if output["preset"] == "small"]
+    assert (small["width"], small["height"]) == SAMPLE_OUTPUTS["small.jpg"][0]
+
+    shown = on_stack(stack, "backfill", "show", backfill["backfillId"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == backfill
+    finished = on_stack(stack, "backfill", "cancel", backfill["backfillId"])
+    assert (finished.returncode, finished.stdout) == (1, ""), finished.stderr
+    (explained,) = finished.stderr.splitlines()
+    assert explained.startswith("media-pipeline: backfill_finished: "), explained
+
+
+@contextlib.contextmanager
+def backfill_pages_held(stack: LocalStack) -> Iterator[None]:
+    """Every backfill page message sent meanwhile is held back by the queue (SQS's
+    longest delay, 15 min): a backfill started then stays running, its first page unread."""
+    queues = json.loads(stack.aws("sqs", "list-queues"))["QueueUrls"]
+    (url,) = [url for url in queues if url.endswith("-backfill")]
+    stack.aws("sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=900")
+    try:
+        yield
+    finally:
+        stack.aws(
+            "sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=0"
+        )
+
+
+def test_backfill_show_wait_times_out_and_cancel_stops_a_running_backfill(
+    stack: LocalStack,
+) -> None:
+    with backfill_pages_held(stack):
+        started = on_stack(stack, "backfill", "start", "--presets", "thumb", "--json")
+    assert started.returncode == 0, started.stderr
+    backfill_id = json.loads(started.stdout)["backfillId"]
+
+    waited = on_stack(stack, "backfill", "show", backfill_id, "--wait", "--timeout", "1")
+    assert waited.returncode == 1, waited.stderr
+    assert json.loads(waited.stdout)["status"] == "running"
+    assert waited.stderr.startswith("media-pipeline: timeout: "), waited.stderr
+
+    cancelled = on_stack(stack, "backfill", "cancel", backfill_id, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    shown = json.loads(cancelled.stdout)
+    assert (shown["status"], shown["pagesRead"], shown["counts"]["matched"]) == (
+        "cancelled",
+        0,
+        0,
+    )
+    again = on_stack(stack, "backfill", "cancel", backfill_id, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "cancelled"
+    after = on_stack(stack, "backfill", "show", backfill_id, "--wait", "--json")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["status"] == "cancelled"
+
+
+def test_another_tenants_backfill_is_not_found_and_left_alone(stack: LocalStack) -> None:
+    started = on_stack(stack, "backfill", "start", "--presets", "thumb", "--dry-run", "--json")
+    assert started.returncode == 0, started.stderr
+    backfill_id = json.loads(started.stdout)["backfillId"]
+    for action in ("show", "cancel"):
+        done = media_pipeline(
+            "backfill", action, backfill_id, api=stack.api, key=stack.keys["acme"]
+        )
+        assert (done.returncode, done.stdout) == (1, ""), (action, done.stderr)
+        (explained,) = done.stderr.splitlines()
+        assert explained.startswith("media-pipeline: not_found: "), explained
+    shown = on_stack(stack, "backfill", "show", backfill_id, "--wait", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "completed"
+
+
 # --- usage errors ----------------------------------------------------------------------------
 
 
@@ -359,7 +456,7 @@ def test_a_create_is_not_repeated_after_a_lost_answer() -> None:
     ("status", "code", "says"),
     [
         (401, "unauthorized", "check --key or MEDIA_PIPELINE_KEY"),
-        (404, "not_found", "no such job or webhook endpoint"),
+        (404, "not_found", "no such job, webhook endpoint or backfill"),
         (400, "invalid_request", "cursor must not be empty"),  # the API's own specifics
         (418, "teapot", "I am a teapot"),  # a code the CLI does not know: the API's words
     ],
