@@ -9,9 +9,10 @@ first, read from the tenant index: never a scan). A page is acted on in three st
    after a fault finds its plan stored and acts on the very same jobs;
 2. the jobs to reprocess go to the reprocess queue, ten a request (none in a dry run);
 3. the record moves past the page, adding its counts, and the next page's message is
-   sent. A message whose page the record has moved past is a duplicate and is dropped,
-   unless it is this message again after its invocation failed between 3's write and
-   its send: then it sends the next page's message.
+   sent (after the last page: the backfill completes if every job sent has ended). A
+   message whose page the record has moved past is a duplicate and is dropped, unless it
+   is this message again after its invocation failed between 3's write and what follows
+   it: then it does that again.
 
 So a page's jobs are sent at least once and counted once; a job sent twice is reprocessed
 once, since the second finds its outputs current, and its outcome is counted once
@@ -52,8 +53,9 @@ def walk_page(message: PageMessage, *, redelivered: bool = False) -> None:
     if backfill.state is not BackfillState.RUNNING:
         return
     if backfill.page != message.page:
-        if redelivered and backfill.page == message.page + 1 and not backfill.pages_done:
-            backfill_message.send(message.next())
+        if redelivered and backfill.page == message.page + 1:
+            # This page was counted; what follows it may not have been done.
+            _move_on(backfill, message, last=backfill.pages_done)
         return
     plan = _plan(backfill)
     if plan is None:
@@ -66,7 +68,14 @@ def walk_page(message: PageMessage, *, redelivered: bool = False) -> None:
         "backfill page read",
         extra={**_fields(message), "jobs": sum(plan.counts.values()), "sent": len(plan.jobs)},
     )
-    if plan.next_key is None:
+    _move_on(backfill, message, last=plan.next_key is None)
+
+
+def _move_on(backfill: Backfill, message: PageMessage, *, last: bool) -> None:
+    """After the page `message` names is counted: the next page's message, or after the
+    last page, the backfill completed if every job sent has ended (else the count of the
+    last of them completes it)."""
+    if last:
         backfills.complete_if_settled(backfill.backfill_id)
     else:
         backfill_message.send(message.next())

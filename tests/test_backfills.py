@@ -306,6 +306,24 @@ def test_jobs_that_end_before_their_page_is_counted_are_never_shown_pending_belo
     assert [pipeline.job(job_id)["revision"] for job_id in job_ids] == [1, 1, 1]
 
 
+def test_a_last_page_counted_before_a_fault_still_completes_its_backfill(
+    pipeline: Pipeline, backfills: Backfills, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, THUMB)
+    upload_many(pipeline, 3)
+    configure(monkeypatch, THUMB, WIDE)
+    started = backfills.start(presets=["wide"], dryRun=True)
+    # The only page is planned and counted; the write that completes the backfill is refused.
+    refused = Fault("UpdateItem", skip=2, times=1, code="InternalServerError", status=500)
+    with backfills.harness.faulty(refused):
+        assert backfills.pages().poll_once().failed
+        assert backfills.pages().poll_once().received == 1  # the page's message, again
+    assert refused.failed == 1
+    shown = backfills.get(started["backfillId"])
+    assert (shown["status"], shown["pagesRead"]) == ("completed", 1)
+    assert (shown["counts"]["matched"], shown["counts"]["toReprocess"]) == (3, 3)
+
+
 def test_a_page_that_keeps_failing_ends_the_backfill_failed(
     pipeline: Pipeline, backfills: Backfills, monkeypatch: pytest.MonkeyPatch
 ) -> None:
