@@ -427,6 +427,9 @@ def fill_cloudformation_alarms() -> None:
         def is_created(self) -> bool:
             return True
 
+    from devstack.persistence import register_class
+
+    register_class(CloudFormationAlarm)
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
     if "AWS::CloudWatch::Alarm" not in parsing.get_model_map():

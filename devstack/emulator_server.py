@@ -1,6 +1,9 @@
 """The emulator's process: moto's server, patched before it starts.
 
-    python -m devstack.emulator_server -H 127.0.0.1 -p 4566     (moto.server's arguments)
+    python -m devstack.emulator_server -H 127.0.0.1 -p 4566 [--data-dir DIR]
+
+moto.server's arguments; with --data-dir, the state is loaded from and saved to DIR
+(devstack.persistence).
 
 One patch makes moto more like AWS: DynamoDB calls run one at a time, so that a read never
 sees half of an UpdateItem (`one_at_a_time`). `guard_s3` makes its S3 refuse what S3
@@ -411,9 +414,30 @@ def main(argv: list[str] | None = None) -> None:
     from devstack.emulator_gaps import fill_gaps
 
     fill_gaps()
+    import argparse
+    from pathlib import Path
+
     from moto import server
 
-    server.main(argv)
+    from devstack import persistence
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    options, moto_argv = parser.parse_known_args(argv)
+    store = None
+    if options.data_dir is not None:
+        store = persistence.Store(options.data_dir, persistence.Gate())
+        try:
+            store.open()
+        except persistence.PersistenceError as exc:
+            print(f"emulator: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+    persistence.install(store)
+    try:
+        server.main(moto_argv)
+    finally:
+        if store is not None:
+            store.close()
 
 
 if __name__ == "__main__":

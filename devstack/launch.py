@@ -47,6 +47,9 @@ NOT_INHERITED = frozenset(
         "WORKERS",
         "SWEEP_INTERVAL_SECONDS",
         "LOCAL_QUEUE_VISIBILITY_SECONDS",
+        "PERSIST",
+        "DATA_DIR",
+        "RESET",
         "MAKEFLAGS",
         "MFLAGS",
         "MAKELEVEL",
@@ -89,6 +92,10 @@ class Settings:
     queue_visibility_seconds: int | None = None
     emulator_port: int = 0
     api_port: int = 0
+    # Where the stack keeps its state across restarts; None: nothing kept (PERSIST=0).
+    data_dir: Path | None = None
+    reset: bool = False  # RESET=1: start empty
+    presets: str | None = None  # PRESETS, the app's presets as JSON
 
     def __post_init__(self) -> None:
         if not (self.emulator_port and self.api_port):
@@ -114,6 +121,14 @@ class Settings:
         }
         if self.queue_visibility_seconds is not None:
             variables["LOCAL_QUEUE_VISIBILITY_SECONDS"] = str(self.queue_visibility_seconds)
+        if self.data_dir is None:
+            variables["PERSIST"] = "0"
+        else:
+            variables.update(PERSIST="1", DATA_DIR=str(self.data_dir))
+        if self.reset:
+            variables["RESET"] = "1"
+        if self.presets is not None:
+            variables["PRESETS"] = self.presets
         return user_environment() | variables
 
 
@@ -324,12 +339,18 @@ def local_stack(
 
 @contextlib.contextmanager
 def running_emulator(
-    port: int | None = None, command: tuple[str, ...] = EMULATOR_SERVER
+    port: int | None = None,
+    command: tuple[str, ...] = EMULATOR_SERVER,
+    data_dir: Path | None = None,
+    log: Path | None = None,
 ) -> Iterator[str]:
     """The emulator's server alone (or `command`, such as plain moto.server's) on a free
-    127.0.0.1 port (or `port`), with none of the caller's AWS variables: its endpoint."""
+    127.0.0.1 port (or `port`), with none of the caller's AWS variables: its endpoint.
+    With `data_dir`, it loads its state from there and keeps it there (devstack.persistence)."""
     endpoint = f"http://{HOST}:{port or free_ports(1)[0]}"
     arguments = (*command, "-H", HOST, "-p", endpoint.rsplit(":", 1)[1])
+    if data_dir is not None:
+        arguments = (*arguments, "--data-dir", str(data_dir))
     ready: Callable[[Launched], bool] = lambda _: answers(f"{endpoint}/moto-api/")  # noqa: E731
-    with launched(arguments, user_environment(), ready, timeout=30):
+    with launched(arguments, user_environment(), ready, log=log, timeout=60):
         yield endpoint

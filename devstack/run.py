@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devstack import emulator, launch, runner
+from devstack import emulator, launch, persistence, runner
 from infra import stack
 
 DEFAULT_TENANT = "dev"
@@ -110,6 +114,14 @@ Ctrl-C stops everything.
 Ready."""
 
 
+def announce(text: str) -> None:
+    """Print `text` and its newline in one write: the API server and the workers share this
+    output, and a line of theirs between `Ready.` and its newline would hide it from
+    whoever waits for the line (devstack.launch.printed_ready)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def shell_exports(variables: dict[str, str]) -> str:
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
 
@@ -140,10 +152,20 @@ def start_emulator(
     stack's outputs and tenant -> key."""
     if launch.answers(f"{settings.endpoint}/moto-api/"):
         raise SystemExit(f"something already listens on {settings.endpoint}: set EMULATOR_PORT")
+    data_dir, log = settings.data_dir, None
+    if data_dir is not None:
+        try:
+            running.enter_context(persistence.open_data_dir(data_dir, reset=settings.reset))
+        except persistence.PersistenceError as exc:
+            raise SystemExit(str(exc)) from None
+        log = data_dir / EMULATOR_LOG
     try:
-        running.enter_context(launch.running_emulator(settings.emulator_port))
+        running.enter_context(
+            launch.running_emulator(settings.emulator_port, data_dir=data_dir, log=log)
+        )
     except launch.LaunchError as exc:
-        raise SystemExit(f"the emulator did not start: {exc}") from None
+        problem = persistence_problem(log)
+        raise SystemExit(problem or f"the emulator did not start: {exc}") from None
     os.environ.update(emulator.aws_environment(settings.endpoint))
     import boto3
 
@@ -153,7 +175,33 @@ def start_emulator(
     os.environ.update(stack.environment(outputs))
     for name, value in LOCAL_STAGE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    return session, outputs, seed_api_keys(dict(settings.keys))
+    return session, outputs, seed_api_keys(dict(settings.keys) or kept_keys(data_dir))
+
+
+EMULATOR_LOG = "emulator.log"
+
+
+def persistence_problem(log: Path | None) -> str | None:
+    """The emulator's own explanation of why it could not use DATA_DIR, if that was it."""
+    if log is None:
+        return None
+    lines = [line for line in launch.read_log(log).splitlines() if line.startswith("emulator: ")]
+    return lines[-1].removeprefix("emulator: ") if lines else None
+
+
+def kept_keys(data_dir: Path | None) -> dict[str, str]:
+    """The dev key an earlier run generated in DATA_DIR, or one generated now and kept
+    there, so that the banner prints the same key after a restart."""
+    if data_dir is None:
+        return {}
+    path = data_dir / persistence.API_KEYS
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    from chalicelib import auth
+
+    keys = {DEFAULT_TENANT: auth.KEY_PREFIX + secrets.token_urlsafe(32)}
+    persistence.write_atomically(path, json.dumps(keys).encode())
+    return keys
 
 
 def start_functions(
@@ -231,16 +279,29 @@ def run(settings: launch.Settings, sweep_interval: float, emulator_only: bool) -
         session, outputs, keys = start_emulator(settings, running)
         if emulator_only:
             aws, app = emulator.aws_environment(settings.endpoint), stack.environment(outputs)
-            print(emulator_banner(settings.endpoint, aws, app, keys), flush=True)
+            announce(emulator_banner(settings.endpoint, aws, app, keys))
         else:
             uploads, notification = outputs["UploadsBucket"], runner.s3_notification()
             s3_events_url = emulator.route_s3_notifications(session, uploads, notification)
             start_functions(settings, sweep_interval, s3_events_url, running)
             endpoint, workers = settings.endpoint, settings.workers
-            print(banner(settings.api, endpoint, outputs, keys, workers), flush=True)
+            announce(banner(settings.api, endpoint, outputs, keys, workers))
         STOP_REQUESTED.wait()
     # Every process and semaphore is gone by now: the tracker may stop without warnings.
     runner.stop_resource_tracker()
+
+
+DEFAULT_DATA_DIR = launch.PROJECT / ".cache" / "make-run"
+
+
+def data_dir_setting(environment: Mapping[str, str]) -> Path | None:
+    """DATA_DIR (default .cache/make-run), or None when PERSIST=0 keeps nothing."""
+    persist = environment.get("PERSIST", "1").strip()
+    if persist not in ("0", "1", ""):
+        raise SystemExit(f"PERSIST: {persist!r} is not 0 or 1")
+    if persist == "0":
+        return None
+    return Path(environment.get("DATA_DIR") or DEFAULT_DATA_DIR).resolve()
 
 
 STOP_REQUESTED = threading.Event()
@@ -270,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         emulator_port=int(os.environ.get("EMULATOR_PORT", "4566")),
         api_port=int(os.environ.get("PORT", "8000")),
+        data_dir=data_dir_setting(os.environ),
+        reset=os.environ.get("RESET", "") not in ("", "0"),
     )
     sweep_interval = float(
         os.environ.get("SWEEP_INTERVAL_SECONDS") or runner.DEFAULT_SWEEP_INTERVAL_SECONDS

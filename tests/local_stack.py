@@ -161,3 +161,14 @@ def make_run(
     problems = stop_problems(running.stopped if running else None, local.log)
     if problems:
         pytest.fail("\n".join(problems) + "\n" + local.log_tail())
+
+
+def kill_everything(running: launch.Launched) -> None:
+    """A crash of the whole stack: SIGKILL to every process it started (the emulator, in a
+    session of its own, first) and then to the stack itself; nothing gets to clean up."""
+    leader = running.process.pid
+    tree = launch.descendants(leader)
+    launch.kill(tree)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+    running.process.wait(10)

@@ -1,0 +1,260 @@
+"""`make run` keeps its state in DATA_DIR across restarts (devstack.persistence).
+
+End to end on the local stack: a photo's job, its outputs, the API key and a webhook
+endpoint outlive a stop and a start on the same DATA_DIR; a second stack on the directory,
+and a damaged snapshot, are refused with a message that says what to do; RESET=1 starts
+empty. A stack stopped mid-job by Ctrl-C, by a `kill -9` of make run, or by a crash of
+every process restarts with every job and finishes them. The snapshot file's checks and
+the directory's marker, on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+from standardwebhooks import Webhook
+
+from devstack import launch, persistence
+from devstack.webhooks import receiver
+from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
+from tests.samples import phone_photo
+
+TENANT = "acme"
+# The restarted stack's presets: one more than a preset it had.
+PRESETS = [
+    {"name": "thumb", "width": 256, "height": 256, "fit": "cover", "format": "JPEG"},
+    {"name": "tiny", "width": 64, "height": 64, "fit": "cover", "format": "JPEG"},
+]
+PHOTO = REPO / "samples" / "photos" / "Kite.jpg"
+
+
+def stack(tmp_path: Path, name: str, keys: dict[str, str], **settings: object) -> LocalStack:
+    return LocalStack(
+        launch.Settings(keys=keys, **settings),  # type: ignore[arg-type]
+        log=tmp_path / f"{name}.log",
+    )
+
+
+@pytest.fixture
+def stack_receiver() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+def refusal(local: LocalStack) -> str:
+    """The stack's message when it refuses to start."""
+    with (
+        pytest.raises(launch.LaunchError) as failure,
+        launch.local_stack(local.settings, local.log),
+    ):
+        pass
+    return str(failure.value)
+
+
+def test_state_survives_a_restart_and_reset_empties_it(
+    tmp_path: Path, stack_receiver: contextlib.ExitStack
+) -> None:
+    data = tmp_path / "data"
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    hooks = stack_receiver.enter_context(receiver())
+    first = stack(tmp_path, "first", keys, data_dir=data)
+    with launch.local_stack(first.settings, first.log):
+        upload = first.upload(
+            TENANT, PHOTO.read_bytes(), filename=PHOTO.name, content_type="image/jpeg"
+        )
+        job, _ = first.wait(TENANT, upload.job_id)
+        assert job["status"] == "COMPLETED", job
+        outputs = {
+            output["preset"]: requests.get(output["url"], timeout=HTTP_TIMEOUT).content
+            for output in job["outputs"]
+        }
+        endpoint = first.client(TENANT).add_webhook(hooks.url)
+
+    second = stack(tmp_path, "second", keys, data_dir=data, presets=json.dumps(PRESETS))
+    with launch.local_stack(second.settings, second.log):
+        again = second.job(TENANT, upload.job_id)  # the same key still authorizes
+        assert again["status"] == "COMPLETED", again
+        kept = {
+            output["preset"]: requests.get(output["url"], timeout=HTTP_TIMEOUT).content
+            for output in again["outputs"]
+        }
+        assert kept == outputs
+        assert all(kept.values())
+        added = second.upload(
+            TENANT, PHOTO.read_bytes(), filename="b.jpg", content_type="image/jpeg"
+        )
+        added_job, _ = second.wait(TENANT, added.job_id)
+        assert sorted(output["preset"] for output in added_job["outputs"]) == ["thumb", "tiny"]
+        webhooks = second.client(TENANT).webhooks()
+        assert endpoint["id"] in [hook["id"] for hook in webhooks]
+        sent = second.client(TENANT).test_webhook(endpoint["id"])
+        verifier = Webhook(endpoint["secret"])  # the secret shown before the restart
+        deadline = time.monotonic() + 30
+        while sent["type"] not in [
+            verifier.verify(hook.body, hook.headers)["type"] for hook in list(hooks.received)
+        ]:
+            assert time.monotonic() < deadline, "the test event never arrived"
+            time.sleep(0.05)
+        status = requests.get(f"{second.endpoint}{persistence.STATUS_PATH}", timeout=5).json()
+        assert status["enabled"] is True
+        assert status["loadedSnapshotSavedAt"] is not None
+        assert status["dataDir"] == str(data)
+
+        intruder = stack(tmp_path, "intruder", keys, data_dir=data)
+        assert "in use by another stack" in refusal(intruder)
+
+    snapshot = data / persistence.SNAPSHOT
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[-1] ^= 0xFF
+    snapshot.write_bytes(bytes(damaged))
+    message = refusal(stack(tmp_path, "damaged", keys, data_dir=data))
+    assert str(snapshot) in message
+    assert "RESET=1" in message
+
+    fresh = stack(tmp_path, "reset", keys, data_dir=data, reset=True)
+    with launch.local_stack(fresh.settings, fresh.log):
+        assert fresh.jobs(TENANT) == {}
+        assert fresh.client(TENANT).webhooks() == []
+
+
+def test_a_torn_or_foreign_snapshot_is_named_never_loaded_empty(tmp_path: Path) -> None:
+    payload = b"state"
+    path = tmp_path / persistence.SNAPSHOT
+    whole = persistence.encode_snapshot(payload) + payload
+    path.write_bytes(whole)
+    assert persistence.read_snapshot(path) == payload
+    for broken in (whole[:-1], whole[:10], b"something else entirely", whole[:-1] + b"X"):
+        path.write_bytes(broken)
+        with pytest.raises(persistence.PersistenceError, match="RESET=1") as failure:
+            persistence.read_snapshot(path)
+        assert str(path) in str(failure.value)
+
+
+def test_reset_wipes_only_a_data_directory(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(persistence.PersistenceError, match="not a media-pipeline data"):
+        persistence.prepare(foreign, reset=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    data = tmp_path / "data"
+    persistence.prepare(data, reset=False)
+    (data / persistence.SNAPSHOT).write_bytes(b"old")
+    persistence.prepare(data, reset=True)
+    assert sorted(entry.name for entry in data.iterdir()) == [persistence.MARKER]
+
+
+def test_one_stack_per_directory(tmp_path: Path) -> None:
+    held = persistence.open_data_dir(tmp_path / "data", reset=False)
+    try:
+        with pytest.raises(persistence.PersistenceError, match="in use by another stack"):
+            persistence.open_data_dir(tmp_path / "data", reset=False)
+    finally:
+        held.close()
+    persistence.open_data_dir(tmp_path / "data", reset=False).close()
+
+
+def uploads_in_flight(local: LocalStack, count: int = 3) -> set[str]:
+    """`count` uploads of a phone photo to a one-worker stack, returned once one of their
+    jobs is PROCESSING (the others are still waiting their turn)."""
+    photo = phone_photo("Kite.jpg")
+    job_ids = {
+        local.upload(TENANT, photo, filename=f"{n}.jpg", content_type="image/jpeg").job_id
+        for n in range(count)
+    }
+    deadline = time.monotonic() + 60
+    while not any(job["status"] == "PROCESSING" for job in local.jobs(TENANT).values()):
+        assert time.monotonic() < deadline, "no job was ever PROCESSING"
+        time.sleep(0.02)
+    return job_ids
+
+
+def every_job_finishes_after_a_restart(
+    tmp_path: Path, keys: dict[str, str], job_ids: set[str]
+) -> None:
+    restarted = stack(tmp_path, "restarted", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(restarted.settings, restarted.log):
+        assert set(restarted.jobs(TENANT)) >= job_ids
+        for job_id in job_ids:
+            job, _ = restarted.wait(TENANT, job_id)
+            assert job["status"] == "COMPLETED", job
+            assert sorted(output["preset"] for output in job["outputs"]) == [
+                "large",
+                "small",
+                "thumb",
+            ]
+
+
+def wait_for_exit(leader: int, procs: list[launch.Proc], seconds: float = 30.0) -> None:
+    """Until every process in `procs` (and the leader's session) has ended; whatever is
+    still alive after `seconds` is SIGKILLed and the test fails."""
+    deadline = time.monotonic() + seconds
+    while launch.survivors(leader, procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = launch.survivors(leader, procs)
+    launch.kill(left)
+    assert not left, f"still running {seconds} s after the stack died: {left}"
+
+
+def test_a_sigkill_of_make_run_mid_job_loses_nothing(tmp_path: Path) -> None:
+    """`kill -9` of make run's process: its emulator is told (SIGTERM, as the parent's death
+    signal), takes its last snapshot, and the restart has every job and finishes it."""
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "killed", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(first.settings, first.log) as running:
+        job_ids = uploads_in_flight(first)
+        leader = running.process.pid
+        children = launch.descendants(leader)
+        os.kill(leader, signal.SIGKILL)
+        running.process.wait(10)
+        wait_for_exit(leader, children)
+    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+
+
+def test_ctrl_c_mid_job_loses_nothing(tmp_path: Path) -> None:
+    """Ctrl-C: SIGINT to the terminal's foreground process group, here make run's."""
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "interrupted", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(first.settings, first.log) as running:
+        job_ids = uploads_in_flight(first)
+        leader = running.process.pid
+        children = launch.descendants(leader)
+        os.killpg(leader, signal.SIGINT)
+        assert running.process.wait(60) == 0, running.log_tail()
+        wait_for_exit(leader, children)
+        assert "stopped." in running.log_text()
+    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+
+
+def test_a_crash_of_every_process_keeps_the_last_snapshot(tmp_path: Path) -> None:
+    """Every process SIGKILLed at once (a crash: nobody gets to save anything): the restart
+    has every job the last snapshot held, here taken after the jobs were queued, and
+    finishes the one that was in flight."""
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "crashed", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(first.settings, first.log) as running:
+        job_ids = uploads_in_flight(first)
+        queued_by = time.time()
+        status_url = f"{first.endpoint}{persistence.STATUS_PATH}"
+        deadline = time.monotonic() + 30
+        while not snapshot_taken_after(requests.get(status_url, timeout=5).json(), queued_by):
+            assert time.monotonic() < deadline, "no snapshot after the jobs were queued"
+            time.sleep(0.02)
+        kill_everything(running)
+    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+
+
+def snapshot_taken_after(status: dict[str, object], moment: float) -> bool:
+    last = status["lastSnapshotAt"]
+    return isinstance(last, str) and datetime.fromisoformat(last).timestamp() > moment
