@@ -16,7 +16,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -207,33 +207,34 @@ def wait_for_exit(leader: int, procs: list[launch.Proc], seconds: float = 30.0) 
     assert not left, f"still running {seconds} s after the stack died: {left}"
 
 
-def test_a_sigkill_of_make_run_mid_job_loses_nothing(tmp_path: Path) -> None:
-    """`kill -9` of make run's process: its emulator is told (SIGTERM, as the parent's death
-    signal), takes its last snapshot, and the restart has every job and finishes it."""
-    keys = {TENANT: secrets.token_urlsafe(30)}
-    first = stack(tmp_path, "killed", keys, data_dir=tmp_path / "data", workers=1)
-    with launch.local_stack(first.settings, first.log) as running:
-        job_ids = uploads_in_flight(first)
-        leader = running.process.pid
-        children = launch.descendants(leader)
-        os.kill(leader, signal.SIGKILL)
-        running.process.wait(10)
-        wait_for_exit(leader, children)
-    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+def kill_make_run(running: launch.Launched) -> None:
+    """`kill -9` of make run's own process."""
+    os.kill(running.process.pid, signal.SIGKILL)
+    running.process.wait(10)
 
 
-def test_ctrl_c_mid_job_loses_nothing(tmp_path: Path) -> None:
+def press_ctrl_c(running: launch.Launched) -> None:
     """Ctrl-C: SIGINT to the terminal's foreground process group, here make run's."""
+    os.killpg(running.process.pid, signal.SIGINT)
+    assert running.process.wait(60) == 0, running.log_tail()
+    assert "stopped." in running.log_text()
+
+
+@pytest.mark.parametrize("stop", [kill_make_run, press_ctrl_c], ids=["kill-9", "ctrl-c"])
+def test_a_stop_mid_job_loses_nothing(
+    tmp_path: Path, stop: Callable[[launch.Launched], None]
+) -> None:
+    """After a `kill -9` of make run its emulator is told (SIGTERM, its parent's death
+    signal) and takes its last snapshot; Ctrl-C stops everything cleanly. Either way the
+    restart has every job and finishes the one in flight."""
     keys = {TENANT: secrets.token_urlsafe(30)}
-    first = stack(tmp_path, "interrupted", keys, data_dir=tmp_path / "data", workers=1)
+    first = stack(tmp_path, "stopped", keys, data_dir=tmp_path / "data", workers=1)
     with launch.local_stack(first.settings, first.log) as running:
         job_ids = uploads_in_flight(first)
         leader = running.process.pid
         children = launch.descendants(leader)
-        os.killpg(leader, signal.SIGINT)
-        assert running.process.wait(60) == 0, running.log_tail()
+        stop(running)
         wait_for_exit(leader, children)
-        assert "stopped." in running.log_text()
     every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
 
 
