@@ -114,6 +114,14 @@ Ctrl-C stops everything.
 Ready."""
 
 
+def announce(text: str) -> None:
+    """Print `text` and its newline in one write: the API server and the workers share this
+    output, and a line of theirs between `Ready.` and its newline would hide it from
+    whoever waits for the line (devstack.launch.printed_ready)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def shell_exports(variables: dict[str, str]) -> str:
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
 
@@ -273,13 +281,13 @@ def run(settings: launch.Settings, sweep_interval: float, emulator_only: bool) -
         session, outputs, keys = start_emulator(settings, running)
         if emulator_only:
             aws, app = emulator.aws_environment(settings.endpoint), stack.environment(outputs)
-            print(emulator_banner(settings.endpoint, aws, app, keys), flush=True)
+            announce(emulator_banner(settings.endpoint, aws, app, keys))
         else:
             uploads, notification = outputs["UploadsBucket"], runner.s3_notification()
             s3_events_url = emulator.route_s3_notifications(session, uploads, notification)
             start_functions(settings, sweep_interval, s3_events_url, running)
             endpoint, workers = settings.endpoint, settings.workers
-            print(banner(settings.api, endpoint, outputs, keys, workers), flush=True)
+            announce(banner(settings.api, endpoint, outputs, keys, workers))
         STOP_REQUESTED.wait()
     # Every process and semaphore is gone by now: the tracker may stop without warnings.
     runner.stop_resource_tracker()

@@ -3,16 +3,21 @@
 End to end on the local stack: a photo's job, its outputs, the API key and a webhook
 endpoint outlive a stop and a start on the same DATA_DIR; a second stack on the directory,
 and a damaged snapshot, are refused with a message that says what to do; RESET=1 starts
-empty. The snapshot file's checks and the directory's marker, on their own.
+empty. A stack stopped mid-job by Ctrl-C, by a `kill -9` of make run, or by a crash of
+every process restarts with every job and finishes them. The snapshot file's checks and
+the directory's marker, on their own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -160,26 +165,97 @@ def test_one_stack_per_directory(tmp_path: Path) -> None:
     persistence.open_data_dir(tmp_path / "data", reset=False).close()
 
 
-def test_a_stack_killed_mid_job_finishes_it_after_a_restart(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    keys = {TENANT: secrets.token_urlsafe(30)}
+def uploads_in_flight(local: LocalStack, count: int = 3) -> set[str]:
+    """`count` uploads of a phone photo to a one-worker stack, returned once one of their
+    jobs is PROCESSING (the others are still waiting their turn)."""
     photo = phone_photo("Kite.jpg")
-    first = stack(tmp_path, "killed", keys, data_dir=data, workers=1)
+    job_ids = {
+        local.upload(TENANT, photo, filename=f"{n}.jpg", content_type="image/jpeg").job_id
+        for n in range(count)
+    }
+    deadline = time.monotonic() + 60
+    while not any(job["status"] == "PROCESSING" for job in local.jobs(TENANT).values()):
+        assert time.monotonic() < deadline, "no job was ever PROCESSING"
+        time.sleep(0.02)
+    return job_ids
+
+
+def every_job_finishes_after_a_restart(
+    tmp_path: Path, keys: dict[str, str], job_ids: set[str]
+) -> None:
+    restarted = stack(tmp_path, "restarted", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(restarted.settings, restarted.log):
+        assert set(restarted.jobs(TENANT)) >= job_ids
+        for job_id in job_ids:
+            job, _ = restarted.wait(TENANT, job_id)
+            assert job["status"] == "COMPLETED", job
+            assert sorted(output["preset"] for output in job["outputs"]) == [
+                "large",
+                "small",
+                "thumb",
+            ]
+
+
+def wait_for_exit(leader: int, procs: list[launch.Proc], seconds: float = 30.0) -> None:
+    """Until every process in `procs` (and the leader's session) has ended; whatever is
+    still alive after `seconds` is SIGKILLed and the test fails."""
+    deadline = time.monotonic() + seconds
+    while launch.survivors(leader, procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = launch.survivors(leader, procs)
+    launch.kill(left)
+    assert not left, f"still running {seconds} s after the stack died: {left}"
+
+
+def kill_make_run(running: launch.Launched) -> None:
+    """`kill -9` of make run's own process."""
+    os.kill(running.process.pid, signal.SIGKILL)
+    running.process.wait(10)
+
+
+def press_ctrl_c(running: launch.Launched) -> None:
+    """Ctrl-C: SIGINT to the terminal's foreground process group, here make run's."""
+    os.killpg(running.process.pid, signal.SIGINT)
+    assert running.process.wait(60) == 0, running.log_tail()
+    assert "stopped." in running.log_text()
+
+
+@pytest.mark.parametrize("stop", [kill_make_run, press_ctrl_c], ids=["kill-9", "ctrl-c"])
+def test_a_stop_mid_job_loses_nothing(
+    tmp_path: Path, stop: Callable[[launch.Launched], None]
+) -> None:
+    """After a `kill -9` of make run its emulator is told (SIGTERM, its parent's death
+    signal) and takes its last snapshot; Ctrl-C stops everything cleanly. Either way the
+    restart has every job and finishes the one in flight."""
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "stopped", keys, data_dir=tmp_path / "data", workers=1)
     with launch.local_stack(first.settings, first.log) as running:
-        uploads = [
-            first.upload(TENANT, photo, filename=f"{n}.jpg", content_type="image/jpeg")
-            for n in range(3)
-        ]
-        deadline = time.monotonic() + 60
-        while not any(job["status"] == "PROCESSING" for job in first.jobs(TENANT).values()):
-            assert time.monotonic() < deadline, "no job was ever PROCESSING"
+        job_ids = uploads_in_flight(first)
+        leader = running.process.pid
+        children = launch.descendants(leader)
+        stop(running)
+        wait_for_exit(leader, children)
+    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+
+
+def test_a_crash_of_every_process_keeps_the_last_snapshot(tmp_path: Path) -> None:
+    """Every process SIGKILLed at once (a crash: nobody gets to save anything): the restart
+    has every job the last snapshot held, here taken after the jobs were queued, and
+    finishes the one that was in flight."""
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    first = stack(tmp_path, "crashed", keys, data_dir=tmp_path / "data", workers=1)
+    with launch.local_stack(first.settings, first.log) as running:
+        job_ids = uploads_in_flight(first)
+        queued_by = time.time()
+        status_url = f"{first.endpoint}{persistence.STATUS_PATH}"
+        deadline = time.monotonic() + 30
+        while not snapshot_taken_after(requests.get(status_url, timeout=5).json(), queued_by):
+            assert time.monotonic() < deadline, "no snapshot after the jobs were queued"
             time.sleep(0.02)
         kill_everything(running)
+    every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
 
-    second = stack(tmp_path, "restarted", keys, data_dir=data, workers=1)
-    with launch.local_stack(second.settings, second.log):
-        assert set(second.jobs(TENANT)) >= {upload.job_id for upload in uploads}
-        for upload in uploads:
-            job, _ = second.wait(TENANT, upload.job_id)
-            assert job["status"] == "COMPLETED", job
-            assert job["outputs"], job
+
+def snapshot_taken_after(status: dict[str, object], moment: float) -> bool:
+    last = status["lastSnapshotAt"]
+    return isinstance(last, str) and datetime.fromisoformat(last).timestamp() > moment
