@@ -11,6 +11,7 @@ the directory's marker, on their own.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 from standardwebhooks import Webhook
 
+from chalicelib import presets
 from devstack import launch, persistence
 from devstack.webhooks import receiver
 from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
@@ -259,3 +262,60 @@ def test_a_crash_of_every_process_keeps_the_last_snapshot(tmp_path: Path) -> Non
 def snapshot_taken_after(status: dict[str, object], moment: float) -> bool:
     last = status["lastSnapshotAt"]
     return isinstance(last, str) and datetime.fromisoformat(last).timestamp() > moment
+
+
+def test_a_backfill_after_a_restart_with_one_more_preset_reaches_every_job(
+    tmp_path: Path,
+) -> None:
+    """The issue's walk on `make run`: photos uploaded, the stack stopped, restarted with one
+    more preset, a backfill of it: every job gains the new output and keeps the others; a
+    second backfill finds nothing left to do."""
+    data = tmp_path / "data"
+    keys = {TENANT: secrets.token_urlsafe(30)}
+    photos = sorted((REPO / "samples" / "photos").glob("*.jpg"))
+    before = stack(tmp_path, "before", keys, data_dir=data)
+    with launch.local_stack(before.settings, before.log):
+        job_ids = [
+            before.upload(
+                TENANT, photo.read_bytes(), filename=photo.name, content_type="image/jpeg"
+            ).job_id
+            for photo in photos
+        ]
+        first_outputs = {}
+        for job_id in job_ids:
+            job, _ = before.wait(TENANT, job_id)
+            assert job["status"] == "COMPLETED", job
+            first_outputs[job_id] = {output["preset"]: output for output in job["outputs"]}
+
+    tiny = presets.parse_preset(PRESETS[1], "tiny")
+    more = presets.presets_to_json([*presets.DEFAULT_PRESETS, tiny])
+    after = stack(tmp_path, "after", keys, data_dir=data, presets=more)
+    with launch.local_stack(after.settings, after.log):
+        client = after.client(TENANT)
+        started = client.start_backfill(["tiny"])
+        finished = client.wait_backfill(started["backfillId"], timeout=180, poll=0.2)
+        assert finished["status"] == "completed", finished
+        counts = finished["counts"]
+        assert (counts["matched"], counts["toReprocess"], counts["done"]) == (3, 3, 3), counts
+        assert counts["failed"] == counts["alreadyCurrent"] == counts["originalExpired"] == 0
+        for job_id in job_ids:
+            job = after.job(TENANT, job_id)
+            outputs = {output["preset"]: output for output in job["outputs"]}
+            assert sorted(outputs) == ["large", "small", "thumb", "tiny"], job
+            image = Image.open(
+                io.BytesIO(requests.get(outputs["tiny"]["url"], timeout=HTTP_TIMEOUT).content)
+            )
+            assert image.size == (64, 64)
+            assert outputs["tiny"]["version"] == presets.preset_version(tiny)
+            for name, output in first_outputs[job_id].items():
+                assert outputs[name]["version"] == output["version"]
+                assert (outputs[name]["width"], outputs[name]["height"]) == (
+                    output["width"],
+                    output["height"],
+                )
+
+        again = client.start_backfill(["tiny"])
+        repeated = client.wait_backfill(again["backfillId"], timeout=60, poll=0.2)
+        assert repeated["status"] == "completed", repeated
+        assert repeated["counts"]["alreadyCurrent"] == 3, repeated
+        assert repeated["counts"]["toReprocess"] == repeated["counts"]["done"] == 0, repeated
