@@ -28,6 +28,7 @@ from chalicelib import (
     deliveries,
     dispatch,
     http,
+    rendering,
     reprocess,
     reprocess_dead_letters,
     sweeper,
@@ -182,7 +183,7 @@ dispatch.accept_test_events(dispatch_upload)
     maximum_concurrency=int(os.environ.get("WORKER_MAX_CONCURRENCY", "20")),
 )
 def make_thumbnails(event: SQSEvent) -> None:
-    worker.handle_jobs_batch(event.to_dict()["Records"], worker.remaining_time(event.context))
+    worker.handle_jobs_batch(event.to_dict()["Records"], rendering.remaining_time(event.context))
 
 
 @app.on_sqs_message(queue=os.environ.get("JOBS_DLQ", DEFAULT_JOBS_DLQ), batch_size=10)
@@ -204,7 +205,9 @@ def fail_webhook_dead_letters(event: SQSEvent) -> None:
 # One message an invocation: a render of several presets takes a worker's time.
 @app.on_sqs_message(queue=os.environ.get("REPROCESS_QUEUE", DEFAULT_REPROCESS_QUEUE), batch_size=1)
 def reprocess_outputs(event: SQSEvent) -> None:
-    reprocess.handle_reprocess_batch(event.to_dict()["Records"])
+    reprocess.handle_reprocess_batch(
+        event.to_dict()["Records"], rendering.remaining_time(event.context)
+    )
 
 
 @app.on_sqs_message(queue=os.environ.get("REPROCESS_DLQ", DEFAULT_REPROCESS_DLQ), batch_size=10)

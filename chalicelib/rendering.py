@@ -114,6 +114,12 @@ def _placeholder(found: Placeholder | None) -> dict[str, object] | None:
     }
 
 
+def remaining_time(lambda_context: object) -> RemainingMillis | None:
+    """The Lambda context's clock, if the context has one."""
+    clock = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    return clock if callable(clock) else None
+
+
 def render_budget(
     configured: float, remaining_millis: RemainingMillis | None
 ) -> tuple[float, bool]:

@@ -42,6 +42,7 @@ from chalicelib.errors import (
 )
 from chalicelib.observability import job_fields, logger, metric
 from chalicelib.presets import Preset, load_presets, preset_version
+from chalicelib.rendering import RemainingMillis
 from chalicelib.reprocess_message import ReprocessMessage
 
 ORIGINAL_EXPIRED = "original_expired"
@@ -58,13 +59,17 @@ class Outcome(StrEnum):
     SKIPPED = "SKIPPED"  # no such job (of that tenant), not COMPLETED, or expired
 
 
-def handle_reprocess_batch(records: Iterable[Mapping[str, object]]) -> None:
+def handle_reprocess_batch(
+    records: Iterable[Mapping[str, object]], remaining_millis: RemainingMillis | None = None
+) -> None:
     """The reprocess function's body: each message on its own, behind the partial-batch
-    boundary (a transient failure returns that message alone)."""
-    sqs_batch.run_batch(records, _process_record)
+    boundary (a transient failure returns that message alone). ``remaining_millis``: the
+    Lambda context's clock; a render is cut to what the invocation has left, and one cut
+    short returns its message to the queue (``InvocationEnding``), never fails the job."""
+    sqs_batch.run_batch(records, lambda record: _process_record(record, remaining_millis))
 
 
-def _process_record(record: sqs_batch.SqsRecord) -> None:
+def _process_record(record: sqs_batch.SqsRecord, remaining_millis: RemainingMillis | None) -> None:
     message = reprocess_message.parse(record.body)
     if message is None:
         logger.error("dropping malformed reprocess message", extra={"messageId": record.message_id})
@@ -72,7 +77,7 @@ def _process_record(record: sqs_batch.SqsRecord) -> None:
     if backfill_outcomes.cancelled(message):
         _log_outcome(message, Outcome.SKIPPED)
         return
-    outcome = reprocess(message)
+    outcome = reprocess(message, remaining_millis)
     # Where each message's outcome is known (a transient failure raised above instead).
     _log_outcome(message, outcome)
     backfill_outcomes.count(message, outcome)
@@ -89,7 +94,9 @@ def _log_outcome(message: ReprocessMessage, outcome: Outcome) -> None:
     metric(f"Reprocess{outcome.value.title().replace('_', '')}", 1)
 
 
-def reprocess(message: ReprocessMessage) -> Outcome:
+def reprocess(
+    message: ReprocessMessage, remaining_millis: RemainingMillis | None = None
+) -> Outcome:
     """Do the work of one message (module docstring). Raises on a transient failure."""
     job = jobs.get_job(message.job_id)
     if (
@@ -114,7 +121,9 @@ def reprocess(message: ReprocessMessage) -> Outcome:
         _settle(job, message, error=_original_expired())
         return Outcome.ORIGINAL_EXPIRED
     try:
-        rendered = rendering.render_and_store(job.tenant, job.job_id, data, presets)
+        rendered = rendering.render_and_store(
+            job.tenant, job.job_id, data, presets, remaining_millis
+        )
     except SourceError as exc:
         logger.warning("reprocess failed", extra=job_fields(job.job_id, code=exc.code))
         _settle(job, message, error={"code": exc.code, "message": public_message(exc)})

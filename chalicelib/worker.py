@@ -177,12 +177,6 @@ def _discard_source(message: JobMessage) -> None:
         )
 
 
-def remaining_time(lambda_context: object) -> RemainingMillis | None:
-    """The Lambda context's clock, if the context has one."""
-    clock = getattr(lambda_context, "get_remaining_time_in_millis", None)
-    return clock if callable(clock) else None
-
-
 def _job_presets(job: jobs.Job) -> list[Preset]:
     configured = load_presets(settings().presets_json)
     missing = [name for name in job.presets if name not in configured]

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from chalicelib import clients, jobs, reprocess, reprocess_message
+from chalicelib import clients, jobs, rendering, reprocess, reprocess_message
 from chalicelib.config import reset_settings, settings
 from chalicelib.presets import load_presets, preset_version
 from chalicelib.reprocess_message import ReprocessMessage
+from devstack.lambda_events import SqsPoller
 from tests.faults import aws_fault, body_contains
 from tests.pipeline import Pipeline, bearer
-from tests.samples import jpeg
+from tests.samples import jpeg, sample_photo
 
 THUMB = {"name": "thumb", "width": 64, "height": 64, "fit": "cover", "format": "JPEG"}
 SMALL = {"name": "small", "width": 128, "height": 128, "fit": "contain", "format": "JPEG"}
@@ -122,6 +123,38 @@ def test_a_redelivered_message_does_not_bump_the_revision_twice(
     assert not again.moved
     assert again.job is not None
     assert again.job.revision == 2
+
+
+def test_a_reprocess_cut_short_by_the_invocation_is_retried_not_failed(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, THUMB, SMALL)
+    job = pipeline.process(sample_photo("Kite.jpg"), presets=["thumb"])
+    assert job["status"] == "COMPLETED", job["error"]
+    assert ask(pipeline, job["jobId"], {"presets": ["small"]}).status_code == 202
+    monkeypatch.setattr(rendering, "MIN_RENDER_SECONDS", 0.0)
+
+    def nearly_timed_out(event: dict[str, Any]) -> None:
+        # 1 ms of render time left: the photo cannot be rendered in it.
+        reprocess.handle_reprocess_batch(
+            event["Records"], lambda: int(rendering.FINISHING_SECONDS * 1000) + 1
+        )
+
+    queue = pipeline.sqs.get_queue_url(QueueName=settings().reprocess_queue)["QueueUrl"]
+    hurried = SqsPoller(pipeline.sqs, queue, nearly_timed_out, expire_with=pipeline.sqs)
+    result = hurried.poll_once()
+    assert (result.received, result.failed) == (1, True)
+    cut = pipeline.job(job["jobId"])
+    assert (cut["revision"], cut["reprocessing"], cut["reprocessError"]) == (0, True, None)
+    assert [o["preset"] for o in cut["outputs"]] == ["thumb"]
+
+    pipeline.reprocessor().drain()
+    done = pipeline.job(job["jobId"])
+    assert (done["revision"], done["reprocessing"], done["reprocessError"]) == (1, False, None)
+    assert [(o["preset"], o["version"]) for o in done["outputs"]] == [
+        ("thumb", version("thumb")),
+        ("small", version("small")),
+    ]
 
 
 def test_another_tenants_job_is_not_found(

@@ -35,7 +35,7 @@ def test_a_nearly_spent_clock_is_not_honoured() -> None:
 
 
 def test_a_context_without_a_clock_gives_none() -> None:
-    assert worker.remaining_time({"not": "a context"}) is None
+    assert rendering.remaining_time({"not": "a context"}) is None
 
 
 def test_a_render_cut_short_by_the_invocation_is_retried_not_failed(
