@@ -27,7 +27,14 @@ from typing import Any, NoReturn
 
 import requests
 
-from media_pipeline.client import ApiError, BackfillTimeout, Client, Job, JobTimeout
+from media_pipeline.client import (
+    ApiError,
+    BackfillTimeout,
+    Client,
+    Job,
+    JobTimeout,
+    ReprocessTimeout,
+)
 from media_pipeline.explain import explain, one_line
 from media_pipeline.progress import Display, display
 
@@ -401,12 +408,40 @@ def backfill_command(client: Client, args: argparse.Namespace) -> int:
     return EXIT_FAILED if shown["status"] == "failed" else status
 
 
+# --- reprocess -------------------------------------------------------------------------------
+
+
+def reprocess_command(client: Client, args: argparse.Namespace) -> int:
+    """Ask for a job's outputs of some presets to be made again; prints the request, or
+    with --wait the job once it is done. Fails (exit 1) if the reprocess failed or the
+    wait timed out."""
+    shown = client.reprocess(args.job, args.presets)
+    status = EXIT_OK
+    if args.wait:
+        try:
+            shown = client.wait_reprocessed(args.job, args.timeout)
+        except ReprocessTimeout as late:
+            shown = late.job
+            print(f"media-pipeline: timeout: {late}", file=sys.stderr)
+            status = EXIT_FAILED
+        failure = shown.get("reprocessError")
+        if failure:
+            print(
+                f"media-pipeline: {args.job}: {failure['code']}: {failure['message']}",
+                file=sys.stderr,
+            )
+            status = EXIT_FAILED
+    print(json.dumps(shown, indent=None if args.json else 2))
+    return status
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "upload": upload_command,
     "get": get_command,
     "jobs": jobs_command,
     "webhooks": webhooks_command,
     "backfill": backfill_command,
+    "reprocess": reprocess_command,
 }
 
 
@@ -496,6 +531,15 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("rm", "remove"), ("test", "send a test event"), ("rotate", "new secret")):
         action = actions.add_parser(name, parents=[common], help=f"{text} (endpoint ID)")
         action.add_argument("id", metavar="ID")
+    reprocess = commands.add_parser(
+        "reprocess", parents=[common], help="make a job's outputs of some presets again"
+    )
+    reprocess.add_argument("job", metavar="JOB")
+    reprocess.add_argument("--presets", type=_preset_list, required=True, help="comma-separated")
+    reprocess.add_argument("--wait", action="store_true", help="until the job is done with it")
+    reprocess.add_argument(
+        "--timeout", type=_positive(float), default=600.0, help="seconds (default 600)"
+    )
     _backfill_parser(commands, common)
     return main_parser
 

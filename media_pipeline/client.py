@@ -63,6 +63,14 @@ class BackfillTimeout(TimeoutError):
         self.backfill = backfill
 
 
+class ReprocessTimeout(TimeoutError):
+    """The job was still reprocessing when the wait ended; `job` is what was last seen."""
+
+    def __init__(self, job: Job, timeout: float) -> None:
+        super().__init__(f"job {job['jobId']} still reprocessing after {timeout:.0f} s")
+        self.job = job
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Transient failures (no connection, a timeout, 429, 502, 503, 504) are tried again,
@@ -228,6 +236,25 @@ class Client:
                 return job
             if time.monotonic() >= deadline:
                 raise JobTimeout(job, timeout)
+
+    def reprocess(self, job_id: str, presets: list[str]) -> dict[str, Any]:
+        """Ask for the COMPLETED job's outputs of `presets` to be made again from its
+        original, at the presets' current versions; the request (`requestId`, the
+        `revision` it will give the job)."""
+        asked: dict[str, Any] = self.request(
+            "POST", f"/jobs/{job_id}/reprocess", {"presets": presets}
+        )
+        return asked
+
+    def wait_reprocessed(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> Job:
+        """The job once it is no longer reprocessing (its `reprocessError` says if the last
+        request failed); ReprocessTimeout after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (job := self.job(job_id))["reprocessing"]:
+            if time.monotonic() > deadline:
+                raise ReprocessTimeout(job, timeout)
+            time.sleep(poll)
+        return job
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's events."""

@@ -28,6 +28,8 @@ EXPLANATIONS: Mapping[str, str] = {
     ),
     "too_many_webhooks": "this key's tenant has all the webhook endpoints it may: remove one",
     "job_not_finished": "the job has not ended yet",
+    "job_not_completed": "the job has not completed: it has no outputs to make again",
+    "original_expired": "the job's original upload is no longer kept: upload it again",
     "backfill_finished": "the backfill has already completed or failed",
     "internal_error": "the service failed on its side",
     "service_unavailable": "the service was still unavailable after retries: try again later",

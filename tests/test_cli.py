@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image, ImageOps
@@ -242,6 +243,96 @@ def _first_event(received: list[Any], secret: str, timeout: float = 30.0) -> dic
     return event
 
 
+# --- reprocess on `make run` ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def messages_held(stack: LocalStack, queue_suffix: str) -> Iterator[None]:
+    """Every message sent meanwhile to the queue named `...<queue_suffix>` is held back by
+    it (SQS's longest delay, 15 min): what it asks for stays undone."""
+    queues = json.loads(stack.aws("sqs", "list-queues"))["QueueUrls"]
+    (url,) = [url for url in queues if url.endswith(queue_suffix)]
+    stack.aws("sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=900")
+    try:
+        yield
+    finally:
+        stack.aws(
+            "sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=0"
+        )
+
+
+def uploaded_with_thumb_only(stack: LocalStack) -> str:
+    sent = on_stack(stack, "upload", str(SAMPLES / "Kite.jpg"), "--presets", "thumb", "--wait")
+    assert sent.returncode == 0, sent.stderr
+    (job_id,) = JOB_ID.findall(sent.stdout)
+    return str(job_id)
+
+
+def test_reprocess_wait_adds_a_preset_keeps_the_others_and_a_second_costs_nothing(
+    stack: LocalStack,
+) -> None:
+    job_id = uploaded_with_thumb_only(stack)
+    (thumb,) = stack.job(TENANT, job_id)["outputs"]
+    thumb_file = urlsplit(thumb["url"]).path
+
+    done = on_stack(stack, "reprocess", job_id, "--presets", "small", "--wait", "--json")
+
+    assert done.returncode == 0, done.stderr
+    no_terminal_codes(done)
+    job = json.loads(done.stdout)
+    assert (job["revision"], job["reprocessing"], job["reprocessError"]) == (1, False, None)
+    assert [output["preset"] for output in job["outputs"]] == ["thumb", "small"]
+    kept, small = job["outputs"]
+    assert (urlsplit(kept["url"]).path, kept["version"]) == (thumb_file, thumb["version"])
+    assert (small["width"], small["height"]) == SAMPLE_OUTPUTS["small.jpg"][0]
+
+    asked = on_stack(stack, "reprocess", job_id, "--presets", "small,thumb", "--json")
+    assert asked.returncode == 0, asked.stderr
+    request = json.loads(asked.stdout)
+    assert (request["jobId"], request["presets"]) == (job_id, ["small", "thumb"])
+    assert request["requestId"].startswith("rpr_"), request
+    again = stack.client(TENANT).wait_reprocessed(job_id, timeout=60)
+    assert again["revision"] == 1  # every preset already current: nothing made again
+    files = [(urlsplit(output["url"]).path, output["version"]) for output in job["outputs"]]
+    assert [(urlsplit(output["url"]).path, output["version"]) for output in again["outputs"]] == (
+        files
+    )
+
+
+def test_reprocess_names_a_lost_original_an_unknown_preset_and_a_timeout(
+    stack: LocalStack,
+) -> None:
+    job_id = uploaded_with_thumb_only(stack)
+    stack.aws(
+        "s3", "rm", f"s3://{uploads_bucket(stack)}/originals/{TENANT}/{job_id}/", "--recursive"
+    )
+    lost = on_stack(stack, "reprocess", job_id, "--presets", "small", "--wait", "--json")
+    assert lost.returncode == 1, lost.stderr
+    assert json.loads(lost.stdout)["reprocessError"]["code"] == "original_expired"
+    (said,) = lost.stderr.splitlines()
+    assert said.startswith(f"media-pipeline: {job_id}: original_expired: "), said
+
+    unknown = on_stack(stack, "reprocess", job_id, "--presets", "nope")
+    assert (unknown.returncode, unknown.stdout) == (1, ""), unknown.stderr
+    (said,) = unknown.stderr.splitlines()
+    assert said.startswith("media-pipeline: unknown_preset: "), said
+
+    other = uploaded_with_thumb_only(stack)
+    with messages_held(stack, "-reprocess"):
+        late = on_stack(
+            stack, "reprocess", other, "--presets", "small", "--wait", "--timeout", "1", "--json"
+        )
+    assert late.returncode == 1, late.stderr
+    assert json.loads(late.stdout)["reprocessing"] is True
+    assert late.stderr.startswith("media-pipeline: timeout: "), late.stderr
+
+
+def uploads_bucket(stack: LocalStack) -> str:
+    buckets = json.loads(stack.aws("s3api", "list-buckets"))["Buckets"]
+    (name,) = [bucket["Name"] for bucket in buckets if "-uploads-" in bucket["Name"]]
+    return str(name)
+
+
 # --- backfills on `make run` ----------------------------------------------------------------
 
 
@@ -279,25 +370,10 @@ def test_backfill_start_wait_gives_a_past_job_a_preset_and_show_prints_it(
     assert explained.startswith("media-pipeline: backfill_finished: "), explained
 
 
-@contextlib.contextmanager
-def backfill_pages_held(stack: LocalStack) -> Iterator[None]:
-    """Every backfill page message sent meanwhile is held back by the queue (SQS's
-    longest delay, 15 min): a backfill started then stays running, its first page unread."""
-    queues = json.loads(stack.aws("sqs", "list-queues"))["QueueUrls"]
-    (url,) = [url for url in queues if url.endswith("-backfill")]
-    stack.aws("sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=900")
-    try:
-        yield
-    finally:
-        stack.aws(
-            "sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "DelaySeconds=0"
-        )
-
-
 def test_backfill_show_wait_times_out_and_cancel_stops_a_running_backfill(
     stack: LocalStack,
 ) -> None:
-    with backfill_pages_held(stack):
+    with messages_held(stack, "-backfill"):  # its first page stays unread
         started = on_stack(stack, "backfill", "start", "--presets", "thumb", "--json")
     assert started.returncode == 0, started.stderr
     backfill_id = json.loads(started.stdout)["backfillId"]
