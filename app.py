@@ -102,6 +102,11 @@ def list_jobs() -> Response:
     return api.list_jobs(app.current_request)
 
 
+@app.route("/presets", methods=["GET"], authorizer=key_authorizer)
+def list_presets() -> Response:
+    return api.list_presets(app.current_request)
+
+
 @app.route("/webhooks", methods=["POST"], authorizer=key_authorizer)
 def create_webhook() -> Response:
     return webhook_api.create_webhook(app.current_request)

@@ -37,7 +37,7 @@ from chalicelib.errors import (
 from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.jobs import JobStatus
 from chalicelib.observability import job_fields, logger, metric
-from chalicelib.presets import load_presets, preset_document
+from chalicelib.presets import load_presets, preset_document, preset_version
 
 # A long-poll reads the job (one consistent read) this often, so it answers within this
 # much of the job's end.
@@ -151,6 +151,18 @@ def list_jobs(current: Request | None) -> Response:
         tenant, status=status, limit=params["limit"], cursor=params["cursor"]
     )
     return json_response({"jobs": [job_view(job) for job in found], "nextCursor": cursor})
+
+
+@json_api
+def list_presets(current: Request | None) -> Response:
+    """The stage's presets, each with its current version (what reprocessing and backfills
+    bring outputs to)."""
+    caller(current)
+    configured = load_presets(settings().presets_json).values()
+    shown = [
+        {**preset_document(preset), "version": preset_version(preset)} for preset in configured
+    ]
+    return json_response({"presets": shown})
 
 
 @json_api

@@ -27,7 +27,14 @@ from chalicelib.errors import (
 from chalicelib.formats import ACCEPTED_CONTENT_TYPES, OUTPUT_FORMATS
 from chalicelib.jobs import JobStatus
 from chalicelib.outbound import MAX_URL_LENGTH
-from chalicelib.presets import FITS, MAX_DIMENSION, MAX_SET_WIDTHS, NAME_PATTERN
+from chalicelib.presets import (
+    CORNERS,
+    FITS,
+    MAX_DIMENSION,
+    MAX_SET_WIDTHS,
+    MAX_WATERMARK_TEXT,
+    NAME_PATTERN,
+)
 from chalicelib.webhooks import ENDPOINT_ID_PREFIX, JOB_EVENTS, WEBHOOK_TEST
 
 Schema = dict[str, Any]
@@ -520,6 +527,36 @@ REPROCESS_QUEUED = _object(
     }
 )
 
+PRESET_VERSION: Schema = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{10}$",
+    "description": (
+        "The first 10 hex digits of the SHA-256 of the preset's canonical JSON definition: "
+        "an output whose `version` differs was made by another definition."
+    ),
+}
+
+PRESET = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "width", "height", "fit", "format", "quality", "version"],
+    "properties": {
+        **OUTPUT_SPEC["properties"],
+        "watermark": _object(
+            {
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_WATERMARK_TEXT},
+                "corner": {"type": "string", "enum": list(CORNERS)},
+                "opacity": {"type": "number", "minimum": 0, "maximum": 1},
+                "size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+            }
+        ),
+        "version": PRESET_VERSION,
+    },
+    "description": "A configured preset: its definition (defaults filled in) and version.",
+}
+
+PRESET_LIST = _object({"presets": {"type": "array", "items": PRESET}})
+
 JOB_LIST = _object(
     {
         "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
@@ -762,6 +799,7 @@ COMPONENTS: Mapping[str, Schema] = {
     "DeliveryList": DELIVERY_LIST,
     "ReplayQueued": REPLAY_QUEUED,
     "ReprocessQueued": REPROCESS_QUEUED,
+    "PresetList": PRESET_LIST,
     "Backfill": BACKFILL,
 }
 

@@ -154,6 +154,16 @@ OPERATIONS: tuple[Operation, ...] = (
         query=models.GET_JOB_QUERY,
     ),
     Operation(
+        "GET",
+        "/presets",
+        "listPresets",
+        "The stage's presets with their current versions: an output whose version differs "
+        "is made again by reprocessing or a backfill.",
+        200,
+        "PresetList",
+        (*AUTHENTICATED, *ALWAYS, *AWS_BACKED),  # the key's lookup
+    ),
+    Operation(
         "POST",
         "/webhooks",
         "createWebhook",

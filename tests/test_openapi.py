@@ -257,6 +257,8 @@ def test_success_answers_match_their_schemas(
     for job_id in (created.json_body["jobId"], completed["jobId"], failed["jobId"]):
         job = client.http.get(f"/jobs/{job_id}", headers=headers)
         assert_documented(document, "/jobs/{job_id}", "GET", job, 200)
+    presets = client.http.get("/presets", headers=headers)
+    assert_documented(document, "/presets", "GET", presets, 200)
     listed = client.http.get("/jobs?limit=2", headers=headers)
     assert_documented(document, "/jobs", "GET", listed, 200)
     assert listed.json_body["nextCursor"]
@@ -281,6 +283,8 @@ def test_error_answers_match_their_schemas(
         ("/jobs", "GET", client.http.get("/jobs"), 401),  # no header: the gateway's answer
         ("/jobs/{job_id}", "GET", client.http.get("/jobs/nope", headers=headers), 404),
         ("/jobs/{job_id}", "GET", client.http.get("/jobs/nope?x=1", headers=headers), 400),
+        ("/presets", "GET", client.http.get("/presets?x=1", headers=headers), 400),
+        ("/presets", "GET", client.http.get("/presets"), 401),
         ("/health", "GET", client.http.get("/health?x=1"), 400),
         ("/openapi.json", "GET", client.http.get("/openapi.json?x=1"), 400),
     ]
