@@ -408,7 +408,17 @@ def backfill_command(client: Client, args: argparse.Namespace) -> int:
     return EXIT_FAILED if shown["status"] == "failed" else status
 
 
-# --- reprocess -------------------------------------------------------------------------------
+# --- presets and reprocess -------------------------------------------------------------------
+
+
+def presets_command(client: Client, args: argparse.Namespace) -> int:
+    for preset in client.presets():
+        if args.json:
+            print(json.dumps(preset))
+            continue
+        size = f"{preset['width']}x{preset['height']}"
+        print("  ".join([preset["name"], preset["version"], size, preset["fit"], preset["format"]]))
+    return EXIT_OK
 
 
 def reprocess_command(client: Client, args: argparse.Namespace) -> int:
@@ -441,6 +451,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "jobs": jobs_command,
     "webhooks": webhooks_command,
     "backfill": backfill_command,
+    "presets": presets_command,
     "reprocess": reprocess_command,
 }
 
@@ -531,6 +542,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("rm", "remove"), ("test", "send a test event"), ("rotate", "new secret")):
         action = actions.add_parser(name, parents=[common], help=f"{text} (endpoint ID)")
         action.add_argument("id", metavar="ID")
+    commands.add_parser("presets", parents=[common], help="the presets, with their versions")
     reprocess = commands.add_parser(
         "reprocess", parents=[common], help="make a job's outputs of some presets again"
     )

@@ -237,6 +237,10 @@ class Client:
             if time.monotonic() >= deadline:
                 raise JobTimeout(job, timeout)
 
+    def presets(self) -> list[dict[str, Any]]:
+        """The stage's presets, each definition with its current `version`."""
+        return list(self.request("GET", "/presets")["presets"])
+
     def reprocess(self, job_id: str, presets: list[str]) -> dict[str, Any]:
         """Ask for the COMPLETED job's outputs of `presets` to be made again from its
         original, at the presets' current versions; the request (`requestId`, the

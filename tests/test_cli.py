@@ -268,6 +268,24 @@ def uploaded_with_thumb_only(stack: LocalStack) -> str:
     return str(job_id)
 
 
+def test_presets_lists_each_with_the_version_its_outputs_carry(stack: LocalStack) -> None:
+    job_id = uploaded_with_thumb_only(stack)
+    (thumb,) = stack.job(TENANT, job_id)["outputs"]
+
+    shown = on_stack(stack, "presets")
+    as_json = on_stack(stack, "presets", "--json")
+
+    assert (shown.returncode, as_json.returncode) == (0, 0), shown.stderr + as_json.stderr
+    presets = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [preset["name"] for preset in presets] == ["thumb", "small", "large"]
+    assert presets[0]["version"] == thumb["version"]
+    lines = [line.split("  ") for line in shown.stdout.splitlines()]
+    assert lines == [
+        [p["name"], p["version"], f"{p['width']}x{p['height']}", p["fit"], p["format"]]
+        for p in presets
+    ]
+
+
 def test_reprocess_wait_adds_a_preset_keeps_the_others_and_a_second_costs_nothing(
     stack: LocalStack,
 ) -> None:
