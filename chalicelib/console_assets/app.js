@@ -5,6 +5,7 @@ const KEY_STORAGE = "media-pipeline.api-key";
 const WAIT_SECONDS = 20; // each long-poll of a job
 const RECENT_JOBS = 20;
 const ENDED = new Set(["COMPLETED", "FAILED"]);
+const REPROCESS_POLL_MS = 500;
 // The API is where the page is: "/" locally, the stage's prefix ("/api/") on AWS.
 const API_BASE = new URL(".", window.location.href);
 
@@ -115,11 +116,12 @@ function showOutputs(container, job) {
       src: output.url,
       width: output.width,
       height: output.height,
-      alt: `${job.filename || job.jobId}: ${output.preset}`,
-      title: `${output.preset}: ${output.width}×${output.height} ${output.format}, ${output.bytes} bytes`,
+      alt: `${job.filename || job.jobId}: ${output.name}`,
+      title: `${output.name}: ${output.width}×${output.height} ${output.format}, ${output.bytes} bytes, version ${output.version}`,
     });
     image.dataset.preset = output.preset;
-    container.append(element("figure", {}, image, element("figcaption", { textContent: output.preset })));
+    image.dataset.version = output.version;
+    container.append(element("figure", {}, image, element("figcaption", { textContent: output.name })));
   }
 }
 
@@ -220,13 +222,93 @@ function row(cells) {
 
 function select(job) {
   selected.hidden = false;
+  selected.dataset.jobId = job.jobId;
   const result = element("div", { className: "result" });
+  const revision = job.revision ? ` · revision ${job.revision}` : "";
   selected.replaceChildren(
     element("strong", { textContent: job.filename || job.jobId }),
-    element("span", { className: "status", textContent: ` ${job.status.toLowerCase()} · ${job.jobId}` }),
+    element("span", { className: "status", textContent: ` ${job.status.toLowerCase()} · ${job.jobId}${revision}` }),
     result,
   );
   showJob(result, job);
+  if (job.status === "COMPLETED") offerReprocess(job);
+}
+
+// --- making a job's outputs again (POST jobs/{id}/reprocess) ---------------------------
+
+let stagePresets = null; // GET presets, once per key
+
+keyField.addEventListener("input", () => {
+  stagePresets = null;
+});
+
+async function presetsOfStage() {
+  if (stagePresets === null) stagePresets = (await callApi("presets")).presets;
+  return stagePresets;
+}
+
+// A preset is outdated for the job when it has no output at the preset's current version.
+function outdated(job, preset) {
+  const versions = new Set(job.outputs.filter((o) => o.preset === preset.name).map((o) => o.version));
+  return !(versions.size === 1 && versions.has(preset.version));
+}
+
+async function offerReprocess(job) {
+  const form = element("form", { className: "reprocess" });
+  const said = element("p", { className: "status" });
+  selected.append(form, said);
+  let presets;
+  try {
+    presets = await presetsOfStage();
+  } catch (error) {
+    showError(said, error.code, error.message);
+    return;
+  }
+  if (selected.dataset.jobId !== job.jobId) return; // another job was selected meanwhile
+  const boxes = presets.map((preset) => {
+    const box = element("input", { type: "checkbox", name: "preset", value: preset.name });
+    box.checked = outdated(job, preset);
+    const note = box.checked ? " (outdated)" : "";
+    return element("label", {}, box, ` ${preset.name} ${preset.version}${note}`);
+  });
+  const button = element("button", { type: "submit", textContent: "Make again" });
+  form.append(element("span", { textContent: "From the original:" }), ...boxes, button);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = [...form.querySelectorAll("input[name=preset]:checked")].map((box) => box.value);
+    if (chosen.length === 0) {
+      said.textContent = "Pick at least one preset.";
+      return;
+    }
+    button.disabled = true;
+    reprocess(job.jobId, chosen, said).finally(() => {
+      button.disabled = false;
+    });
+  });
+}
+
+async function reprocess(jobId, presets, said) {
+  try {
+    await callApi(`jobs/${encodeURIComponent(jobId)}/reprocess`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ presets }),
+    });
+    said.textContent = "making the outputs again…";
+    let job;
+    do {
+      await new Promise((resume) => setTimeout(resume, REPROCESS_POLL_MS));
+      job = await callApi(`jobs/${encodeURIComponent(jobId)}`);
+    } while (job.reprocessing);
+    if (selected.dataset.jobId !== jobId) return;
+    select(job);
+    if (job.reprocessError) {
+      const failed = selected.querySelector("form.reprocess + .status");
+      showError(failed, job.reprocessError.code, job.reprocessError.message);
+    }
+  } catch (error) {
+    showError(said, error.code, error.message);
+  }
 }
 
 document.getElementById("refresh").addEventListener("click", refreshRecentJobs);
