@@ -34,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 from devstack import emulator, launch, persistence, runner
-from infra import stack
+from infra import policies, stack
 
 DEFAULT_TENANT = "dev"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
@@ -213,22 +213,24 @@ def start_functions(
     """The event runner and the API server; `running` stops them in the reverse order,
     before the emulator: nothing may poll an emulator that is gone."""
     triggers = runner.sqs_triggers()
-    processes = runner.function_processes(triggers[runner.WORKER], settings.workers, s3_events_url)
+    processes = runner.function_processes(
+        triggers[policies.WORKER], settings.workers, s3_events_url
+    )
     processes.start()
     threads_stop = threading.Event()
-    dead_letters = triggers[runner.DEAD_LETTERS]
+    dead_letters = triggers[policies.DEAD_LETTERS]
     # Several deliveries at once, as Lambda runs one invocation per message: a slow
     # receiver holds one of them only.
-    deliveries = [triggers[runner.DELIVERIES]] * DELIVERY_THREADS
+    deliveries = [triggers[policies.DELIVERIES]] * DELIVERY_THREADS
     consumers = [
         dead_letters,
-        triggers[runner.WEBHOOK_DEAD_LETTERS],
+        triggers[policies.WEBHOOK_DEAD_LETTERS],
         *deliveries,
         # Reprocessing renders like the worker, one message at a time.
-        triggers[runner.REPROCESS],
-        triggers[runner.REPROCESS_DEAD_LETTERS],
-        triggers[runner.BACKFILL_PAGES],
-        triggers[runner.BACKFILL_DEAD_LETTERS],
+        triggers[policies.REPROCESS],
+        triggers[policies.REPROCESS_DEAD_LETTERS],
+        triggers[policies.BACKFILL_PAGES],
+        triggers[policies.BACKFILL_DEAD_LETTERS],
     ]
     threads = [
         *(

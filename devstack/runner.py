@@ -29,18 +29,10 @@ from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
 from typing import Any, Protocol
 
+from infra.policies import DISPATCHER, SWEEPER
+
 log = logging.getLogger("devstack")
 
-DISPATCHER = "dispatch_upload"
-WORKER = "make_thumbnails"
-DEAD_LETTERS = "fail_dead_letters"
-SWEEPER = "sweep_jobs"
-DELIVERIES = "deliver_webhooks"
-WEBHOOK_DEAD_LETTERS = "fail_webhook_dead_letters"
-REPROCESS = "reprocess_outputs"
-REPROCESS_DEAD_LETTERS = "fail_reprocess_dead_letters"
-BACKFILL_PAGES = "walk_backfill_pages"
-BACKFILL_DEAD_LETTERS = "fail_backfill_dead_letters"
 DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 LONG_POLL_SECONDS = 1

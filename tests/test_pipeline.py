@@ -21,6 +21,7 @@ from chalicelib.dead_letters import GIVEN_UP
 from chalicelib.presets import load_presets, preset_version
 from devstack import runner
 from devstack.lambda_events import s3_object_created_event
+from infra import policies
 from tests.faults import aws_calls, aws_fault, body_contains, url_contains
 from tests.job_errors import assert_fixed_message
 from tests.pipeline import Pipeline, claim_job
@@ -521,7 +522,7 @@ def test_the_local_dead_letter_source_outlives_a_failed_receive(pipeline: Pipeli
     """`make run`'s event source keeps polling when its own SQS call fails (here: its queue
     vanished for a while), as Lambda's pollers do, and handles what comes after."""
     queue = pipeline.queues.dlq_url.rsplit("/", 1)[1]
-    trigger = runner.SqsTrigger(runner.DEAD_LETTERS, queue, batch_size=10, batching_window=0)
+    trigger = runner.SqsTrigger(policies.DEAD_LETTERS, queue, batch_size=10, batching_window=0)
     upload = pipeline.request_upload()
     pipeline.post_file(upload, jpeg())
     pipeline.notify_upload(pipeline.source_key(upload))
