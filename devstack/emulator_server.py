@@ -26,6 +26,7 @@ import base64
 import functools
 import io
 import logging
+import signal
 import sys
 import threading
 import time
@@ -403,6 +404,19 @@ def guard_s3() -> None:
     server.create_backend_app = create_guarded_app  # type: ignore[attr-defined]
 
 
+# --- stopping: the first signal counts ----------------------------------------------------
+
+
+def stop_once(signum: Any, frame: Any) -> None:
+    """moto's SIGTERM and SIGINT handler (it raises SystemExit), once. A later signal must
+    not raise again inside the last snapshot and abandon it: the parent-death signal comes
+    again each time the emulator is re-parented, and when `make run` is killed its threads
+    end one after another, the emulator passing from one to the next."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     apply_speedups()
     guard_s3()
@@ -433,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"emulator: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
     persistence.install(store)
+    # moto's main() installs its module's handler by name, when it starts
+    server.signal_handler = stop_once
     try:
         server.main(moto_argv)
     finally:

@@ -347,10 +347,22 @@ def running_emulator(
     """The emulator's server alone (or `command`, such as plain moto.server's) on a free
     127.0.0.1 port (or `port`), with none of the caller's AWS variables: its endpoint.
     With `data_dir`, it loads its state from there and keeps it there (devstack.persistence)."""
+    with launched_emulator(port, command, data_dir, log) as (endpoint, _):
+        yield endpoint
+
+
+@contextlib.contextmanager
+def launched_emulator(
+    port: int | None = None,
+    command: tuple[str, ...] = EMULATOR_SERVER,
+    data_dir: Path | None = None,
+    log: Path | None = None,
+) -> Iterator[tuple[str, Launched]]:
+    """`running_emulator`'s endpoint, and its process."""
     endpoint = f"http://{HOST}:{port or free_ports(1)[0]}"
     arguments = (*command, "-H", HOST, "-p", endpoint.rsplit(":", 1)[1])
     if data_dir is not None:
         arguments = (*arguments, "--data-dir", str(data_dir))
     ready: Callable[[Launched], bool] = lambda _: answers(f"{endpoint}/moto-api/")  # noqa: E731
-    with launched(arguments, user_environment(), ready, log=log, timeout=60):
-        yield endpoint
+    with launched(arguments, user_environment(), ready, log=log, timeout=60) as running:
+        yield endpoint, running

@@ -259,6 +259,12 @@ class Gate:
                     self._writer = False
                     self._condition.notify_all()
 
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests holding the gate now (a long poll waiting for messages lets go of it)."""
+        with self._condition:
+            return self._readers
+
     def _enter(self) -> None:
         with self._condition:
             while self._writer or self._writers_waiting:
@@ -684,6 +690,7 @@ class Store:
             "s3Bodies": status.blobs,
             "loadedSnapshotSavedAt": iso(status.loaded_from),
             "debounceMilliseconds": DEBOUNCE_SECONDS * 1000,
+            "requestsInFlight": self.gate.requests_in_flight,
             "lastError": status.error,
         }
 

@@ -16,18 +16,21 @@ import json
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 import requests
 from PIL import Image
 from standardwebhooks import Webhook
 
 from chalicelib import presets
-from devstack import launch, persistence
+from devstack import emulator, launch, persistence
 from devstack.webhooks import receiver
 from tests.local_stack import HTTP_TIMEOUT, REPO, LocalStack, kill_everything
 from tests.samples import phone_photo
@@ -239,6 +242,80 @@ def test_a_stop_mid_job_loses_nothing(
         stop(running)
         wait_for_exit(leader, children)
     every_job_finishes_after_a_restart(tmp_path, keys, job_ids)
+
+
+def test_a_second_stop_signal_never_cuts_the_last_snapshot_short(tmp_path: Path) -> None:
+    """The emulator's parent-death signal can come twice (it is sent again each time the
+    emulator is re-parented, as the threads of a killed make run end one by one). The
+    second, while the last snapshot waits for a request in flight, is ignored: the request
+    is answered and the snapshot holds its write."""
+    data = tmp_path / "data"
+    persistence.prepare(data, reset=False)
+    first = launch.launched_emulator(data_dir=data, log=tmp_path / "first.log")
+    with first as (endpoint, running):
+        dynamodb = emulator_client(endpoint, "dynamodb")
+        dynamodb.create_table(
+            TableName="kept",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        with put_item_in_flight(endpoint, "kept", "written-while-stopping") as finish:
+            status_url = f"{endpoint}{persistence.STATUS_PATH}"
+            deadline = time.monotonic() + 30
+            while requests.get(status_url, timeout=5).json()["requestsInFlight"] != 1:
+                assert time.monotonic() < deadline, "the PutItem never reached the emulator"
+                time.sleep(0.02)
+            running.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while launch.answers(f"{endpoint}/moto-api/"):  # until its server has stopped
+                assert time.monotonic() < deadline, "the emulator never stopped serving"
+                time.sleep(0.05)
+            running.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # for the second signal to be handled (or ignored) first
+            assert finish().startswith(b"HTTP/1.1 200 "), running.log_tail()
+        assert running.process.wait(30) == 0, running.log_tail()
+    with launch.running_emulator(data_dir=data, log=tmp_path / "restarted.log") as endpoint:
+        kept = emulator_client(endpoint, "dynamodb").get_item(
+            TableName="kept", Key={"id": {"S": "written-while-stopping"}}
+        )
+        assert kept.get("Item") == {"id": {"S": "written-while-stopping"}}
+
+
+def emulator_client(endpoint: str, service: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint,
+        region_name=emulator.REGION,
+        aws_access_key_id=emulator.ACCESS_KEY_ID,
+        aws_secret_access_key=emulator.SECRET_ACCESS_KEY,
+    )
+
+
+@contextlib.contextmanager
+def put_item_in_flight(endpoint: str, table: str, key: str) -> Iterator[Callable[[], bytes]]:
+    """A DynamoDB PutItem of `key`, in flight: its body is half sent until the function
+    yielded sends the rest. That function returns the response's status line (empty if
+    the emulator closed the connection instead)."""
+    body = json.dumps({"TableName": table, "Item": {"id": {"S": key}}}).encode()
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    scope = f"{emulator.ACCESS_KEY_ID}/20260101/{emulator.REGION}/dynamodb/aws4_request"
+    head = (
+        f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/x-amz-json-1.0\r\n"
+        "X-Amz-Target: DynamoDB_20120810.PutItem\r\n"
+        f"Authorization: AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head + body[:10])
+
+        def finish() -> bytes:
+            connection.sendall(body[10:])
+            with connection.makefile("rb") as response:
+                return response.readline()
+
+        yield finish
 
 
 def test_a_crash_of_every_process_keeps_the_last_snapshot(tmp_path: Path) -> None:
