@@ -294,6 +294,10 @@ REPROCESS_OFFER = """
 return Object.fromEntries([...document.querySelectorAll("#selected input[name=preset]")]
   .map((box) => [box.value, box.checked]));
 """
+REPROCESS_LABELS = """
+return [...document.querySelectorAll("#selected form.reprocess label")]
+  .map((label) => label.textContent.trim());
+"""
 
 
 def test_a_selected_job_gets_its_missing_presets_made_again(
@@ -326,6 +330,11 @@ def test_a_selected_job_gets_its_missing_presets_made_again(
     )
     # The presets the job lacks are checked; its thumb, at the current version, is not.
     assert offered == {"thumb": False, "small": True, "large": True}
+    assert browser.execute_script(REPROCESS_LABELS) == [
+        f"{preset['name']} {preset['version']}"
+        + ("" if preset["name"] == "thumb" else " (missing)")
+        for preset in client.presets()
+    ]
     browser.save_screenshot(str(screenshots / "offered.png"))
     browser.find_element(By.CSS_SELECTOR, "#selected form.reprocess button").click()
 

@@ -247,10 +247,12 @@ async function presetsOfStage() {
   return stagePresets;
 }
 
-// A preset is outdated for the job when it has no output at the preset's current version.
-function outdated(job, preset) {
+// What the job has of a preset: "missing" (no output), "outdated" (not all at the preset's
+// current version) or "current".
+function presetState(job, preset) {
   const versions = new Set(job.outputs.filter((o) => o.preset === preset.name).map((o) => o.version));
-  return !(versions.size === 1 && versions.has(preset.version));
+  if (versions.size === 0) return "missing";
+  return versions.size === 1 && versions.has(preset.version) ? "current" : "outdated";
 }
 
 async function offerReprocess(job) {
@@ -267,8 +269,9 @@ async function offerReprocess(job) {
   if (selected.dataset.jobId !== job.jobId) return; // another job was selected meanwhile
   const boxes = presets.map((preset) => {
     const box = element("input", { type: "checkbox", name: "preset", value: preset.name });
-    box.checked = outdated(job, preset);
-    const note = box.checked ? " (outdated)" : "";
+    const state = presetState(job, preset);
+    box.checked = state !== "current";
+    const note = box.checked ? ` (${state})` : "";
     return element("label", {}, box, ` ${preset.name} ${preset.version}${note}`);
   });
   const button = element("button", { type: "submit", textContent: "Make again" });
