@@ -24,7 +24,9 @@ import pytest
 from PIL import Image, ImageOps
 from standardwebhooks import Webhook
 
+from chalicelib.formats import ACCEPTED_CONTENT_TYPES
 from devstack.webhooks import receiver
+from media_pipeline import cli
 from tests.local_stack import EXPECTED_OUTPUTS, LocalStack
 from tests.samples import SAMPLES, sample_photo
 
@@ -563,3 +565,21 @@ def test_an_error_answer_is_explained_in_one_line(status: int, code: str, says: 
     assert line.startswith(f"media-pipeline: {code}: "), line
     assert says in line
     assert len(api.requests) == 1
+
+
+def test_a_folder_upload_finds_every_type_the_api_accepts(tmp_path: Path) -> None:
+    """The CLI keeps its own list of accepted types (it runs without chalicelib): it must
+    be the API's, and a folder's images are found by every extension of those types, in
+    either case; other files are left out."""
+    assert cli.ACCEPTED_TYPES == ACCEPTED_CONTENT_TYPES
+    expected = {}
+    for content_type in sorted(ACCEPTED_CONTENT_TYPES):
+        extensions = cli.MEDIA_TYPES.guess_all_extensions(content_type, strict=False)
+        assert extensions, f"no file extension maps to {content_type}"
+        for extension in extensions:
+            for name in (f"a{extension}", f"B{extension.upper()}"):
+                (tmp_path / name).write_bytes(b"")
+                expected[name] = content_type
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = {source.path.name: source.content_type for source in cli.sources([tmp_path])}
+    assert found == expected
