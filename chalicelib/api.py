@@ -33,6 +33,8 @@ from chalicelib.errors import (
     OriginalExpired,
     PayloadTooLarge,
     TooManyPendingUploads,
+    TransientError,
+    UnexpectedAwsError,
 )
 from chalicelib.http import json_api, json_response, require_json_content_type
 from chalicelib.jobs import JobStatus
@@ -185,7 +187,7 @@ def reprocess_job(current: Request | None, job_id: str) -> Response:
     marked = jobs.mark_reprocessing(tenant, job.job_id, request_id)
     if not marked.moved:
         raise JobNotCompleted("The job has not completed: it has no outputs to make again.")
-    reprocess_message.send(
+    send_or_withdraw(
         reprocess_message.ReprocessMessage(job.job_id, tenant, tuple(presets), request_id)
     )
     logger.info("reprocess requested", extra=job_fields(job.job_id, requestId=request_id))
@@ -196,6 +198,17 @@ def reprocess_job(current: Request | None, job_id: str) -> Response:
         "presets": presets,
     }
     return json_response(answer, 202)
+
+
+def send_or_withdraw(message: reprocess_message.ReprocessMessage) -> None:
+    """Send the request's message; if it cannot be sent, withdraw the request before the
+    error is answered, so that the job is not left `reprocessing` with nothing under way
+    (the caller may ask again)."""
+    try:
+        reprocess_message.send(message)
+    except (TransientError, UnexpectedAwsError):
+        jobs.end_reprocessing(message.job_id, message.request_id)
+        raise
 
 
 def job_view(job: jobs.Job, *, with_urls: bool = True) -> dict[str, object]:

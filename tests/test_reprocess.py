@@ -19,6 +19,7 @@ from tests.samples import jpeg, sample_photo
 
 THUMB = {"name": "thumb", "width": 64, "height": 64, "fit": "cover", "format": "JPEG"}
 SMALL = {"name": "small", "width": 128, "height": 128, "fit": "contain", "format": "JPEG"}
+TINY = {"name": "tiny", "width": 32, "height": 32, "fit": "cover", "format": "JPEG"}
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, *presets: dict[str, Any]) -> None:
@@ -238,6 +239,39 @@ def test_a_dead_lettered_reprocess_clears_reprocessing(pipeline: Pipeline, compl
     assert job["reprocessError"]["code"] == "processing_failed"
     assert job["revision"] == 0
     assert [o["preset"] for o in job["outputs"]] == ["thumb"]
+
+
+def test_a_request_whose_message_cannot_be_sent_is_withdrawn(
+    pipeline: Pipeline, completed: str
+) -> None:
+    with aws_fault(clients.sqs(), "SendMessage", code="InternalError", status=500):
+        answer = ask(pipeline, completed, {"presets": ["small"]})
+    assert answer.status_code == 503, answer.body
+    job = pipeline.job(completed)
+    assert (job["reprocessing"], job["reprocessError"], job["revision"]) == (False, None, 0)
+    assert ask(pipeline, completed, {"presets": ["small"]}).status_code == 202
+    pipeline.reprocessor().drain()
+    job = pipeline.job(completed)
+    assert (job["reprocessing"], job["revision"], job["presets"]) == (False, 1, ["thumb", "small"])
+
+
+def test_a_request_made_while_another_is_pending_is_the_one_the_job_shows(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, THUMB, SMALL, TINY)
+    job_id = str(pipeline.process(jpeg(), presets=["thumb"])["jobId"])
+    first = ask(pipeline, job_id, {"presets": ["small"]}).json_body
+    assert ask(pipeline, job_id, {"presets": ["tiny"]}).status_code == 202
+    # The first request is carried out; the job still shows the second one pending.
+    message = ReprocessMessage(job_id, "acme", ("small",), first["requestId"])
+    assert reprocess.reprocess(message) is reprocess.Outcome.REPROCESSED
+    job = pipeline.job(job_id)
+    assert (job["revision"], job["reprocessing"]) == (1, True)
+    pipeline.reprocessor().drain()
+    job = pipeline.job(job_id)
+    assert (job["revision"], job["reprocessing"], job["reprocessError"]) == (2, False, None)
+    assert job["presets"] == ["thumb", "small", "tiny"]
+    assert [o["version"] for o in job["outputs"]] == [version(n) for n in job["presets"]]
 
 
 def test_a_reprocess_announces_a_completion_event_of_its_own(
