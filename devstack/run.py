@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -85,7 +86,12 @@ def key_lines(keys: dict[str, str]) -> str:
 
 
 def banner(
-    api: str, endpoint: str, outputs: dict[str, str], keys: dict[str, str], workers: int
+    api: str,
+    endpoint: str,
+    outputs: dict[str, str],
+    keys: dict[str, str],
+    workers: int,
+    state: str,
 ) -> str:
     tenant, key = next(iter(keys.items()))
     exports = shell_exports({"MEDIA_PIPELINE_API": api, "MEDIA_PIPELINE_KEY": key})
@@ -97,6 +103,7 @@ media-pipeline local stack
   Buckets    {outputs["UploadsBucket"]} -> {outputs["DerivedBucket"]}
   Workers    {workers} processes, each replaced if it dies (its batch returns after the
              jobs queue's visibility timeout: {outputs["JobsQueueVisibilityTimeoutSeconds"]} s)
+  State      {state}
 {key_lines(keys)}
 
 Try it (tenant {tenant}), from the repository root:
@@ -127,11 +134,12 @@ def shell_exports(variables: dict[str, str]) -> str:
 
 
 def emulator_banner(
-    endpoint: str, aws: dict[str, str], app: dict[str, str], keys: dict[str, str]
+    endpoint: str, aws: dict[str, str], app: dict[str, str], keys: dict[str, str], state: str
 ) -> str:
     return f"""
 media-pipeline emulator (stage {emulator.STAGE} provisioned)
   Emulator   {endpoint}
+  State      {state}
 {key_lines(keys)}
 
 Any AWS client, `make deploy STAGE=<name>` and `make destroy STAGE=<name>` included:
@@ -143,6 +151,21 @@ Any AWS client, `make deploy STAGE=<name>` and `make destroy STAGE=<name>` inclu
 
 Ctrl-C stops it.
 Ready."""
+
+
+def kept_state(settings: launch.Settings) -> str:
+    """Where the stack keeps its state, and whether this start restores it (read before
+    the emulator starts: its first snapshot comes within a second)."""
+    data_dir = settings.data_dir
+    if data_dir is None:
+        return "not kept (PERSIST=0): the next start is empty"
+    snapshot = data_dir / persistence.SNAPSHOT
+    if settings.reset or not snapshot.exists():
+        since = "starting empty"
+    else:
+        saved = datetime.fromtimestamp(snapshot.stat().st_mtime, UTC)
+        since = f"restored as saved {saved:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{data_dir} ({since}; RESET=1 empties it)"
 
 
 def start_emulator(
@@ -279,17 +302,18 @@ def serve_api(port: int) -> Any:
 def run(settings: launch.Settings, sweep_interval: float, emulator_only: bool) -> None:
     """Start the stack (or only its emulator), print its banner, and stop everything once
     a stop is requested."""
+    state = kept_state(settings)
     with contextlib.ExitStack() as running:
         session, outputs, keys = start_emulator(settings, running)
         if emulator_only:
             aws, app = emulator.aws_environment(settings.endpoint), stack.environment(outputs)
-            announce(emulator_banner(settings.endpoint, aws, app, keys))
+            announce(emulator_banner(settings.endpoint, aws, app, keys, state))
         else:
             uploads, notification = outputs["UploadsBucket"], runner.s3_notification()
             s3_events_url = emulator.route_s3_notifications(session, uploads, notification)
             start_functions(settings, sweep_interval, s3_events_url, running)
             endpoint, workers = settings.endpoint, settings.workers
-            announce(banner(settings.api, endpoint, outputs, keys, workers))
+            announce(banner(settings.api, endpoint, outputs, keys, workers, state))
         STOP_REQUESTED.wait()
     # Every process and semaphore is gone by now: the tracker may stop without warnings.
     runner.stop_resource_tracker()

@@ -57,6 +57,11 @@ def stack_receiver() -> Iterator[contextlib.ExitStack]:
         yield stack
 
 
+def banner(local: LocalStack) -> str:
+    """What the stack printed at its start."""
+    return launch.read_log(local.log)
+
+
 def refusal(local: LocalStack) -> str:
     """The stack's message when it refuses to start."""
     with (
@@ -75,6 +80,7 @@ def test_state_survives_a_restart_and_reset_empties_it(
     hooks = stack_receiver.enter_context(receiver())
     first = stack(tmp_path, "first", keys, data_dir=data)
     with launch.local_stack(first.settings, first.log):
+        assert f"State      {data} (starting empty; RESET=1 empties it)" in banner(first)
         upload = first.upload(
             TENANT, PHOTO.read_bytes(), filename=PHOTO.name, content_type="image/jpeg"
         )
@@ -88,6 +94,7 @@ def test_state_survives_a_restart_and_reset_empties_it(
 
     second = stack(tmp_path, "second", keys, data_dir=data, presets=json.dumps(PRESETS))
     with launch.local_stack(second.settings, second.log):
+        assert f"State      {data} (restored as saved " in banner(second)
         again = second.job(TENANT, upload.job_id)  # the same key still authorizes
         assert again["status"] == "COMPLETED", again
         kept = {
@@ -129,6 +136,7 @@ def test_state_survives_a_restart_and_reset_empties_it(
 
     fresh = stack(tmp_path, "reset", keys, data_dir=data, reset=True)
     with launch.local_stack(fresh.settings, fresh.log):
+        assert f"State      {data} (starting empty;" in banner(fresh)
         assert fresh.jobs(TENANT) == {}
         assert fresh.client(TENANT).webhooks() == []
 
